@@ -1,0 +1,165 @@
+/* sluice: entry point. Loads the config, starts the front ends on one libuv loop, handles signals.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include "config/cfg.h"
+#include "drivers/mongo/mongo.h"
+#include "drivers/pg/pg.h"
+#include "gateway/gw.h"
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: sluice --config FILE     run the gateway\n"
+                 "       sluice --check FILE      validate FILE and exit (non-zero on errors)\n"
+                 "options: -c, --config FILE   -k, --check FILE   -h, --help   -V, --version\n");
+}
+
+/* The pooler holds two descriptors per active client; lift the soft limit to the hard one. */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+static void on_signal_closed(uv_handle_t *h)
+{
+    (void)h;
+}
+
+static void begin_shutdown(gw_ctx *ctx)
+{
+    if (ctx->stopping)
+        return;
+    ctx->stopping = true;
+    gw_info(ctx, "shutting down");
+    pg_gateway_stop(ctx);
+    mongo_gateway_stop(ctx);
+    uv_close((uv_handle_t *)&ctx->sig_int, on_signal_closed);
+    uv_close((uv_handle_t *)&ctx->sig_term, on_signal_closed);
+    uv_close((uv_handle_t *)&ctx->sig_hup, on_signal_closed);
+}
+
+static void on_stop_signal(uv_signal_t *h, int signum)
+{
+    (void)signum;
+    begin_shutdown(h->data);
+}
+
+/* SIGHUP: reload the file. Settings that need new listeners or pools are logged as needing a
+ * restart; the running config object is replaced whole so nothing sees a half-applied change. */
+static void on_hup(uv_signal_t *h, int signum)
+{
+    (void)signum;
+    gw_ctx *ctx = h->data;
+    cfg *next = NULL;
+    if (cfg_load(ctx->cfg->path, &next, stderr) != 0) {
+        gw_error(ctx, "reload of %s failed; keeping the running configuration", ctx->cfg->path);
+        return;
+    }
+    if (mongo_config_check(next, stderr) != 0) {
+        gw_error(ctx, "reload of %s failed; keeping the running configuration", ctx->cfg->path);
+        cfg_free(next);
+        return;
+    }
+    cfg *old = ctx->cfg;
+    if (strcmp(old->listen_addr, next->listen_addr) != 0 || old->listen_port != next->listen_port ||
+        strcmp(old->unix_socket_dir, next->unix_socket_dir) != 0)
+        gw_warn(ctx, "listen_addr, listen_port and unix_socket_dir take effect at the next "
+                     "restart");
+    gw_info(ctx, "configuration reloaded from %s", next->path);
+    ctx->cfg = next;
+    ctx->cfg_gen++;
+    cfg_free(old);
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"check", required_argument, NULL, 'k'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *config_path = NULL;
+    bool check_only = false;
+    int o;
+    while ((o = getopt_long(argc, argv, "c:k:hV", opts, NULL)) != -1) {
+        switch (o) {
+        case 'c':
+            config_path = optarg;
+            break;
+        case 'k':
+            config_path = optarg;
+            check_only = true;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        case 'V':
+            printf("sluice 0.1.0\n");
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (!config_path || optind != argc) {
+        usage(stderr);
+        return 2;
+    }
+
+    mongo_global_init();
+    cfg *conf = NULL;
+    int rc = cfg_load(config_path, &conf, stderr);
+    if (rc == 0 && mongo_config_check(conf, stderr) != 0)
+        rc = -1;
+    if (check_only || rc != 0) {
+        if (rc == 0)
+            printf("%s: configuration is valid\n", config_path);
+        cfg_free(conf);
+        mongo_global_cleanup();
+        return rc == 0 ? 0 : 1;
+    }
+
+    signal(SIGPIPE, SIG_IGN);
+    raise_fd_limit();
+
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    gw_ctx ctx = {.loop = &loop, .cfg = conf, .cfg_gen = 1};
+
+    uv_signal_init(&loop, &ctx.sig_int);
+    uv_signal_init(&loop, &ctx.sig_term);
+    uv_signal_init(&loop, &ctx.sig_hup);
+    ctx.sig_int.data = ctx.sig_term.data = ctx.sig_hup.data = &ctx;
+    uv_signal_start(&ctx.sig_int, on_stop_signal, SIGINT);
+    uv_signal_start(&ctx.sig_term, on_stop_signal, SIGTERM);
+    uv_signal_start(&ctx.sig_hup, on_hup, SIGHUP);
+
+    int exit_code = 0;
+    if (pg_gateway_start(&ctx) != 0 || (conf->n_mongo > 0 && mongo_gateway_start(&ctx) != 0)) {
+        exit_code = 1;
+        begin_shutdown(&ctx);
+    } else {
+        gw_info(&ctx, "sluice started (pool_mode=%s)", cfg_pool_mode_name(conf->pool_mode));
+    }
+
+    uv_run(&loop, UV_RUN_DEFAULT);
+    if (uv_loop_close(&loop) != 0) {
+        gw_error(&ctx, "event loop closed with handles still open");
+        exit_code = 1;
+    }
+    cfg_free(ctx.cfg);
+    mongo_global_cleanup();
+    return exit_code;
+}
