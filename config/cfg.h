@@ -1,0 +1,121 @@
+/*
+ * cfg: Sluice's configuration, loaded from an INI file (libinih).
+ *
+ * Key names and meanings follow PgBouncer wherever the concept is the same. A loaded cfg is
+ * immutable: a reload builds a new one and the caller swaps it whole.
+ */
+#ifndef SLUICE_CFG_H
+#define SLUICE_CFG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+typedef enum cfg_pool_mode {
+    CFG_POOL_SESSION = 0,     /* server stays with the client until it disconnects */
+    CFG_POOL_TRANSACTION = 1, /* server returns to the pool at the end of each transaction */
+} cfg_pool_mode;
+
+typedef enum cfg_log_level {
+    CFG_LOG_ERROR = 0,
+    CFG_LOG_WARNING = 1,
+    CFG_LOG_INFO = 2,
+    CFG_LOG_DEBUG = 3,
+} cfg_log_level;
+
+typedef enum cfg_auth_type {
+    CFG_AUTH_TRUST = 0, /* any client may log in as any user; the server authenticates Sluice */
+} cfg_auth_type;
+
+/* One keyword=value pair, both NUL-terminated, owned by the cfg. */
+typedef struct cfg_kv {
+    char *key;
+    char *value;
+} cfg_kv;
+
+/* One line of [databases]: `name = host=... port=... dbname=... [pool_size=N] [pool_mode=M]`. */
+typedef struct cfg_database {
+    char *name;   /* "*" is the fallback entry */
+    cfg_kv *conn; /* libpq connection keywords in file order (pool_* keys removed) */
+    size_t n_conn;
+    int pool_size;          /* -1: use default_pool_size */
+    int pool_mode;          /* -1: use the main pool_mode, else a cfg_pool_mode */
+    int max_db_connections; /* -1: use the main max_db_connections; 0 = unlimited */
+    int line;               /* line in the file, for diagnostics */
+} cfg_database;
+
+/* One line of [mongodb]: `name = listen_port=27018 uri=mongodb://... pool_size=10`. */
+typedef struct cfg_mongo {
+    char *name;
+    char *listen_addr;              /* defaults to the main listen_addr */
+    int listen_port;                /* required */
+    char *uri;                      /* required; syntax validated by the mongo driver, not here */
+    int pool_size;                  /* defaults to default_pool_size */
+    uint64_t query_timeout_ms;      /* defaults to the main query_timeout */
+    uint64_t query_wait_timeout_ms; /* defaults to the main query_wait_timeout */
+    int line;
+} cfg_mongo;
+
+typedef struct cfg {
+    char *path; /* the file this was loaded from */
+
+    /* [sluice] */
+    char *listen_addr;        /* default "127.0.0.1"; "*" means all addresses */
+    int listen_port;          /* default 6432 */
+    char *unix_socket_dir;    /* default "/tmp"; "" disables the Unix socket */
+    cfg_pool_mode pool_mode;  /* default transaction */
+    int default_pool_size;    /* default 20 */
+    int min_pool_size;        /* default 0 */
+    int max_client_conn;      /* default 100 */
+    int max_db_connections;   /* default 0 = unlimited */
+    char *server_reset_query; /* default "DISCARD ALL"; "" = none */
+    /* Timeouts in milliseconds, 0 = disabled. The file gives seconds (fractions allowed). */
+    uint64_t server_connect_timeout_ms;   /* default 15 s */
+    uint64_t query_timeout_ms;            /* default 0 */
+    uint64_t query_wait_timeout_ms;       /* default 120 s */
+    uint64_t idle_transaction_timeout_ms; /* default 0 */
+    uint64_t client_login_timeout_ms;     /* default 60 s */
+    int max_prepared_statements; /* per server connection, default 200; 0 disables tracking */
+    uint32_t max_packet_size;    /* bytes, default 2147483647 (PgBouncer's); min 1024 */
+    cfg_auth_type auth_type;     /* default trust */
+    cfg_log_level log_level;     /* default info */
+
+    cfg_database *dbs;
+    size_t n_dbs;
+    cfg_mongo *mongo;
+    size_t n_mongo;
+} cfg;
+
+/*
+ * Loads and validates path. On success returns 0 and stores a new cfg in *out (caller frees with
+ * cfg_free). On failure returns -1 and *out is NULL. Every problem is written to diag (may be
+ * NULL) as one line "path:line: message"; unknown keys suggest the nearest valid name.
+ */
+int cfg_load(const char *path, cfg **out, FILE *diag);
+
+/* Same as cfg_load but from a string in memory; name is used in diagnostics. */
+int cfg_load_string(const char *text, const char *name, cfg **out, FILE *diag);
+
+void cfg_free(cfg *c);
+
+/* The [databases] entry for name, else the "*" entry, else NULL. */
+const cfg_database *cfg_find_database(const cfg *c, const char *name);
+
+/* Effective per-database values after applying main-section defaults. */
+int cfg_db_pool_size(const cfg *c, const cfg_database *db);
+cfg_pool_mode cfg_db_pool_mode(const cfg *c, const cfg_database *db);
+int cfg_db_max_connections(const cfg *c, const cfg_database *db);
+
+const char *cfg_pool_mode_name(cfg_pool_mode m);
+
+/*
+ * The [sluice] keys that differ between old and next and take effect only at a restart (the
+ * listeners). Up to max of their names go to names (static strings); returns how many there are.
+ */
+size_t cfg_restart_keys(const cfg *old, const cfg *next, const char **names, size_t max);
+
+/* Writes the [sluice] key reference (name, type and unit, default, reload policy, meaning) as a
+ * Markdown table; config/README.md carries its output. */
+void cfg_write_reference(FILE *out);
+
+#endif

@@ -1,0 +1,244 @@
+/*
+ * cfg_keys: the [sluice] key table. Defaults, value parsing, range checks, the Markdown reference
+ * and the reload policy all read the same rows, so they cannot drift apart.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "config/cfg_int.h"
+
+#define OFF(f) offsetof(cfg, f)
+
+const cfg_key cfg__keys[] = {
+    {"listen_addr", CFG_T_STR, OFF(listen_addr), "127.0.0.1", CFG_RESTART,
+     "Address for PostgreSQL clients; `*` listens on all addresses."},
+    {"listen_port", CFG_T_PORT, OFF(listen_port), "6432", CFG_RESTART,
+     "TCP port for PostgreSQL clients."},
+    {"unix_socket_dir", CFG_T_STR, OFF(unix_socket_dir), "/tmp", CFG_RESTART,
+     "Directory of the Unix socket `.s.PGSQL.<listen_port>`; empty disables it."},
+    {"pool_mode", CFG_T_MODE, OFF(pool_mode), "transaction", CFG_RELOAD,
+     "When a server connection goes back to the pool: at client disconnect (`session`) or at "
+     "the end of each transaction (`transaction`)."},
+    {"default_pool_size", CFG_T_INT, OFF(default_pool_size), "20", CFG_RELOAD,
+     "Server connections per (database, user) pool."},
+    {"min_pool_size", CFG_T_INT0, OFF(min_pool_size), "0", CFG_RELOAD,
+     "Server connections opened and kept per pool even when idle; at most default_pool_size."},
+    {"max_client_conn", CFG_T_INT, OFF(max_client_conn), "100", CFG_RELOAD,
+     "Client connections allowed at once; more are refused with SQLSTATE 53300."},
+    {"max_db_connections", CFG_T_INT0, OFF(max_db_connections), "0", CFG_RELOAD,
+     "Server connections per database across all users; 0 = unlimited."},
+    {"server_reset_query", CFG_T_STR, OFF(server_reset_query), "DISCARD ALL", CFG_RELOAD,
+     "Run on a server connection before another client gets it in session mode; empty = none."},
+    {"server_connect_timeout", CFG_T_MS, OFF(server_connect_timeout_ms), "15", CFG_RELOAD,
+     "Time allowed to open a server connection, login included."},
+    {"query_timeout", CFG_T_MS, OFF(query_timeout_ms), "0", CFG_RELOAD,
+     "A query running longer is cancelled on the server (the client gets SQLSTATE 57014 and "
+     "keeps its connection); 0 = off."},
+    {"query_wait_timeout", CFG_T_MS, OFF(query_wait_timeout_ms), "120", CFG_RELOAD,
+     "How long a client may wait for a server connection before it is disconnected; 0 = "
+     "forever."},
+    {"idle_transaction_timeout", CFG_T_MS, OFF(idle_transaction_timeout_ms), "0", CFG_RELOAD,
+     "A client idle inside a transaction this long is rolled back and disconnected (SQLSTATE "
+     "25P03); 0 = off."},
+    {"client_login_timeout", CFG_T_MS, OFF(client_login_timeout_ms), "60", CFG_RELOAD,
+     "Time a new client has to complete its login; 0 = off."},
+    {"max_prepared_statements", CFG_T_INT0, OFF(max_prepared_statements), "200", CFG_RELOAD,
+     "Protocol-level prepared statements tracked per server connection in transaction mode; "
+     "0 turns tracking off."},
+    {"max_packet_size", CFG_T_SIZE, OFF(max_packet_size), "2147483647", CFG_RELOAD,
+     "Largest client message accepted; a larger one ends the connection (SQLSTATE 08P01)."},
+    {"auth_type", CFG_T_AUTH, OFF(auth_type), "trust", CFG_RELOAD,
+     "Client authentication; only `trust` is supported so far."},
+    {"log_level", CFG_T_LOG, OFF(log_level), "info", CFG_RELOAD,
+     "`error`, `warning`, `info` or `debug`."},
+    {NULL, 0, 0, NULL, 0, NULL},
+};
+
+_Static_assert(sizeof cfg__keys / sizeof cfg__keys[0] <= CFG__MAX_KEYS + 1,
+               "cfg__loader.key_line is too small for the key table");
+
+static const char *const log_names[] = {"error", "warning", "info", "debug", NULL};
+
+/* PgBouncer's methods, so a config written for it gets "not supported yet", not "unknown". */
+static const char *const pgbouncer_auth[] = {"any", "plain", "md5", "scram-sha-256", "cert", "hba",
+                                             "pam", "ldap",  NULL};
+
+const cfg_key *cfg__key(const char *name)
+{
+    for (const cfg_key *k = cfg__keys; k->name; k++)
+        if (strcmp(k->name, name) == 0)
+            return k;
+    return NULL;
+}
+
+static int set_auth(cfg__loader *l, const cfg_key *k, const char *v, int line, void *field)
+{
+    if (strcmp(v, "trust") == 0) {
+        *(cfg_auth_type *)field = CFG_AUTH_TRUST;
+        return 0;
+    }
+    for (size_t i = 0; pgbouncer_auth[i]; i++)
+        if (strcmp(v, pgbouncer_auth[i]) == 0) {
+            cfg__error(l, line, "%s: '%s' is not supported yet; only trust is", k->name, v);
+            return -1;
+        }
+    cfg__error(l, line, "%s: expected trust, got '%s'", k->name, v);
+    return -1;
+}
+
+int cfg__set_key(cfg__loader *l, const cfg_key *k, const char *v, int line)
+{
+    void *field = (char *)l->c + k->offset;
+    long n;
+    uint64_t u;
+    cfg_pool_mode mode;
+    switch (k->type) {
+    case CFG_T_STR: {
+        char *s = strdup(v);
+        if (!s) {
+            cfg__error(l, line, "out of memory");
+            return -1;
+        }
+        free(*(char **)field);
+        *(char **)field = s;
+        return 0;
+    }
+    case CFG_T_INT:
+    case CFG_T_INT0: {
+        long min = k->type == CFG_T_INT ? 1 : 0;
+        if (cfg__parse_int(v, CFG__INT_MAX, &n) != 0 || n < min) {
+            cfg__error(l, line, "%s: expected a whole number from %ld to %d, got '%s'", k->name,
+                       min, CFG__INT_MAX, v);
+            return -1;
+        }
+        *(int *)field = (int)n;
+        return 0;
+    }
+    case CFG_T_PORT:
+        if (cfg__parse_int(v, 65535, &n) != 0 || n < 1) {
+            cfg__error(l, line, "%s: expected a port number from 1 to 65535, got '%s'", k->name, v);
+            return -1;
+        }
+        *(int *)field = (int)n;
+        return 0;
+    case CFG_T_MS:
+        if (cfg__parse_duration_ms(v, &u) != 0) {
+            cfg__error(l, line,
+                       "%s: expected seconds (e.g. 15, 0.5) or a number with ms, s, min or h, "
+                       "got '%s'",
+                       k->name, v);
+            return -1;
+        }
+        *(uint64_t *)field = u;
+        return 0;
+    case CFG_T_SIZE:
+        if (cfg__parse_size(v, &u) != 0 || u < 1024 || u > INT32_MAX) {
+            cfg__error(l, line,
+                       "%s: expected a size from 1024 to 2147483647 bytes (kB, MB, GB allowed), "
+                       "got '%s'",
+                       k->name, v);
+            return -1;
+        }
+        *(uint32_t *)field = (uint32_t)u;
+        return 0;
+    case CFG_T_MODE:
+        if (cfg__parse_pool_mode(v, &mode) != 0) {
+            cfg__error(l, line, "%s: expected session or transaction, got '%s'", k->name, v);
+            return -1;
+        }
+        *(cfg_pool_mode *)field = mode;
+        return 0;
+    case CFG_T_AUTH:
+        return set_auth(l, k, v, line, field);
+    case CFG_T_LOG:
+        for (int i = 0; log_names[i]; i++)
+            if (strcmp(v, log_names[i]) == 0) {
+                *(cfg_log_level *)field = (cfg_log_level)i;
+                return 0;
+            }
+        cfg__error(l, line, "%s: expected error, warning, info or debug, got '%s'", k->name, v);
+        return -1;
+    }
+    abort(); /* a row with a type this switch does not know */
+}
+
+int cfg__set_defaults(cfg *c)
+{
+    /* Defaults go through the same parser as the file, so a bad default fails every test. */
+    cfg__loader l = {.c = c, .name = "(defaults)"};
+    for (const cfg_key *k = cfg__keys; k->name; k++)
+        if (cfg__set_key(&l, k, k->def, 0) != 0)
+            return -1;
+    return 0;
+}
+
+static const char *type_unit(cfg_type t)
+{
+    switch (t) {
+    case CFG_T_STR:
+        return "string";
+    case CFG_T_INT:
+        return "integer ≥ 1";
+    case CFG_T_INT0:
+        return "integer ≥ 0";
+    case CFG_T_PORT:
+        return "port 1–65535";
+    case CFG_T_MS:
+        return "seconds";
+    case CFG_T_SIZE:
+        return "bytes";
+    case CFG_T_MODE:
+        return "session \\| transaction";
+    case CFG_T_AUTH:
+        return "trust";
+    case CFG_T_LOG:
+        return "error \\| warning \\| info \\| debug";
+    }
+    return "?";
+}
+
+void cfg_write_reference(FILE *out)
+{
+    fputs("| key | type / unit | default | on reload | meaning |\n", out);
+    fputs("|---|---|---|---|---|\n", out);
+    for (const cfg_key *k = cfg__keys; k->name; k++)
+        fprintf(out, "| `%s` | %s | `%s` | %s | %s |\n", k->name, type_unit(k->type), k->def,
+                k->reload == CFG_RELOAD ? "applied" : "needs restart", k->doc);
+}
+
+static bool same_value(const cfg_key *k, const cfg *a, const cfg *b)
+{
+    const char *fa = (const char *)a + k->offset, *fb = (const char *)b + k->offset;
+    switch (k->type) {
+    case CFG_T_STR:
+        return strcmp(*(char *const *)fa, *(char *const *)fb) == 0;
+    case CFG_T_MS:
+        return *(const uint64_t *)fa == *(const uint64_t *)fb;
+    case CFG_T_SIZE:
+        return *(const uint32_t *)fa == *(const uint32_t *)fb;
+    case CFG_T_MODE:
+        return *(const cfg_pool_mode *)fa == *(const cfg_pool_mode *)fb;
+    case CFG_T_AUTH:
+        return *(const cfg_auth_type *)fa == *(const cfg_auth_type *)fb;
+    case CFG_T_LOG:
+        return *(const cfg_log_level *)fa == *(const cfg_log_level *)fb;
+    case CFG_T_INT:
+    case CFG_T_INT0:
+    case CFG_T_PORT:
+        return *(const int *)fa == *(const int *)fb;
+    }
+    abort();
+}
+
+size_t cfg_restart_keys(const cfg *old, const cfg *next, const char **names, size_t max)
+{
+    size_t n = 0;
+    for (const cfg_key *k = cfg__keys; k->name; k++) {
+        if (k->reload != CFG_RESTART || same_value(k, old, next))
+            continue;
+        if (n < max)
+            names[n] = k->name;
+        n++;
+    }
+    return n;
+}

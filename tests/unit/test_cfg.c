@@ -1,0 +1,575 @@
+/* Unit tests for configuration loading and validation. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config/cfg.h"
+#include "config/cfg_int.h"
+
+/* Loads text as "test.ini"; returns the cfg (or NULL) and the diagnostics in *diag (caller
+ * frees). */
+static cfg *load(const char *text, char **diag)
+{
+    size_t len;
+    FILE *f = open_memstream(diag, &len);
+    cr_assert_not_null(f);
+    cfg *c = (cfg *)1;
+    int rc = cfg_load_string(text, "test.ini", &c, f);
+    fclose(f);
+    cr_assert_eq(rc, c ? 0 : -1, "the return code and *out agree");
+    return c;
+}
+
+/* Asserts that text fails to load and that its diagnostics contain each of the lines given. */
+static void fails_with(const char *text, const char *const *expected)
+{
+    char *diag;
+    cfg *c = load(text, &diag);
+    cr_assert_null(c, "loaded although it should not:\n%s", text);
+    for (; *expected; expected++)
+        cr_assert(strstr(diag, *expected), "missing \"%s\" in:\n%s", *expected, diag);
+    free(diag);
+}
+
+#define FAILS_WITH(text, ...) fails_with(text, (const char *const[]){__VA_ARGS__, NULL})
+
+static cfg *loads(const char *text)
+{
+    char *diag;
+    cfg *c = load(text, &diag);
+    cr_assert_not_null(c, "%s", diag);
+    cr_assert_str_empty(diag, "a valid file gives no diagnostics");
+    free(diag);
+    return c;
+}
+
+static const char *source_root(void)
+{
+    const char *root = getenv("MESON_SOURCE_ROOT");
+    return root ? root : SOURCE_ROOT;
+}
+
+/* ---- [sluice] ---- */
+
+Test(cfg, defaults_match_pgbouncer_names_and_values)
+{
+    cfg *c = loads("[sluice]\n");
+    cr_assert_str_eq(c->path, "test.ini");
+    cr_assert_str_eq(c->listen_addr, "127.0.0.1");
+    cr_assert_eq(c->listen_port, 6432);
+    cr_assert_str_eq(c->unix_socket_dir, "/tmp");
+    cr_assert_eq(c->pool_mode, CFG_POOL_TRANSACTION);
+    cr_assert_eq(c->default_pool_size, 20);
+    cr_assert_eq(c->min_pool_size, 0);
+    cr_assert_eq(c->max_client_conn, 100);
+    cr_assert_eq(c->max_db_connections, 0);
+    cr_assert_str_eq(c->server_reset_query, "DISCARD ALL");
+    cr_assert_eq(c->server_connect_timeout_ms, 15000);
+    cr_assert_eq(c->query_timeout_ms, 0);
+    cr_assert_eq(c->query_wait_timeout_ms, 120000);
+    cr_assert_eq(c->idle_transaction_timeout_ms, 0);
+    cr_assert_eq(c->client_login_timeout_ms, 60000);
+    cr_assert_eq(c->max_prepared_statements, 200);
+    cr_assert_eq(c->max_packet_size, 2147483647u);
+    cr_assert_eq(c->auth_type, CFG_AUTH_TRUST);
+    cr_assert_eq(c->log_level, CFG_LOG_INFO);
+    cr_assert_eq(c->n_dbs, 0);
+    cr_assert_eq(c->n_mongo, 0);
+    cfg_free(c);
+
+    c = loads("");
+    cr_assert_eq(c->listen_port, 6432, "an empty file is all defaults");
+    cfg_free(c);
+}
+
+Test(cfg, every_key_is_parsed)
+{
+    cfg *c = loads("[sluice]\nlisten_addr = *\nlisten_port = 7000\nunix_socket_dir =\n"
+                   "pool_mode = session\ndefault_pool_size = 7\nmin_pool_size = 2\n"
+                   "max_client_conn = 900\nmax_db_connections = 30\nserver_reset_query =\n"
+                   "server_connect_timeout = 1.5\nquery_timeout = 250ms\n"
+                   "query_wait_timeout = 2min\nidle_transaction_timeout = 1h\n"
+                   "client_login_timeout = 0\nmax_prepared_statements = 0\n"
+                   "max_packet_size = 64kB\nauth_type = trust\nlog_level = debug\n");
+    cr_assert_str_eq(c->listen_addr, "*");
+    cr_assert_eq(c->listen_port, 7000);
+    cr_assert_str_eq(c->unix_socket_dir, "");
+    cr_assert_eq(c->pool_mode, CFG_POOL_SESSION);
+    cr_assert_eq(c->default_pool_size, 7);
+    cr_assert_eq(c->min_pool_size, 2);
+    cr_assert_eq(c->max_client_conn, 900);
+    cr_assert_eq(c->max_db_connections, 30);
+    cr_assert_str_eq(c->server_reset_query, "");
+    cr_assert_eq(c->server_connect_timeout_ms, 1500);
+    cr_assert_eq(c->query_timeout_ms, 250);
+    cr_assert_eq(c->query_wait_timeout_ms, 120000);
+    cr_assert_eq(c->idle_transaction_timeout_ms, 3600000);
+    cr_assert_eq(c->client_login_timeout_ms, 0);
+    cr_assert_eq(c->max_prepared_statements, 0);
+    cr_assert_eq(c->max_packet_size, 65536u);
+    cr_assert_eq(c->log_level, CFG_LOG_DEBUG);
+    cfg_free(c);
+
+    static const char *const levels[] = {"error", "warning", "info", "debug"};
+    for (int i = 0; i < 4; i++) {
+        char text[64];
+        snprintf(text, sizeof text, "[sluice]\nlog_level = %s\n", levels[i]);
+        c = loads(text);
+        cr_assert_eq(c->log_level, (cfg_log_level)i);
+        cfg_free(c);
+    }
+}
+
+Test(cfg, durations_take_seconds_or_a_unit)
+{
+    static const struct {
+        const char *in;
+        uint64_t ms;
+    } good[] = {{"15", 15000},  {"0.5", 500},     {".25", 250},      {"1.25s", 1250},
+                {"250ms", 250}, {"2min", 120000}, {"2 min", 120000}, {"1h", 3600000},
+                {"0", 0},       {"0.0001", 1},    {"1.5ms", 2},      {"0.1234567891234", 123}};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        uint64_t ms = 12345;
+        cr_assert_eq(cfg__parse_duration_ms(good[i].in, &ms), 0, "'%s'", good[i].in);
+        cr_assert_eq(ms, good[i].ms, "'%s' gave %llu", good[i].in, (unsigned long long)ms);
+    }
+    static const char *const bad[] = {"",
+                                      "-1",
+                                      "nan",
+                                      "inf",
+                                      "1e3",
+                                      "0x10",
+                                      "5 sec",
+                                      "1.2.3",
+                                      ".",
+                                      "+5",
+                                      " 5",
+                                      "5m",
+                                      "10 S",
+                                      "99999999999999999999",
+                                      "100000000000h"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        uint64_t ms;
+        cr_assert_eq(cfg__parse_duration_ms(bad[i], &ms), -1, "'%s' accepted", bad[i]);
+    }
+}
+
+Test(cfg, sizes_take_bytes_or_a_1024_based_unit)
+{
+    static const struct {
+        const char *in;
+        uint64_t bytes;
+    } good[] = {{"1024", 1024},      {"64kB", 65536}, {"64KB", 65536},   {"16MB", 16u << 20},
+                {"1GB", 1ull << 30}, {"100 B", 100},  {"2 MB", 2u << 20}};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        uint64_t n = 0;
+        cr_assert_eq(cfg__parse_size(good[i].in, &n), 0, "'%s'", good[i].in);
+        cr_assert_eq(n, good[i].bytes, "'%s'", good[i].in);
+    }
+    static const char *const bad[] = {
+        "", "1TB", "-5", "abc", "1.5MB", "kB", "1 kb", "0x400", "18446744073709551615GB"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        uint64_t n;
+        cr_assert_eq(cfg__parse_size(bad[i], &n), -1, "'%s' accepted", bad[i]);
+    }
+    cfg *c = loads("[sluice]\nmax_packet_size = 1kB\n");
+    cr_assert_eq(c->max_packet_size, 1024u, "the minimum is allowed");
+    cfg_free(c);
+    FAILS_WITH("[sluice]\nmax_packet_size = 2GB\n",
+               "test.ini:2: max_packet_size: expected a size from 1024 to 2147483647 bytes "
+               "(kB, MB, GB allowed), got '2GB'");
+    FAILS_WITH("[sluice]\nmax_packet_size = 1023\n", "test.ini:2: max_packet_size");
+}
+
+Test(cfg, comments_whitespace_and_line_endings)
+{
+    cfg *c = loads("\xEF\xBB\xBF; leading comment\r\n# another\r\n[sluice] ; main section\r\n"
+                   "   listen_port = 7001   ; inline comment\r\n"
+                   "\tserver_reset_query = SELECT 'a ;b'; RESET ALL ; trailing\r\n"
+                   "pool_mode=session\r\n");
+    cr_assert_eq(c->listen_port, 7001);
+    cr_assert_str_eq(c->server_reset_query, "SELECT 'a ;b'; RESET ALL");
+    cr_assert_eq(c->pool_mode, CFG_POOL_SESSION);
+    cfg_free(c);
+}
+
+Test(cfg, indented_lines_are_not_continuations)
+{
+    /* inih would pass "  port=5432" to the handler as a second value for "app". */
+    cfg *c =
+        loads("[databases]\napp = host=x\n  other = host=y\n\n  [sluice]\n  listen_port = 7\n");
+    cr_assert_eq(c->n_dbs, 2);
+    cr_assert_str_eq(c->dbs[1].name, "other");
+    cr_assert_eq(c->listen_port, 7);
+    cfg_free(c);
+}
+
+Test(cfg, sections_in_any_order)
+{
+    cfg *c = loads("[mongodb]\nm = listen_port=27018 uri=mongodb://h/\n[databases]\n"
+                   "* = host=h\n[sluice]\ndefault_pool_size = 4\nquery_timeout = 3\n");
+    cr_assert_eq(c->mongo[0].pool_size, 4, "defaults come from [sluice] even when it is later");
+    cr_assert_eq(c->mongo[0].query_timeout_ms, 3000);
+    cr_assert_eq(cfg_db_pool_size(c, cfg_find_database(c, "x")), 4);
+    cfg_free(c);
+}
+
+/* ---- [databases] ---- */
+
+Test(cfg, database_lines_and_fallback)
+{
+    cfg *c = loads("[sluice]\ndefault_pool_size = 9\nmax_db_connections = 30\n[databases]\n"
+                   "app = host=127.0.0.1 port=5432 dbname=app user=app password='a b''c' "
+                   "pool_size=3 pool_mode=session max_db_connections=0 sslmode=disable\n"
+                   "* = host=/var/run/postgresql\n"
+                   "q = password='it\\'s ;x' ; a comment\n"
+                   "empty =\n");
+    cr_assert_eq(c->n_dbs, 4);
+    const cfg_database *app = cfg_find_database(c, "app");
+    cr_assert_str_eq(app->name, "app");
+    cr_assert_eq(app->line, 5);
+    cr_assert_eq(app->n_conn, 6, "pool_size, pool_mode, max_db_connections are not libpq's");
+    static const char *const keys[] = {"host", "port", "dbname", "user", "password", "sslmode"};
+    static const char *const vals[] = {"127.0.0.1", "5432", "app", "app", "a b'c", "disable"};
+    for (size_t i = 0; i < 6; i++) {
+        cr_assert_str_eq(app->conn[i].key, keys[i], "file order is kept");
+        cr_assert_str_eq(app->conn[i].value, vals[i]);
+    }
+    cr_assert_eq(cfg_db_pool_size(c, app), 3);
+    cr_assert_eq(cfg_db_pool_mode(c, app), CFG_POOL_SESSION);
+    cr_assert_eq(cfg_db_max_connections(c, app), 0, "0 here means unlimited, not 'use 30'");
+
+    const cfg_database *other = cfg_find_database(c, "anything");
+    cr_assert_str_eq(other->name, "*");
+    cr_assert_eq(other->pool_size, -1);
+    cr_assert_eq(cfg_db_pool_size(c, other), 9);
+    cr_assert_eq(cfg_db_pool_mode(c, other), CFG_POOL_TRANSACTION);
+    cr_assert_eq(cfg_db_max_connections(c, other), 30);
+
+    const cfg_database *q = cfg_find_database(c, "q");
+    cr_assert_eq(q->n_conn, 1);
+    cr_assert_str_eq(q->conn[0].value, "it's ;x", "quoted text is not a comment");
+    cr_assert_eq(cfg_find_database(c, "empty")->n_conn, 0);
+    cfg_free(c);
+
+    c = loads("[databases]\napp = host=x\n");
+    cr_assert_null(cfg_find_database(c, "other"), "no fallback without a * entry");
+    cr_assert_not_null(cfg_find_database(c, "app"));
+    cfg_free(c);
+}
+
+Test(cfg, lines_longer_than_inih_buffer)
+{
+    char pw[1001];
+    memset(pw, 'p', 1000);
+    pw[1000] = 0;
+    char text[2000];
+    snprintf(text, sizeof text,
+             "[databases]\nbig = host=db.example.com password='%s' pool_size=5\nnext = host=n\n",
+             pw);
+    cfg *c = loads(text);
+    cr_assert_eq(c->n_dbs, 2);
+    cr_assert_str_eq(c->dbs[0].conn[1].value, pw);
+    cr_assert_eq(c->dbs[0].pool_size, 5);
+    cr_assert_eq(c->dbs[1].line, 3, "line numbers stay right after a long line");
+    cfg_free(c);
+}
+
+Test(cfg, database_errors)
+{
+    FAILS_WITH(
+        "[databases]\na = host=x prot=1\n",
+        "test.ini:2: unknown connection keyword 'prot' in database 'a'; did you mean 'port'?");
+    FAILS_WITH("[databases]\na = host=x pool_siz=1\n",
+               "test.ini:2: unknown connection keyword 'pool_siz' in database 'a'; did you mean "
+               "'pool_size'?");
+    FAILS_WITH("[databases]\na = host=x reserve_pool=2\n",
+               "test.ini:2: database 'a': 'reserve_pool' is a PgBouncer setting Sluice does "
+               "not support");
+    FAILS_WITH("[databases]\na = host=x\n\na = host=y\n",
+               "test.ini:4: database 'a' is defined twice (first on line 2)");
+    FAILS_WITH("[databases]\nb = host\n", "test.ini:2: database 'b': expected keyword=value pairs");
+    FAILS_WITH("[databases]\nb = password='open\n",
+               "test.ini:2: database 'b': unterminated quoted value");
+    FAILS_WITH("[databases]\nb = host=x host=y\n",
+               "test.ini:2: database 'b': 'host' is given twice");
+    FAILS_WITH("[databases]\nb = pool_size=0 pool_mode=statement max_db_connections=-1\n",
+               "test.ini:2: database 'b': pool_size: expected a whole number from 1 to 1000000, "
+               "got '0'",
+               "test.ini:2: database 'b': pool_mode: expected session or transaction, got "
+               "'statement'",
+               "test.ini:2: database 'b': max_db_connections: expected a whole number from 0 to "
+               "1000000, got '-1'");
+}
+
+/* ---- [mongodb] ---- */
+
+Test(cfg, mongodb_lines_take_main_defaults)
+{
+    cfg *c = loads("[sluice]\nquery_wait_timeout = 5\ndefault_pool_size = 6\n"
+                   "listen_addr = 10.0.0.1\n[mongodb]\n"
+                   "m = listen_port=27018 uri=mongodb://127.0.0.1:27017/?appname=x pool_size=10\n"
+                   "n = listen_port=27019 uri='mongodb://h/?w=1&replicaSet=rs' "
+                   "listen_addr=0.0.0.0 query_timeout=2 query_wait_timeout=500ms\n");
+    cr_assert_eq(c->n_mongo, 2);
+    const cfg_mongo *m = &c->mongo[0], *n = &c->mongo[1];
+    cr_assert_str_eq(m->name, "m");
+    cr_assert_eq(m->line, 6);
+    cr_assert_eq(m->listen_port, 27018);
+    cr_assert_str_eq(m->uri, "mongodb://127.0.0.1:27017/?appname=x");
+    cr_assert_eq(m->pool_size, 10);
+    cr_assert_str_eq(m->listen_addr, "10.0.0.1");
+    cr_assert_eq(m->query_timeout_ms, 0);
+    cr_assert_eq(m->query_wait_timeout_ms, 5000);
+    cr_assert_eq(n->pool_size, 6);
+    cr_assert_str_eq(n->uri, "mongodb://h/?w=1&replicaSet=rs");
+    cr_assert_eq(n->query_timeout_ms, 2000);
+    cr_assert_eq(n->query_wait_timeout_ms, 500);
+    cr_assert_str_eq(n->listen_addr, "0.0.0.0");
+    cfg_free(c);
+}
+
+Test(cfg, mongodb_errors)
+{
+    FAILS_WITH("[mongodb]\nm = uri=mongodb://x/\n",
+               "test.ini:2: mongodb entry 'm': listen_port= is required");
+    FAILS_WITH("[mongodb]\nm = listen_port=1\n", "test.ini:2: mongodb entry 'm': uri= is required");
+    FAILS_WITH("[mongodb]\nm = listen_port=27018 uri=x pool_sise=3\n",
+               "test.ini:2: unknown key 'pool_sise' in mongodb entry 'm'; did you mean "
+               "'pool_size'?");
+    FAILS_WITH("[mongodb]\nm = listen_port=0 uri=x query_timeout=soon\n",
+               "test.ini:2: mongodb entry 'm': listen_port: expected a whole number from 1 to "
+               "65535, got '0'",
+               "test.ini:2: mongodb entry 'm': query_timeout: expected seconds");
+    FAILS_WITH("[mongodb]\nm = listen_port=27018 uri=x\nn = listen_port=27018 uri=y\n"
+               "o = listen_port=6432 uri=z\nm = listen_port=1 uri=x\n",
+               "test.ini:3: mongodb entry 'n': listen_port 27018 is already used by 'm'",
+               "test.ini:4: mongodb entry 'o': listen_port 6432 is already the PostgreSQL "
+               "listen_port",
+               "test.ini:5: mongodb entry 'm' is defined twice (first on line 2)");
+}
+
+/* ---- diagnostics ---- */
+
+Test(cfg, errors_name_file_line_and_suggest)
+{
+    FAILS_WITH("[sluice]\npool_mod = session\npool_mode = sesion\nlisten_port = 70000\n"
+               "query_timeout = soon\n[databses]\nignored = x\n[databases]\nb = host\n",
+               "test.ini:2: unknown key 'pool_mod' in [sluice]; did you mean 'pool_mode'?",
+               "test.ini:3: pool_mode: expected session or transaction, got 'sesion'",
+               "test.ini:4: listen_port: expected a port number from 1 to 65535, got '70000'",
+               "test.ini:5: query_timeout: expected seconds (e.g. 15, 0.5) or a number with ms, "
+               "s, min or h, got 'soon'",
+               "test.ini:6: unknown section 'databses'; did you mean 'databases'?",
+               "test.ini:9: database 'b': expected keyword=value pairs");
+    char *diag;
+    cr_assert_null(load("[sluice]\ncompletely_unrelated = 1\n[Sluice]\n", &diag));
+    cr_assert(strstr(diag, "test.ini:2: unknown key 'completely_unrelated' in [sluice]\n"), "%s",
+              diag);
+    cr_assert(strstr(diag, "test.ini:3: unknown section 'Sluice'; did you mean 'sluice'?"), "%s",
+              diag);
+    free(diag);
+    cr_assert_null(load("[nowhere]\na = 1\nb = 2\n", &diag));
+    cr_assert_eq(strchr(diag, '\n'), diag + strlen(diag) - 1,
+                 "the entries of an unknown section are not reported again: %s", diag);
+    free(diag);
+}
+
+Test(cfg, syntax_errors_are_all_reported)
+{
+    FAILS_WITH("listen_port = 1\n[sluice]\nthis line has no equals sign\n[sluice\n"
+               "= 5\nfoo:bar = 1\nanother bad line\n[databases] junk\n",
+               "test.ini:1: 'listen_port' comes before any [section]",
+               "test.ini:3: expected 'name = value' or '[section]', got 'this line has no "
+               "equals sign'",
+               "test.ini:4: expected ']' to close the section name",
+               "test.ini:5: missing a name before '='",
+               "test.ini:6: 'foo:bar': a name may not contain ':' or ';'",
+               "test.ini:7: expected 'name = value' or '[section]', got 'another bad line'",
+               "test.ini:8: unexpected text after [databases]: 'junk'");
+}
+
+Test(cfg, value_and_range_errors)
+{
+    FAILS_WITH("[sluice]\nauth_type = md5\nmin_pool_size = 30\nmax_client_conn = 0\n"
+               "log_level = verbose\nlisten_port = 5\nlisten_port = 6\ndefault_pool_size = "
+               "2000000\nauth_type = trsut\n",
+               "test.ini:2: auth_type: 'md5' is not supported yet; only trust is",
+               "test.ini:4: max_client_conn: expected a whole number from 1 to 1000000, got '0'",
+               "test.ini:5: log_level: expected error, warning, info or debug, got 'verbose'",
+               "test.ini:7: listen_port is set twice (first on line 6)",
+               "test.ini:8: default_pool_size: expected a whole number from 1 to 1000000",
+               "test.ini:9: auth_type is set twice (first on line 2)");
+    FAILS_WITH("[sluice]\nauth_type = trsut\n",
+               "test.ini:2: auth_type: expected trust, got 'trsut'");
+    FAILS_WITH("[sluice]\nmin_pool_size = 30\n",
+               "test.ini:2: min_pool_size (30) is larger than default_pool_size (20)");
+    FAILS_WITH("[sluice]\nmin_pool_size = 5\n\ndefault_pool_size = 4\n",
+               "test.ini:4: min_pool_size (5) is larger than default_pool_size (4)");
+    FAILS_WITH("[sluice]\nlisten_port =\n", "test.ini:2: listen_port: expected a port number");
+}
+
+Test(cfg, no_diag_stream_still_fails)
+{
+    cfg *c = (cfg *)1;
+    cr_assert_eq(cfg_load_string("[sluice]\nbad = 1\n", "x", &c, NULL), -1);
+    cr_assert_null(c);
+}
+
+/* ---- files ---- */
+
+Test(cfg, files_on_disk)
+{
+    char path[] = "/tmp/sluice-cfg-XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    FILE *f = fdopen(fd, "w");
+    fputs("[sluice]\nlisten_port = 6500\n[databases]\n* = host=h\n", f);
+    fclose(f);
+    cfg *c = NULL;
+    cr_assert_eq(cfg_load(path, &c, NULL), 0);
+    cr_assert_eq(c->listen_port, 6500);
+    cr_assert_str_eq(c->path, path);
+    cr_assert_str_eq(cfg_find_database(c, "db")->conn[0].value, "h");
+    cfg_free(c);
+
+    f = fopen(path, "w");
+    fputs("[sluice]\n\nlisten_prot = 1\n", f);
+    fclose(f);
+    char *diag;
+    size_t len;
+    FILE *d = open_memstream(&diag, &len);
+    cr_assert_eq(cfg_load(path, &c, d), -1);
+    fclose(d);
+    char want[128];
+    snprintf(want, sizeof want,
+             "%s:3: unknown key 'listen_prot' in [sluice]; did you mean "
+             "'listen_port'?\n",
+             path);
+    cr_assert_str_eq(diag, want);
+    free(diag);
+
+    unlink(path);
+    d = open_memstream(&diag, &len);
+    cr_assert_eq(cfg_load(path, &c, d), -1, "a missing file is an error");
+    fclose(d);
+    cr_assert_null(c);
+    cr_assert(strstr(diag, path) && strstr(diag, "cannot open"), "%s", diag);
+    free(diag);
+}
+
+/* Reads a whole file under the source root into a string the caller frees. */
+static char *slurp(const char *rel)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", source_root(), rel);
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f, "cannot open %s", path);
+    char *s = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&s, &len);
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+        fwrite(buf, 1, n, out);
+    fclose(out);
+    fclose(f);
+    return s;
+}
+
+Test(cfg, example_config_is_valid_and_shows_every_default)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/config/sluice.example.ini", source_root());
+    char *diag;
+    size_t len;
+    FILE *d = open_memstream(&diag, &len);
+    cfg *c = NULL;
+    int rc = cfg_load(path, &c, d);
+    fclose(d);
+    cr_assert_eq(rc, 0, "the shipped example is valid:\n%s", diag);
+    cr_assert_not_null(cfg_find_database(c, "*"));
+    cr_assert_str_eq(cfg_find_database(c, "*")->conn[1].value, "15432");
+    cfg_free(c);
+    free(diag);
+
+    char *text = slurp("config/sluice.example.ini");
+    for (const cfg_key *k = cfg__keys; k->name; k++) {
+        char line[128];
+        snprintf(line, sizeof line, "\n%s = %s\n", k->name, k->def);
+        cr_assert(strstr(text, line), "the example sets %s to its default %s", k->name, k->def);
+    }
+    free(text);
+}
+
+Test(cfg, readme_carries_the_key_table)
+{
+    char *table;
+    size_t len;
+    FILE *f = open_memstream(&table, &len);
+    cfg_write_reference(f);
+    fclose(f);
+    char *readme = slurp("config/README.md");
+    cr_assert(strstr(readme, table),
+              "config/README.md must contain the output of cfg_write_reference:\n%s", table);
+    free(readme);
+    free(table);
+}
+
+/* ---- reload policy ---- */
+
+Test(cfg, restart_keys_are_the_listeners)
+{
+    cfg *a = loads("[sluice]\n");
+    cfg *b = loads("[sluice]\nlisten_port = 7000\nunix_socket_dir =\npool_mode = session\n"
+                   "query_timeout = 5\n");
+    const char *names[4];
+    cr_assert_eq(cfg_restart_keys(a, a, names, 4), 0);
+    cr_assert_eq(cfg_restart_keys(a, b, names, 4), 2);
+    cr_assert_str_eq(names[0], "listen_port");
+    cr_assert_str_eq(names[1], "unix_socket_dir");
+    cr_assert_eq(cfg_restart_keys(a, b, names, 1), 2,
+                 "the count is complete even when names is short");
+    cfg_free(a);
+    cfg_free(b);
+}
+
+Test(cfg, key_table_is_complete)
+{
+    for (const cfg_key *k = cfg__keys; k->name; k++) {
+        cr_assert(k->doc && *k->doc, "%s has a doc string", k->name);
+        cr_assert_not_null(k->def, "%s has a default", k->name);
+        cr_assert_eq(cfg__key(k->name), k);
+    }
+    cr_assert_null(cfg__key("nope"));
+}
+
+/* ---- text helpers ---- */
+
+Test(cfg, nearest_and_pairs)
+{
+    const char *names[] = {"listen_port", "listen_addr", "pool_mode", NULL};
+    cr_assert_str_eq(cfg__nearest("listen_prot", names, sizeof(char *)), "listen_port");
+    cr_assert_str_eq(cfg__nearest("POOL_MODE", names, sizeof(char *)), "pool_mode");
+    cr_assert_null(cfg__nearest("completely_different", names, sizeof(char *)));
+    cfg_kv *kv;
+    size_t n;
+    const char *err;
+    cr_assert_eq(cfg__split_pairs("a=1 b = 'x y' c=\\'z d=''", &kv, &n, &err), 0);
+    cr_assert_eq(n, 4);
+    cr_assert_str_eq(kv[1].key, "b");
+    cr_assert_str_eq(kv[1].value, "x y");
+    cr_assert_str_eq(kv[2].value, "'z");
+    cr_assert_str_eq(kv[3].value, "");
+    for (size_t i = 0; i < n; i++) {
+        free(kv[i].key);
+        free(kv[i].value);
+    }
+    free(kv);
+    cr_assert_eq(cfg__split_pairs("a='open", &kv, &n, &err), -1);
+    cr_assert_str_eq(err, "unterminated quoted value");
+    cr_assert_eq(cfg__split_pairs("=x", &kv, &n, &err), -1);
+    cr_assert_str_eq(err, "expected keyword=value pairs");
+}
