@@ -1,0 +1,85 @@
+/*
+ * pg_cancel: CancelRequest handling. A client's cancel names Sluice's key; it is turned into a
+ * cancel of the server linked to that client at this moment, and of no other. PQcancel blocks
+ * (it opens a connection to the server), so it runs on libuv's thread pool with its own copy of
+ * the cancel data: the server may be gone by the time the work runs.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "drivers/pg/pg_int.h"
+
+typedef struct cancel_work {
+    uv_work_t req;
+    PGcancel *cancel;
+    gw_ctx *ctx;
+    pg_gateway *gw;
+    uint32_t server_id;
+    int ok;
+    char err[256];
+} cancel_work;
+
+static void do_cancel(uv_work_t *req)
+{
+    cancel_work *w = (cancel_work *)req;
+    w->ok = PQcancel(w->cancel, w->err, sizeof w->err);
+}
+
+static void after_cancel(uv_work_t *req, int status)
+{
+    cancel_work *w = (cancel_work *)req;
+    if (status == 0 && !w->ok)
+        gw_warn(w->ctx, "cancel of server %u failed: %s", w->server_id, w->err);
+    PQfreeCancel(w->cancel);
+    pg_gateway *gw = w->gw;
+    gw->pending_cancels--;
+    /* A server held back from the pool until its cancel was delivered can go now. */
+    for (gw_list *it = gw->pools.next; it != &gw->pools; it = it->next) {
+        pg_pool *p = gw_container_of(it, pg_pool, node);
+        for (gw_list *si = p->servers.next; si != &p->servers; si = si->next) {
+            pg_server *s = gw_container_of(si, pg_server, pool_node);
+            if (s->id != w->server_id)
+                continue;
+            if (s->cancels > 0 && --s->cancels == 0 && s->state == PG_SV_RESETTING &&
+                s->q.count == 0 && s->tx == 'I')
+                pg_pool_server_ready(s);
+            break;
+        }
+    }
+    free(w);
+    pg_gateway_maybe_free(gw);
+}
+
+void pg_cancel_server(pg_server *s)
+{
+    if (!s->pq || s->state != PG_SV_ACTIVE)
+        return;
+    cancel_work *w = calloc(1, sizeof *w);
+    if (!w)
+        return;
+    w->cancel = PQgetCancel(s->pq);
+    w->ctx = pg_ctx(&s->conn);
+    w->server_id = s->id;
+    w->gw = s->conn.gw;
+    if (!w->cancel || uv_queue_work(w->ctx->loop, &w->req, do_cancel, after_cancel) != 0) {
+        PQfreeCancel(w->cancel);
+        free(w);
+        return;
+    }
+    s->cancels++;
+    w->gw->pending_cancels++;
+    gw_debug(w->ctx, "cancel sent to server %u", s->id);
+}
+
+void pg_cancel_request(pg_gateway *gw, uint32_t pid, uint32_t key)
+{
+    for (gw_hnode *n = gw_htable_chain(&gw->keys, pid); n; n = n->next) {
+        pg_client *c = gw_container_of(n, pg_client, key_node);
+        if (n->hash != pid || c->pid != pid)
+            continue;
+        /* A wrong key is ignored silently, as the server does. */
+        if (c->key == key && c->server && c->state == PG_CL_ACTIVE)
+            pg_cancel_server(c->server);
+        return;
+    }
+}

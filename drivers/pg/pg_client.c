@@ -1,0 +1,415 @@
+/*
+ * pg_client: a client session. Reads the startup packet, logs the client in (trust), then frames
+ * its messages and relays them to a server taken from the pool when it has something to send.
+ */
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "drivers/pg/pg_int.h"
+#include "drivers/pg/pg_wire.h"
+
+static const char *const client_state_names[] = {"startup", "login_wait", "idle",
+                                                 "waiting", "active",     "closing"};
+
+void pg_client_set_state(pg_client *c, pg_client_state st)
+{
+    gw_assert(c->state != PG_CL_CLOSING || st == PG_CL_CLOSING);
+    c->state = st;
+    c->since = gw_now(pg_ctx(&c->conn));
+}
+
+void pg_client_accept(pg_gateway *gw, uv_stream_t *listener, bool is_unix)
+{
+    gw_ctx *ctx = gw->ctx;
+    pg_client *c = calloc(1, sizeof *c);
+    if (!c) {
+        gw_error(ctx, "out of memory accepting a client");
+        return;
+    }
+    pg_conn_init(&c->conn, gw, PG_CONN_CLIENT);
+    gw_list_init(&c->wait_node);
+    pg_client_stmts_init(&c->stmts);
+    int rc = is_unix ? uv_pipe_init(ctx->loop, &c->conn.h.pipe, 0)
+                     : uv_tcp_init(ctx->loop, &c->conn.h.tcp);
+    if (rc != 0) {
+        free(c);
+        return;
+    }
+    c->conn.stream_open = true;
+    gw->live++;
+    gw_list_push_tail(&gw->clients, &c->node);
+    pg_client_set_state(c, PG_CL_STARTUP);
+    if (uv_accept(listener, &c->conn.h.stream) != 0) {
+        pg_client_close(c, "accept failed");
+        return;
+    }
+    if (!is_unix)
+        uv_tcp_nodelay(&c->conn.h.tcp, 1);
+    /* Over the limit the client is still read, so it gets a proper error after its startup
+     * packet instead of a silent close. */
+    if (gw->n_clients >= (uint32_t)ctx->cfg->max_client_conn) {
+        c->rejected = true;
+    } else {
+        c->counted = true;
+        gw->n_clients++;
+    }
+    pg_conn_start_reading(&c->conn);
+}
+
+static void on_client_closed(uv_handle_t *h)
+{
+    pg_client *c = gw_container_of(h, pg_client, conn.h.handle);
+    pg_gateway *gw = c->conn.gw;
+    pg_params_free(&c->params);
+    pg_client_stmts_clear(&c->stmts, &gw->stmts);
+    gw_buf_release(&c->conn.in, &gw->bufs);
+    gw_buf_release(&c->conn.out, &gw->bufs);
+    free(c);
+    gw->live--;
+    pg_gateway_maybe_free(gw);
+}
+
+static void on_client_shutdown(uv_shutdown_t *req, int status)
+{
+    (void)status;
+    uv_close((uv_handle_t *)req->handle, on_client_closed);
+    free(req);
+}
+
+/* Detaches c from pools, servers and indexes, then closes it; with flush, pending output (a last
+ * error) is written first. */
+static void client_close(pg_client *c, const char *reason, bool flush)
+{
+    if (c->conn.closing)
+        return;
+    pg_gateway *gw = c->conn.gw;
+    gw_debug(gw->ctx, "client %u closing in state %s: %s", c->pid, client_state_names[c->state],
+             reason);
+    if (c->state == PG_CL_WAITING || c->state == PG_CL_LOGIN_WAIT)
+        gw_list_remove(&c->wait_node);
+    if (c->server)
+        pg_pool_release(c->server, true);
+    if (c->keyed) {
+        gw_htable_remove(&gw->keys, &c->key_node);
+        c->keyed = false;
+    }
+    if (c->counted) {
+        gw->n_clients--;
+        c->counted = false;
+    }
+    gw_list_remove(&c->node);
+    gw_list_remove(&c->conn.ready);
+    pg_conn_stop_reading(&c->conn);
+    pg_client_set_state(c, PG_CL_CLOSING);
+    if (flush && c->conn.out.len > 0 && pg_conn_flush(&c->conn) == 0) {
+        uv_shutdown_t *req = malloc(sizeof *req);
+        if (req && uv_shutdown(req, &c->conn.h.stream, on_client_shutdown) == 0) {
+            c->conn.closing = true;
+            return;
+        }
+        free(req);
+    }
+    c->conn.closing = true;
+    uv_close(&c->conn.h.handle, on_client_closed);
+}
+
+void pg_client_close(pg_client *c, const char *reason)
+{
+    client_close(c, reason, false);
+}
+
+void pg_client_fatal(pg_client *c, const char *sqlstate, const char *fmt, ...)
+{
+    if (c->conn.closing)
+        return;
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (sqlstate)
+        pg_build_error(&c->conn.out, &c->conn.gw->bufs, "FATAL", sqlstate, msg);
+    gw_info(pg_ctx(&c->conn), "client %u: %s", c->pid, msg);
+    client_close(c, msg, true);
+}
+
+void pg_client_finish_login(pg_client *c)
+{
+    pg_gateway *gw = c->conn.gw;
+    pg_pool *p = c->pool;
+    gw_buf *out = &c->conn.out;
+    int rc = pg_build_auth_ok(out, &gw->bufs);
+    /* The server's values, except where the client asked for its own. */
+    for (const char *k = pg_params_first(&p->defaults); k && rc == 0;
+         k = pg_params_next(&p->defaults, k)) {
+        const char *v = pg_params_get(&c->params, k);
+        rc = pg_build_param_status(out, &gw->bufs, k, v ? v : pg_params_value(k));
+    }
+    do {
+        c->pid = ++gw->next_pid;
+    } while (c->pid == 0);
+    c->key = pg_gateway_random(gw);
+    rc = rc ? rc : pg_build_key_data(out, &gw->bufs, c->pid, c->key);
+    rc = rc ? rc : pg_build_ready(out, &gw->bufs, 'I');
+    if (rc == 0 && gw_htable_insert(&gw->keys, &c->key_node, c->pid) == 0)
+        c->keyed = true;
+    if (rc != 0) {
+        pg_client_close(c, "out of memory during login");
+        return;
+    }
+    c->params_fp = pg_params_fingerprint(&c->params);
+    pg_client_set_state(c, PG_CL_IDLE);
+    gw_debug(gw->ctx, "client %u logged in to %s as %s", c->pid, p->dbname, p->user);
+    pg_conn_mark_process(&c->conn);
+}
+
+/* Splits the startup "options" value into -c name=value / --name=value settings. Backslash
+ * escapes a space, as libpq documents. Unknown switches are refused like the server would. */
+static int parse_options(pg_client *c, const char *opts)
+{
+    char tok[512], *prev = NULL;
+    const char *p = opts;
+    for (;;) {
+        while (isspace((unsigned char)*p))
+            p++;
+        if (!*p)
+            break;
+        size_t n = 0;
+        while (*p && !isspace((unsigned char)*p)) {
+            if (*p == '\\' && p[1])
+                p++;
+            if (n + 1 < sizeof tok)
+                tok[n++] = *p;
+            p++;
+        }
+        tok[n] = 0;
+        char *setting = NULL;
+        if (prev) {
+            setting = tok;
+            prev = NULL;
+        } else if (strcmp(tok, "-c") == 0) {
+            prev = tok;
+            continue;
+        } else if (strncmp(tok, "-c", 2) == 0) {
+            setting = tok + 2;
+        } else if (strncmp(tok, "--", 2) == 0) {
+            setting = tok + 2;
+        } else {
+            return -1;
+        }
+        char *eq = strchr(setting, '=');
+        if (!eq)
+            return -1;
+        *eq = 0;
+        for (char *d = setting; *d; d++)
+            if (*d == '-')
+                *d = '_';
+        if (!pg_param_name_ok(setting) || pg_params_set(&c->params, setting, eq + 1) != 0)
+            return -1;
+    }
+    return prev ? -1 : 0;
+}
+
+/* Handles one startup-phase packet (body without the length word). */
+static void handle_startup(pg_client *c, const uint8_t *body, size_t len)
+{
+    pg_gateway *gw = c->conn.gw;
+    gw_ctx *ctx = gw->ctx;
+    pg_startup su;
+    const char *why;
+    if (pg_parse_startup(body, len, &su, &why) != 0) {
+        pg_client_fatal(c, "08P01", "%s", why);
+        return;
+    }
+    if (su.code == PG_CODE_SSL || su.code == PG_CODE_GSSENC) {
+        gw_buf_append(&c->conn.out, &gw->bufs, "N", 1); /* no encryption: plain text follows */
+        pg_conn_mark(&c->conn);
+        return;
+    }
+    if (su.code == PG_CODE_CANCEL) {
+        pg_cancel_request(gw, su.cancel_pid, su.cancel_key);
+        pg_client_close(c, "cancel request handled");
+        return;
+    }
+    if ((su.code & 0xffff) > 0 || su.n_pq_opts > 0)
+        pg_build_negotiate(&c->conn.out, &gw->bufs, 0, su.pq_opts, su.n_pq_opts);
+    if (c->rejected) {
+        pg_client_fatal(c, "53300", "no more connections allowed (max_client_conn is %d)",
+                        ctx->cfg->max_client_conn);
+        return;
+    }
+    if (su.replication) {
+        pg_client_fatal(c, "0A000", "replication connections are not supported by Sluice");
+        return;
+    }
+    if (!su.user || !*su.user) {
+        pg_client_fatal(c, "28000", "no PostgreSQL user name specified in startup packet");
+        return;
+    }
+    const char *dbname = su.database && *su.database ? su.database : su.user;
+    const cfg_database *db = cfg_find_database(ctx->cfg, dbname);
+    if (!db) {
+        pg_client_fatal(c, "3D000", "database \"%s\" does not exist", dbname);
+        return;
+    }
+    pg_reader r = pg_reader_make(su.params, su.params_len);
+    while (r.pos < r.len) {
+        const char *k = pg_read_str(&r, NULL);
+        const char *v = pg_read_str(&r, NULL);
+        if (r.err)
+            break;
+        if (strcmp(k, "user") == 0 || strcmp(k, "database") == 0 || strcmp(k, "options") == 0 ||
+            strcmp(k, "replication") == 0 || strncmp(k, "_pq_.", 5) == 0)
+            continue;
+        if (!pg_param_name_ok(k)) {
+            pg_client_fatal(c, "42704", "unrecognized configuration parameter \"%s\"", k);
+            return;
+        }
+        if (pg_params_set(&c->params, k, v) != 0) {
+            pg_client_fatal(c, "53200", "out of memory");
+            return;
+        }
+    }
+    if (su.options && parse_options(c, su.options) != 0) {
+        pg_client_fatal(c, "42601", "invalid command-line option in startup packet: \"%s\"",
+                        su.options);
+        return;
+    }
+    pg_pool *p = pg_pool_get(gw, db, dbname, su.user);
+    if (!p) {
+        pg_client_fatal(c, "53200", "out of memory");
+        return;
+    }
+    c->pool = p;
+    if (p->have_defaults) {
+        pg_client_finish_login(c);
+        return;
+    }
+    /* The first client of a pool waits for a server so it can be told the real parameters. */
+    pg_client_set_state(c, PG_CL_LOGIN_WAIT);
+    gw_list_push_tail(&p->login_waiters, &c->wait_node);
+    pg_pool_maybe_connect(p);
+}
+
+void pg_client_process(pg_client *c)
+{
+    pg_gateway *gw = c->conn.gw;
+    gw_ctx *ctx = gw->ctx;
+    size_t pos = 0, need = 0;
+    while (!c->conn.closing) {
+        const uint8_t *p = c->conn.in.data + pos;
+        size_t avail = c->conn.in.len - pos;
+        if (c->state == PG_CL_STARTUP) {
+            if (avail < 4)
+                break;
+            uint32_t len = pg_get_u32(p);
+            if (len < 8 || len > PG_STARTUP_MAX_LEN) {
+                pg_client_fatal(c, "08P01", "invalid length of startup packet");
+                return;
+            }
+            if (avail < len) {
+                need = len - avail;
+                break;
+            }
+            pos += len;
+            handle_startup(c, p + 4, len - 4);
+            continue;
+        }
+        if (c->state != PG_CL_IDLE && c->state != PG_CL_ACTIVE)
+            break;
+        if (c->conn.pass_left) {
+            long n = pg_conn_pass(&c->conn, c->server ? &c->server->conn : NULL, p, avail);
+            if (n < 0) {
+                pg_client_fatal(c, "53200", "out of memory");
+                return;
+            }
+            if (n == 0)
+                break;
+            pos += (size_t)n;
+            continue;
+        }
+        if (avail < 5)
+            break;
+        uint8_t t = p[0];
+        uint32_t mlen = pg_get_u32(p + 1);
+        if (!pg_frontend_type_valid(t)) {
+            pg_client_fatal(c, "08P01", "invalid frontend message type %d", t);
+            return;
+        }
+        if (mlen < 4) {
+            pg_client_fatal(c, "08P01", "invalid message length %u", mlen);
+            return;
+        }
+        if (mlen - 4 > ctx->cfg->max_packet_size) {
+            pg_client_fatal(c, "08P01", "message of %u bytes exceeds max_packet_size (%u)",
+                            mlen - 4, ctx->cfg->max_packet_size);
+            return;
+        }
+        size_t total = (size_t)mlen + 1;
+        /* Small messages are relayed whole; only large ones (COPY data, big Bind values)
+         * stream through, so memory stays bounded whatever the client sends. A server is
+         * taken only once a whole small message is here. */
+        bool whole = pg_relay_needs_whole(c, t) || total <= PG_STREAM_OVER || total <= avail;
+        if (whole && avail < total) {
+            need = total - avail;
+            break;
+        }
+        if (t == 'X') {
+            pg_client_close(c, "client terminated the session");
+            return;
+        }
+        if (c->state == PG_CL_IDLE) {
+            /* Sync and Flush with no transaction open need no server. */
+            if ((t == 'S' || t == 'H') && mlen == 4) {
+                if (t == 'S')
+                    pg_build_ready(&c->conn.out, &gw->bufs, 'I');
+                pg_conn_mark(&c->conn);
+                pos += total;
+                continue;
+            }
+            if (t == 'P' && pg_relay_tracks_stmts(c)) {
+                int local = pg_relay_parse_local(c, p, total);
+                if (local < 0) {
+                    pg_client_fatal(c, "53200", "out of memory");
+                    return;
+                }
+                if (local > 0) {
+                    pos += total;
+                    continue;
+                }
+            }
+            if (!pg_pool_acquire(c))
+                break;
+        }
+        if (whole) {
+            int rc = pg_relay_client_msg(c, t, p, total);
+            if (rc < 0)
+                return;
+            if (rc > 0)
+                break; /* stalled: processed again after the server's next ReadyForQuery */
+            pos += total;
+        } else {
+            /* Large message: forward what has arrived and stream the rest as it comes. */
+            pg_server *s = c->server;
+            if (strchr("QFPBDECS", t) && pg_reqq_push(s, t, PG_REQ_FORWARD, NULL, false) != 0) {
+                pg_client_fatal(c, "53200", "out of memory");
+                return;
+            }
+            if (gw_buf_append(&s->conn.out, &gw->bufs, p, avail) != 0) {
+                pg_client_fatal(c, "53200", "out of memory");
+                return;
+            }
+            pg_conn_mark(&s->conn);
+            c->conn.pass_left = (uint32_t)(total - avail);
+            pos += avail;
+        }
+    }
+    if (c->conn.closing)
+        return;
+    gw_buf_consume(&c->conn.in, &gw->bufs, pos);
+    if (need && gw_buf_reserve(&c->conn.in, &gw->bufs, need) != 0)
+        pg_client_fatal(c, "53200", "out of memory");
+}

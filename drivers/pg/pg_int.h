@@ -1,0 +1,271 @@
+/*
+ * pg_int.h: the PostgreSQL front end's types, shared by its files and nothing else.
+ *
+ * Ownership: the pg_gateway owns every pool, client and server. Clients and servers are freed
+ * only in their handle's close callback; anything that may run after a close (write callbacks,
+ * the ready list) checks conn.closing first.
+ */
+#ifndef SLUICE_PG_INT_H
+#define SLUICE_PG_INT_H
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "drivers/pg/pg_params.h"
+#include "drivers/pg/pg_stmt.h"
+#include "gateway/buf.h"
+#include "gateway/gw.h"
+#include "gateway/htable.h"
+#include "gateway/list.h"
+
+/* Reading from one side pauses while the other side has this much unsent output. */
+#define PG_HIGH_WATER (256u * 1024u)
+/* Client messages larger than this are streamed to the server as they arrive. */
+#define PG_STREAM_OVER (64u * 1024u)
+
+struct pg_pool;
+struct pg_client;
+struct pg_server;
+
+typedef enum pg_conn_kind {
+    PG_CONN_CLIENT,
+    PG_CONN_SERVER,
+} pg_conn_kind;
+
+/* What clients and servers share: a stream, its input and output buffers, and flow control. */
+typedef struct pg_conn {
+    union {
+        uv_handle_t handle;
+        uv_stream_t stream;
+        uv_tcp_t tcp;
+        uv_pipe_t pipe;
+    } h;
+    struct pg_gateway *gw;
+    gw_buf in;          /* received, not yet processed */
+    gw_buf out;         /* built during this loop iteration, written at its end */
+    size_t pending;     /* bytes handed to uv_write whose callback has not run */
+    gw_list ready;      /* on gw->ready while it has output to flush or input to process */
+    uint32_t pass_left; /* bytes of the current message still to stream through */
+    pg_conn_kind kind;
+    bool pass_drop;    /* the streamed message is being dropped, not forwarded */
+    bool stream_open;  /* h was initialised and needs uv_close */
+    bool reading;      /* uv_read_start is in effect */
+    bool closing;      /* close has begun; nothing may be queued any more */
+    bool need_process; /* input is waiting for processing (set when ready is queued) */
+} pg_conn;
+
+/* How the response(s) to one request sent to a server reach the client. */
+typedef enum pg_req_action {
+    PG_REQ_FORWARD, /* the client sent it; its responses go to the client */
+    PG_REQ_SKIP,    /* Sluice injected it; its responses are consumed, errors excepted */
+    PG_REQ_FAKE,    /* never sent: Sluice answers it itself once it reaches the queue head */
+} pg_req_action;
+
+/* One request that expects a response, in the order it was (or would have been) sent. */
+typedef struct pg_req {
+    uint8_t type;      /* frontend message type: P B D E C S Q F */
+    uint8_t action;    /* pg_req_action */
+    bool client_named; /* a Parse of a client-named statement (undo the name on failure) */
+    pg_stmt *stmt;     /* Parse/Close of a tracked statement: holds a reference */
+} pg_req;
+
+typedef struct pg_reqq {
+    pg_req *items;
+    uint32_t head, count, cap;
+} pg_reqq;
+
+typedef enum pg_server_state {
+    PG_SV_CONNECTING, /* libpq handshake in progress (uv_poll on PQsocket) */
+    PG_SV_IDLE,       /* on pool->idle, transaction status idle, no requests pending */
+    PG_SV_ACTIVE,     /* linked to a client */
+    PG_SV_RESETTING,  /* transient: unlinked, running ROLLBACK/reset; idle again at ReadyForQuery */
+    PG_SV_CLOSING,    /* transient: handle closing, freed in the close callback */
+} pg_server_state;
+
+typedef struct pg_server {
+    pg_conn conn;
+    struct pg_pool *pool;
+    struct pg_client *client; /* the linked client in PG_SV_ACTIVE, else NULL */
+    gw_list pool_node;        /* pool->servers */
+    gw_list idle_node;        /* pool->idle while PG_SV_IDLE */
+    PGconn *pq;               /* owned: libpq made the connection and closes it (PQfinish) */
+    uv_poll_t *poll;          /* connect phase only; freed in its close callback */
+    int poll_fd;
+    pg_server_state state;
+    char tx;          /* transaction status of the last ReadyForQuery: I, T or E */
+    pg_reqq q;        /* requests awaiting responses */
+    pg_params params; /* the server's current session parameters */
+    pg_server_stmts stmts;
+    uint64_t since;      /* entered the current state (connect start for CONNECTING) */
+    uint64_t busy_since; /* the oldest unanswered request was sent (query_timeout) */
+    uint64_t idle_since; /* the last ReadyForQuery arrived (idle_transaction_timeout) */
+    uint64_t cancel_at;  /* when query_timeout sent a cancel, 0 if none */
+    uint32_t id;
+    uint32_t cancels; /* cancels in flight: the server goes to no other client until they land */
+    uint64_t req_seq; /* number of the last request queued */
+    uint64_t last_sync_seq; /* number of the last Sync queued */
+    uint64_t synced_fp;     /* params_fp of the client whose parameters the server now matches */
+    bool synced; /* synced_fp is valid: no change since that client's parameters applied */
+} pg_server;
+
+typedef enum pg_client_state {
+    PG_CL_STARTUP,    /* reading the startup packet; client_login_timeout runs */
+    PG_CL_LOGIN_WAIT, /* waiting on pool->login_waiters for the pool's first server parameters */
+    PG_CL_IDLE,       /* logged in, no server linked */
+    PG_CL_WAITING,    /* has a request, queued on pool->waiters for a server */
+    PG_CL_ACTIVE,     /* linked to a server */
+    PG_CL_CLOSING,    /* transient: flushing a last message or closing; freed in close callback */
+} pg_client_state;
+
+typedef struct pg_client {
+    pg_conn conn;
+    gw_list node;      /* gw->clients */
+    gw_list wait_node; /* pool->waiters or pool->login_waiters */
+    gw_hnode key_node; /* gw->keys, by pid, once logged in */
+    struct pg_pool *pool;
+    struct pg_server *server;
+    pg_client_state state;
+    uint64_t since;     /* entered the current state */
+    uint32_t pid, key;  /* the BackendKeyData Sluice issued */
+    pg_params params;   /* parameters this client chose (startup packet, its own SETs) */
+    uint64_t params_fp; /* hash of params: equal fingerprints need no SET when linking */
+    pg_client_stmts stmts;
+    bool keyed;    /* key_node is in gw->keys */
+    bool stalled;  /* input waits until an unconfirmed Parse behind a Sync is answered */
+    bool rejected; /* over max_client_conn: refuse after reading the startup packet */
+    bool counted;  /* counts toward max_client_conn */
+} pg_client;
+
+typedef struct pg_pool {
+    gw_list node; /* gw->pools */
+    struct pg_gateway *gw;
+    char *dbname; /* the database name clients use */
+    char *user;
+    char **kw, **val; /* libpq keywords for new server connections, NULL-terminated, owned */
+    unsigned cfg_gen; /* ctx->cfg_gen the settings below were derived from; 0 = never */
+    int size;
+    cfg_pool_mode mode;
+    int db_max; /* max_db_connections for this database, 0 = unlimited */
+    gw_list servers;
+    gw_list idle; /* LIFO: the most recently used server is reused first */
+    uint32_t n_servers, n_connecting;
+    gw_list waiters;       /* FIFO of clients in PG_CL_WAITING */
+    gw_list login_waiters; /* clients in PG_CL_LOGIN_WAIT */
+    pg_params defaults;    /* parameters a fresh server reports */
+    bool have_defaults;
+    uint64_t last_fail; /* when the last connection attempt failed, 0 if it did not */
+    char last_error[256];
+} pg_pool;
+
+typedef struct pg_gateway {
+    gw_ctx *ctx;
+    uv_tcp_t tcp;
+    uv_pipe_t unix_sock;
+    uv_timer_t janitor;
+    uv_prepare_t prepare;
+    uv_check_t check;
+    int open_handles; /* handles of the gateway itself not yet closed */
+    bool tcp_open, unix_open;
+    char *unix_path;
+    gw_list clients;
+    gw_list pools;
+    gw_list ready;
+    uint32_t n_clients; /* counted toward max_client_conn */
+    uint32_t next_pid;
+    uint32_t next_server_id;
+    gw_htable keys; /* logged-in clients by pid, for CancelRequest */
+    pg_stmt_registry stmts;
+    gw_bufpool bufs;
+    gw_list graveyard; /* servers closed without an open handle, freed after the ready list */
+    uint64_t rng;      /* splitmix64 state for cancel keys */
+    uint32_t live;     /* clients and servers not yet freed */
+    uint32_t pending_cancels;
+    bool stopping;
+} pg_gateway;
+
+/* pg_io.c: buffers, flow control, the end-of-iteration flush. */
+void pg_conn_init(pg_conn *c, pg_gateway *gw, pg_conn_kind kind);
+void pg_conn_mark(pg_conn *c);         /* queue for flush / reading re-evaluation */
+void pg_conn_mark_process(pg_conn *c); /* queue for input processing too */
+void pg_conn_start_reading(pg_conn *c);
+void pg_conn_stop_reading(pg_conn *c);
+void pg_gateway_run_ready(pg_gateway *gw);
+int pg_conn_flush(pg_conn *c);
+/* Streams what has arrived of the message being passed through (from->pass_left bytes at most)
+ * from p to the output of `to` (NULL: dropped). Returns the bytes taken, or -ENOMEM. */
+long pg_conn_pass(pg_conn *from, pg_conn *to, const uint8_t *p, size_t avail);
+/* The gateway is freed once its own handles are closed and no client or server is left. */
+void pg_gateway_maybe_free(pg_gateway *gw);
+uint32_t pg_gateway_random(pg_gateway *gw);
+void pg_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+/* Appends a message to out; on ENOMEM the connection is doomed and closed by the caller. */
+int pg_conn_error(pg_conn *c, const char *severity, const char *sqlstate, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* pg_client.c */
+void pg_client_accept(pg_gateway *gw, uv_stream_t *listener, bool is_unix);
+void pg_client_process(pg_client *c);
+/* Sends a FATAL error (when sqlstate is not NULL) and closes once it is written. */
+void pg_client_fatal(pg_client *c, const char *sqlstate, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void pg_client_close(pg_client *c, const char *reason);
+void pg_client_finish_login(pg_client *c);
+void pg_client_set_state(pg_client *c, pg_client_state st);
+
+/* pg_server.c */
+pg_server *pg_server_connect(pg_pool *pool);
+void pg_server_close(pg_server *s, const char *reason);
+void pg_server_set_state(pg_server *s, pg_server_state st);
+void pg_server_process(pg_server *s);
+/* Frees a server that was closed before it had a handle (from the graveyard). */
+void pg_server_free_dead(pg_server *s);
+
+/* pg_pool.c */
+pg_pool *pg_pool_get(pg_gateway *gw, const cfg_database *db, const char *dbname, const char *user);
+void pg_pool_refresh(pg_pool *p, const gw_ctx *ctx);
+void pg_pool_free(pg_pool *p, pg_gateway *gw);
+/* Links a server to c now, or queues c. Returns true when linked. */
+bool pg_pool_acquire(pg_client *c);
+/* The client is done with its server (transaction end, or client_left): clean the server
+ * (ROLLBACK, and server_reset_query in session mode) and hand it on. */
+void pg_pool_release(pg_server *s, bool client_left);
+/* s is clean and unlinked: give it to the first waiter or put it on the idle list. */
+void pg_pool_server_ready(pg_server *s);
+/* A connect attempt failed or finished: serve or fail the waiters accordingly. */
+void pg_pool_connect_failed(pg_pool *p, const char *msg);
+void pg_pool_maybe_connect(pg_pool *p);
+uint32_t pg_pool_db_servers(pg_gateway *gw, const char *dbname);
+
+/* pg_relay.c: what crosses a link, message by message. */
+void pg_reqq_free(pg_reqq *q, pg_gateway *gw);
+int pg_reqq_push(pg_server *s, uint8_t type, pg_req_action action, pg_stmt *stmt, bool named);
+/* Handles one complete client message of type t (body excludes the 5-byte header) for the
+ * linked server. Returns 0; 1 when the message must wait (c->stalled, nothing consumed); or -1
+ * when the client must be closed (already reported). */
+int pg_relay_client_msg(pg_client *c, uint8_t t, const uint8_t *msg, size_t len);
+/* A Parse from a client without a server, of a statement some server of its pool already
+ * accepted, is answered by Sluice: 1 when done, 0 when a server is needed, -1 on ENOMEM. This
+ * keeps clients that prepare synchronously (libpq's PQprepare) from waiting for a server. */
+int pg_relay_parse_local(pg_client *c, const uint8_t *msg, size_t total);
+/* Whether a client message of this type must be complete before it can be relayed. */
+bool pg_relay_needs_whole(const pg_client *c, uint8_t t);
+/* Server message handling; see pg_relay.c for the contract. */
+int pg_relay_server_header(pg_server *s, uint8_t t, bool *drop, bool *whole);
+int pg_relay_server_msg(pg_server *s, uint8_t t, const uint8_t *body, size_t len);
+void pg_relay_drain_fakes(pg_server *s);
+int pg_relay_sync_params(pg_server *s, pg_client *c);
+uint64_t pg_params_fingerprint(const pg_params *ps);
+bool pg_relay_tracks_stmts(const pg_client *c);
+
+/* pg_cancel.c */
+void pg_cancel_request(pg_gateway *gw, uint32_t pid, uint32_t key);
+void pg_cancel_server(pg_server *s);
+
+static inline gw_ctx *pg_ctx(const pg_conn *c)
+{
+    return c->gw->ctx;
+}
+
+#endif

@@ -1,0 +1,255 @@
+/*
+ * pg_io: buffers and flow control shared by client and server connections.
+ *
+ * Output built while handling events is not written at once: the connection is put on the
+ * gateway's ready list and written once per loop iteration (uv_prepare and uv_check both run the
+ * list), so a burst of messages becomes one write. Reading from one side pauses while the other
+ * side has PG_HIGH_WATER bytes unsent, which bounds memory for large results and COPY.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "drivers/pg/pg_int.h"
+#include "drivers/pg/pg_wire.h"
+
+typedef struct pg_wreq {
+    uv_write_t req;
+    pg_conn *conn;
+    uint8_t *data;
+    size_t len, cap;
+} pg_wreq;
+
+void pg_conn_init(pg_conn *c, pg_gateway *gw, pg_conn_kind kind)
+{
+    c->gw = gw;
+    c->kind = kind;
+    gw_list_init(&c->ready);
+}
+
+void pg_conn_mark(pg_conn *c)
+{
+    if (!c->closing && !gw_list_linked(&c->ready))
+        gw_list_push_tail(&c->gw->ready, &c->ready);
+}
+
+void pg_conn_mark_process(pg_conn *c)
+{
+    c->need_process = true;
+    pg_conn_mark(c);
+}
+
+static pg_conn *peer_of(pg_conn *c)
+{
+    if (c->kind == PG_CONN_CLIENT) {
+        pg_client *cl = (pg_client *)c;
+        return cl->server ? &cl->server->conn : NULL;
+    }
+    pg_server *s = (pg_server *)c;
+    return s->client ? &s->client->conn : NULL;
+}
+
+static void conn_close(pg_conn *c, const char *why)
+{
+    if (c->kind == PG_CONN_CLIENT)
+        pg_client_close((pg_client *)c, why);
+    else
+        pg_server_close((pg_server *)c, why);
+}
+
+static void on_write(uv_write_t *req, int status)
+{
+    pg_wreq *w = (pg_wreq *)req;
+    pg_conn *c = w->conn;
+    c->pending -= w->len;
+    gw_bufpool_put(&c->gw->bufs, w->data, w->cap);
+    free(w);
+    if (status < 0) {
+        if (!c->closing)
+            conn_close(c, uv_strerror(status));
+        return;
+    }
+    /* Output drained: the other side may read again. */
+    pg_conn *p = peer_of(c);
+    if (p && p->reading == false)
+        pg_conn_mark(p);
+}
+
+int pg_conn_flush(pg_conn *c)
+{
+    if (c->out.len == 0 || !c->stream_open)
+        return 0;
+    size_t off = 0;
+    if (c->pending == 0) {
+        /* Nothing queued: write directly. A completed uv_write costs libuv an extra epoll_ctl
+         * when it drains, one syscall per message on the hot path. */
+        uv_buf_t b = uv_buf_init((char *)c->out.data, (unsigned)c->out.len);
+        int n = uv_try_write(&c->h.stream, &b, 1);
+        if (n == (int)c->out.len) {
+            gw_buf_release(&c->out, &c->gw->bufs);
+            return 0;
+        }
+        if (n < 0 && n != UV_EAGAIN)
+            return n;
+        if (n > 0)
+            off = (size_t)n;
+    }
+    pg_wreq *w = malloc(sizeof *w);
+    if (!w)
+        return -ENOMEM;
+    w->conn = c;
+    w->data = c->out.data;
+    w->len = c->out.len - off;
+    w->cap = c->out.cap;
+    c->out.data = NULL;
+    c->out.len = c->out.cap = 0;
+    uv_buf_t b = uv_buf_init((char *)w->data + off, (unsigned)w->len);
+    int rc = uv_write(&w->req, &c->h.stream, &b, 1, on_write);
+    if (rc < 0) {
+        gw_bufpool_put(&c->gw->bufs, w->data, w->cap);
+        free(w);
+        return rc;
+    }
+    c->pending += w->len;
+    return 0;
+}
+
+long pg_conn_pass(pg_conn *from, pg_conn *to, const uint8_t *p, size_t avail)
+{
+    size_t n = avail < from->pass_left ? avail : from->pass_left;
+    if (to && n) {
+        if (gw_buf_append(&to->out, &from->gw->bufs, p, n) != 0)
+            return -ENOMEM;
+        pg_conn_mark(to);
+    }
+    from->pass_left -= (uint32_t)n;
+    return (long)n;
+}
+
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
+
+void pg_conn_start_reading(pg_conn *c)
+{
+    if (c->reading || c->closing || !c->stream_open)
+        return;
+    if (uv_read_start(&c->h.stream, pg_alloc_cb, on_read) == 0)
+        c->reading = true;
+}
+
+void pg_conn_stop_reading(pg_conn *c)
+{
+    if (!c->reading)
+        return;
+    uv_read_stop(&c->h.stream);
+    c->reading = false;
+}
+
+static bool peer_congested(pg_conn *c)
+{
+    pg_conn *p = peer_of(c);
+    return p && p->pending + p->out.len >= PG_HIGH_WATER;
+}
+
+static void update_reading(pg_conn *c)
+{
+    bool want;
+    if (c->closing)
+        return;
+    if (c->kind == PG_CONN_CLIENT) {
+        pg_client *cl = (pg_client *)c;
+        /* A client waiting for a server keeps being read (up to a bound), so waiting does not
+         * cost two epoll changes per transaction and a disconnect is noticed at once. */
+        want = cl->state != PG_CL_CLOSING &&
+               (cl->state == PG_CL_IDLE || cl->state == PG_CL_ACTIVE || c->in.len < PG_STREAM_OVER);
+    } else {
+        pg_server *s = (pg_server *)c;
+        want = s->state != PG_SV_CONNECTING;
+    }
+    if (want && !peer_congested(c))
+        pg_conn_start_reading(c);
+    else
+        pg_conn_stop_reading(c);
+}
+
+void pg_gateway_run_ready(pg_gateway *gw)
+{
+    gw_list *it;
+    while ((it = gw_list_first(&gw->ready)) != NULL) {
+        gw_list_remove(it);
+        pg_conn *c = gw_container_of(it, pg_conn, ready);
+        if (c->closing)
+            continue;
+        if (c->need_process) {
+            c->need_process = false;
+            if (c->kind == PG_CONN_CLIENT)
+                pg_client_process((pg_client *)c);
+            else
+                pg_server_process((pg_server *)c);
+            if (c->closing)
+                continue;
+        }
+        if (pg_conn_flush(c) != 0) {
+            conn_close(c, "write failed");
+            continue;
+        }
+        update_reading(c);
+        pg_conn *p = peer_of(c);
+        if (p && !p->closing)
+            update_reading(p);
+    }
+}
+
+void pg_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    (void)suggested;
+    pg_conn *c = gw_container_of(h, pg_conn, h.handle);
+    if (gw_buf_reserve(&c->in, &c->gw->bufs, 4096) != 0) {
+        *buf = uv_buf_init(NULL, 0); /* libuv reports UV_ENOBUFS to on_read */
+        return;
+    }
+    *buf = uv_buf_init((char *)c->in.data + c->in.len, (unsigned)(c->in.cap - c->in.len));
+}
+
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+    (void)buf;
+    pg_conn *c = gw_container_of(stream, pg_conn, h.stream);
+    if (nread > 0) {
+        c->in.len += (size_t)nread;
+        if (c->kind == PG_CONN_CLIENT)
+            pg_client_process((pg_client *)c);
+        else
+            pg_server_process((pg_server *)c);
+        if (!c->closing)
+            pg_conn_mark(c);
+        return;
+    }
+    if (c->in.len == 0)
+        gw_buf_release(&c->in, &c->gw->bufs);
+    if (nread == 0)
+        return;
+    if (c->kind == PG_CONN_CLIENT) {
+        pg_client *cl = (pg_client *)c;
+        if (nread == UV_EOF && (c->in.len > 0 || c->pass_left) &&
+            (cl->state == PG_CL_IDLE || cl->state == PG_CL_ACTIVE))
+            pg_client_fatal(cl, "08P01", "unexpected EOF within a message from the client");
+        else
+            pg_client_close(cl, nread == UV_EOF ? "client disconnected" : uv_strerror((int)nread));
+    } else {
+        pg_server_close((pg_server *)c,
+                        nread == UV_EOF ? "server closed the connection" : uv_strerror((int)nread));
+    }
+}
+
+int pg_conn_error(pg_conn *c, const char *severity, const char *sqlstate, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    int rc = pg_build_error(&c->out, &c->gw->bufs, severity, sqlstate, msg);
+    pg_conn_mark(c);
+    return rc;
+}

@@ -1,0 +1,103 @@
+#include <ctype.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "drivers/pg/pg_params.h"
+
+const char *pg_params_first(const pg_params *ps)
+{
+    return ps->len ? ps->data : NULL;
+}
+
+const char *pg_params_value(const char *key)
+{
+    return key + strlen(key) + 1;
+}
+
+const char *pg_params_next(const pg_params *ps, const char *key)
+{
+    const char *v = pg_params_value(key);
+    const char *n = v + strlen(v) + 1;
+    return n < ps->data + ps->len ? n : NULL;
+}
+
+const char *pg_params_get(const pg_params *ps, const char *key)
+{
+    for (const char *k = pg_params_first(ps); k; k = pg_params_next(ps, k))
+        if (strcasecmp(k, key) == 0)
+            return pg_params_value(k);
+    return NULL;
+}
+
+int pg_params_set(pg_params *ps, const char *key, const char *value)
+{
+    const char *old = pg_params_get(ps, key);
+    if (old && strcmp(old, value) == 0)
+        return 0;
+    size_t klen = strlen(key) + 1, vlen = strlen(value) + 1;
+    size_t cap = ps->len + klen + vlen;
+    char *d = malloc(cap);
+    if (!d)
+        return -ENOMEM;
+    size_t n = 0;
+    /* Rebuild without the old pair: parameter changes are rare, reads are frequent. */
+    for (const char *k = pg_params_first(ps); k; k = pg_params_next(ps, k)) {
+        if (strcasecmp(k, key) == 0)
+            continue;
+        const char *v = pg_params_value(k);
+        size_t pair = strlen(k) + 1 + strlen(v) + 1;
+        memcpy(d + n, k, pair);
+        n += pair;
+    }
+    memcpy(d + n, key, klen);
+    memcpy(d + n + klen, value, vlen);
+    n += klen + vlen;
+    free(ps->data);
+    ps->data = d;
+    ps->len = (uint32_t)n;
+    return 0;
+}
+
+void pg_params_free(pg_params *ps)
+{
+    free(ps->data);
+    ps->data = NULL;
+    ps->len = 0;
+}
+
+int pg_params_copy(pg_params *dst, const pg_params *src)
+{
+    pg_params_free(dst);
+    if (!src->len)
+        return 0;
+    dst->data = malloc(src->len);
+    if (!dst->data)
+        return -ENOMEM;
+    memcpy(dst->data, src->data, src->len);
+    dst->len = src->len;
+    return 0;
+}
+
+bool pg_param_settable(const char *key)
+{
+    static const char *const fixed[] = {
+        "server_version", "server_encoding",       "integer_datetimes", "in_hot_standby",
+        "is_superuser",   "session_authorization", "scram_iterations",  NULL,
+    };
+    for (int i = 0; fixed[i]; i++)
+        if (strcasecmp(key, fixed[i]) == 0)
+            return false;
+    return true;
+}
+
+bool pg_param_name_ok(const char *key)
+{
+    if (!*key || strlen(key) > 63)
+        return false;
+    for (const char *c = key; *c; c++)
+        if (!isalnum((unsigned char)*c) && *c != '_' && *c != '.')
+            return false;
+    return true;
+}

@@ -1,0 +1,34 @@
+/*
+ * pg_params: a small set of session parameters (name -> value) stored as one "k\0v\0k\0v\0" blob,
+ * so an idle client's settings cost a single allocation. Names compare case-insensitively, as
+ * PostgreSQL's GUC names do.
+ */
+#ifndef SLUICE_PG_PARAMS_H
+#define SLUICE_PG_PARAMS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct pg_params {
+    char *data; /* NULL when empty */
+    uint32_t len;
+} pg_params;
+
+const char *pg_params_get(const pg_params *ps, const char *key);
+/* Sets or replaces key. Returns 0 or -ENOMEM. */
+int pg_params_set(pg_params *ps, const char *key, const char *value);
+void pg_params_free(pg_params *ps);
+int pg_params_copy(pg_params *dst, const pg_params *src);
+
+/* Iteration: for (const char *k = pg_params_first(ps), *v; k; k = pg_params_next(ps, k)) {
+ *     v = pg_params_value(k); } */
+const char *pg_params_first(const pg_params *ps);
+const char *pg_params_next(const pg_params *ps, const char *key);
+const char *pg_params_value(const char *key);
+
+/* False for parameters the server reports but a client cannot SET (server_version, ...). */
+bool pg_param_settable(const char *key);
+/* True when key is a plain GUC name that is safe to put into a SET command unquoted. */
+bool pg_param_name_ok(const char *key);
+
+#endif

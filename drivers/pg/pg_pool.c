@@ -1,0 +1,288 @@
+/*
+ * pg_pool: pools of server connections keyed by (database, user), each bounded by its pool_size
+ * (and the database's max_db_connections), with a FIFO queue of clients waiting for a server.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "drivers/pg/pg_int.h"
+#include "drivers/pg/pg_wire.h"
+
+/* A failed connection attempt is not retried for this long, so a down server is not hammered;
+ * the janitor retries for clients still waiting. */
+#define PG_CONNECT_RETRY_MS 500
+
+static bool has_kw(const cfg_database *db, const char *kw)
+{
+    for (size_t i = 0; i < db->n_conn; i++)
+        if (strcmp(db->conn[i].key, kw) == 0)
+            return true;
+    return false;
+}
+
+static void free_kw(pg_pool *p)
+{
+    for (size_t i = 0; p->kw && p->kw[i]; i++) {
+        free(p->kw[i]);
+        free(p->val[i]);
+    }
+    free(p->kw);
+    free(p->val);
+    p->kw = p->val = NULL;
+}
+
+/* libpq keywords for new connections: the database line, plus what it leaves out. TLS and GSS
+ * encryption default to off, because Sluice relays plain protocol bytes (refused otherwise). */
+static int build_kw(pg_pool *p, const cfg_database *db)
+{
+    size_t n = db->n_conn + 5, i = 0;
+    p->kw = calloc(n + 1, sizeof(char *));
+    p->val = calloc(n + 1, sizeof(char *));
+    if (!p->kw || !p->val)
+        return -1;
+#define ADD(k, v)                                                                                  \
+    do {                                                                                           \
+        p->kw[i] = strdup(k);                                                                      \
+        p->val[i] = strdup(v);                                                                     \
+        if (!p->kw[i] || !p->val[i])                                                               \
+            return -1;                                                                             \
+        i++;                                                                                       \
+    } while (0)
+    for (size_t j = 0; j < db->n_conn; j++)
+        ADD(db->conn[j].key, db->conn[j].value);
+    if (!has_kw(db, "dbname"))
+        ADD("dbname", p->dbname);
+    if (!has_kw(db, "user"))
+        ADD("user", p->user);
+    if (!has_kw(db, "sslmode"))
+        ADD("sslmode", "disable");
+    if (!has_kw(db, "gssencmode"))
+        ADD("gssencmode", "disable");
+    ADD("fallback_application_name", "sluice");
+#undef ADD
+    return 0;
+}
+
+void pg_pool_refresh(pg_pool *p, const gw_ctx *ctx)
+{
+    if (p->cfg_gen == ctx->cfg_gen)
+        return;
+    const cfg_database *db = cfg_find_database(ctx->cfg, p->dbname);
+    if (db) {
+        p->size = cfg_db_pool_size(ctx->cfg, db);
+        p->mode = cfg_db_pool_mode(ctx->cfg, db);
+        p->db_max = cfg_db_max_connections(ctx->cfg, db);
+    }
+    p->cfg_gen = ctx->cfg_gen;
+}
+
+pg_pool *pg_pool_get(pg_gateway *gw, const cfg_database *db, const char *dbname, const char *user)
+{
+    gw_list *it;
+    for (it = gw->pools.next; it != &gw->pools; it = it->next) {
+        pg_pool *p = gw_container_of(it, pg_pool, node);
+        if (strcmp(p->dbname, dbname) == 0 && strcmp(p->user, user) == 0) {
+            pg_pool_refresh(p, gw->ctx);
+            return p;
+        }
+    }
+    pg_pool *p = calloc(1, sizeof *p);
+    if (!p)
+        return NULL;
+    p->gw = gw;
+    gw_list_init(&p->servers);
+    gw_list_init(&p->idle);
+    gw_list_init(&p->waiters);
+    gw_list_init(&p->login_waiters);
+    p->dbname = strdup(dbname);
+    p->user = strdup(user);
+    if (!p->dbname || !p->user || build_kw(p, db) != 0) {
+        pg_pool_free(p, gw);
+        return NULL;
+    }
+    pg_pool_refresh(p, gw->ctx);
+    gw_list_push_tail(&gw->pools, &p->node);
+    gw_info(gw->ctx, "new pool %s/%s (size %d, %s mode)", dbname, user, p->size,
+            cfg_pool_mode_name(p->mode));
+    return p;
+}
+
+void pg_pool_free(pg_pool *p, pg_gateway *gw)
+{
+    gw_list_remove(&p->node);
+    free_kw(p);
+    pg_params_free(&p->defaults);
+    free(p->dbname);
+    free(p->user);
+    free(p);
+    (void)gw;
+}
+
+uint32_t pg_pool_db_servers(pg_gateway *gw, const char *dbname)
+{
+    uint32_t n = 0;
+    for (gw_list *it = gw->pools.next; it != &gw->pools; it = it->next) {
+        pg_pool *p = gw_container_of(it, pg_pool, node);
+        if (strcmp(p->dbname, dbname) == 0)
+            n += p->n_servers;
+    }
+    return n;
+}
+
+static bool may_open(pg_pool *p)
+{
+    if (p->n_servers >= (uint32_t)p->size)
+        return false;
+    return p->db_max <= 0 || pg_pool_db_servers(p->gw, p->dbname) < (uint32_t)p->db_max;
+}
+
+/* Counts list entries, stopping at cap: callers only need to know whether there are "enough". */
+static uint32_t count_list(const gw_list *l, uint32_t cap)
+{
+    uint32_t n = 0;
+    for (const gw_list *it = l->next; it != l && n < cap; it = it->next)
+        n++;
+    return n;
+}
+
+void pg_pool_maybe_connect(pg_pool *p)
+{
+    pg_gateway *gw = p->gw;
+    if (gw->stopping)
+        return;
+    pg_pool_refresh(p, gw->ctx);
+    if (p->last_fail && gw_now(gw->ctx) - p->last_fail < PG_CONNECT_RETRY_MS)
+        return;
+    /* One new connection per waiting client that no connecting server will serve. */
+    uint32_t room = p->n_servers < (uint32_t)p->size ? (uint32_t)p->size - p->n_servers : 0;
+    uint32_t want = count_list(&p->waiters, p->n_connecting + room);
+    if (!p->have_defaults && !gw_list_empty(&p->login_waiters) && want == 0)
+        want = 1;
+    uint32_t min = (uint32_t)gw->ctx->cfg->min_pool_size;
+    if (p->n_servers < min && min - p->n_servers > want)
+        want = min - p->n_servers;
+    while (p->n_connecting < want && may_open(p)) {
+        if (!pg_server_connect(p))
+            break;
+        if (p->last_fail)
+            break; /* the attempt failed at once; the waiters have been told */
+    }
+}
+
+void pg_pool_connect_failed(pg_pool *p, const char *msg)
+{
+    if (p->n_connecting > 0 || p->n_servers > 0)
+        return; /* another server may still come up or come back */
+    gw_list *it, *tmp;
+    gw_list_foreach_safe(it, tmp, &p->login_waiters)
+    {
+        pg_client *c = gw_container_of(it, pg_client, wait_node);
+        pg_client_fatal(c, "08006", "could not connect to the server: %s", msg);
+    }
+    gw_list_foreach_safe(it, tmp, &p->waiters)
+    {
+        pg_client *c = gw_container_of(it, pg_client, wait_node);
+        pg_client_fatal(c, "08006", "could not connect to the server: %s", msg);
+    }
+}
+
+static void link(pg_client *c, pg_server *s)
+{
+    pg_server_set_state(s, PG_SV_ACTIVE);
+    pg_client_set_state(c, PG_CL_ACTIVE);
+    s->client = c;
+    c->server = s;
+    s->idle_since = gw_now(pg_ctx(&s->conn));
+    if (pg_relay_sync_params(s, c) != 0)
+        pg_client_fatal(c, "53200", "out of memory");
+}
+
+bool pg_pool_acquire(pg_client *c)
+{
+    pg_pool *p = c->pool;
+    pg_pool_refresh(p, pg_ctx(&c->conn));
+    gw_list *it = gw_list_first(&p->idle);
+    if (it) {
+        link(c, gw_container_of(it, pg_server, idle_node));
+        return !c->conn.closing;
+    }
+    pg_client_set_state(c, PG_CL_WAITING);
+    gw_list_push_tail(&p->waiters, &c->wait_node);
+    pg_pool_maybe_connect(p);
+    return false;
+}
+
+void pg_pool_server_ready(pg_server *s)
+{
+    pg_pool *p = s->pool;
+    pg_gateway *gw = p->gw;
+    pg_pool_refresh(p, gw->ctx);
+    if (gw->stopping) {
+        pg_server_close(s, "shutting down");
+        return;
+    }
+    if (p->n_servers > (uint32_t)p->size) {
+        pg_server_close(s, "pool is larger than pool_size");
+        return;
+    }
+    if (s->cancels > 0) {
+        /* A cancel sent for the previous client could hit the next one's query. */
+        pg_server_set_state(s, PG_SV_RESETTING);
+        return;
+    }
+    gw_list *it = gw_list_first(&p->waiters);
+    if (it) {
+        pg_client *c = gw_container_of(it, pg_client, wait_node);
+        gw_list_remove(&c->wait_node);
+        link(c, s);
+        pg_conn_mark_process(&c->conn);
+        return;
+    }
+    pg_server_set_state(s, PG_SV_IDLE);
+}
+
+void pg_pool_release(pg_server *s, bool client_left)
+{
+    pg_gateway *gw = s->conn.gw;
+    pg_client *c = s->client;
+    if (c) {
+        c->server = NULL;
+        s->client = NULL;
+        if (c->state == PG_CL_ACTIVE) {
+            pg_client_set_state(c, PG_CL_IDLE);
+            if (c->conn.in.len > 0)
+                pg_conn_mark_process(&c->conn);
+            else
+                pg_conn_mark(&c->conn);
+        }
+    }
+    if (s->state == PG_SV_CLOSING)
+        return;
+    /* A request still in flight: its results have nowhere to go and its end is unknown. */
+    if (s->q.count > 0 || s->conn.pass_left) {
+        pg_server_close(s, "client left while a request was in progress");
+        return;
+    }
+    const char *reset = gw->ctx->cfg->server_reset_query;
+    bool need_reset = client_left && s->pool->mode == CFG_POOL_SESSION && reset && *reset;
+    if (s->tx == 'I' && !need_reset) {
+        pg_pool_server_ready(s);
+        return;
+    }
+    pg_server_set_state(s, PG_SV_RESETTING);
+    s->synced = false; /* ROLLBACK and the reset query may change parameters */
+    int rc = 0;
+    if (s->tx != 'I') {
+        rc = pg_build_query(&s->conn.out, &gw->bufs, "ROLLBACK");
+        rc = rc ? rc : pg_reqq_push(s, 'Q', PG_REQ_SKIP, NULL, false);
+    }
+    if (need_reset) {
+        rc = rc ? rc : pg_build_query(&s->conn.out, &gw->bufs, reset);
+        rc = rc ? rc : pg_reqq_push(s, 'Q', PG_REQ_SKIP, NULL, false);
+    }
+    if (rc != 0) {
+        pg_server_close(s, "out of memory");
+        return;
+    }
+    pg_conn_mark(&s->conn);
+}

@@ -1,0 +1,537 @@
+/*
+ * pg_relay: what crosses a client-server link, message by message.
+ *
+ * Every request that the server will answer (Parse, Bind, Describe, Execute, Close, Sync, Query,
+ * FunctionCall) is recorded in the server's request queue in send order, with an action saying
+ * whether its responses go to the client (FORWARD), are consumed because Sluice injected the
+ * request (SKIP), or were never sent because Sluice answers it itself (FAKE). Responses pop the
+ * queue head; a FAKE entry is answered as soon as it reaches the head, which keeps synthesized
+ * ParseComplete/CloseComplete messages in the exact position the server would have sent them.
+ *
+ * After an ErrorResponse to an extended-protocol message the server discards everything up to
+ * Sync: the queue entries up to the next Sync are dropped the same way, undoing what they
+ * assumed (a Parse that never happened is forgotten; an eviction Close that never happened puts
+ * the statement back).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "drivers/pg/pg_int.h"
+#include "drivers/pg/pg_wire.h"
+
+bool pg_relay_tracks_stmts(const pg_client *c)
+{
+    const cfg *conf = pg_ctx(&c->conn)->cfg;
+    return c->pool && c->pool->mode == CFG_POOL_TRANSACTION && conf->max_prepared_statements > 0;
+}
+
+/* ---- request queue ---- */
+
+static pg_req *q_head(pg_server *s)
+{
+    return s->q.count ? &s->q.items[s->q.head] : NULL;
+}
+
+int pg_reqq_push(pg_server *s, uint8_t type, pg_req_action action, pg_stmt *stmt, bool named)
+{
+    pg_reqq *q = &s->q;
+    if (q->count == q->cap) {
+        uint32_t cap = q->cap ? q->cap * 2 : 8;
+        pg_req *items = malloc(cap * sizeof *items);
+        if (!items)
+            return -ENOMEM;
+        for (uint32_t i = 0; i < q->count; i++)
+            items[i] = q->items[(q->head + i) % q->cap];
+        free(q->items);
+        q->items = items;
+        q->cap = cap;
+        q->head = 0;
+    }
+    pg_req *r = &q->items[(q->head + q->count) % q->cap];
+    r->type = type;
+    r->action = (uint8_t)action;
+    r->stmt = stmt ? pg_stmt_ref(stmt) : NULL;
+    r->client_named = named;
+    s->req_seq++;
+    if (type == 'S')
+        s->last_sync_seq = s->req_seq;
+    if (q->count++ == 0 && action != PG_REQ_FAKE && s->busy_since == 0)
+        s->busy_since = gw_now(pg_ctx(&s->conn));
+    return 0;
+}
+
+static void q_pop(pg_server *s)
+{
+    pg_req *r = q_head(s);
+    if (r->stmt)
+        pg_stmt_unref(&s->conn.gw->stmts, r->stmt);
+    s->q.head = (s->q.head + 1) % s->q.cap;
+    s->q.count--;
+}
+
+void pg_reqq_free(pg_reqq *q, pg_gateway *gw)
+{
+    for (uint32_t i = 0; i < q->count; i++) {
+        pg_req *r = &q->items[(q->head + i) % q->cap];
+        if (r->stmt)
+            pg_stmt_unref(&gw->stmts, r->stmt);
+    }
+    free(q->items);
+    memset(q, 0, sizeof *q);
+}
+
+void pg_relay_drain_fakes(pg_server *s)
+{
+    pg_gateway *gw = s->conn.gw;
+    pg_req *r;
+    while ((r = q_head(s)) != NULL && r->action == PG_REQ_FAKE) {
+        if (s->client) {
+            pg_build_empty(&s->client->conn.out, &gw->bufs, r->type == 'P' ? '1' : '3');
+            pg_conn_mark(&s->client->conn);
+        }
+        q_pop(s);
+    }
+}
+
+/* An extended-protocol error: the server skips to Sync; so do we. */
+static void error_pop(pg_server *s)
+{
+    pg_gateway *gw = s->conn.gw;
+    pg_req *r;
+    while ((r = q_head(s)) != NULL && r->type != 'S' && r->type != 'Q' && r->type != 'F') {
+        if (r->type == 'P' && r->action != PG_REQ_FAKE && r->stmt) {
+            pg_server_stmts_remove(&s->stmts, &gw->stmts, r->stmt);
+            if (r->client_named && s->client)
+                pg_client_stmts_unbind_stmt(&s->client->stmts, &gw->stmts, r->stmt);
+        } else if (r->type == 'C' && r->action == PG_REQ_SKIP && r->stmt) {
+            int err;
+            pg_server_stmts_add(&s->stmts, r->stmt, 0, 0, &err);
+        }
+        q_pop(s);
+    }
+}
+
+/* ---- client to server ---- */
+
+static int append(pg_server *s, const void *data, size_t len)
+{
+    pg_conn_mark(&s->conn);
+    return gw_buf_append(&s->conn.out, &s->conn.gw->bufs, data, len);
+}
+
+/* Makes sure st is prepared on s, sending an injected Parse (and the Close of an evicted
+ * statement) when it is not. */
+static int ensure_prepared(pg_server *s, pg_stmt *st, pg_req_action action, bool named)
+{
+    pg_gateway *gw = s->conn.gw;
+    gw_buf *out = &s->conn.out;
+    /* Its Parse is still unanswered and a Sync lies between: if that Parse fails, the server
+     * will not have it although this later Sync segment would rely on it. Wait for the answer. */
+    uint64_t pending = pg_server_stmts_pending(&s->stmts, st);
+    if (pending && pending < s->last_sync_seq)
+        return 1;
+    if (pg_server_stmts_use(&s->stmts, st)) {
+        if (action == PG_REQ_FORWARD)
+            return pg_reqq_push(s, 'P', PG_REQ_FAKE, NULL, false);
+        return 0;
+    }
+    int err;
+    int max = pg_ctx(&s->conn)->cfg->max_prepared_statements;
+    pg_stmt *victim = pg_server_stmts_add(&s->stmts, st, max, 0, &err);
+    if (err)
+        return err;
+    size_t m;
+    int rc = 0;
+    if (victim) {
+        rc = pg_msg_begin(out, &gw->bufs, 'C', &m);
+        rc = rc ? rc : pg_msg_put(out, &gw->bufs, "S", 1);
+        rc = rc ? rc : pg_msg_put_str(out, &gw->bufs, victim->name);
+        if (rc == 0)
+            pg_msg_end(out, m);
+        /* The queue entry takes over the reference the server set held. */
+        rc = rc ? rc : pg_reqq_push(s, 'C', PG_REQ_SKIP, victim, false);
+        pg_stmt_unref(&gw->stmts, victim);
+        if (rc)
+            return rc;
+    }
+    rc = pg_msg_begin(out, &gw->bufs, 'P', &m);
+    rc = rc ? rc : pg_msg_put_str(out, &gw->bufs, st->name);
+    rc = rc ? rc : pg_msg_put(out, &gw->bufs, st->body, st->body_len);
+    if (rc == 0)
+        pg_msg_end(out, m);
+    pg_conn_mark(&s->conn);
+    rc = rc ? rc : pg_reqq_push(s, 'P', action, st, named);
+    if (rc == 0)
+        pg_server_stmts_set_pending(&s->stmts, st, s->req_seq);
+    return rc;
+}
+
+/* Checks the part of a Parse body after the name: query NUL, int16 n, n int32 type oids. */
+static bool parse_rest_ok(const uint8_t *rest, size_t len)
+{
+    pg_reader r = pg_reader_make(rest, len);
+    pg_read_str(&r, NULL);
+    uint16_t n = pg_read_u16(&r);
+    return !r.err && r.len - r.pos == (size_t)n * 4;
+}
+
+static int relay_parse(pg_client *c, const uint8_t *msg, size_t total)
+{
+    pg_gateway *gw = c->conn.gw;
+    pg_server *s = c->server;
+    pg_reader r = pg_reader_make(msg + 5, total - 5);
+    const char *name = pg_read_str(&r, NULL);
+    const uint8_t *rest = msg + 5 + r.pos;
+    size_t rest_len = total - 5 - r.pos;
+    if (r.err || !parse_rest_ok(rest, rest_len)) {
+        pg_client_fatal(c, "08P01", "malformed Parse message");
+        return -1;
+    }
+    if (!*name) {
+        if (append(s, msg, total) != 0)
+            return -ENOMEM;
+        return pg_reqq_push(s, 'P', PG_REQ_FORWARD, NULL, false);
+    }
+    pg_stmt *st = pg_stmt_intern(&gw->stmts, rest, rest_len);
+    if (!st)
+        return -ENOMEM;
+    /* Bind the name only once the Parse goes out: a stalled Parse is retried whole. */
+    int rc = ensure_prepared(s, st, PG_REQ_FORWARD, true);
+    if (rc == 0)
+        rc = pg_client_stmts_bind(&c->stmts, &gw->stmts, name, st);
+    pg_stmt_unref(&gw->stmts, st);
+    return rc;
+}
+
+/* Bind and Describe('S') name a statement: point them at the server-side name, preparing the
+ * statement on this server first when it has not seen it. */
+static int relay_bind(pg_client *c, const uint8_t *msg, size_t total)
+{
+    pg_gateway *gw = c->conn.gw;
+    pg_server *s = c->server;
+    pg_reader r = pg_reader_make(msg + 5, total - 5);
+    size_t plen;
+    const char *portal = pg_read_str(&r, &plen);
+    const char *name = pg_read_str(&r, NULL);
+    if (r.err) {
+        pg_client_fatal(c, "08P01", "malformed Bind message");
+        return -1;
+    }
+    pg_stmt *st = *name ? pg_client_stmts_find(&c->stmts, name) : NULL;
+    if (!st) {
+        if (append(s, msg, total) != 0)
+            return -ENOMEM;
+        return pg_reqq_push(s, 'B', PG_REQ_FORWARD, NULL, false);
+    }
+    int rc = ensure_prepared(s, st, PG_REQ_SKIP, false);
+    if (rc)
+        return rc;
+    gw_buf *out = &s->conn.out;
+    size_t m;
+    rc = pg_msg_begin(out, &gw->bufs, 'B', &m);
+    rc = rc ? rc : pg_msg_put(out, &gw->bufs, portal, plen + 1);
+    rc = rc ? rc : pg_msg_put_str(out, &gw->bufs, st->name);
+    rc = rc ? rc : pg_msg_put(out, &gw->bufs, msg + 5 + r.pos, total - 5 - r.pos);
+    if (rc == 0)
+        pg_msg_end(out, m);
+    pg_conn_mark(&s->conn);
+    return rc ? rc : pg_reqq_push(s, 'B', PG_REQ_FORWARD, NULL, false);
+}
+
+static int relay_describe_close(pg_client *c, uint8_t t, const uint8_t *msg, size_t total)
+{
+    pg_gateway *gw = c->conn.gw;
+    pg_server *s = c->server;
+    pg_reader r = pg_reader_make(msg + 5, total - 5);
+    uint8_t kind = pg_read_u8(&r);
+    const char *name = pg_read_str(&r, NULL);
+    if (r.err || r.pos != r.len || (kind != 'S' && kind != 'P')) {
+        pg_client_fatal(c, "08P01", "malformed %s message", t == 'D' ? "Describe" : "Close");
+        return -1;
+    }
+    if (kind == 'S' && *name) {
+        if (t == 'C') {
+            /* Other clients may share the server-side statement: only the name goes. */
+            pg_client_stmts_unbind(&c->stmts, &gw->stmts, name);
+            return pg_reqq_push(s, 'C', PG_REQ_FAKE, NULL, false);
+        }
+        pg_stmt *st = pg_client_stmts_find(&c->stmts, name);
+        if (st) {
+            int rc = ensure_prepared(s, st, PG_REQ_SKIP, false);
+            if (rc)
+                return rc;
+            gw_buf *out = &s->conn.out;
+            size_t m;
+            rc = rc ? rc : pg_msg_begin(out, &gw->bufs, 'D', &m);
+            rc = rc ? rc : pg_msg_put(out, &gw->bufs, "S", 1);
+            rc = rc ? rc : pg_msg_put_str(out, &gw->bufs, st->name);
+            if (rc == 0)
+                pg_msg_end(out, m);
+            pg_conn_mark(&s->conn);
+            return rc ? rc : pg_reqq_push(s, 'D', PG_REQ_FORWARD, NULL, false);
+        }
+    }
+    if (append(s, msg, total) != 0)
+        return -ENOMEM;
+    return pg_reqq_push(s, t, PG_REQ_FORWARD, NULL, false);
+}
+
+int pg_relay_parse_local(pg_client *c, const uint8_t *msg, size_t total)
+{
+    pg_gateway *gw = c->conn.gw;
+    pg_reader r = pg_reader_make(msg + 5, total - 5);
+    const char *name = pg_read_str(&r, NULL);
+    const uint8_t *rest = msg + 5 + r.pos;
+    size_t rest_len = total - 5 - r.pos;
+    if (r.err || !*name || !parse_rest_ok(rest, rest_len))
+        return 0;
+    pg_stmt *st = pg_stmt_lookup(&gw->stmts, rest, rest_len);
+    if (!st || st->validated_in != c->pool)
+        return 0;
+    if (pg_client_stmts_bind(&c->stmts, &gw->stmts, name, st) != 0 ||
+        pg_build_empty(&c->conn.out, &gw->bufs, '1') != 0)
+        return -1;
+    pg_conn_mark(&c->conn);
+    return 1;
+}
+
+bool pg_relay_needs_whole(const pg_client *c, uint8_t t)
+{
+    if (t == 'S' || t == 'H' || t == 'E')
+        return true;
+    return pg_relay_tracks_stmts(c) && (t == 'P' || t == 'B' || t == 'D' || t == 'C');
+}
+
+int pg_relay_client_msg(pg_client *c, uint8_t t, const uint8_t *msg, size_t total)
+{
+    pg_server *s = c->server;
+    int rc;
+    gw_assert(s != NULL);
+    if ((t == 'S' || t == 'H') && total != 5) {
+        pg_client_fatal(c, "08P01", "invalid %s message length", t == 'S' ? "Sync" : "Flush");
+        return -1;
+    }
+    if (t == 'Q' && msg[total - 1] != 0) {
+        pg_client_fatal(c, "08P01", "invalid string in Query message");
+        return -1;
+    }
+    bool tracked = pg_relay_tracks_stmts(c);
+    if (tracked && t == 'P')
+        rc = relay_parse(c, msg, total);
+    else if (tracked && t == 'B')
+        rc = relay_bind(c, msg, total);
+    else if (tracked && (t == 'D' || t == 'C'))
+        rc = relay_describe_close(c, t, msg, total);
+    else {
+        rc = append(s, msg, total);
+        if (rc == 0 && strchr("QFPBDECS", t))
+            rc = pg_reqq_push(s, t, PG_REQ_FORWARD, NULL, false);
+    }
+    if (c->conn.closing)
+        return -1;
+    if (rc == 1) {
+        c->stalled = true;
+        return 1;
+    }
+    if (rc != 0) {
+        pg_client_fatal(c, "53200", "out of memory");
+        return -1;
+    }
+    pg_relay_drain_fakes(s);
+    return 0;
+}
+
+/* ---- session parameters ---- */
+
+uint64_t pg_params_fingerprint(const pg_params *ps)
+{
+    return gw_hash_bytes(ps->data ? ps->data : "", ps->len);
+}
+
+int pg_relay_sync_params(pg_server *s, pg_client *c)
+{
+    pg_gateway *gw = s->conn.gw;
+    /* The common case: the server last matched a client with the same settings. */
+    if (s->synced && s->synced_fp == c->params_fp)
+        return 0;
+    s->synced = true;
+    s->synced_fp = c->params_fp;
+    const pg_params *defaults = &s->pool->defaults;
+    /* Collect copies first: applying a change rebuilds the server's parameter blob. */
+    char keys[32][64];
+    int n = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        const pg_params *src = pass == 0 ? &s->params : &c->params;
+        for (const char *k = pg_params_first(src); k && n < 32; k = pg_params_next(src, k)) {
+            if (pass == 1 && pg_params_get(&s->params, k))
+                continue;
+            const char *want = pg_params_get(&c->params, k);
+            if (!want)
+                want = pg_params_get(defaults, k);
+            const char *have = pg_params_get(&s->params, k);
+            if (want && (!have || strcmp(want, have) != 0) && pg_param_settable(k) &&
+                pg_param_name_ok(k))
+                snprintf(keys[n++], sizeof keys[0], "%s", k);
+        }
+    }
+    gw_buf sql = {0};
+    int rc = 0;
+    for (int i = 0; i < n && rc == 0; i++) {
+        const char *want = pg_params_get(&c->params, keys[i]);
+        if (!want)
+            want = pg_params_get(defaults, keys[i]);
+        sql.len = 0;
+        rc = gw_buf_append(&sql, &gw->bufs, "SET ", 4);
+        rc = rc ? rc : gw_buf_append(&sql, &gw->bufs, keys[i], strlen(keys[i]));
+        rc = rc ? rc : gw_buf_append(&sql, &gw->bufs, " TO ", 4);
+        rc = rc ? rc : pg_quote_literal(&sql, &gw->bufs, want);
+        rc = rc ? rc : gw_buf_append(&sql, &gw->bufs, "", 1);
+        rc = rc ? rc : pg_build_query(&s->conn.out, &gw->bufs, (const char *)sql.data);
+        rc = rc ? rc : pg_reqq_push(s, 'Q', PG_REQ_SKIP, NULL, false);
+        /* Recorded now: the server reports only GUC_REPORT parameters back. want points into
+         * the client's or the pool's set, which this does not touch. */
+        rc = rc ? rc : pg_params_set(&s->params, keys[i], want);
+    }
+    gw_buf_release(&sql, &gw->bufs);
+    if (n)
+        pg_conn_mark(&s->conn);
+    return rc;
+}
+
+/* ---- server to client ---- */
+
+static bool head_is_skip_query(pg_server *s)
+{
+    pg_req *r = q_head(s);
+    return r && r->action == PG_REQ_SKIP && r->type == 'Q';
+}
+
+int pg_relay_server_header(pg_server *s, uint8_t t, bool *drop, bool *whole)
+{
+    if (t == 'R' || t == 'K' || t == 'v')
+        return -1; /* login messages after login: the stream is out of sync */
+    /* Messages that change state or pop the queue are handled whole (they are small);
+     * row data, copy data and notices stream through. */
+    *whole = strchr("123nsICZETS", t) != NULL;
+    *drop = !s->client || head_is_skip_query(s);
+    return 0;
+}
+
+static bool tag_is(const uint8_t *body, size_t len, const char *tag)
+{
+    size_t n = strlen(tag);
+    return len >= n + 1 && memcmp(body, tag, n) == 0 && body[n] == 0;
+}
+
+int pg_relay_server_msg(pg_server *s, uint8_t t, const uint8_t *msg, size_t total)
+{
+    pg_gateway *gw = s->conn.gw;
+    gw_ctx *ctx = gw->ctx;
+    const uint8_t *body = msg + 5;
+    size_t len = total - 5;
+    pg_req *head = q_head(s);
+    bool skipq = head_is_skip_query(s);
+    bool fwd = s->client && !skipq;
+    switch (t) {
+    case '1':
+    case '3':
+        if (head && head->type == (t == '1' ? 'P' : 'C')) {
+            fwd = fwd && head->action == PG_REQ_FORWARD;
+            if (t == '1' && head->stmt) {
+                head->stmt->validated_in = s->pool;
+                pg_server_stmts_confirm(&s->stmts, head->stmt);
+            }
+            q_pop(s);
+        }
+        break;
+    case '2':
+        if (head && head->type == 'B')
+            q_pop(s);
+        break;
+    case 'n':
+    case 'T':
+        if (head && head->type == 'D')
+            q_pop(s);
+        break;
+    case 's':
+    case 'I':
+        if (head && head->type == 'E')
+            q_pop(s);
+        break;
+    case 'C':
+        if (tag_is(body, len, "DISCARD ALL") || tag_is(body, len, "DEALLOCATE ALL")) {
+            pg_server_stmts_clear(&s->stmts, &gw->stmts);
+            if (fwd)
+                pg_client_stmts_clear(&s->client->stmts, &gw->stmts);
+        }
+        if (head && head->type == 'E')
+            q_pop(s);
+        break;
+    case 'E':
+        if (skipq) {
+            const char *m = pg_error_field(body, len, 'M');
+            gw_warn(ctx, "server %u: a query Sluice sent failed: %s", s->id, m ? m : "?");
+        }
+        if (head && strchr("PBDEC", head->type))
+            error_pop(s);
+        break;
+    case 'Z':
+        if (len != 1) {
+            pg_server_close(s, "malformed ReadyForQuery");
+            return -1;
+        }
+        s->tx = (char)body[0];
+        if (head && (head->type == 'S' || head->type == 'Q' || head->type == 'F'))
+            q_pop(s);
+        break;
+    case 'S': {
+        pg_reader r = pg_reader_make(body, len);
+        const char *k = pg_read_str(&r, NULL);
+        const char *v = pg_read_str(&r, NULL);
+        if (!r.err) {
+            pg_params_set(&s->params, k, v);
+            if (s->client) {
+                pg_client *c = s->client;
+                pg_params_set(&c->params, k, v);
+                c->params_fp = pg_params_fingerprint(&c->params);
+                s->synced_fp = c->params_fp;
+            } else {
+                s->synced = false;
+            }
+        }
+        break;
+    }
+    default:
+        break;
+    }
+    if (fwd) {
+        if (gw_buf_append(&s->client->conn.out, &gw->bufs, msg, total) != 0) {
+            pg_server_close(s, "out of memory");
+            return -1;
+        }
+        pg_conn_mark(&s->client->conn);
+    }
+    pg_relay_drain_fakes(s);
+    if (t != 'Z')
+        return 0;
+    if (s->client && s->client->stalled) {
+        s->client->stalled = false;
+        pg_conn_mark_process(&s->client->conn);
+    }
+    uint64_t now = gw_now(ctx);
+    if (s->q.count == 0) {
+        s->busy_since = 0;
+        s->cancel_at = 0;
+        s->idle_since = now;
+        if (s->tx == 'I') {
+            if (s->state == PG_SV_RESETTING)
+                pg_pool_server_ready(s);
+            else if (s->state == PG_SV_ACTIVE && s->pool->mode == CFG_POOL_TRANSACTION)
+                pg_pool_release(s, false);
+        }
+    } else {
+        s->busy_since = now;
+    }
+    return 0;
+}

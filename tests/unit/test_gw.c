@@ -1,0 +1,87 @@
+/* Unit tests for the gateway's containers: list, hash table, buffers. */
+#include <criterion/criterion.h>
+#include <string.h>
+
+#include "gateway/buf.h"
+#include "gateway/htable.h"
+#include "gateway/list.h"
+
+typedef struct item {
+    gw_list node;
+    gw_hnode hnode;
+    int v;
+} item;
+
+Test(gw_list, fifo_order_and_removal)
+{
+    gw_list head;
+    gw_list_init(&head);
+    item it[4];
+    for (int i = 0; i < 4; i++) {
+        it[i].v = i;
+        gw_list_push_tail(&head, &it[i].node);
+    }
+    gw_list_remove(&it[1].node);
+    gw_list_remove(&it[1].node); /* removing twice is harmless */
+    int seen[4], n = 0;
+    gw_list *l;
+    while ((l = gw_list_first(&head)) != NULL) {
+        seen[n++] = gw_container_of(l, item, node)->v;
+        gw_list_remove(l);
+    }
+    cr_assert_eq(n, 3);
+    cr_assert_eq(seen[0], 0);
+    cr_assert_eq(seen[1], 2);
+    cr_assert_eq(seen[2], 3);
+    cr_assert(gw_list_empty(&head));
+}
+
+Test(gw_htable, insert_find_remove_across_growth)
+{
+    gw_htable t;
+    gw_htable_init(&t);
+    enum { N = 1000 };
+    static item items[N];
+    for (int i = 0; i < N; i++) {
+        items[i].v = i;
+        cr_assert_eq(gw_htable_insert(&t, &items[i].hnode, (uint64_t)i * 7919u), 0);
+    }
+    cr_assert_eq(t.count, N);
+    for (int i = 0; i < N; i += 2)
+        gw_htable_remove(&t, &items[i].hnode);
+    cr_assert_eq(t.count, N / 2);
+    for (int i = 0; i < N; i++) {
+        uint64_t h = (uint64_t)i * 7919u;
+        int found = 0;
+        for (gw_hnode *n = gw_htable_chain(&t, h); n; n = n->next)
+            if (n->hash == h && gw_container_of(n, item, hnode)->v == i)
+                found = 1;
+        cr_assert_eq(found, i % 2, "item %d", i);
+    }
+    gw_htable_free(&t);
+}
+
+Test(gw_buf, pooled_blocks_are_reused_and_grow)
+{
+    gw_bufpool p;
+    gw_bufpool_init(&p, 4);
+    gw_buf b = {0};
+    cr_assert_eq(gw_buf_append(&b, &p, "hello", 5), 0);
+    cr_assert_eq(b.cap, GW_BUF_BLOCK);
+    uint8_t *first = b.data;
+    gw_buf_consume(&b, &p, 2);
+    cr_assert_eq(b.len, 3);
+    cr_assert_eq(memcmp(b.data, "llo", 3), 0);
+    gw_buf_consume(&b, &p, 3);
+    cr_assert_null(b.data, "an empty buffer holds no memory");
+    cr_assert_eq(p.count, 1);
+    cr_assert_eq(gw_buf_reserve(&b, &p, 10), 0);
+    cr_assert_eq(b.data, first, "the pooled block is reused");
+    static char big[100000];
+    memset(big, 'x', sizeof big);
+    cr_assert_eq(gw_buf_append(&b, &p, big, sizeof big), 0);
+    cr_assert_geq(b.cap, sizeof big);
+    cr_assert_eq(b.data[sizeof big - 1], 'x');
+    gw_buf_release(&b, &p);
+    gw_bufpool_destroy(&p);
+}
