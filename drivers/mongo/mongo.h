@@ -1,0 +1,29 @@
+/*
+ * mongo: the MongoDB front end. Each [mongodb] line gets its own listener; client OP_MSG traffic
+ * is forwarded over bounded pools of gateway-owned backend connections.
+ */
+#ifndef SLUICE_MONGO_H
+#define SLUICE_MONGO_H
+
+#include <stdio.h>
+
+#include "config/cfg.h"
+#include "gateway/gw.h"
+
+/* Called once per process before any other mongo function (mongoc_init); and once at exit. */
+void mongo_global_init(void);
+void mongo_global_cleanup(void);
+
+/* Validates the [mongodb] entries of c (URIs parsed with mongoc_uri_t). Writes "file:line: msg"
+ * lines to diag. Returns 0 when valid, -1 otherwise. Used by --check and before start. */
+int mongo_config_check(const cfg *c, FILE *diag);
+
+/* Starts listeners and pools for every [mongodb] entry of ctx->cfg. Returns 0 or a negative
+ * errno-style code (already logged). Sets ctx->mongo. */
+int mongo_gateway_start(gw_ctx *ctx);
+
+/* Begins shutdown: closes listeners, client and backend connections and worker threads so that
+ * the loop can run to completion. Frees ctx->mongo once every handle is closed. */
+void mongo_gateway_stop(gw_ctx *ctx);
+
+#endif

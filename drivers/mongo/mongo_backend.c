@@ -1,0 +1,251 @@
+/*
+ * mongo_backend: one backend connection's I/O. The socket was connected and handshaken by the
+ * worker thread (with libmongoc); from then on the loop reads and writes it without libmongoc.
+ * Replies are matched to the request in flight by responseTo.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "drivers/mongo/mongo_int.h"
+#include "drivers/mongo/mongo_wire.h"
+
+static void free_handle(uv_handle_t *h)
+{
+    free(h);
+}
+
+static void on_backend_closed(uv_handle_t *h)
+{
+    mongo_backend *b = (mongo_backend *)h;
+    mongo_gateway *gw = b->front->gw;
+    mongo__buf_put(b->front, b->in, b->in_cap);
+    free(b);
+    gw->live--;
+    mongo__gateway_maybe_free(gw);
+}
+
+void mongo__backend_close(mongo_backend *b, const char *why)
+{
+    if (b->state == MONGO_BE_CLOSING)
+        return;
+    mongo_front *f = b->front;
+    if (f->gw->stopping)
+        gw_debug(f->gw->ctx, "mongo %s: backend connection to %s closing: %s", f->name, b->host,
+                 why);
+    else
+        gw_info(f->gw->ctx, "mongo %s: backend connection to %s closing: %s", f->name, b->host,
+                why);
+    mongo__backend_set_state(b, MONGO_BE_CLOSING);
+    gw_list_remove(&b->node);
+    f->n_backends--;
+    mongo_client *c = b->client;
+    b->client = NULL;
+    uv_close((uv_handle_t *)&b->tcp, on_backend_closed);
+    if (c)
+        mongo__client_backend_lost(c, why);
+    mongo__pool_connect_more(f);
+}
+
+typedef struct write_req {
+    uv_write_t req;
+    mongo_backend *b;
+    uint8_t *msg;
+    size_t cap;
+} write_req;
+
+static void on_written(uv_write_t *req, int status)
+{
+    write_req *w = (write_req *)req;
+    mongo_backend *b = w->b;
+    mongo__buf_put(b->front, w->msg, w->cap);
+    free(w);
+    if (b->state == MONGO_BE_CLOSING)
+        return; /* cancelled by the close, which dealt with the client */
+    if (status < 0) {
+        mongo__backend_close(b, uv_strerror(status));
+        return;
+    }
+    if (b->awaiting_write) {
+        /* moreToCome: no reply comes; the request is done once it is written. */
+        mongo_client *c = b->client;
+        b->awaiting_write = false;
+        b->client = NULL;
+        mongo__pool_release(b);
+        if (c)
+            mongo__client_sent(c);
+    }
+}
+
+int mongo__backend_send(mongo_backend *b, uint8_t *msg, size_t len, size_t cap)
+{
+    write_req *w = malloc(sizeof *w);
+    if (!w) {
+        mongo__buf_put(b->front, msg, cap);
+        return UV_ENOMEM;
+    }
+    *w = (write_req){.b = b, .msg = msg, .cap = cap};
+    uv_buf_t buf = uv_buf_init((char *)msg, (unsigned)len);
+    int rc = uv_write(&w->req, (uv_stream_t *)&b->tcp, &buf, 1, on_written);
+    if (rc != 0) {
+        mongo__buf_put(b->front, msg, cap);
+        free(w);
+    }
+    return rc;
+}
+
+/* Errors after which a connection must not serve again: the server is no longer the primary
+ * or is going away; new connections go through server selection again. */
+static bool retires_connection(const uint8_t *msg, size_t len)
+{
+    static const int32_t codes[] = {10107, 13435, 13436, 189, 91, 11600, 11602};
+    mongo_msg m;
+    const char *why;
+    bson_t body;
+    bson_iter_t it;
+    if (mongo_header_read(msg).opcode != MONGO_OP_MSG || mongo_msg_scan(msg, len, &m, &why) != 0 ||
+        !bson_init_static(&body, m.body, m.body_len) || !bson_iter_init_find(&it, &body, "code") ||
+        !BSON_ITER_HOLDS_NUMBER(&it))
+        return false;
+    int64_t code = bson_iter_as_int64(&it);
+    for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++)
+        if (code == codes[i])
+            return true;
+    return false;
+}
+
+static void backend_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    (void)suggested;
+    mongo_backend *b = (mongo_backend *)h;
+    if (!b->in) {
+        b->in = mongo__buf_get(b->front);
+        b->in_cap = b->in ? MONGO_READ_CHUNK : 0;
+    }
+    size_t want = MONGO_READ_CHUNK / 2;
+    if (b->in_len >= 16) {
+        int32_t len = mongo_get_i32(b->in);
+        if (len > 0 && (size_t)len > b->in_len && (size_t)len - b->in_len > want)
+            want = (size_t)len - b->in_len;
+    }
+    if (b->in && b->in_cap - b->in_len < want) {
+        uint8_t *n = realloc(b->in, b->in_len + want);
+        if (n) {
+            b->in = n;
+            b->in_cap = b->in_len + want;
+        }
+    }
+    if (!b->in || b->in_cap == b->in_len) {
+        *buf = uv_buf_init(NULL, 0);
+        return;
+    }
+    *buf = uv_buf_init((char *)b->in + b->in_len, (unsigned)(b->in_cap - b->in_len));
+}
+
+/* One whole reply of len bytes at the start of b->in. */
+static void got_reply(mongo_backend *b, size_t len)
+{
+    mongo_front *f = b->front;
+    uint8_t *msg;
+    size_t cap;
+    if (b->in_len == len) {
+        msg = b->in; /* handed over whole: no copy */
+        cap = b->in_cap;
+        b->in = NULL;
+        b->in_len = b->in_cap = 0;
+    } else {
+        cap = len <= MONGO_READ_CHUNK ? MONGO_READ_CHUNK : len;
+        msg = cap == MONGO_READ_CHUNK ? mongo__buf_get(f) : malloc(len);
+        if (msg)
+            memcpy(msg, b->in, len);
+        memmove(b->in, b->in + len, b->in_len - len);
+        b->in_len -= len;
+    }
+    if (msg && retires_connection(msg, len))
+        b->retire = true;
+    mongo_client *c = b->client;
+    bool internal = b->internal;
+    char host[sizeof b->host];
+    memcpy(host, b->host, sizeof host);
+    b->client = NULL;
+    mongo__pool_release(b);
+    if (!c || internal) {
+        mongo__buf_put(f, msg, cap); /* a reply nobody waits for any more */
+        return;
+    }
+    if (msg)
+        mongo__client_got_reply(c, host, msg, len, cap);
+    else
+        mongo__client_backend_lost(c, "out of memory");
+}
+
+static void on_backend_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    (void)buf;
+    mongo_backend *b = (mongo_backend *)s;
+    if (nread < 0) {
+        mongo__backend_close(b, nread == UV_EOF ? "server closed the connection"
+                                                : uv_strerror((int)nread));
+        return;
+    }
+    b->in_len += (size_t)nread;
+    while (b->in_len >= 16 && b->state != MONGO_BE_CLOSING) {
+        mongo_header h = mongo_header_read(b->in);
+        int32_t max = b->front->have_limits ? b->front->limits.max_message : MONGO_DEFAULT_MAX;
+        if (h.length < 16 || h.length > max) {
+            mongo__backend_close(b, "invalid message length from the server");
+            return;
+        }
+        if (b->in_len < (size_t)h.length)
+            break;
+        if (b->state != MONGO_BE_BUSY || b->awaiting_write || h.response_to != b->expect_id) {
+            mongo__backend_close(b, "unexpected message from the server");
+            return;
+        }
+        got_reply(b, (size_t)h.length);
+    }
+    if (b->in && b->in_len == 0 && b->state != MONGO_BE_CLOSING) {
+        mongo__buf_put(b->front, b->in, b->in_cap);
+        b->in = NULL;
+        b->in_cap = 0;
+    }
+}
+
+void mongo__backend_connected(mongo_front *f, mongo_job *job)
+{
+    mongo_gateway *gw = f->gw;
+    if (gw->stopping) {
+        close(job->fd);
+        return;
+    }
+    mongo_backend *b = calloc(1, sizeof *b);
+    if (!b || uv_tcp_init(gw->ctx->loop, &b->tcp) != 0) {
+        free(b);
+        close(job->fd);
+        return;
+    }
+    int rc = uv_tcp_open(&b->tcp, job->fd);
+    if (rc != 0) {
+        gw_warn(gw->ctx, "mongo %s: cannot use a backend socket: %s", f->name, uv_strerror(rc));
+        close(job->fd);
+        uv_close((uv_handle_t *)&b->tcp, free_handle);
+        return;
+    }
+    b->front = f;
+    gw_list_init(&b->idle_node);
+    snprintf(b->host, sizeof b->host, "%s", job->host);
+    gw->live++;
+    f->n_backends++;
+    gw_list_push_tail(&f->backends, &b->node);
+    f->limits = job->limits;
+    bool first = !f->have_limits;
+    f->have_limits = true;
+    if (first)
+        mongo__client_answer_hellos(f);
+    f->last_fail = 0;
+    b->state = MONGO_BE_BUSY; /* until the pool places it */
+    uv_read_start((uv_stream_t *)&b->tcp, backend_alloc, on_backend_read);
+    gw_debug(gw->ctx, "mongo %s: backend connection to %s ready (%u open)", f->name, b->host,
+             f->n_backends);
+    mongo__pool_release(b);
+}

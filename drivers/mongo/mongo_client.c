@@ -1,0 +1,558 @@
+/*
+ * mongo_client: a MongoDB client connection. Frames messages by their length, answers the
+ * handshake itself (mongo_hello.c), refuses what it cannot relay, and forwards every other OP_MSG
+ * unchanged (but for its requestID, and maxTimeMS when query_timeout asks for it) over a pooled
+ * backend connection. One request at a time: the client is not read while a request is in hand
+ * or while much is still unsent to it, so it holds at most one message of memory.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "drivers/mongo/mongo_int.h"
+#include "drivers/mongo/mongo_wire.h"
+
+static void process_input(mongo_client *c);
+
+static const char *const end_names[] = {
+    [MONGO_END_CLIENT_LEFT] = "client left",
+    [MONGO_END_PROTOCOL] = "protocol error",
+    [MONGO_END_IO] = "I/O error",
+    [MONGO_END_NOMEM] = "out of memory",
+    [MONGO_END_SHUTDOWN] = "shutting down",
+};
+
+/* The only place c->state changes; it keeps front->waiters in step with the state. */
+static void client_set_state(mongo_client *c, mongo_client_state next)
+{
+    mongo_client_state prev = c->state;
+    switch (next) {
+    case MONGO_CL_IDLE:
+        gw_assert(prev == MONGO_CL_WAITING || prev == MONGO_CL_ACTIVE);
+        break;
+    case MONGO_CL_WAITING:
+        gw_assert(prev == MONGO_CL_IDLE);
+        break;
+    case MONGO_CL_ACTIVE:
+        gw_assert(prev == MONGO_CL_WAITING);
+        break;
+    case MONGO_CL_DRAINING:
+        gw_assert(prev == MONGO_CL_IDLE);
+        break;
+    case MONGO_CL_CLOSING:
+        gw_assert(prev != MONGO_CL_CLOSING);
+        break;
+    }
+    if (prev == MONGO_CL_WAITING)
+        gw_list_remove(&c->wait_node);
+    if (next == MONGO_CL_WAITING)
+        gw_list_push_tail(&c->front->waiters, &c->wait_node);
+    c->state = next;
+    c->since = gw_now(c->front->gw->ctx);
+}
+
+static void on_client_closed(uv_handle_t *h)
+{
+    mongo_client *c = (mongo_client *)h;
+    mongo_front *f = c->front;
+    mongo__buf_put(f, c->in, c->in_cap);
+    mongo__buf_put(f, c->req, c->req_cap);
+    mongo_gateway *gw = f->gw;
+    free(c);
+    gw->live--;
+    mongo__gateway_maybe_free(gw);
+}
+
+void mongo__client_close(mongo_client *c, mongo_end why, const char *detail)
+{
+    if (c->state == MONGO_CL_CLOSING)
+        return;
+    mongo_front *f = c->front;
+    gw_debug(f->gw->ctx, "mongo %s: client %d closing: %s%s%s", f->name, c->conn_id, end_names[why],
+             detail ? ": " : "", detail ? detail : "");
+    if (c->backend) {
+        /* The reply will arrive for nobody; the connection goes back to the pool then. */
+        c->backend->client = NULL;
+        c->backend = NULL;
+    }
+    client_set_state(c, MONGO_CL_CLOSING);
+    gw_list_remove(&c->node);
+    mongo__sessions_client_gone(c);
+    uv_close((uv_handle_t *)&c->tcp, on_client_closed);
+}
+
+/* ---- writing to the client ---- */
+
+typedef struct client_write {
+    uv_write_t req;
+    mongo_client *c;
+    uint8_t *msg;
+    size_t len, cap;
+    bool close_after;
+} client_write;
+
+static void update_reading(mongo_client *c);
+static void drop_request(mongo_client *c);
+
+static void on_client_written(uv_write_t *req, int status)
+{
+    client_write *w = (client_write *)req;
+    mongo_client *c = w->c;
+    c->pending_writes -= w->len;
+    bool close_after = w->close_after;
+    mongo__buf_put(c->front, w->msg, w->cap);
+    free(w);
+    if (c->state == MONGO_CL_CLOSING)
+        return;
+    if (status < 0)
+        mongo__client_close(c, MONGO_END_IO, uv_strerror(status));
+    else if (close_after)
+        mongo__client_close(c, MONGO_END_PROTOCOL, "closed after its error reply");
+    else
+        process_input(c); /* it may have been held back by unsent replies */
+}
+
+/* Queues a whole message (takes ownership of msg, a buffer of cap bytes). */
+static void send_msg(mongo_client *c, uint8_t *msg, size_t len, size_t cap, bool close_after)
+{
+    if (!msg) {
+        mongo__client_close(c, MONGO_END_NOMEM, NULL);
+        return;
+    }
+    client_write *w = malloc(sizeof *w);
+    if (!w) {
+        mongo__buf_put(c->front, msg, cap);
+        mongo__client_close(c, MONGO_END_NOMEM, NULL);
+        return;
+    }
+    *w = (client_write){.c = c, .msg = msg, .len = len, .cap = cap, .close_after = close_after};
+    uv_buf_t b = uv_buf_init((char *)msg, (unsigned)len);
+    int rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_client_written);
+    if (rc != 0) {
+        mongo__buf_put(c->front, msg, cap);
+        free(w);
+        mongo__client_close(c, MONGO_END_IO, uv_strerror(rc));
+        return;
+    }
+    c->pending_writes += len;
+    if (close_after) {
+        drop_request(c);
+        client_set_state(c, MONGO_CL_DRAINING);
+        update_reading(c);
+    }
+}
+
+/* Which errorLabels a failure of the request in hand carries, so drivers retry what is safe. */
+static const char *failure_label(const mongo_client *c, bool network)
+{
+    if (strcmp(c->r.cmd, "commitTransaction") == 0)
+        return "UnknownTransactionCommitResult";
+    if (c->r.in_txn)
+        return "TransientTransactionError";
+    if (network && c->r.retryable)
+        return "RetryableWriteError"; /* the server dedupes a retry by lsid + txnNumber */
+    return NULL;
+}
+
+static void reply_error(mongo_client *c, int32_t response_to, int code, const char *code_name,
+                        const char *errmsg, const char *label, bool close_after)
+{
+    bson_t doc;
+    mongo_error_doc(&doc, code, code_name, errmsg, label);
+    size_t len;
+    uint8_t *m = mongo_build_msg(&doc, mongo__next_id(c->front), response_to, c->r.checksum, &len);
+    bson_destroy(&doc);
+    send_msg(c, m, len, len, close_after);
+}
+
+/* ---- the request in hand ---- */
+
+static void drop_request(mongo_client *c)
+{
+    mongo__buf_put(c->front, c->req, c->req_cap);
+    c->req = NULL;
+    c->req_len = c->req_cap = 0;
+}
+
+static void request_done(mongo_client *c)
+{
+    drop_request(c);
+    client_set_state(c, MONGO_CL_IDLE);
+    process_input(c);
+}
+
+void mongo__client_fail(mongo_client *c, int code, const char *code_name, const char *errmsg)
+{
+    gw_assert(c->state == MONGO_CL_WAITING || c->state == MONGO_CL_ACTIVE);
+    c->backend = NULL;
+    reply_error(c, c->r.client_id, code, code_name, errmsg,
+                failure_label(c, code == 6 || code == 262), false);
+    if (c->state != MONGO_CL_CLOSING)
+        request_done(c);
+}
+
+void mongo__client_backend_lost(mongo_client *c, const char *why)
+{
+    char msg[384];
+    snprintf(msg, sizeof msg, "connection to the MongoDB server failed: %s", why);
+    mongo__client_fail(c, 6, "HostUnreachable", msg);
+}
+
+void mongo__client_got_backend(mongo_client *c, mongo_backend *b)
+{
+    mongo_front *f = c->front;
+    if (mongo__is_hello(c->r.cmd)) {
+        /* The handshake only waited for the backend's limits. */
+        mongo__pool_release(b);
+        size_t len;
+        uint8_t *m = mongo__hello_reply(c, c->req, c->req_len, &len);
+        send_msg(c, m, len, len, false);
+        if (c->state != MONGO_CL_CLOSING)
+            request_done(c);
+        return;
+    }
+    client_set_state(c, MONGO_CL_ACTIVE);
+    c->backend = b;
+    b->client = c;
+    b->busy_since = c->since;
+    b->expect_id = mongo__next_id(f);
+    b->awaiting_write = c->r.more_to_come;
+    mongo__sessions_note_sent(c, b->host);
+    uint8_t *req = c->req;
+    size_t len = c->req_len, cap = c->req_cap;
+    c->req = NULL; /* the write owns it now */
+    c->req_len = c->req_cap = 0;
+    mongo_rewrite_ids(req, len, b->expect_id, 0);
+    int rc = mongo__backend_send(b, req, len, cap);
+    if (rc != 0)
+        mongo__backend_close(b, uv_strerror(rc));
+}
+
+void mongo__client_answer_hellos(mongo_front *f)
+{
+    gw_list *it, *tmp;
+    gw_list_foreach_safe(it, tmp, &f->waiters)
+    {
+        mongo_client *c = gw_container_of(it, mongo_client, wait_node);
+        if (!mongo__is_hello(c->r.cmd))
+            continue;
+        size_t len;
+        uint8_t *m = mongo__hello_reply(c, c->req, c->req_len, &len);
+        send_msg(c, m, len, len, false);
+        if (c->state != MONGO_CL_CLOSING)
+            request_done(c);
+    }
+}
+
+void mongo__client_sent(mongo_client *c)
+{
+    c->backend = NULL;
+    request_done(c);
+}
+
+void mongo__client_got_reply(mongo_client *c, const char *host, uint8_t *msg, size_t len,
+                             size_t cap)
+{
+    mongo_msg m;
+    const char *why;
+    bson_t body;
+    if (mongo_header_read(msg).opcode == MONGO_OP_MSG && mongo_msg_scan(msg, len, &m, &why) == 0 &&
+        bson_init_static(&body, m.body, m.body_len))
+        mongo__sessions_note_reply(c, host, &body);
+    mongo_rewrite_ids(msg, len, mongo__next_id(c->front), c->r.client_id);
+    c->backend = NULL;
+    send_msg(c, msg, len, cap, false);
+    if (c->state != MONGO_CL_CLOSING)
+        request_done(c);
+}
+
+/* Commands that must not get a maxTimeMS added. */
+static bool takes_max_time(const char *cmd)
+{
+    static const char *const no[] = {"getMore",
+                                     "killCursors",
+                                     "commitTransaction",
+                                     "abortTransaction",
+                                     "endSessions",
+                                     "killSessions",
+                                     "ping",
+                                     "buildInfo",
+                                     NULL};
+    for (int i = 0; no[i]; i++)
+        if (strcmp(cmd, no[i]) == 0)
+            return false;
+    return true;
+}
+
+/* Authentication would change the state of a shared server connection: Sluice authenticates
+ * to the server itself, so clients connect without credentials. */
+static bool is_auth(const char *cmd)
+{
+    return strcmp(cmd, "saslStart") == 0 || strcmp(cmd, "saslContinue") == 0 ||
+           strcmp(cmd, "authenticate") == 0 || strcmp(cmd, "logout") == 0;
+}
+
+/* Adds maxTimeMS to the body of the request in hand (re-encoding the body, so only then). */
+static int add_max_time(mongo_client *c, const bson_t *body, uint64_t ms)
+{
+    bson_t nb;
+    bson_copy_to(body, &nb);
+    BSON_APPEND_INT64(&nb, "maxTimeMS", (int64_t)ms);
+    size_t n;
+    uint8_t *copy = mongo_msg_replace_body(c->req, c->req_len, &nb, &n);
+    bson_destroy(&nb);
+    if (!copy)
+        return -1;
+    drop_request(c);
+    c->req = copy;
+    c->req_len = c->req_cap = n;
+    return 0;
+}
+
+typedef enum msg_outcome {
+    MSG_CLOSED,   /* the client is closing (after an error reply) */
+    MSG_DONE,     /* answered here; the next message may follow */
+    MSG_DISPATCH, /* c->req holds a request for a backend connection */
+} msg_outcome;
+
+/* Handles the whole message in c->req. */
+static msg_outcome handle_message(mongo_client *c)
+{
+    mongo_front *f = c->front;
+    mongo_header h = mongo_header_read(c->req);
+    const char *why;
+    char buf[192];
+    memset(&c->r, 0, sizeof c->r);
+    c->r.client_id = h.request_id;
+    if (h.opcode == MONGO_OP_QUERY) {
+        mongo_query q;
+        int rc = mongo_query_parse(c->req, c->req_len, &q, &why);
+        if (rc == 0 && q.command && mongo__is_hello(q.command)) {
+            snprintf(c->r.cmd, sizeof c->r.cmd, "hello");
+            return MSG_DISPATCH;
+        }
+        bson_t doc;
+        snprintf(buf, sizeof buf, "%s",
+                 rc == 0 ? "OP_QUERY is only supported for the hello/isMaster handshake" : why);
+        mongo_error_doc(&doc, 352, "UnsupportedOpQueryCommand", buf, NULL);
+        BSON_APPEND_UTF8(&doc, "$err", buf);
+        size_t n;
+        uint8_t *m = mongo_build_reply(&doc, mongo__next_id(f), h.request_id, &n);
+        bson_destroy(&doc);
+        send_msg(c, m, n, n, true);
+        return MSG_CLOSED;
+    }
+    if (h.opcode != MONGO_OP_MSG) {
+        snprintf(buf, sizeof buf, "opcode %d is not supported%s", h.opcode,
+                 h.opcode == MONGO_OP_COMPRESSED ? " (compression was not negotiated)"
+                                                 : " by this gateway; use OP_MSG");
+        reply_error(c, h.request_id, 352, "UnsupportedOpQueryCommand", buf, NULL, true);
+        return MSG_CLOSED;
+    }
+    mongo_msg m;
+    /* Read the checksum flag first, so that even the error reply to a bad message carries one. */
+    if (c->req_len > 20)
+        c->r.checksum = (mongo_get_i32(c->req + 16) & MONGO_MSG_CHECKSUM) != 0;
+    if (mongo_msg_parse(c->req, c->req_len, &m, &why) != 0) {
+        reply_error(c, h.request_id, 22, "InvalidBSON", why, NULL, true);
+        return MSG_CLOSED;
+    }
+    if (m.flags & MONGO_MSG_EXHAUST) {
+        reply_error(c, h.request_id, 2, "BadValue",
+                    "exhaustAllowed is not supported by this gateway", NULL, false);
+        return MSG_DONE;
+    }
+    snprintf(c->r.cmd, sizeof c->r.cmd, "%s", m.command);
+    c->r.more_to_come = (m.flags & MONGO_MSG_MORE_TO_COME) != 0;
+    if (mongo__is_hello(m.command))
+        return MSG_DISPATCH;
+    if (is_auth(m.command)) {
+        reply_error(c, h.request_id, 18, "AuthenticationFailed",
+                    "Sluice authenticates to the MongoDB server itself: connect to it without "
+                    "credentials",
+                    NULL, false);
+        return MSG_DONE;
+    }
+    bson_t body;
+    bson_init_static(&body, m.body, m.body_len);
+    mongo__sessions_note_request(c, &body);
+    bson_iter_t it;
+    mongo__refresh_settings(f->gw);
+    uint64_t qt = f->query_timeout_ms;
+    if (qt && takes_max_time(m.command) && !bson_iter_init_find(&it, &body, "maxTimeMS")) {
+        /* So the server stops the work itself when query_timeout passes. */
+        if (add_max_time(c, &body, qt) != 0) {
+            mongo__client_close(c, MONGO_END_NOMEM, NULL);
+            return MSG_CLOSED;
+        }
+    }
+    return MSG_DISPATCH;
+}
+
+/* Moves the message of len bytes at the start of c->in into c->req: the buffer itself when it
+ * holds nothing else (no copy, and an idle client then holds no buffer). */
+static int take_message(mongo_client *c, size_t len)
+{
+    if (c->in_len == len) {
+        c->req = c->in;
+        c->req_cap = c->in_cap;
+        c->in = NULL;
+        c->in_len = c->in_cap = 0;
+    } else {
+        c->req = len <= MONGO_READ_CHUNK ? mongo__buf_get(c->front) : malloc(len);
+        if (!c->req)
+            return -1;
+        c->req_cap = len <= MONGO_READ_CHUNK ? MONGO_READ_CHUNK : len;
+        memcpy(c->req, c->in, len);
+        memmove(c->in, c->in + len, c->in_len - len);
+        c->in_len -= len;
+    }
+    c->req_len = len;
+    return 0;
+}
+
+static void process_input(mongo_client *c)
+{
+    mongo_front *f = c->front;
+    int32_t max = f->have_limits ? f->limits.max_message : MONGO_DEFAULT_MAX;
+    while (c->state == MONGO_CL_IDLE && c->pending_writes <= MONGO_WRITE_HIGH && c->in_len >= 16) {
+        int32_t len = mongo_get_i32(c->in);
+        if (len < MONGO_HEADER_LEN + 5 || len > max) {
+            char buf[128];
+            snprintf(buf, sizeof buf, "message length %d is out of bounds (%d..%d)", len,
+                     MONGO_HEADER_LEN + 5, max);
+            if (len > max)
+                reply_error(c, mongo_get_i32(c->in + 4), 10334, "BSONObjectTooLarge", buf, NULL,
+                            true);
+            else
+                reply_error(c, mongo_get_i32(c->in + 4), 22, "InvalidBSON", buf, NULL, true);
+            return;
+        }
+        if (c->in_len < (size_t)len)
+            break;
+        if (take_message(c, (size_t)len) != 0) {
+            mongo__client_close(c, MONGO_END_NOMEM, NULL);
+            return;
+        }
+        msg_outcome out = handle_message(c);
+        if (out == MSG_CLOSED)
+            return;
+        if (out == MSG_DONE) {
+            drop_request(c);
+            continue;
+        }
+        if (mongo__is_hello(c->r.cmd) && f->have_limits) {
+            size_t n;
+            uint8_t *m = mongo__hello_reply(c, c->req, c->req_len, &n);
+            drop_request(c);
+            send_msg(c, m, n, n, false);
+            continue;
+        }
+        client_set_state(c, MONGO_CL_WAITING);
+        mongo__pool_acquire(c); /* may complete at once and recurse into here */
+        break;
+    }
+    if (c->state == MONGO_CL_CLOSING)
+        return;
+    if (c->in_len == 0 && c->in) {
+        mongo__buf_put(f, c->in, c->in_cap);
+        c->in = NULL;
+        c->in_cap = 0;
+    }
+    update_reading(c);
+}
+
+/* ---- reading from the client ---- */
+
+static void client_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    (void)suggested;
+    mongo_client *c = (mongo_client *)h;
+    if (!c->in) {
+        c->in = mongo__buf_get(c->front);
+        c->in_cap = c->in ? MONGO_READ_CHUNK : 0;
+    }
+    size_t want = MONGO_READ_CHUNK / 2;
+    if (c->in_len >= 16) {
+        /* Room for the whole message being received, read straight into place. */
+        int32_t len = mongo_get_i32(c->in);
+        if (len > 0 && (size_t)len > c->in_len && (size_t)len - c->in_len > want)
+            want = (size_t)len - c->in_len;
+    }
+    if (c->in && c->in_cap - c->in_len < want) {
+        size_t cap = c->in_len + want;
+        uint8_t *n = realloc(c->in, cap);
+        if (n) {
+            c->in = n;
+            c->in_cap = cap;
+        }
+    }
+    if (!c->in || c->in_cap == c->in_len) {
+        *buf = uv_buf_init(NULL, 0); /* UV_ENOBUFS: closes the client */
+        return;
+    }
+    *buf = uv_buf_init((char *)c->in + c->in_len, (unsigned)(c->in_cap - c->in_len));
+}
+
+static void on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    (void)buf;
+    mongo_client *c = (mongo_client *)s;
+    if (nread < 0) {
+        if (nread == UV_EOF)
+            mongo__client_close(c, MONGO_END_CLIENT_LEFT, NULL);
+        else
+            mongo__client_close(c, MONGO_END_IO, uv_strerror((int)nread));
+        return;
+    }
+    c->in_len += (size_t)nread;
+    process_input(c);
+}
+
+/* Read only while idle (one request at a time) and while little is unsent to the client. */
+static void update_reading(mongo_client *c)
+{
+    bool want = c->state == MONGO_CL_IDLE && c->pending_writes <= MONGO_WRITE_HIGH;
+    if (want && !c->reading) {
+        if (uv_read_start((uv_stream_t *)&c->tcp, client_alloc, on_client_read) == 0)
+            c->reading = true;
+    } else if (!want && c->reading) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->reading = false;
+    }
+}
+
+void mongo__client_accept(mongo_front *f)
+{
+    mongo_client *c = calloc(1, sizeof *c);
+    if (!c || uv_tcp_init(f->gw->ctx->loop, &c->tcp) != 0) {
+        free(c);
+        return;
+    }
+    c->front = f;
+    c->conn_id = ++f->next_conn_id;
+    gw_list_init(&c->wait_node);
+    gw_list_init(&c->cursors);
+    gw_list_init(&c->txns);
+    gw_list_push_tail(&f->clients, &c->node);
+    f->gw->live++;
+    c->state = MONGO_CL_IDLE;
+    c->since = gw_now(f->gw->ctx);
+    if (uv_accept((uv_stream_t *)&f->listener, (uv_stream_t *)&c->tcp) != 0) {
+        mongo__client_close(c, MONGO_END_IO, "accept failed");
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    update_reading(c);
+}
+
+void mongo__client_check_timeouts(mongo_client *c, uint64_t now)
+{
+    uint64_t qwt = c->front->query_wait_timeout_ms;
+    if (c->state == MONGO_CL_WAITING && qwt && now - c->since > qwt) {
+        char msg[128];
+        snprintf(msg, sizeof msg,
+                 "query_wait_timeout: no backend connection became free within %.1f s",
+                 (double)qwt / 1000.0);
+        mongo__client_fail(c, 262, "ExceededTimeLimit", msg);
+    }
+}

@@ -1,0 +1,285 @@
+/*
+ * mongo_gateway: the MongoDB front end's entry points. One listener, pool and worker thread per
+ * [mongodb] line; a janitor timer enforces query_wait_timeout and query_timeout.
+ */
+#include <mongoc/mongoc.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "drivers/mongo/mongo.h"
+#include "drivers/mongo/mongo_int.h"
+#include "drivers/mongo/mongo_wire.h"
+
+#define MONGO_JANITOR_MS 100
+
+static void log_handler(mongoc_log_level_t level, const char *domain, const char *message,
+                        void *user_data)
+{
+    (void)user_data;
+    /* libmongoc's own chatter stays quiet unless it is a problem. */
+    if (level <= MONGOC_LOG_LEVEL_WARNING)
+        fprintf(stderr, "libmongoc %s: %s\n", domain, message);
+}
+
+void mongo_global_init(void)
+{
+    mongoc_log_set_handler(log_handler, NULL);
+    mongoc_init();
+}
+
+void mongo_global_cleanup(void)
+{
+    mongoc_cleanup();
+}
+
+int mongo_config_check(const cfg *c, FILE *diag)
+{
+    int rc = 0;
+    for (size_t i = 0; i < c->n_mongo; i++) {
+        bson_error_t err;
+        mongoc_uri_t *uri = mongoc_uri_new_with_error(c->mongo[i].uri, &err);
+        if (!uri) {
+            if (diag)
+                fprintf(diag, "%s:%d: mongodb entry '%s': invalid URI: %s\n", c->path,
+                        c->mongo[i].line, c->mongo[i].name, err.message);
+            rc = -1;
+        } else if (mongoc_uri_get_tls(uri)) {
+            if (diag)
+                fprintf(diag, "%s:%d: mongodb entry '%s': TLS to MongoDB is not supported yet\n",
+                        c->path, c->mongo[i].line, c->mongo[i].name);
+            rc = -1;
+        }
+        mongoc_uri_destroy(uri);
+        for (size_t j = 0; j < i; j++) {
+            if (c->mongo[j].listen_port == c->mongo[i].listen_port &&
+                strcmp(c->mongo[j].listen_addr, c->mongo[i].listen_addr) == 0) {
+                if (diag)
+                    fprintf(diag,
+                            "%s:%d: mongodb entry '%s': listen_port %d is already used by "
+                            "'%s' (line %d)\n",
+                            c->path, c->mongo[i].line, c->mongo[i].name, c->mongo[i].listen_port,
+                            c->mongo[j].name, c->mongo[j].line);
+                rc = -1;
+            }
+        }
+    }
+    return rc;
+}
+
+uint8_t *mongo__buf_get(mongo_front *f)
+{
+    if (f->n_spare > 0)
+        return f->spare[--f->n_spare];
+    return malloc(MONGO_READ_CHUNK);
+}
+
+void mongo__buf_put(mongo_front *f, uint8_t *p, size_t cap)
+{
+    if (!p)
+        return;
+    if (cap == MONGO_READ_CHUNK && f->n_spare < MONGO_BUF_CACHE)
+        f->spare[f->n_spare++] = p;
+    else
+        free(p);
+}
+
+void mongo__gateway_maybe_free(mongo_gateway *gw)
+{
+    if (!gw->stopping || gw->open_handles > 0 || gw->live > 0)
+        return;
+    for (size_t i = 0; i < gw->n_fronts; i++) {
+        mongo_front *f = &gw->fronts[i];
+        gw_list *it, *tmp;
+        gw_list_foreach_safe(it, tmp, &f->internal)
+        {
+            mongo_internal_msg *im = gw_container_of(it, mongo_internal_msg, node);
+            free(im->msg);
+            free(im);
+        }
+        mongo__sessions_free(f);
+        while (f->n_spare > 0)
+            free(f->spare[--f->n_spare]);
+        free(f->uri_string);
+    }
+    if (gw->ctx->mongo == gw)
+        gw->ctx->mongo = NULL;
+    free(gw->fronts);
+    free(gw);
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    mongo_gateway *gw = h->data;
+    gw->open_handles--;
+    mongo__gateway_maybe_free(gw);
+}
+
+static void copy_settings(mongo_front *f, const cfg_mongo *m)
+{
+    f->pool_size = m->pool_size > 0 ? m->pool_size : 1;
+    f->query_timeout_ms = m->query_timeout_ms;
+    f->query_wait_timeout_ms = m->query_wait_timeout_ms;
+}
+
+/* The config object is replaced whole on reload: copy each front's settings from its line,
+ * found again by name. A changed uri or listener needs a restart. */
+void mongo__refresh_settings(mongo_gateway *gw)
+{
+    gw_ctx *ctx = gw->ctx;
+    if (gw->cfg_gen == ctx->cfg_gen)
+        return;
+    gw->cfg_gen = ctx->cfg_gen;
+    for (size_t i = 0; i < gw->n_fronts; i++) {
+        mongo_front *f = &gw->fronts[i];
+        const cfg_mongo *m = NULL;
+        for (size_t j = 0; j < ctx->cfg->n_mongo; j++)
+            if (strcmp(ctx->cfg->mongo[j].name, f->name) == 0)
+                m = &ctx->cfg->mongo[j];
+        if (!m) {
+            gw_warn(ctx, "mongo %s: removed from the configuration; it stays until a restart",
+                    f->name);
+            continue;
+        }
+        if (strcmp(m->uri, f->uri_string) != 0)
+            gw_warn(ctx, "mongo %s: a new uri takes effect at the next restart", f->name);
+        copy_settings(f, m);
+    }
+}
+
+static void on_janitor(uv_timer_t *t)
+{
+    mongo_gateway *gw = t->data;
+    mongo__refresh_settings(gw);
+    uint64_t now = gw_now(gw->ctx);
+    bool expire = ++gw->janitor_ticks % 100 == 0; /* every 10 s */
+    for (size_t i = 0; i < gw->n_fronts; i++) {
+        mongo_front *f = &gw->fronts[i];
+        gw_list *it, *tmp;
+        gw_list_foreach_safe(it, tmp, &f->clients)
+        {
+            mongo__client_check_timeouts(gw_container_of(it, mongo_client, node), now);
+        }
+        mongo__pool_check_timeouts(f, now);
+        if (expire)
+            mongo__sessions_expire(f, now);
+    }
+}
+
+static void on_connection(uv_stream_t *listener, int status)
+{
+    mongo_front *f = listener->data;
+    if (status < 0) {
+        gw_warn(f->gw->ctx, "mongo %s: accept: %s", f->name, uv_strerror(status));
+        return;
+    }
+    mongo__refresh_settings(f->gw);
+    mongo__client_accept(f);
+}
+
+/* Everything a stop must be able to walk, even for a front that never started. */
+static void init_front(mongo_gateway *gw, mongo_front *f, const cfg_mongo *m)
+{
+    gw_ctx *ctx = gw->ctx;
+    f->gw = gw;
+    copy_settings(f, m);
+    snprintf(f->name, sizeof f->name, "%s", m->name);
+    f->connect_timeout_ms =
+        ctx->cfg->server_connect_timeout_ms ? (int)ctx->cfg->server_connect_timeout_ms : 15000;
+    gw_list_init(&f->clients);
+    gw_list_init(&f->backends);
+    gw_list_init(&f->idle);
+    gw_list_init(&f->waiters);
+    gw_list_init(&f->internal);
+    mongo__sessions_init(f);
+}
+
+static int start_front(mongo_gateway *gw, mongo_front *f, const cfg_mongo *m)
+{
+    gw_ctx *ctx = gw->ctx;
+    f->uri_string = strdup(m->uri);
+    if (!f->uri_string)
+        return -1;
+    struct sockaddr_storage ss;
+    const char *addr = strcmp(m->listen_addr, "*") == 0 ? "0.0.0.0" : m->listen_addr;
+    int rc = strchr(addr, ':') ? uv_ip6_addr(addr, m->listen_port, (struct sockaddr_in6 *)&ss)
+                               : uv_ip4_addr(addr, m->listen_port, (struct sockaddr_in *)&ss);
+    if (rc == 0) {
+        uv_tcp_init(ctx->loop, &f->listener);
+        f->listener.data = f;
+        f->listening = true;
+        gw->open_handles++;
+        rc = uv_tcp_bind(&f->listener, (struct sockaddr *)&ss, 0);
+        if (rc == 0)
+            rc = uv_listen((uv_stream_t *)&f->listener, 4096, on_connection);
+    }
+    if (rc != 0) {
+        gw_error(ctx, "mongo %s: could not listen on %s:%d: %s", f->name, m->listen_addr,
+                 m->listen_port, uv_strerror(rc));
+        return rc;
+    }
+    rc = mongo__worker_start(f);
+    if (rc != 0) {
+        gw_error(ctx, "mongo %s: could not start its worker thread", f->name);
+        return rc;
+    }
+    gw_info(ctx, "mongo %s: listening on %s:%d for %s (pool_size %d)", f->name, m->listen_addr,
+            m->listen_port, m->uri, m->pool_size);
+    /* Learn the backend's limits (and warm the pool) before the first client's hello. */
+    mongo__worker_request_connect(f, "");
+    return 0;
+}
+
+int mongo_gateway_start(gw_ctx *ctx)
+{
+    mongo_gateway *gw = calloc(1, sizeof *gw);
+    if (!gw)
+        return -1;
+    gw->ctx = ctx;
+    gw->cfg_gen = ctx->cfg_gen;
+    ctx->mongo = gw;
+    uv_timer_init(ctx->loop, &gw->janitor);
+    gw->janitor.data = gw;
+    gw->open_handles++;
+    gw->fronts = calloc(ctx->cfg->n_mongo, sizeof *gw->fronts);
+    if (!gw->fronts)
+        return -1;
+    gw->n_fronts = ctx->cfg->n_mongo;
+    for (size_t i = 0; i < gw->n_fronts; i++)
+        init_front(gw, &gw->fronts[i], &ctx->cfg->mongo[i]);
+    uv_timer_start(&gw->janitor, on_janitor, MONGO_JANITOR_MS, MONGO_JANITOR_MS);
+    for (size_t i = 0; i < gw->n_fronts; i++)
+        if (start_front(gw, &gw->fronts[i], &ctx->cfg->mongo[i]) != 0)
+            return -1;
+    return 0;
+}
+
+void mongo_gateway_stop(gw_ctx *ctx)
+{
+    mongo_gateway *gw = ctx->mongo;
+    if (!gw || gw->stopping)
+        return;
+    gw->stopping = true;
+    uv_close((uv_handle_t *)&gw->janitor, on_handle_closed);
+    for (size_t i = 0; i < gw->n_fronts; i++) {
+        mongo_front *f = &gw->fronts[i];
+        mongo__worker_stop(f);
+        if (f->wake_open) {
+            f->wake.data = gw;
+            uv_close((uv_handle_t *)&f->wake, on_handle_closed);
+        }
+        if (f->listening) {
+            f->listener.data = gw;
+            uv_close((uv_handle_t *)&f->listener, on_handle_closed);
+        }
+        gw_list *it, *tmp;
+        gw_list_foreach_safe(it, tmp, &f->clients)
+        {
+            mongo__client_close(gw_container_of(it, mongo_client, node), MONGO_END_SHUTDOWN, NULL);
+        }
+        gw_list_foreach_safe(it, tmp, &f->backends)
+        {
+            mongo__backend_close(gw_container_of(it, mongo_backend, node), "shutting down");
+        }
+    }
+    mongo__gateway_maybe_free(gw);
+}

@@ -1,0 +1,507 @@
+/*
+ * mongo_worker: libmongoc's blocking work, on a dedicated thread per [mongodb] entry (never on
+ * the loop, and not on libuv's shared thread pool). For each new backend connection it selects
+ * a server for writes with a mongoc_client_pool_t (topology discovery and monitoring included),
+ * opens a socket to it, and lets a single-threaded mongoc_client_t run the handshake and the
+ * authentication over that socket through a stream of ours. The socket is then handed to the
+ * loop, which forwards raw OP_MSG traffic on it without libmongoc.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <mongoc/mongoc.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "drivers/mongo/mongo_int.h"
+
+#define MONGO_HANDSHAKE_STREAM 0x5100 /* our stream type: none of libmongoc's */
+
+/* ---- a mongoc_stream_t over a socket Sluice owns ---- */
+
+typedef struct fd_stream {
+    mongoc_stream_t vtable;
+    int fd;
+    bool timed_out;
+} fd_stream;
+
+static int wait_fd(int fd, short events, int32_t timeout_msec)
+{
+    struct pollfd p = {fd, events, 0};
+    int rc;
+    do {
+        rc = poll(&p, 1, timeout_msec < 0 ? -1 : timeout_msec);
+    } while (rc < 0 && errno == EINTR);
+    return rc;
+}
+
+static ssize_t s_writev(mongoc_stream_t *st, mongoc_iovec_t *iov, size_t iovcnt, int32_t tmo)
+{
+    fd_stream *s = (fd_stream *)st;
+    size_t total = 0, want = 0;
+    for (size_t i = 0; i < iovcnt; i++)
+        want += iov[i].iov_len;
+    size_t idx = 0, off = 0;
+    while (total < want) {
+        if (wait_fd(s->fd, POLLOUT, tmo) <= 0) {
+            s->timed_out = true;
+            errno = ETIMEDOUT;
+            return -1;
+        }
+        struct iovec v = {(char *)iov[idx].iov_base + off, iov[idx].iov_len - off};
+        ssize_t n = send(s->fd, v.iov_base, v.iov_len, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EINTR)
+                continue;
+            return -1;
+        }
+        total += (size_t)n;
+        off += (size_t)n;
+        while (idx < iovcnt && off >= iov[idx].iov_len) {
+            off -= iov[idx].iov_len;
+            idx++;
+        }
+    }
+    return (ssize_t)total;
+}
+
+static ssize_t s_readv(mongoc_stream_t *st, mongoc_iovec_t *iov, size_t iovcnt, size_t min_bytes,
+                       int32_t tmo)
+{
+    fd_stream *s = (fd_stream *)st;
+    size_t total = 0, idx = 0, off = 0;
+    s->timed_out = false;
+    while (idx < iovcnt) {
+        if (total >= min_bytes && total > 0) {
+            /* Enough for the caller; take more only if it is already there. */
+            if (wait_fd(s->fd, POLLIN, 0) <= 0)
+                break;
+        } else if (wait_fd(s->fd, POLLIN, tmo) <= 0) {
+            s->timed_out = true;
+            errno = tmo == 0 ? EAGAIN : ETIMEDOUT;
+            return total ? (ssize_t)total : -1;
+        }
+        ssize_t n = recv(s->fd, (char *)iov[idx].iov_base + off, iov[idx].iov_len - off, 0);
+        if (n == 0)
+            return total ? (ssize_t)total : 0;
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EINTR)
+                continue;
+            return total ? (ssize_t)total : -1;
+        }
+        total += (size_t)n;
+        off += (size_t)n;
+        if (off >= iov[idx].iov_len) {
+            idx++;
+            off = 0;
+        }
+    }
+    return (ssize_t)total;
+}
+
+static ssize_t s_poll(mongoc_stream_poll_t *streams, size_t n, int32_t tmo)
+{
+    struct pollfd p[8];
+    if (n > 8)
+        n = 8;
+    for (size_t i = 0; i < n; i++) {
+        p[i].fd = ((fd_stream *)streams[i].stream)->fd;
+        p[i].events = (short)streams[i].events;
+        p[i].revents = 0;
+    }
+    int rc = poll(p, n, tmo);
+    for (size_t i = 0; i < n; i++)
+        streams[i].revents = p[i].revents;
+    return rc;
+}
+
+/* The socket outlives the stream: libmongoc must not close it. */
+static int s_close(mongoc_stream_t *st)
+{
+    (void)st;
+    return 0;
+}
+
+static void s_destroy(mongoc_stream_t *st)
+{
+    free(st);
+}
+
+static int s_flush(mongoc_stream_t *st)
+{
+    (void)st;
+    return 0;
+}
+
+static int s_setsockopt(mongoc_stream_t *st, int level, int name, void *val, mongoc_socklen_t len)
+{
+    return setsockopt(((fd_stream *)st)->fd, level, name, val, len);
+}
+
+static bool s_check_closed(mongoc_stream_t *st)
+{
+    char c;
+    ssize_t n = recv(((fd_stream *)st)->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0;
+}
+
+static bool s_timed_out(mongoc_stream_t *st)
+{
+    return ((fd_stream *)st)->timed_out;
+}
+
+static bool s_should_retry(mongoc_stream_t *st)
+{
+    (void)st;
+    return errno == EAGAIN || errno == EINTR;
+}
+
+typedef struct initiator_arg {
+    int fd;
+    bool used;
+} initiator_arg;
+
+static mongoc_stream_t *initiator(const mongoc_uri_t *uri, const mongoc_host_list_t *host,
+                                  void *user_data, bson_error_t *error)
+{
+    (void)uri;
+    (void)host;
+    initiator_arg *a = user_data;
+    if (a->used) {
+        bson_set_error(error, MONGOC_ERROR_STREAM, MONGOC_ERROR_STREAM_CONNECT,
+                       "the handshake connection was lost");
+        return NULL;
+    }
+    fd_stream *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    a->used = true;
+    s->fd = a->fd;
+    s->vtable.type = MONGO_HANDSHAKE_STREAM;
+    s->vtable.destroy = s_destroy;
+    s->vtable.failed = s_destroy;
+    s->vtable.close = s_close;
+    s->vtable.flush = s_flush;
+    s->vtable.writev = s_writev;
+    s->vtable.readv = s_readv;
+    s->vtable.setsockopt = s_setsockopt;
+    s->vtable.check_closed = s_check_closed;
+    s->vtable.poll = s_poll;
+    s->vtable.timed_out = s_timed_out;
+    s->vtable.should_retry = s_should_retry;
+    return (mongoc_stream_t *)s;
+}
+
+/* ---- the connect job ---- */
+
+static int connect_socket(const char *host, uint16_t port, int timeout_ms, char *err, size_t n)
+{
+    char portstr[8];
+    snprintf(portstr, sizeof portstr, "%u", port);
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;
+    int rc = getaddrinfo(host, portstr, &hints, &res);
+    if (rc != 0) {
+        snprintf(err, n, "cannot resolve %s: %s", host, gai_strerror(rc));
+        return -1;
+    }
+    int fd = -1;
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0)
+            continue;
+        if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0 ||
+            (errno == EINPROGRESS && wait_fd(fd, POLLOUT, timeout_ms) > 0)) {
+            int soerr = 0;
+            socklen_t sl = sizeof soerr;
+            getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl);
+            if (soerr == 0)
+                break;
+            errno = soerr;
+        }
+        snprintf(err, n, "cannot connect to %s:%u: %s", host, port, strerror(errno));
+        close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(res);
+    if (fd >= 0) {
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
+    return fd;
+}
+
+static int32_t get_i32(const bson_t *doc, const char *key, int32_t dflt)
+{
+    bson_iter_t it;
+    if (bson_iter_init_find(&it, doc, key) && BSON_ITER_HOLDS_NUMBER(&it))
+        return (int32_t)bson_iter_as_int64(&it);
+    return dflt;
+}
+
+/* A URI for exactly this server, with the credentials and options of the configured one. */
+static mongoc_uri_t *direct_uri(const mongoc_uri_t *base, const char *host, uint16_t port,
+                                int timeout_ms)
+{
+    mongoc_uri_t *u = mongoc_uri_new_for_host_port(host, port);
+    if (!u)
+        return NULL;
+    if (mongoc_uri_get_username(base))
+        mongoc_uri_set_username(u, mongoc_uri_get_username(base));
+    if (mongoc_uri_get_password(base))
+        mongoc_uri_set_password(u, mongoc_uri_get_password(base));
+    if (mongoc_uri_get_auth_mechanism(base))
+        mongoc_uri_set_auth_mechanism(u, mongoc_uri_get_auth_mechanism(base));
+    if (mongoc_uri_get_username(base))
+        mongoc_uri_set_auth_source(u, mongoc_uri_get_auth_source(base));
+    bson_t props;
+    if (mongoc_uri_get_mechanism_properties(base, &props))
+        mongoc_uri_set_mechanism_properties(u, &props);
+    if (mongoc_uri_get_appname(base))
+        mongoc_uri_set_appname(u, mongoc_uri_get_appname(base));
+    mongoc_uri_set_option_as_bool(u, MONGOC_URI_DIRECTCONNECTION, true);
+    /* The handshake and authentication are bounded by the connect timeout too. */
+    mongoc_uri_set_option_as_int32(u, MONGOC_URI_CONNECTTIMEOUTMS, timeout_ms);
+    mongoc_uri_set_option_as_int32(u, MONGOC_URI_SOCKETTIMEOUTMS, timeout_ms);
+    mongoc_uri_set_option_as_int32(u, MONGOC_URI_SERVERSELECTIONTIMEOUTMS, timeout_ms);
+    return u;
+}
+
+/* "host:port" or "[v6]:port" into its parts. */
+static int split_host(const char *target, char *host, size_t n, uint16_t *port)
+{
+    const char *colon = strrchr(target, ':');
+    if (!colon)
+        return -1;
+    const char *start = target, *end = colon;
+    if (*start == '[' && end > start && end[-1] == ']') {
+        start++;
+        end--;
+    }
+    snprintf(host, n, "%.*s", (int)(end - start), start);
+    long p = strtol(colon + 1, NULL, 10);
+    if (p <= 0 || p > 65535)
+        return -1;
+    *port = (uint16_t)p;
+    return 0;
+}
+
+/* The server for job: its target, or the one selected for writes (the primary). */
+static int pick_server(mongoc_client_pool_t *pool, mongo_job *job, char *host, size_t n,
+                       uint16_t *port)
+{
+    if (job->target[0]) {
+        snprintf(job->host, sizeof job->host, "%s", job->target);
+        if (split_host(job->target, host, n, port) == 0)
+            return 0;
+        snprintf(job->error, sizeof job->error, "bad server address %.128s", job->target);
+        return -1;
+    }
+    bson_error_t err;
+    mongoc_client_t *pc = mongoc_client_pool_pop(pool);
+    mongoc_server_description_t *sd = mongoc_client_select_server(pc, true, NULL, &err);
+    mongoc_client_pool_push(pool, pc);
+    if (!sd) {
+        snprintf(job->error, sizeof job->error, "no server selectable for writes: %.200s",
+                 err.message);
+        return -1;
+    }
+    const mongoc_host_list_t *h = mongoc_server_description_host(sd);
+    snprintf(host, n, "%.127s", h->host);
+    *port = h->port;
+    snprintf(job->host, sizeof job->host, "%.134s", h->host_and_port);
+    mongoc_server_description_destroy(sd);
+    return 0;
+}
+
+static void set_handshake_fd(mongo_front *f, int fd)
+{
+    pthread_mutex_lock(&f->lock);
+    f->handshake_fd = fd;
+    if (fd >= 0 && f->quit)
+        shutdown(fd, SHUT_RDWR);
+    pthread_mutex_unlock(&f->lock);
+}
+
+static void do_connect(mongo_front *f, const mongoc_uri_t *uri, mongoc_client_pool_t *pool,
+                       int timeout_ms, mongo_job *job)
+{
+    bson_error_t err;
+    job->fd = -1;
+    char host[MONGO_HOST_LEN];
+    uint16_t port;
+    if (pick_server(pool, job, host, sizeof host, &port) != 0)
+        return;
+    int fd = connect_socket(host, port, timeout_ms, job->error, sizeof job->error);
+    if (fd < 0)
+        return;
+    mongoc_uri_t *u = direct_uri(uri, host, port, timeout_ms);
+    mongoc_client_t *cl = u ? mongoc_client_new_from_uri(u) : NULL;
+    if (!cl) {
+        snprintf(job->error, sizeof job->error, "cannot create a handshake client");
+        close(fd);
+        mongoc_uri_destroy(u);
+        return;
+    }
+    initiator_arg arg = {fd, false};
+    mongoc_client_set_error_api(cl, MONGOC_ERROR_API_VERSION_2);
+    mongoc_client_set_stream_initiator(cl, initiator, &arg);
+    set_handshake_fd(f, fd); /* so that shutdown can cut the handshake short */
+    bson_t cmd = BSON_INITIALIZER, reply;
+    BSON_APPEND_INT32(&cmd, "hello", 1);
+    /* The first command makes libmongoc run its handshake and authenticate on our socket. */
+    bool ok = mongoc_client_command_simple(cl, "admin", &cmd, NULL, &reply, &err);
+    set_handshake_fd(f, -1);
+    if (ok) {
+        job->limits.max_bson = get_i32(&reply, "maxBsonObjectSize", 16 * 1024 * 1024);
+        job->limits.max_message = get_i32(&reply, "maxMessageSizeBytes", MONGO_DEFAULT_MAX);
+        job->limits.max_batch = get_i32(&reply, "maxWriteBatchSize", 100000);
+        job->limits.session_timeout_min = get_i32(&reply, "logicalSessionTimeoutMinutes", 30);
+        job->limits.min_wire = get_i32(&reply, "minWireVersion", 0);
+        job->limits.max_wire = get_i32(&reply, "maxWireVersion", 6);
+        job->fd = fd;
+    } else {
+        snprintf(job->error, sizeof job->error, "handshake with %.100s failed: %.120s", job->host,
+                 err.message);
+        close(fd);
+    }
+    bson_destroy(&cmd);
+    bson_destroy(&reply);
+    mongoc_client_destroy(cl);
+    mongoc_uri_destroy(u);
+}
+
+static void *worker_main(void *arg)
+{
+    mongo_front *f = arg;
+    bson_error_t err;
+    mongoc_uri_t *uri = mongoc_uri_new_with_error(f->uri_string, &err);
+    int timeout_ms = f->connect_timeout_ms;
+    if (uri) {
+        /* Bound the blocking calls: selection and connect give up with the connect timeout. */
+        mongoc_uri_set_option_as_int32(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS, timeout_ms);
+        mongoc_uri_set_option_as_int32(uri, MONGOC_URI_CONNECTTIMEOUTMS, timeout_ms);
+    }
+    mongoc_client_pool_t *pool = uri ? mongoc_client_pool_new(uri) : NULL;
+    if (pool)
+        mongoc_client_pool_set_error_api(pool, MONGOC_ERROR_API_VERSION_2);
+    for (;;) {
+        pthread_mutex_lock(&f->lock);
+        while (!f->jobs && !f->quit)
+            pthread_cond_wait(&f->cond, &f->lock);
+        if (f->quit) {
+            pthread_mutex_unlock(&f->lock);
+            break;
+        }
+        mongo_job *job = f->jobs;
+        f->jobs = job->next;
+        pthread_mutex_unlock(&f->lock);
+
+        if (pool)
+            do_connect(f, uri, pool, timeout_ms, job);
+        else
+            snprintf(job->error, sizeof job->error, "invalid URI: %.200s", err.message);
+
+        pthread_mutex_lock(&f->lock);
+        job->next = f->done;
+        f->done = job;
+        pthread_mutex_unlock(&f->lock);
+        uv_async_send(&f->wake);
+    }
+    if (pool)
+        mongoc_client_pool_destroy(pool);
+    mongoc_uri_destroy(uri);
+    return NULL;
+}
+
+/* Loop side: collect finished jobs (uv_async_send coalesces wake-ups, so drain the list). */
+static void on_wake(uv_async_t *h)
+{
+    mongo_front *f = h->data;
+    pthread_mutex_lock(&f->lock);
+    mongo_job *done = NULL;
+    while (f->done) { /* the worker pushes at the head: reverse into completion order */
+        mongo_job *j = f->done;
+        f->done = j->next;
+        j->next = done;
+        done = j;
+    }
+    pthread_mutex_unlock(&f->lock);
+    while (done) {
+        mongo_job *next = done->next;
+        f->n_connecting--;
+        if (done->fd >= 0)
+            mongo__backend_connected(f, done);
+        else
+            mongo__pool_connect_failed(f, done->target, done->error);
+        free(done);
+        done = next;
+    }
+}
+
+int mongo__worker_start(mongo_front *f)
+{
+    f->handshake_fd = -1;
+    pthread_mutex_init(&f->lock, NULL);
+    pthread_cond_init(&f->cond, NULL);
+    int rc = uv_async_init(f->gw->ctx->loop, &f->wake, on_wake);
+    if (rc != 0)
+        return rc;
+    f->wake.data = f;
+    f->wake_open = true;
+    f->gw->open_handles++;
+    if (pthread_create(&f->thread, NULL, worker_main, f) != 0)
+        return -errno;
+    f->thread_started = true;
+    return 0;
+}
+
+void mongo__worker_request_connect(mongo_front *f, const char *target)
+{
+    mongo_job *job = calloc(1, sizeof *job);
+    if (!job)
+        return;
+    job->fd = -1;
+    snprintf(job->target, sizeof job->target, "%s", target ? target : "");
+    f->n_connecting++;
+    pthread_mutex_lock(&f->lock);
+    mongo_job **tail = &f->jobs; /* FIFO: the oldest need first */
+    while (*tail)
+        tail = &(*tail)->next;
+    *tail = job;
+    pthread_cond_signal(&f->cond);
+    pthread_mutex_unlock(&f->lock);
+}
+
+/* Joins the thread; a connect in progress finishes first (bounded by the connect timeout). */
+void mongo__worker_stop(mongo_front *f)
+{
+    if (!f->thread_started)
+        return;
+    pthread_mutex_lock(&f->lock);
+    f->quit = true;
+    if (f->handshake_fd >= 0)
+        shutdown(f->handshake_fd, SHUT_RDWR); /* the handshake fails at once */
+    pthread_cond_signal(&f->cond);
+    pthread_mutex_unlock(&f->lock);
+    pthread_join(f->thread, NULL);
+    f->thread_started = false;
+    mongo_job *lists[2] = {f->jobs, f->done};
+    for (int i = 0; i < 2; i++) {
+        for (mongo_job *j = lists[i], *next; j; j = next) {
+            next = j->next;
+            if (j->fd >= 0)
+                close(j->fd);
+            free(j);
+        }
+    }
+    f->jobs = f->done = NULL;
+    pthread_mutex_destroy(&f->lock);
+    pthread_cond_destroy(&f->cond);
+}

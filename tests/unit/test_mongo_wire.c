@@ -1,0 +1,206 @@
+/* Unit tests for MongoDB framing, OP_MSG parsing, checksums and reply builders. */
+#include <bson/bson.h>
+#include <criterion/criterion.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "drivers/mongo/mongo_wire.h"
+
+static uint8_t *ping_msg(size_t *len, bool checksum)
+{
+    bson_t doc = BSON_INITIALIZER;
+    BSON_APPEND_INT32(&doc, "ping", 1);
+    BSON_APPEND_UTF8(&doc, "$db", "admin");
+    uint8_t *m = mongo_build_msg(&doc, 7, 0, checksum, len);
+    bson_destroy(&doc);
+    return m;
+}
+
+Test(mongo_wire, crc32c_known_vector)
+{
+    cr_assert_eq(mongo_crc32c((const uint8_t *)"123456789", 9), 0xE3069283u);
+}
+
+Test(mongo_wire, build_and_parse_op_msg)
+{
+    size_t len;
+    uint8_t *m = ping_msg(&len, false);
+    mongo_header h = mongo_header_read(m);
+    cr_assert_eq(h.length, (int32_t)len);
+    cr_assert_eq(h.request_id, 7);
+    cr_assert_eq(h.opcode, MONGO_OP_MSG);
+    mongo_msg msg;
+    const char *why = NULL;
+    cr_assert_eq(mongo_msg_parse(m, len, &msg, &why), 0, "%s", why);
+    cr_assert_str_eq(msg.command, "ping");
+    cr_assert_eq(msg.n_sequences, 0);
+    free(m);
+}
+
+Test(mongo_wire, checksum_verified_and_kept_valid_on_rewrite)
+{
+    size_t len;
+    uint8_t *m = ping_msg(&len, true);
+    mongo_msg msg;
+    const char *why;
+    cr_assert_eq(mongo_msg_parse(m, len, &msg, &why), 0);
+    mongo_rewrite_ids(m, len, 99, 5);
+    cr_assert_eq(mongo_msg_parse(m, len, &msg, &why), 0, "rewriting recomputes the checksum");
+    cr_assert_eq(mongo_header_read(m).request_id, 99);
+    m[len - 5] ^= 1; /* corrupt the body's last byte: no longer a valid message */
+    cr_assert_eq(mongo_msg_parse(m, len, &msg, &why), -1);
+    free(m);
+}
+
+Test(mongo_wire, document_sequences_and_bad_sections)
+{
+    /* header, flags, kind 0 {insert: "c"}, kind 1 "documents" with two {} documents */
+    bson_t body = BSON_INITIALIZER, empty = BSON_INITIALIZER;
+    BSON_APPEND_UTF8(&body, "insert", "c");
+    uint8_t m[256];
+    size_t o = 20;
+    m[o++] = 0;
+    memcpy(m + o, bson_get_data(&body), body.len);
+    o += body.len;
+    m[o++] = 1;
+    size_t seq = o;
+    o += 4;
+    memcpy(m + o, "documents", 10);
+    o += 10;
+    for (int i = 0; i < 2; i++) {
+        memcpy(m + o, bson_get_data(&empty), empty.len);
+        o += empty.len;
+    }
+    mongo_put_i32(m + seq, (int32_t)(o - seq));
+    mongo_put_i32(m, (int32_t)o);
+    mongo_put_i32(m + 4, 1);
+    mongo_put_i32(m + 8, 0);
+    mongo_put_i32(m + 12, MONGO_OP_MSG);
+    mongo_put_i32(m + 16, 0);
+    mongo_msg msg;
+    const char *why = NULL;
+    cr_assert_eq(mongo_msg_parse(m, o, &msg, &why), 0, "%s", why);
+    cr_assert_eq(msg.n_sequences, 1);
+    cr_assert_str_eq(msg.command, "insert");
+
+    /* replacing the body keeps the sequence */
+    bson_t nb = BSON_INITIALIZER;
+    BSON_APPEND_UTF8(&nb, "insert", "c");
+    BSON_APPEND_INT64(&nb, "maxTimeMS", 1000);
+    size_t nlen;
+    uint8_t *n = mongo_msg_replace_body(m, o, &nb, &nlen);
+    cr_assert_eq(mongo_msg_parse(n, nlen, &msg, &why), 0, "%s", why);
+    cr_assert_eq(msg.n_sequences, 1);
+    cr_assert_eq(nlen, o + (nb.len - body.len));
+    free(n);
+
+    mongo_put_i32(m + seq, 400); /* a sequence that claims more than there is */
+    cr_assert_eq(mongo_msg_parse(m, o, &msg, &why), -1);
+    cr_assert_str_eq(why, "document sequence length out of bounds");
+    mongo_put_i32(m + seq, (int32_t)(o - seq));
+    m[20] = 3; /* unknown section kind */
+    cr_assert_eq(mongo_msg_parse(m, o, &msg, &why), -1);
+    mongo_put_i32(m + 16, 1 << 3); /* unknown required flag */
+    cr_assert_eq(mongo_msg_parse(m, o, &msg, &why), -1);
+    bson_destroy(&body);
+    bson_destroy(&nb);
+    bson_destroy(&empty);
+}
+
+Test(mongo_wire, invalid_bson_is_refused)
+{
+    size_t len;
+    uint8_t *m = ping_msg(&len, false);
+    mongo_put_i32(m + 21, 1000); /* the body claims to be longer than the message */
+    mongo_msg msg;
+    const char *why;
+    cr_assert_eq(mongo_msg_parse(m, len, &msg, &why), -1);
+    cr_assert_str_eq(why, "invalid BSON in OP_MSG body");
+    free(m);
+}
+
+Test(mongo_wire, legacy_query_and_reply)
+{
+    bson_t q = BSON_INITIALIZER;
+    BSON_APPEND_INT32(&q, "isMaster", 1);
+    uint8_t m[128] = {0};
+    size_t o = 20;
+    memcpy(m + o, "admin.$cmd", 11);
+    o += 11 + 8;
+    memcpy(m + o, bson_get_data(&q), q.len);
+    o += q.len;
+    mongo_put_i32(m, (int32_t)o);
+    mongo_put_i32(m + 12, MONGO_OP_QUERY);
+    mongo_query out;
+    const char *why;
+    cr_assert_eq(mongo_query_parse(m, o, &out, &why), 0);
+    cr_assert_str_eq(out.collection, "admin.$cmd");
+    cr_assert_str_eq(out.command, "isMaster");
+    size_t rlen;
+    uint8_t *r = mongo_build_reply(&q, 3, 9, &rlen);
+    mongo_header h = mongo_header_read(r);
+    cr_assert_eq(h.opcode, MONGO_OP_REPLY);
+    cr_assert_eq(h.response_to, 9);
+    cr_assert_eq(mongo_get_i32(r + 32), 1, "numberReturned");
+    free(r);
+    bson_destroy(&q);
+}
+
+Test(mongo_wire, error_document)
+{
+    bson_t d;
+    mongo_error_doc(&d, 6, "HostUnreachable", "gone", "TransientTransactionError");
+    bson_iter_t it;
+    cr_assert(bson_iter_init_find(&it, &d, "code") && bson_iter_int32(&it) == 6);
+    cr_assert(bson_iter_init_find(&it, &d, "ok") && bson_iter_as_double(&it) == 0.0);
+    cr_assert(bson_iter_init_find(&it, &d, "errorLabels"));
+    bson_destroy(&d);
+}
+
+Test(mongo_wire, crc32c_matches_the_bitwise_definition)
+{
+    uint8_t data[300];
+    for (size_t i = 0; i < sizeof data; i++)
+        data[i] = (uint8_t)(i * 7 + 3);
+    for (size_t n = 0; n <= sizeof data; n += 37) {
+        uint32_t c = 0xFFFFFFFFu;
+        for (size_t i = 0; i < n; i++) {
+            c ^= data[i];
+            for (int k = 0; k < 8; k++)
+                c = c & 1 ? (c >> 1) ^ 0x82F63B78u : c >> 1;
+        }
+        cr_assert_eq(mongo_crc32c(data, n), c ^ 0xFFFFFFFFu, "length %zu", n);
+    }
+}
+
+Test(mongo_wire, scan_checks_frames_but_not_contents)
+{
+    size_t len;
+    uint8_t *m = ping_msg(&len, false);
+    m[21 + 14] = 0x55; /* the second element ($db) gets a type that does not exist */
+    mongo_msg msg;
+    const char *why;
+    cr_assert_eq(mongo_msg_parse(m, len, &msg, &why), -1, "parse validates documents");
+    cr_assert_eq(mongo_msg_scan(m, len, &msg, &why), 0, "scan trusts the server's documents");
+    mongo_put_i32(m + 21, 1000);
+    cr_assert_eq(mongo_msg_scan(m, len, &msg, &why), -1, "but not a frame that lies");
+    free(m);
+}
+
+Test(mongo_wire, replace_body_drops_the_checksum)
+{
+    size_t len, nlen;
+    uint8_t *m = ping_msg(&len, true);
+    bson_t nb = BSON_INITIALIZER;
+    BSON_APPEND_INT32(&nb, "ping", 1);
+    BSON_APPEND_INT64(&nb, "maxTimeMS", 5);
+    uint8_t *n = mongo_msg_replace_body(m, len, &nb, &nlen);
+    mongo_msg msg;
+    const char *why;
+    cr_assert_eq(mongo_msg_parse(n, nlen, &msg, &why), 0, "%s", why);
+    cr_assert_eq(msg.flags & MONGO_MSG_CHECKSUM, 0u);
+    cr_assert_eq(mongo_header_read(n).length, (int32_t)nlen);
+    free(m);
+    free(n);
+    bson_destroy(&nb);
+}
