@@ -1,0 +1,301 @@
+"""What is written: the machine and versions, report.md and the gnuplot charts."""
+import math
+import os
+import platform
+import re
+import shutil
+import subprocess
+
+TARGET_ORDER = ("direct", "pgbouncer", "sluice")
+# A target keeps its colour on every chart, whichever targets a chart leaves out.
+TARGET_COLOUR = {"direct": "#555555", "pgbouncer": "#1f77b4", "sluice": "#d62728"}
+
+
+def _first_line(cmd):
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+        return (p.stdout or p.stderr).strip().split("\n")[0] or "unknown"
+    except (OSError, subprocess.TimeoutExpired):
+        return "not installed"
+
+
+def machine():
+    cpu = "unknown CPU"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem = 0
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                mem = int(line.split()[1]) * 1024
+    distro = platform.system()
+    if os.path.exists("/etc/os-release"):
+        with open("/etc/os-release") as f:
+            m = re.search(r'^PRETTY_NAME="?([^"\n]*)', f.read(), re.M)
+            distro = m.group(1) if m else distro
+    return {"cpu": cpu, "nproc": len(os.sched_getaffinity(0)), "cpus_online": os.cpu_count(),
+            "memory_bytes": mem, "kernel": platform.release(), "os": distro,
+            "arch": platform.machine(), "load_average_at_start": os.getloadavg()}
+
+
+def versions(root, pg, sluice_bin, pgbouncer_present, mongo_used):
+    v = {"pgbench": _first_line(["pgbench", "--version"])}
+    try:
+        v["PostgreSQL"] = pg.version() if pg else "not used"
+    except Exception as e:  # noqa: BLE001 - versions are informative, never fatal
+        v["PostgreSQL"] = f"unknown ({e})"
+    v["PgBouncer"] = _first_line(["pgbouncer", "--version"]) if pgbouncer_present \
+        else "not installed"
+    rev = _first_line(["git", "-C", root, "describe", "--always", "--dirty", "--abbrev=12"])
+    v["Sluice"] = f"{_first_line([sluice_bin, '--version'])}, git {rev}" \
+        if os.access(sluice_bin, os.X_OK) else f"not built, git {rev}"
+    if mongo_used:
+        v["libmongoc (mongo_load)"] = _first_line(["pkg-config", "--modversion",
+                                                   "libmongoc-1.0"])
+        v["MongoDB-wire server"] = mongo_server_version(root)
+    v["gnuplot"] = _first_line(["gnuplot", "--version"])
+    v["Python"] = platform.python_version()
+    return v
+
+
+def mongo_server_version(root):
+    try:
+        with open(os.path.join(root, "tests", "mongo_server", "install")) as f:
+            m = re.search(r"smartmongo@([\w.]+)", f.read())
+        node = _first_line(["node", "--version"])
+        return f"CongoDB (@push.rocks/smartmongo {m.group(1) if m else '?'}), node {node}"
+    except OSError:
+        return "external"
+
+
+# ---- report.md ----
+
+def _num(v, digits=0):
+    return "-" if v is None else f"{v:,.{digits}f}"
+
+
+def _ratio(r, base):
+    if not base or r["errors"] or base["errors"] or not base["throughput"]:
+        return "-"
+    return f"{r['throughput'] / base['throughput']:.2f}x"
+
+
+def _errors_cell(r):
+    if not r["errors"]:
+        return "0"
+    what = f"{r['aborted_clients']} aborted clients" if r.get("aborted_clients") \
+        else str(r["errors"])
+    return what + (" (expected)" if r.get("expected_failure") else "")
+
+
+def _conns_cell(r):
+    held = r.get("server_conns")
+    return "-" if held is None else str(held)
+
+
+def group_order(results):
+    return list(dict.fromkeys(r["group"] for r in results))
+
+
+def write_report(path, results, meta):
+    m = meta["machine"]
+    lines = ["# Sluice benchmark: pooled versus direct", "",
+             f"{meta['date']}, {meta['mode']} run, {meta['rounds']} round(s), "
+             f"{meta.get('scenario_minutes', 0)} minutes of scenarios. In each round every "
+             "scenario runs against every target in turn (interleaved), so drift on the machine "
+             "hits all targets alike; each figure below is the target's best error-free round, "
+             "and *spread* is how far its rounds' throughputs lie apart.", "",
+             "## Machine", "",
+             f"- {m['cpu']}, {m['nproc']} CPUs usable ({m['cpus_online']} online), "
+             f"{m['memory_bytes'] / 2**30:.1f} GiB memory, {m['arch']}",
+             f"- {m['os']}, Linux {m['kernel']}; load average at start "
+             + ", ".join(f"{x:.2f}" for x in m["load_average_at_start"]),
+             "- everything (clients, poolers, servers) on this one machine, over loopback", ""]
+    lines += ["## Versions", ""] + [f"- {k}: {v}" for k, v in meta["versions"].items()] + [""]
+    lines += ["## Targets", ""]
+    if meta.get("postgres_settings"):
+        lines.append(f"- PostgreSQL: {meta['postgres_settings']}; pgbench scale "
+                     f"{meta['pgbench_scale']}.")
+    lines += ["- **direct**: the load generator connects to the server itself.",
+              f"- **pgbouncer**: PgBouncer, transaction mode, default_pool_size "
+              f"{meta['pool_size']}.",
+              f"- **sluice**: Sluice, transaction mode, default_pool_size {meta['pool_size']}; "
+              "MongoDB pool_size 10.", ""]
+    if meta.get("unavailable"):
+        lines += ["## Not measured", ""]
+        lines += [f"- **{k}**: {v}" for k, v in meta["unavailable"].items()] + [""]
+
+    lines += summary(results)
+
+    for g in group_order(results):
+        rows = [r for r in results if r["group"] == g]
+        vs_bouncer = {"pgbouncer", "sluice"} <= {r["target"] for r in rows}
+        cols = ["scenario", "target", "throughput", "vs direct"] + \
+            (["vs PgBouncer"] if vs_bouncer else []) + \
+            ["p50 ms", "p95 ms", "p99 ms", "errors", "server conns", "pooler CPU s",
+             "pooler CPU us/op", "pooler peak RSS MB", "spread"]
+        lines += [f"## {g}", "", "| " + " | ".join(cols) + " |", "|---" * len(cols) + "|"]
+        for name in dict.fromkeys(r["name"] for r in rows):
+            by = {r["target"]: r for r in rows if r["name"] == name}
+            for t in TARGET_ORDER:
+                r = by.get(t)
+                if not r:
+                    continue
+                cells = [name, t, f"{_num(r['throughput'])} {r['unit']}",
+                         _ratio(r, by.get("direct")) if t != "direct" else ""]
+                if vs_bouncer:
+                    cells.append(_ratio(r, by.get("pgbouncer")) if t == "sluice" else "")
+                spread = r.get("spread_pct")
+                cells += [_num(r["p50_ms"], 2), _num(r["p95_ms"], 2), _num(r["p99_ms"], 2),
+                          _errors_cell(r), _conns_cell(r), _num(r.get("cpu_s"), 2),
+                          _num(r.get("cpu_us_per_op"), 1),
+                          _num(r["peak_rss"] / 1e6, 1) if r.get("peak_rss") else "-",
+                          f"{spread:.0f} %" if spread is not None else "-"]
+                lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+
+    if meta.get("idle_rss"):
+        lines += ["## Memory per idle client", "",
+                  "Logged-in clients that send nothing, held by a freshly started pooler; its "
+                  "RSS before and after they logged in.", "",
+                  "| target | clients | RSS before MB | RSS after MB | bytes per client |",
+                  "|---|---|---|---|---|"]
+        for t, v in meta["idle_rss"].items():
+            if "error" in v:
+                lines.append(f"| {t} | {v['clients']:,} | - | - | failed: {v['error']} |")
+            else:
+                lines.append(f"| {t} | {v['clients']:,} | {v['rss_before'] / 1e6:.1f} | "
+                             f"{v['rss_after'] / 1e6:.1f} | {v['bytes_per_client']:,} |")
+        lines.append("")
+
+    failed = [r for r in results if r["errors"]]
+    if failed:
+        lines += ["## Errors", ""]
+        for r in failed:
+            why = (r.get("error_text") or "").strip().splitlines() or ["(no message)"]
+            note = f" (expected: {r['expected_failure']})" if r.get("expected_failure") else ""
+            lines.append(f"- {r['name']} on {r['target']}: {why[0][:240]}{note}")
+        lines.append("")
+
+    if meta.get("charts"):
+        lines += ["## Charts", ""] + [f"![{c}]({c})" for c in meta["charts"]] + [""]
+
+    lines += ["## How the figures are taken", "",
+              "- Throughput and latency come from the load generator: pgbench's own tps and its "
+              "per-transaction log (`-l`), percentiles computed from every logged transaction; "
+              "mongo_load's operation count and latency histogram (connection set-up excluded); "
+              "for COPY, rows over psql's wall time. pgbench reads its clock lazily: a reply "
+              "already waiting when a preempted pgbench thread looks counts as 0 us, so on a "
+              "busy machine the shortest latencies read low.",
+              "- Server connections: the most seen at once during the run, sampled every "
+              f"{meta['pg_sample_interval']} s from pg_stat_activity (client backends of the "
+              "target's own role) for PostgreSQL, and every "
+              f"{meta['mongo_sample_interval']} s from `ss` (ESTABLISHED connections to the "
+              "server's port owned by the target's process) for MongoDB. Short runs can slip "
+              "between samples.",
+              "- Pooler CPU: user + system time from /proc/PID/stat over the run; per op = that "
+              "over the transactions, operations or (batch load) rows completed. Peak RSS: "
+              "VmHWM, reset before each run.",
+              "- Errors: failed transactions plus aborted clients (pgbench stops a client at its "
+              "first error); for MongoDB, failed operations.",
+              "- The exact commands and every round's figures are in results.json.", ""]
+    with open(path, "w") as f:
+        f.write("\n".join(lines))
+
+
+def summary(results):
+    """Throughput of every scenario on one line per scenario, and Sluice's geometric-mean
+    ratios against the others over the scenarios where both ran without errors."""
+    names = list(dict.fromkeys(r["name"] for r in results))
+    by = {(r["name"], r["target"]): r for r in results}
+    lines = ["## Summary", "",
+             "Throughput per scenario; ratios only where both sides ran without errors.", "",
+             "| scenario | direct | PgBouncer | Sluice | Sluice vs direct | Sluice vs PgBouncer |",
+             "|---|---|---|---|---|---|"]
+
+    def tp(r):
+        if not r:
+            return "-"
+        return f"{_num(r['throughput'])} {r['unit']}" + (" (errors)" if r["errors"] else "")
+
+    ratios = {"direct": [], "pgbouncer": []}
+    for name in names:
+        d, b, s = (by.get((name, t)) for t in TARGET_ORDER)
+        lines.append(f"| {name} | {tp(d)} | {tp(b)} | {tp(s)} | {_ratio(s, d) if s else '-'} "
+                     f"| {_ratio(s, b) if s else '-'} |")
+        for key, other in (("direct", d), ("pgbouncer", b)):
+            if s and other and not s["errors"] and not other["errors"] and other["throughput"]:
+                ratios[key].append(s["throughput"] / other["throughput"])
+    lines.append("")
+    for key, label in (("direct", "direct access"), ("pgbouncer", "PgBouncer")):
+        v = ratios[key]
+        if v:
+            gmean = math.exp(sum(math.log(x) for x in v) / len(v)) if all(v) else 0.0
+            lines.append(f"Sluice against {label}: geometric mean {gmean:.2f}x over {len(v)} "
+                         f"scenarios (from {min(v):.2f}x to {max(v):.2f}x).")
+            lines.append("")
+    return lines
+
+
+# ---- charts ----
+
+def chart_name(group):
+    """pgbench -S -M simple -> pg_select_simple, mongo find -> mongo_find."""
+    short = group.replace("pgbench -S -M", "pg select").replace("pgbench", "pg")
+    return re.sub(r"[^a-z0-9]+", "_", short.lower()).strip("_")
+
+
+def write_charts(out, results):
+    """For every scenario group that spans several client counts: throughput and p99 latency
+    against clients, one line per target. Runs with errors are left out: their figures do not
+    describe the workload. Returns the PNG names written."""
+    if not shutil.which("gnuplot"):
+        return []
+    made = []
+    for g in group_order(results):
+        every = [r for r in results if r["group"] == g]
+        rows = [r for r in every if not r["errors"]]
+        if len({r["clients"] for r in rows}) < 2:
+            continue
+        targets = [t for t in TARGET_ORDER if any(r["target"] == t for r in rows)]
+        left_out = [t for t in TARGET_ORDER
+                    if t not in targets and any(r["target"] == t for r in every)]
+        note = (f"set label 'not drawn, every run failed: {', '.join(left_out)}' "
+                "at graph 0.01, graph -0.17 font ',9'") if left_out else ""
+        unit = rows[0]["unit"]
+        clients = sorted({r["clients"] for r in rows})
+        # Ticks at the client counts measured, and room either side of them.
+        xaxis = (f"set xtics ({', '.join(str(c) for c in clients)})\n"
+                 f"set xrange [{clients[0] * 0.8}:{clients[-1] * 1.25}]")
+        for metric, label, ylog in (("throughput", f"throughput ({unit})", False),
+                                    ("p99_ms", "p99 latency (ms)", True)):
+            dat = os.path.join(out, f".{chart_name(g)}_{metric}.dat")
+            with open(dat, "w") as f:
+                for t in targets:
+                    f.write(f"# {t}\n")
+                    for r in sorted((r for r in rows if r["target"] == t),
+                                    key=lambda r: r["clients"]):
+                        if r.get(metric) is not None:
+                            f.write(f"{r['clients']} {r[metric]}\n")
+                    f.write("\n\n")
+            png = f"{chart_name(g)}_{'throughput' if metric == 'throughput' else 'p99'}.png"
+            plots = ", ".join(f"'{dat}' index {i} with linespoints lw 2 pt 7 "
+                              f"lc rgb '{TARGET_COLOUR[t]}' title '{t}'"
+                              for i, t in enumerate(targets))
+            script = "\n".join([
+                "set terminal pngcairo size 800,480 font 'sans,11'",
+                f"set output '{os.path.join(out, png)}'",
+                f"set title '{g}: {label} by client count'",
+                "set xlabel 'clients (log scale)'", f"set ylabel '{label}'",
+                "set logscale x", xaxis, "set grid", "set key outside right top",
+                "set format y '%.0f'" if not ylog else "set format y '%g'",
+                "set logscale y" if ylog else "set yrange [0:*]",
+                "set bmargin 5", note, f"plot {plots}"])
+            subprocess.run(["gnuplot"], input=script, text=True, check=True,
+                           capture_output=True, timeout=60)
+            os.unlink(dat)
+            made.append(png)
+    return made

@@ -1,0 +1,83 @@
+"""What is run. Full runs last a fixed time per pgbench run; quick runs do a fixed number of
+transactions per client instead, so a slow start on a loaded machine cannot leave a quick run
+without results."""
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Scenario:
+    group: str  # one table in the report, one chart when it spans several client counts
+    name: str
+    kind: str  # "pgbench", "copy" or "mongo"
+    clients: int
+    args: list = field(default_factory=list)  # pgbench arguments, "@file" for a script below
+    seconds: float = 0  # run for this long ...
+    count: int = 0  # ... or this many transactions per client
+    script: str = ""  # pgbench custom script (-f), written to a file
+    rows_per_tx: int = 0  # > 0: throughput is reported in rows/s
+    truncate: str = ""  # table emptied before each run, so runs start alike
+    op: str = ""  # mongo_load --op
+    prepared_statements: bool = False  # needs protocol-level prepared statements
+
+    @property
+    def est_seconds(self):
+        """A rough duration for the progress display's estimate."""
+        if self.seconds:
+            return self.seconds + 1  # + connecting, + reading the transaction logs
+        return 1.0
+
+
+SELECT_MODES = ("simple", "extended", "prepared")
+
+
+def pg_scenarios(quick):
+    secs = 0 if quick else 10
+    out = []
+
+    def amount(clients, quick_total):
+        return {"count": max(5, quick_total // clients)} if quick else {"seconds": secs}
+
+    for mode in SELECT_MODES:
+        for c in (10, 100, 1000):
+            out.append(Scenario(f"pgbench -S -M {mode}", f"-S -M {mode} c={c}", "pgbench", c,
+                                ["-S", "-M", mode, "-c", str(c), "-j", "2"],
+                                prepared_statements=(mode == "prepared"), **amount(c, 2000)))
+    c = 10 if quick else 20
+    out.append(Scenario("pgbench -C", f"-S -C c={c}", "pgbench", c,
+                        ["-S", "-C", "-c", str(c), "-j", "2"], **amount(c, 200)))
+    c = 10 if quick else 50
+    out.append(Scenario("pgbench tpcb-like", f"tpcb-like c={c}", "pgbench", c,
+                        ["-c", str(c), "-j", "2"], **amount(c, 500)))
+
+    rows = 20_000 if quick else 1_000_000
+    out.append(Scenario("batch load", f"COPY {rows:,} rows", "copy", 1, count=rows,
+                        rows_per_tx=1, truncate="bench_copy"))
+    batches = 10 if quick else 200
+    values = ",".join(f"({i},'row {i}')" for i in range(1000))
+    out.append(Scenario("batch load", f"INSERT 1,000 rows per statement x{batches}", "pgbench",
+                        1, ["-c", "1", "-f", "@script"], count=batches, rows_per_tx=1000,
+                        script=f"INSERT INTO bench_batch (i, s) VALUES {values};\n",
+                        truncate="bench_batch"))
+    singles = 1000 if quick else 20000
+    out.append(Scenario("batch load", f"single-row INSERT x{singles:,}", "pgbench", 1,
+                        ["-c", "1", "-f", "@script"], count=singles, rows_per_tx=1,
+                        script="INSERT INTO bench_insert (v, t) VALUES (1, 'single row');\n",
+                        truncate="bench_insert"))
+    return out
+
+
+MONGO_DOCS = 1000  # prepared documents that find (by _id) and scan read
+
+
+def mongo_scenarios(quick):
+    """The MongoDB-wire test server manages a few thousand simple operations per second, so
+    quick runs stay short and client counts modest."""
+    secs = 1.5 if quick else 8
+    clients = (10, 50) if quick else (10, 50, 200)
+    out = []
+    for op in ("find", "insert", "insert_many", "scan"):
+        for c in (clients if op in ("find", "insert") else clients[:1]):
+            label = {"insert": "insert_one", "insert_many": "insert_many x1,000"}.get(op, op)
+            out.append(Scenario(f"mongo {label}", f"{label} c={c}", "mongo", c, op=op,
+                                seconds=secs))
+    return out
