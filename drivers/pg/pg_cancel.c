@@ -78,8 +78,12 @@ void pg_cancel_request(pg_gateway *gw, uint32_t pid, uint32_t key)
         if (n->hash != pid || c->pid != pid)
             continue;
         /* A wrong key is ignored silently, as the server does. */
-        if (c->key == key && c->server && c->state == PG_CL_ACTIVE)
+        if (c->key != key)
+            return;
+        if (c->server && c->state == PG_CL_ACTIVE)
             pg_cancel_server(c->server);
+        else if (c->state == PG_CL_WAITING)
+            pg_client_cancel_wait(c); /* its query has not started: it ends here */
         return;
     }
 }

@@ -64,6 +64,8 @@ static void on_client_closed(uv_handle_t *h)
     pg_client *c = gw_container_of(h, pg_client, conn.h.handle);
     pg_gateway *gw = c->conn.gw;
     pg_params_free(&c->params);
+    pg_params_free(&c->startup);
+    pg_relay_set_unnamed(&c->unnamed, NULL, gw);
     pg_client_stmts_clear(&c->stmts, &gw->stmts);
     gw_buf_release(&c->conn.in, &gw->bufs);
     gw_buf_release(&c->conn.out, &gw->bufs);
@@ -160,9 +162,30 @@ void pg_client_finish_login(pg_client *c)
         pg_client_close(c, "out of memory during login");
         return;
     }
+    if (pg_params_copy(&c->startup, &c->params) != 0) {
+        pg_client_close(c, "out of memory during login");
+        return;
+    }
     c->params_fp = pg_params_fingerprint(&c->params);
     pg_client_set_state(c, PG_CL_IDLE);
     gw_debug(gw->ctx, "client %u logged in to %s as %s", c->pid, p->dbname, p->user);
+    pg_conn_mark_process(&c->conn);
+}
+
+void pg_client_cancel_wait(pg_client *c)
+{
+    pg_gateway *gw = c->conn.gw;
+    gw_list_remove(&c->wait_node);
+    pg_client_set_state(c, PG_CL_IDLE);
+    if (pg_build_error(&c->conn.out, &gw->bufs, "ERROR", "57014",
+                       "canceling statement due to user request") != 0) {
+        pg_client_close(c, "out of memory");
+        return;
+    }
+    /* Like the server after an error: what follows, up to the Sync that ends the request
+     * (or the Query itself), is dropped. */
+    c->discard = true;
+    gw_debug(gw->ctx, "client %u: cancel ended the wait for a server", c->pid);
     pg_conn_mark_process(&c->conn);
 }
 
@@ -349,6 +372,22 @@ void pg_client_process(pg_client *c)
             return;
         }
         size_t total = (size_t)mlen + 1;
+        if (c->discard && c->state == PG_CL_IDLE) {
+            /* Dropped after a cancel: a Query, FunctionCall or Sync ends the request. */
+            if (t == 'X') {
+                pg_client_close(c, "client terminated the session");
+                return;
+            }
+            if (t == 'Q' || t == 'F' || t == 'S') {
+                c->discard = false;
+                pg_build_ready(&c->conn.out, &gw->bufs, 'I');
+                pg_conn_mark(&c->conn);
+            }
+            size_t take = total <= avail ? total : avail;
+            c->conn.pass_left = (uint32_t)(total - take);
+            pos += take;
+            continue;
+        }
         /* Small messages are relayed whole; only large ones (COPY data, big Bind values)
          * stream through, so memory stays bounded whatever the client sends. A server is
          * taken only once a whole small message is here. */
@@ -370,8 +409,13 @@ void pg_client_process(pg_client *c)
                 pos += total;
                 continue;
             }
-            if (t == 'P' && pg_relay_tracks_stmts(c)) {
-                int local = pg_relay_parse_local(c, p, total);
+            if ((t == 'P' || t == 'Q') && pg_relay_tracks_stmts(c)) {
+                if (t == 'Q' && p[total - 1] != 0) {
+                    pg_client_fatal(c, "08P01", "invalid string in Query message");
+                    return;
+                }
+                int local =
+                    t == 'P' ? pg_relay_parse_local(c, p, total) : pg_relay_deallocate(c, p, total);
                 if (local < 0) {
                     pg_client_fatal(c, "53200", "out of memory");
                     return;

@@ -149,6 +149,7 @@ restart_clients:
                 snprintf(msg, sizeof msg, "server_connect_timeout: no connection within %.1f s",
                          conf->server_connect_timeout_ms / 1000.0);
                 snprintf(p->last_error, sizeof p->last_error, "%s", msg);
+                p->last_sqlstate[0] = 0;
                 p->last_fail = now ? now : 1;
                 pg_server_close(s, msg);
                 pg_pool_connect_failed(p, msg);

@@ -68,6 +68,7 @@ typedef struct pg_req {
     uint8_t type;      /* frontend message type: P B D E C S Q F */
     uint8_t action;    /* pg_req_action */
     bool client_named; /* a Parse of a client-named statement (undo the name on failure) */
+    bool unnamed;      /* a Parse of the unnamed statement; stmt holds its body */
     pg_stmt *stmt;     /* Parse/Close of a tracked statement: holds a reference */
 } pg_req;
 
@@ -108,6 +109,18 @@ typedef struct pg_server {
     uint64_t last_sync_seq; /* number of the last Sync queued */
     uint64_t synced_fp;     /* params_fp of the client whose parameters the server now matches */
     bool synced; /* synced_fp is valid: no change since that client's parameters applied */
+    /* The unnamed statement as Sluice last sent it: a Parse("") sets it, a simple query or a
+     * Close of it clears it. unnamed_unknown: a Parse of it was skipped or failed, so the server
+     * may hold anything. unnamed_seq: the request number of its unanswered Parse, else 0. */
+    pg_stmt *unnamed;
+    uint64_t unnamed_seq;
+    bool unnamed_unknown;
+    /* A query that may reset parameters (RESET, SET ... TO DEFAULT, DISCARD ALL) is unanswered:
+     * values reported until its ReadyForQuery may be the server's own defaults. */
+    bool reset_possible;
+    /* A reset took the server back to its own defaults where the client had other startup
+     * values: they are SET again as soon as the server is idle between requests. */
+    bool resync;
 } pg_server;
 
 typedef enum pg_client_state {
@@ -130,12 +143,15 @@ typedef struct pg_client {
     uint64_t since;     /* entered the current state */
     uint32_t pid, key;  /* the BackendKeyData Sluice issued */
     pg_params params;   /* parameters this client chose (startup packet, its own SETs) */
+    pg_params startup;  /* what its startup packet chose: where RESET and DISCARD ALL return */
+    pg_stmt *unnamed;   /* the body of its unnamed statement (transaction mode), or NULL */
     uint64_t params_fp; /* hash of params: equal fingerprints need no SET when linking */
     pg_client_stmts stmts;
     bool keyed;    /* key_node is in gw->keys */
     bool stalled;  /* input waits until an unconfirmed Parse behind a Sync is answered */
     bool rejected; /* over max_client_conn: refuse after reading the startup packet */
     bool counted;  /* counts toward max_client_conn */
+    bool discard;  /* a cancel ended its wait: drop messages up to the next Sync or Query */
 } pg_client;
 
 typedef struct pg_pool {
@@ -157,6 +173,7 @@ typedef struct pg_pool {
     bool have_defaults;
     uint64_t last_fail; /* when the last connection attempt failed, 0 if it did not */
     char last_error[256];
+    char last_sqlstate[6]; /* the server's SQLSTATE when it refused the login, else "" */
 } pg_pool;
 
 typedef struct pg_gateway {
@@ -213,6 +230,8 @@ void pg_client_fatal(pg_client *c, const char *sqlstate, const char *fmt, ...)
 void pg_client_close(pg_client *c, const char *reason);
 void pg_client_finish_login(pg_client *c);
 void pg_client_set_state(pg_client *c, pg_client_state st);
+/* A cancel reached a client waiting for a server: its request ends with 57014. */
+void pg_client_cancel_wait(pg_client *c);
 
 /* pg_server.c */
 pg_server *pg_server_connect(pg_pool *pool);
@@ -233,7 +252,8 @@ bool pg_pool_acquire(pg_client *c);
 void pg_pool_release(pg_server *s, bool client_left);
 /* s is clean and unlinked: give it to the first waiter or put it on the idle list. */
 void pg_pool_server_ready(pg_server *s);
-/* A connect attempt failed or finished: serve or fail the waiters accordingly. */
+/* A connect attempt failed: when no other server may come, fail the waiters with msg and
+ * p->last_sqlstate (08006 when empty). */
 void pg_pool_connect_failed(pg_pool *p, const char *msg);
 void pg_pool_maybe_connect(pg_pool *p);
 uint32_t pg_pool_db_servers(pg_gateway *gw, const char *dbname);
@@ -258,6 +278,18 @@ void pg_relay_drain_fakes(pg_server *s);
 int pg_relay_sync_params(pg_server *s, pg_client *c);
 uint64_t pg_params_fingerprint(const pg_params *ps);
 bool pg_relay_tracks_stmts(const pg_client *c);
+/* A simple-query DEALLOCATE of one of the client's protocol-level statements (drivers such as
+ * psycopg 3 drop statements that way) is answered by Sluice: the server-side statement is
+ * shared. 1 when answered, 0 when the query goes to the server, -1 on ENOMEM. */
+int pg_relay_deallocate(pg_client *c, const uint8_t *msg, size_t total);
+void pg_relay_set_unnamed(pg_stmt **slot, pg_stmt *st, pg_gateway *gw);
+
+/* pg_sql.c: the little SQL Sluice must recognise. */
+/* The statement name of "DEALLOCATE [PREPARE] name" (folded as the server folds it) copied to
+ * out; false for anything else, DEALLOCATE ALL included. */
+bool pg_sql_deallocate_name(const char *sql, char *out, size_t cap);
+/* Whether a query text may reset session parameters to their defaults. */
+bool pg_sql_may_reset(const char *sql, size_t len);
 
 /* pg_cancel.c */
 void pg_cancel_request(pg_gateway *gw, uint32_t pid, uint32_t key);

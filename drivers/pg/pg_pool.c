@@ -174,15 +174,15 @@ void pg_pool_connect_failed(pg_pool *p, const char *msg)
     if (p->n_connecting > 0 || p->n_servers > 0)
         return; /* another server may still come up or come back */
     gw_list *it, *tmp;
-    gw_list_foreach_safe(it, tmp, &p->login_waiters)
-    {
-        pg_client *c = gw_container_of(it, pg_client, wait_node);
-        pg_client_fatal(c, "08006", "could not connect to the server: %s", msg);
-    }
-    gw_list_foreach_safe(it, tmp, &p->waiters)
-    {
-        pg_client *c = gw_container_of(it, pg_client, wait_node);
-        pg_client_fatal(c, "08006", "could not connect to the server: %s", msg);
+    for (int pass = 0; pass < 2; pass++) {
+        gw_list_foreach_safe(it, tmp, pass == 0 ? &p->login_waiters : &p->waiters)
+        {
+            pg_client *c = gw_container_of(it, pg_client, wait_node);
+            if (p->last_sqlstate[0])
+                pg_client_fatal(c, p->last_sqlstate, "%s", msg);
+            else
+                pg_client_fatal(c, "08006", "could not connect to the server: %s", msg);
+        }
     }
 }
 

@@ -12,6 +12,11 @@
  * Sync: the queue entries up to the next Sync are dropped the same way, undoing what they
  * assumed (a Parse that never happened is forgotten; an eviction Close that never happened puts
  * the statement back).
+ *
+ * The unnamed statement needs care of its own in transaction mode: a client may Parse it in one
+ * Sync segment and Bind it in the next, on another server or after another client replaced it.
+ * Each client remembers the body of its unnamed statement and each server what its unnamed
+ * statement holds; a Bind or Describe of it re-sends the Parse first when the two differ.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -31,6 +36,15 @@ bool pg_relay_tracks_stmts(const pg_client *c)
 static pg_req *q_head(pg_server *s)
 {
     return s->q.count ? &s->q.items[s->q.head] : NULL;
+}
+
+void pg_relay_set_unnamed(pg_stmt **slot, pg_stmt *st, pg_gateway *gw)
+{
+    if (*slot == st)
+        return;
+    if (*slot)
+        pg_stmt_unref(&gw->stmts, *slot);
+    *slot = st ? pg_stmt_ref(st) : NULL;
 }
 
 int pg_reqq_push(pg_server *s, uint8_t type, pg_req_action action, pg_stmt *stmt, bool named)
@@ -53,7 +67,14 @@ int pg_reqq_push(pg_server *s, uint8_t type, pg_req_action action, pg_stmt *stmt
     r->action = (uint8_t)action;
     r->stmt = stmt ? pg_stmt_ref(stmt) : NULL;
     r->client_named = named;
+    r->unnamed = false;
     s->req_seq++;
+    /* A simple query drops the server's unnamed statement. */
+    if (type == 'Q' && action != PG_REQ_FAKE) {
+        pg_relay_set_unnamed(&s->unnamed, NULL, s->conn.gw);
+        s->unnamed_unknown = false;
+        s->unnamed_seq = 0;
+    }
     if (type == 'S')
         s->last_sync_seq = s->req_seq;
     if (q->count++ == 0 && action != PG_REQ_FAKE && s->busy_since == 0)
@@ -81,13 +102,31 @@ void pg_reqq_free(pg_reqq *q, pg_gateway *gw)
     memset(q, 0, sizeof *q);
 }
 
+static void build_tag(gw_buf *out, gw_bufpool *bufs, const char *tag)
+{
+    size_t m;
+    if (pg_msg_begin(out, bufs, 'C', &m) == 0 && pg_msg_put_str(out, bufs, tag) == 0)
+        pg_msg_end(out, m);
+}
+
 void pg_relay_drain_fakes(pg_server *s)
 {
     pg_gateway *gw = s->conn.gw;
     pg_req *r;
     while ((r = q_head(s)) != NULL && r->action == PG_REQ_FAKE) {
         if (s->client) {
-            pg_build_empty(&s->client->conn.out, &gw->bufs, r->type == 'P' ? '1' : '3');
+            gw_buf *out = &s->client->conn.out;
+            if (r->type != 'Q') {
+                pg_build_empty(out, &gw->bufs, r->type == 'P' ? '1' : '3');
+            } else if (s->tx == 'E') {
+                pg_build_error(out, &gw->bufs, "ERROR", "25P02",
+                               "current transaction is aborted, commands ignored until end of "
+                               "transaction block");
+                pg_build_ready(out, &gw->bufs, 'E');
+            } else {
+                build_tag(out, &gw->bufs, "DEALLOCATE");
+                pg_build_ready(out, &gw->bufs, s->tx);
+            }
             pg_conn_mark(&s->client->conn);
         }
         q_pop(s);
@@ -100,7 +139,12 @@ static void error_pop(pg_server *s)
     pg_gateway *gw = s->conn.gw;
     pg_req *r;
     while ((r = q_head(s)) != NULL && r->type != 'S' && r->type != 'Q' && r->type != 'F') {
-        if (r->type == 'P' && r->action != PG_REQ_FAKE && r->stmt) {
+        if (r->type == 'P' && r->unnamed) {
+            s->unnamed_unknown = true;
+            s->unnamed_seq = 0;
+            if (r->action == PG_REQ_FORWARD && s->client && s->client->unnamed == r->stmt)
+                pg_relay_set_unnamed(&s->client->unnamed, NULL, gw);
+        } else if (r->type == 'P' && r->action != PG_REQ_FAKE && r->stmt) {
             pg_server_stmts_remove(&s->stmts, &gw->stmts, r->stmt);
             if (r->client_named && s->client)
                 pg_client_stmts_unbind_stmt(&s->client->stmts, &gw->stmts, r->stmt);
@@ -176,6 +220,55 @@ static bool parse_rest_ok(const uint8_t *rest, size_t len)
     return !r.err && r.len - r.pos == (size_t)n * 4;
 }
 
+/* Sends Parse("") of st (the client's own Parse when action is FORWARD, else injected). */
+static int send_unnamed_parse(pg_server *s, pg_stmt *st, pg_req_action action)
+{
+    pg_gateway *gw = s->conn.gw;
+    gw_buf *out = &s->conn.out;
+    size_t m;
+    int rc = pg_msg_begin(out, &gw->bufs, 'P', &m);
+    rc = rc ? rc : pg_msg_put(out, &gw->bufs, "", 1);
+    rc = rc ? rc : pg_msg_put(out, &gw->bufs, st->body, st->body_len);
+    if (rc == 0)
+        pg_msg_end(out, m);
+    pg_conn_mark(&s->conn);
+    rc = rc ? rc : pg_reqq_push(s, 'P', action, st, false);
+    if (rc)
+        return rc;
+    s->q.items[(s->q.head + s->q.count - 1) % s->q.cap].unnamed = true;
+    pg_relay_set_unnamed(&s->unnamed, st, gw);
+    s->unnamed_unknown = false;
+    s->unnamed_seq = s->req_seq;
+    return 0;
+}
+
+/* Before a Bind or Describe of the unnamed statement: make the server's unnamed statement the
+ * client's (a Parse), or none at all (a Close) when the client has none. 1: wait (the Parse it
+ * would rely on is unanswered and a Sync lies between). */
+static int ensure_unnamed(pg_client *c, pg_server *s)
+{
+    pg_gateway *gw = c->conn.gw;
+    if (!s->unnamed_unknown && s->unnamed == c->unnamed) {
+        if (s->unnamed_seq && s->unnamed_seq < s->last_sync_seq)
+            return 1;
+        return 0;
+    }
+    if (c->unnamed)
+        return send_unnamed_parse(s, c->unnamed, PG_REQ_SKIP);
+    gw_buf *out = &s->conn.out;
+    size_t m;
+    int rc = pg_msg_begin(out, &gw->bufs, 'C', &m);
+    rc = rc ? rc : pg_msg_put(out, &gw->bufs, "S", 2);
+    if (rc == 0)
+        pg_msg_end(out, m);
+    pg_conn_mark(&s->conn);
+    rc = rc ? rc : pg_reqq_push(s, 'C', PG_REQ_SKIP, NULL, false);
+    pg_relay_set_unnamed(&s->unnamed, NULL, gw);
+    s->unnamed_unknown = false;
+    s->unnamed_seq = 0;
+    return rc;
+}
+
 static int relay_parse(pg_client *c, const uint8_t *msg, size_t total)
 {
     pg_gateway *gw = c->conn.gw;
@@ -188,14 +281,16 @@ static int relay_parse(pg_client *c, const uint8_t *msg, size_t total)
         pg_client_fatal(c, "08P01", "malformed Parse message");
         return -1;
     }
-    if (!*name) {
-        if (append(s, msg, total) != 0)
-            return -ENOMEM;
-        return pg_reqq_push(s, 'P', PG_REQ_FORWARD, NULL, false);
-    }
     pg_stmt *st = pg_stmt_intern(&gw->stmts, rest, rest_len);
     if (!st)
         return -ENOMEM;
+    if (!*name) {
+        int rc = send_unnamed_parse(s, st, PG_REQ_FORWARD);
+        if (rc == 0)
+            pg_relay_set_unnamed(&c->unnamed, st, gw);
+        pg_stmt_unref(&gw->stmts, st);
+        return rc;
+    }
     /* Bind the name only once the Parse goes out: a stalled Parse is retried whole. */
     int rc = ensure_prepared(s, st, PG_REQ_FORWARD, true);
     if (rc == 0)
@@ -220,6 +315,9 @@ static int relay_bind(pg_client *c, const uint8_t *msg, size_t total)
     }
     pg_stmt *st = *name ? pg_client_stmts_find(&c->stmts, name) : NULL;
     if (!st) {
+        int rc = *name ? 0 : ensure_unnamed(c, s);
+        if (rc)
+            return rc;
         if (append(s, msg, total) != 0)
             return -ENOMEM;
         return pg_reqq_push(s, 'B', PG_REQ_FORWARD, NULL, false);
@@ -271,6 +369,17 @@ static int relay_describe_close(pg_client *c, uint8_t t, const uint8_t *msg, siz
             pg_conn_mark(&s->conn);
             return rc ? rc : pg_reqq_push(s, 'D', PG_REQ_FORWARD, NULL, false);
         }
+    } else if (kind == 'S') {
+        if (t == 'D') {
+            int rc = ensure_unnamed(c, s);
+            if (rc)
+                return rc;
+        } else {
+            pg_relay_set_unnamed(&c->unnamed, NULL, gw);
+            pg_relay_set_unnamed(&s->unnamed, NULL, gw);
+            s->unnamed_unknown = false;
+            s->unnamed_seq = 0;
+        }
     }
     if (append(s, msg, total) != 0)
         return -ENOMEM;
@@ -296,6 +405,41 @@ int pg_relay_parse_local(pg_client *c, const uint8_t *msg, size_t total)
     return 1;
 }
 
+int pg_relay_deallocate(pg_client *c, const uint8_t *msg, size_t total)
+{
+    pg_gateway *gw = c->conn.gw;
+    char name[256];
+    if (!pg_sql_deallocate_name((const char *)msg + 5, name, sizeof name) ||
+        !pg_client_stmts_unbind(&c->stmts, &gw->stmts, name))
+        return 0;
+    pg_relay_set_unnamed(&c->unnamed, NULL, gw); /* as any simple query does */
+    pg_server *s = c->server;
+    if (s)
+        return pg_reqq_push(s, 'Q', PG_REQ_FAKE, NULL, false) == 0 ? 1 : -1;
+    gw_buf *out = &c->conn.out;
+    build_tag(out, &gw->bufs, "DEALLOCATE");
+    if (pg_build_ready(out, &gw->bufs, 'I') != 0)
+        return -1;
+    pg_conn_mark(&c->conn);
+    return 1;
+}
+
+/* Notes a query that may take parameters back to the server's defaults (see reset_possible). */
+static void note_reset(pg_server *s, uint8_t t, const uint8_t *msg, size_t total)
+{
+    const uint8_t *text = msg + 5;
+    size_t len = total - 5;
+    if (t == 'P') {
+        const uint8_t *nul = memchr(text, 0, len);
+        if (!nul)
+            return;
+        len -= (size_t)(nul + 1 - text);
+        text = nul + 1;
+    }
+    if (pg_sql_may_reset((const char *)text, len))
+        s->reset_possible = true;
+}
+
 bool pg_relay_needs_whole(const pg_client *c, uint8_t t)
 {
     if (t == 'S' || t == 'H' || t == 'E')
@@ -317,6 +461,20 @@ int pg_relay_client_msg(pg_client *c, uint8_t t, const uint8_t *msg, size_t tota
         return -1;
     }
     bool tracked = pg_relay_tracks_stmts(c);
+    if (t == 'Q' || t == 'P')
+        note_reset(s, t, msg, total);
+    if (tracked && t == 'Q') {
+        rc = pg_relay_deallocate(c, msg, total);
+        if (rc != 0) {
+            if (rc < 0) {
+                pg_client_fatal(c, "53200", "out of memory");
+                return -1;
+            }
+            pg_relay_drain_fakes(s);
+            return 0;
+        }
+        pg_relay_set_unnamed(&c->unnamed, NULL, c->conn.gw);
+    }
     if (tracked && t == 'P')
         rc = relay_parse(c, msg, total);
     else if (tracked && t == 'B')
@@ -357,6 +515,7 @@ int pg_relay_sync_params(pg_server *s, pg_client *c)
         return 0;
     s->synced = true;
     s->synced_fp = c->params_fp;
+    s->resync = false;
     const pg_params *defaults = &s->pool->defaults;
     /* Collect copies first: applying a change rebuilds the server's parameter blob. */
     char keys[32][64];
@@ -424,6 +583,18 @@ static bool tag_is(const uint8_t *body, size_t len, const char *tag)
     return len >= n + 1 && memcmp(body, tag, n) == 0 && body[n] == 0;
 }
 
+/* The value a parameter reported during a possible reset really has for client c: its startup
+ * value when the server went back to its own default where c started with another value;
+ * NULL when the report stands as it is. */
+static const char *client_reset_value(pg_server *s, pg_client *c, const char *k, const char *v)
+{
+    const char *mine = pg_params_get(&c->startup, k);
+    const char *base = pg_params_get(&s->pool->defaults, k);
+    if (!mine || !base || strcmp(v, base) != 0 || strcmp(mine, v) == 0 || !pg_param_settable(k))
+        return NULL;
+    return mine;
+}
+
 int pg_relay_server_msg(pg_server *s, uint8_t t, const uint8_t *msg, size_t total)
 {
     pg_gateway *gw = s->conn.gw;
@@ -438,7 +609,10 @@ int pg_relay_server_msg(pg_server *s, uint8_t t, const uint8_t *msg, size_t tota
     case '3':
         if (head && head->type == (t == '1' ? 'P' : 'C')) {
             fwd = fwd && head->action == PG_REQ_FORWARD;
-            if (t == '1' && head->stmt) {
+            if (t == '1' && head->unnamed) {
+                if (s->unnamed == head->stmt)
+                    s->unnamed_seq = 0;
+            } else if (t == '1' && head->stmt) {
                 head->stmt->validated_in = s->pool;
                 pg_server_stmts_confirm(&s->stmts, head->stmt);
             }
@@ -489,16 +663,32 @@ int pg_relay_server_msg(pg_server *s, uint8_t t, const uint8_t *msg, size_t tota
         pg_reader r = pg_reader_make(body, len);
         const char *k = pg_read_str(&r, NULL);
         const char *v = pg_read_str(&r, NULL);
-        if (!r.err) {
-            pg_params_set(&s->params, k, v);
-            if (s->client) {
-                pg_client *c = s->client;
-                pg_params_set(&c->params, k, v);
-                c->params_fp = pg_params_fingerprint(&c->params);
-                s->synced_fp = c->params_fp;
-            } else {
-                s->synced = false;
+        if (r.err)
+            break;
+        pg_params_set(&s->params, k, v);
+        pg_client *c = s->client;
+        if (!c) {
+            s->synced = false;
+            break;
+        }
+        const char *mine = s->reset_possible ? client_reset_value(s, c, k, v) : NULL;
+        if (mine) {
+            /* The client reset k: to its startup value, as on a server of its own. */
+            pg_params_set(&c->params, k, mine);
+            s->synced = false;
+            s->resync = true;
+            if (fwd && pg_build_param_status(&c->conn.out, &gw->bufs, k, mine) != 0) {
+                pg_server_close(s, "out of memory");
+                return -1;
             }
+            fwd = false;
+            pg_conn_mark(&c->conn);
+            c->params_fp = pg_params_fingerprint(&c->params);
+        } else {
+            /* Server and client changed alike: the server still matches the client. */
+            pg_params_set(&c->params, k, v);
+            c->params_fp = pg_params_fingerprint(&c->params);
+            s->synced_fp = c->params_fp;
         }
         break;
     }
@@ -520,6 +710,17 @@ int pg_relay_server_msg(pg_server *s, uint8_t t, const uint8_t *msg, size_t tota
         pg_conn_mark_process(&s->client->conn);
     }
     uint64_t now = gw_now(ctx);
+    if (s->q.count == 0) {
+        s->reset_possible = false;
+        /* A client that stays on this server gets its reset values SET again now. */
+        if (s->resync && s->client && s->tx != 'E' &&
+            (s->tx == 'T' || s->pool->mode != CFG_POOL_TRANSACTION)) {
+            if (pg_relay_sync_params(s, s->client) != 0) {
+                pg_server_close(s, "out of memory");
+                return -1;
+            }
+        }
+    }
     if (s->q.count == 0) {
         s->busy_since = 0;
         s->cancel_at = 0;

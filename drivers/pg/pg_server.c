@@ -4,6 +4,7 @@
  * attempts); afterwards the loop reads and writes the socket itself through a duplicate
  * descriptor, and libpq only closes it (PQfinish) at the end.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -122,6 +123,7 @@ void pg_server_close(pg_server *s, const char *reason)
     s->conn.closing = true;
     pg_reqq_free(&s->q, gw);
     pg_server_stmts_clear(&s->stmts, &gw->stmts);
+    pg_relay_set_unnamed(&s->unnamed, NULL, gw);
     pg_params_free(&s->params);
     if (server_handles(s) == 0) {
         gw_list_push_tail(&gw->graveyard, &s->conn.ready); /* freed after this iteration */
@@ -138,11 +140,41 @@ void pg_server_free_dead(pg_server *s)
     server_free(s);
 }
 
+/* libpq's text of a refusal by the server, in verbose mode, holds "FATAL:  3D000: message":
+ * takes the SQLSTATE and the message from it. False when the server did not refuse (a network
+ * error, a timeout). */
+static bool server_refusal(const char *text, char *sqlstate, char *msg, size_t cap)
+{
+    const char *p = strstr(text, "FATAL:  ");
+    if (!p)
+        return false;
+    p += 8;
+    for (int i = 0; i < 5; i++)
+        if (!isdigit((unsigned char)p[i]) && !isupper((unsigned char)p[i]))
+            return false;
+    if (p[5] != ':' || p[6] != ' ')
+        return false;
+    memcpy(sqlstate, p, 5);
+    sqlstate[5] = 0;
+    p += 7;
+    size_t n = strcspn(p, "\n");
+    if (n >= cap)
+        n = cap - 1;
+    memcpy(msg, p, n);
+    msg[n] = 0;
+    return true;
+}
+
 static void connect_failed(pg_server *s, const char *msg)
 {
     pg_pool *p = s->pool;
     char buf[256];
-    snprintf(buf, sizeof buf, "%s", msg);
+    /* Refused by the server: its own SQLSTATE and words reach the client (a tool that checks
+     * for 3D000 and creates the database still works). */
+    if (!server_refusal(msg, p->last_sqlstate, buf, sizeof buf)) {
+        p->last_sqlstate[0] = 0;
+        snprintf(buf, sizeof buf, "%s", msg);
+    }
     size_t n = strlen(buf);
     while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == ' '))
         buf[--n] = 0;
@@ -297,6 +329,8 @@ pg_server *pg_server_connect(pg_pool *pool)
         connect_failed(s, PQerrorMessage(s->pq));
         return NULL;
     }
+    /* Verbose error texts carry the SQLSTATE of a refused login (see server_refusal). */
+    PQsetErrorVerbosity(s->pq, PQERRORS_VERBOSE);
     int rc = watch(s, PGRES_POLLING_WRITING);
     if (rc != 0) {
         connect_failed(s, uv_strerror(rc));

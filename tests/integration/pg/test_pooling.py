@@ -283,6 +283,34 @@ def test_unnamed_statement_prepared_in_one_sync_and_run_in_the_next(sluice_facto
         lib.pq.PQfinish(c)
 
 
+def test_unnamed_statement_of_another_client_is_never_run(sluice_factory):
+    # A client that has no unnamed statement (its own Parse failed) binds "": it gets 26000,
+    # not the unnamed statement another client left on the shared server.
+    s = sluice_factory(default_pool_size=1)
+    a, _ = raw_login(s.port)
+    b, _ = raw_login(s.port)
+    a.sendall(_parse("", "SELECT 'belongs to a'") + message(b"S"))
+    assert [t for t, _ in read_messages(a)[0]] == [b"1", b"Z"]
+    b.sendall(_parse("", "SELEC broken") + message(b"S"))
+    assert [t for t, _ in read_messages(b)[0]] == [b"E", b"Z"]
+    a.sendall(_bind_exec_sync(""))  # puts a's statement back on the server
+    assert [t for t, _ in read_messages(a)[0]] == [b"2", b"D", b"C", b"Z"]
+    b.sendall(_bind_exec_sync(""))
+    msgs, _ = read_messages(b)
+    assert msgs[0][0] == b"E" and error_fields(msgs[0][1])["C"] == "26000", msgs
+    # Describe of the unnamed statement in a later Sync segment describes the client's own
+    b.sendall(_parse("", "SELECT 1 AS b_column") + message(b"S"))
+    assert [t for t, _ in read_messages(b)[0]] == [b"1", b"Z"]
+    a.sendall(_bind_exec_sync(""))
+    assert [t for t, _ in read_messages(a)[0]] == [b"2", b"D", b"C", b"Z"]
+    b.sendall(message(b"D", b"S\0") + message(b"S"))
+    msgs, _ = read_messages(b)
+    assert [t for t, _ in msgs] == [b"t", b"T", b"Z"], msgs
+    assert b"b_column" in msgs[1][1]
+    a.close()
+    b.close()
+
+
 def test_sql_deallocate_of_a_protocol_level_statement(sluice_factory):
     # Drivers that prepare at protocol level may drop a statement with SQL (psycopg 3 does).
     s = sluice_factory(default_pool_size=1)

@@ -1,12 +1,13 @@
 """Cancel and every timeout, each asserted by its outcome (no timing thresholds)."""
 import socket
+import struct
 import threading
 import time
 
 import psycopg2
 import pytest
 
-from pgutil import error_fields, message, raw_login, read_to_eof
+from pgutil import error_fields, message, raw_login, read_messages, read_to_eof
 
 
 def test_cancel_reaches_only_the_linked_server_and_keeps_it(sluice_factory, pg):
@@ -68,6 +69,36 @@ def test_cancel_of_a_query_waiting_for_a_server(sluice_factory):
     cur = waiter.cursor()
     cur.execute("SELECT 1")
     assert cur.fetchone() == (1,)
+
+
+def test_cancel_of_a_waiting_pipeline_skips_to_its_sync(sluice_factory):
+    # Extended protocol: after the cancel's error, what the client sends up to its Sync is
+    # dropped (as the server does after an error), even when the Sync comes later.
+    s = sluice_factory(default_pool_size=1, query_wait_timeout=60)
+    holder = psycopg2.connect(**s.dsn())
+    holder.cursor().execute("SELECT 1")  # an open transaction holds the only server
+    sock, login = raw_login(s.port)
+    pid, key = struct.unpack("!II", [body for t, body in login if t == b"K"][0])
+    sock.sendall(message(b"P", b"\0SELECT 7\0\0\0")
+                 + message(b"B", b"\0\0" + b"\0\0" + b"\0\0" + b"\0\0")
+                 + message(b"E", b"\0\0\0\0\0"))
+    time.sleep(0.5)  # queued for the server by now
+    with socket.create_connection(("127.0.0.1", s.port)) as c:
+        c.sendall(struct.pack("!IIII", 16, 80877102, pid, key))
+        assert c.recv(1) == b""  # answered by closing, as the server does
+    msgs, _ = read_messages(sock, until=b"E")
+    assert [t for t, _ in msgs] == [b"E"], msgs
+    assert error_fields(msgs[0][1])["C"] == "57014"
+    sock.sendall(message(b"H") + message(b"S"))
+    msgs, _ = read_messages(sock)
+    assert msgs == [(b"Z", b"I")], msgs
+    holder.rollback()
+    sock.sendall(message(b"Q", b"SELECT 8\0"))
+    msgs, _ = read_messages(sock)
+    assert [t for t, _ in msgs] == [b"T", b"D", b"C", b"Z"], msgs
+    assert msgs[1][1].endswith(b"8")
+    sock.close()
+    holder.close()
 
 
 def test_query_timeout_cancels_and_keeps_the_connection(sluice_factory, pg):
