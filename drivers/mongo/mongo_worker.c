@@ -1,10 +1,16 @@
 /*
  * mongo_worker: libmongoc's blocking work, on a dedicated thread per [mongodb] entry (never on
  * the loop, and not on libuv's shared thread pool). For each new backend connection it selects
- * a server for writes with a mongoc_client_pool_t (topology discovery and monitoring included),
- * opens a socket to it, and lets a single-threaded mongoc_client_t run the handshake and the
+ * a server for writes with a single-threaded mongoc_client_t (topology discovery included; it
+ * rescans the deployment at most every heartbeatFrequencyMS, when a selection needs it), opens a
+ * socket to it, and lets a single-threaded mongoc_client_t run the handshake and the
  * authentication over that socket through a stream of ours. The socket is then handed to the
  * loop, which forwards raw OP_MSG traffic on it without libmongoc.
+ *
+ * Why not a mongoc_client_pool_t: its background monitors use the streaming (awaitable hello)
+ * protocol, which costs a thread and two connections per server for a selection needed only when
+ * a backend connection is opened, and spins when a server answers awaitable hellos at once (the
+ * MongoDB-wire test server does).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -293,7 +299,7 @@ static int split_host(const char *target, char *host, size_t n, uint16_t *port)
 }
 
 /* The server for job: its target, or the one selected for writes (the primary). */
-static int pick_server(mongoc_client_pool_t *pool, mongo_job *job, char *host, size_t n,
+static int pick_server(mongoc_client_t *selector, mongo_job *job, char *host, size_t n,
                        uint16_t *port)
 {
     if (job->target[0]) {
@@ -304,9 +310,7 @@ static int pick_server(mongoc_client_pool_t *pool, mongo_job *job, char *host, s
         return -1;
     }
     bson_error_t err;
-    mongoc_client_t *pc = mongoc_client_pool_pop(pool);
-    mongoc_server_description_t *sd = mongoc_client_select_server(pc, true, NULL, &err);
-    mongoc_client_pool_push(pool, pc);
+    mongoc_server_description_t *sd = mongoc_client_select_server(selector, true, NULL, &err);
     if (!sd) {
         snprintf(job->error, sizeof job->error, "no server selectable for writes: %.200s",
                  err.message);
@@ -329,14 +333,14 @@ static void set_handshake_fd(mongo_front *f, int fd)
     pthread_mutex_unlock(&f->lock);
 }
 
-static void do_connect(mongo_front *f, const mongoc_uri_t *uri, mongoc_client_pool_t *pool,
+static void do_connect(mongo_front *f, const mongoc_uri_t *uri, mongoc_client_t *selector,
                        int timeout_ms, mongo_job *job)
 {
     bson_error_t err;
     job->fd = -1;
     char host[MONGO_HOST_LEN];
     uint16_t port;
-    if (pick_server(pool, job, host, sizeof host, &port) != 0)
+    if (pick_server(selector, job, host, sizeof host, &port) != 0)
         return;
     int fd = connect_socket(host, port, timeout_ms, job->error, sizeof job->error);
     if (fd < 0)
@@ -387,10 +391,16 @@ static void *worker_main(void *arg)
         /* Bound the blocking calls: selection and connect give up with the connect timeout. */
         mongoc_uri_set_option_as_int32(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS, timeout_ms);
         mongoc_uri_set_option_as_int32(uri, MONGOC_URI_CONNECTTIMEOUTMS, timeout_ms);
+        /* Wait up to that timeout for a primary (a failover, a restart) instead of failing
+         * after one scan; rescan as often as a client pool would. */
+        mongoc_uri_set_option_as_bool(uri, MONGOC_URI_SERVERSELECTIONTRYONCE, false);
+        if (!mongoc_uri_has_option(uri, MONGOC_URI_HEARTBEATFREQUENCYMS))
+            mongoc_uri_set_option_as_int32(uri, MONGOC_URI_HEARTBEATFREQUENCYMS, 10000);
     }
-    mongoc_client_pool_t *pool = uri ? mongoc_client_pool_new(uri) : NULL;
-    if (pool)
-        mongoc_client_pool_set_error_api(pool, MONGOC_ERROR_API_VERSION_2);
+    /* Used on this thread only, so a single-threaded client is safe. */
+    mongoc_client_t *selector = uri ? mongoc_client_new_from_uri(uri) : NULL;
+    if (selector)
+        mongoc_client_set_error_api(selector, MONGOC_ERROR_API_VERSION_2);
     for (;;) {
         pthread_mutex_lock(&f->lock);
         while (!f->jobs && !f->quit)
@@ -403,8 +413,8 @@ static void *worker_main(void *arg)
         f->jobs = job->next;
         pthread_mutex_unlock(&f->lock);
 
-        if (pool)
-            do_connect(f, uri, pool, timeout_ms, job);
+        if (selector)
+            do_connect(f, uri, selector, timeout_ms, job);
         else
             snprintf(job->error, sizeof job->error, "invalid URI: %.200s", err.message);
 
@@ -414,8 +424,7 @@ static void *worker_main(void *arg)
         pthread_mutex_unlock(&f->lock);
         uv_async_send(&f->wake);
     }
-    if (pool)
-        mongoc_client_pool_destroy(pool);
+    mongoc_client_destroy(selector);
     mongoc_uri_destroy(uri);
     return NULL;
 }
