@@ -149,8 +149,8 @@ def test_200_clients_over_a_pool_of_10(sluice_factory, mongo_server):
     seed = client(s.uri()).sluice_test.many
     seed.drop()
     time.sleep(0.5)
-    # libmongoc's topology monitor keeps connections of its own to the server; with one data
-    # connection in the pool so far, the rest are monitors.
+    # libmongoc's topology scanner keeps a connection of its own to the server; with one data
+    # connection in the pool so far, the rest are the scanner's.
     monitors = s.backend_connections(mongo_server.port) - 1
     errors = []
     peak = []
