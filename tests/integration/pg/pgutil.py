@@ -145,6 +145,26 @@ def open_fds(pid, except_peer_port=None):
     return sum(1 for link in links if link not in to_peer)
 
 
+def accepted_sockets(pid, port):
+    """Number of the process's TCP sockets, other than listeners, whose local port is `port`:
+    the client connections it holds."""
+    inodes = set()
+    for table in ("tcp", "tcp6"):
+        with open(f"/proc/{pid}/net/{table}") as f:
+            next(f)
+            for line in f:
+                cols = line.split()
+                if int(cols[1].rsplit(":", 1)[1], 16) == port and cols[3] != "0A":
+                    inodes.add(f"socket:[{cols[9]}]")
+    held = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            held += os.readlink(f"/proc/{pid}/fd/{fd}") in inodes
+        except FileNotFoundError:
+            pass
+    return held
+
+
 def children(pid):
     """Direct children of a process, from /proc."""
     found = []
