@@ -99,9 +99,9 @@ class Process:
 def descendant_named(pid, name):
     """The pid of the process called name among pid and its descendants (runuser forks), or
     None."""
-    todo, seen = [pid], set()
-    while todo:
-        p = todo.pop()
+    stack, seen = [pid], set()
+    while stack:
+        p = stack.pop()
         if p in seen:
             continue
         seen.add(p)
@@ -110,7 +110,7 @@ def descendant_named(pid, name):
                 if f.read().strip() == name:
                     return p
             with open(f"/proc/{p}/task/{p}/children") as f:
-                todo += [int(x) for x in f.read().split()]
+                stack += [int(x) for x in f.read().split()]
         except OSError:
             continue
     return None

@@ -47,6 +47,14 @@ void pg_relay_set_unnamed(pg_stmt **slot, pg_stmt *st, pg_gateway *gw)
     *slot = st ? pg_stmt_ref(st) : NULL;
 }
 
+/* The server surely has no unnamed statement (a simple query or a Close dropped it). */
+static void server_unnamed_none(pg_server *s)
+{
+    pg_relay_set_unnamed(&s->unnamed, NULL, s->conn.gw);
+    s->unnamed_unknown = false;
+    s->unnamed_seq = 0;
+}
+
 int pg_reqq_push(pg_server *s, uint8_t type, pg_req_action action, pg_stmt *stmt, bool named)
 {
     pg_reqq *q = &s->q;
@@ -70,11 +78,8 @@ int pg_reqq_push(pg_server *s, uint8_t type, pg_req_action action, pg_stmt *stmt
     r->unnamed = false;
     s->req_seq++;
     /* A simple query drops the server's unnamed statement. */
-    if (type == 'Q' && action != PG_REQ_FAKE) {
-        pg_relay_set_unnamed(&s->unnamed, NULL, s->conn.gw);
-        s->unnamed_unknown = false;
-        s->unnamed_seq = 0;
-    }
+    if (type == 'Q' && action != PG_REQ_FAKE)
+        server_unnamed_none(s);
     if (type == 'S')
         s->last_sync_seq = s->req_seq;
     if (q->count++ == 0 && action != PG_REQ_FAKE && s->busy_since == 0)
@@ -263,9 +268,7 @@ static int ensure_unnamed(pg_client *c, pg_server *s)
         pg_msg_end(out, m);
     pg_conn_mark(&s->conn);
     rc = rc ? rc : pg_reqq_push(s, 'C', PG_REQ_SKIP, NULL, false);
-    pg_relay_set_unnamed(&s->unnamed, NULL, gw);
-    s->unnamed_unknown = false;
-    s->unnamed_seq = 0;
+    server_unnamed_none(s);
     return rc;
 }
 
@@ -376,9 +379,7 @@ static int relay_describe_close(pg_client *c, uint8_t t, const uint8_t *msg, siz
                 return rc;
         } else {
             pg_relay_set_unnamed(&c->unnamed, NULL, gw);
-            pg_relay_set_unnamed(&s->unnamed, NULL, gw);
-            s->unnamed_unknown = false;
-            s->unnamed_seq = 0;
+            server_unnamed_none(s);
         }
     }
     if (append(s, msg, total) != 0)
