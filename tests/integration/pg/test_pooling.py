@@ -150,6 +150,25 @@ def test_reset_returns_to_the_clients_own_startup_values(sluice_factory, reset):
     assert cb.fetchone()[0] not in ("Europe/Paris", "Asia/Tokyo")
 
 
+@pytest.mark.parametrize("mode", ["session", "transaction"])
+def test_reset_inside_a_kept_server_sets_the_startup_value_again(sluice_factory, mode):
+    # The server stays with the client (session mode, or an open transaction): Sluice SETs the
+    # startup value on it again right after the reset, so the same server answers with it.
+    s = sluice_factory(default_pool_size=1, pool_mode=mode)
+    conn = psycopg2.connect(**s.dsn(options="-c TimeZone=Europe/Paris"))
+    cur = conn.cursor()  # not autocommit: one transaction holds the server throughout
+    cur.execute("SET TimeZone = 'Asia/Tokyo'")
+    cur.execute("RESET TimeZone")
+    cur.execute("SHOW TimeZone")
+    assert cur.fetchone()[0] == "Europe/Paris"
+    cur.execute("SELECT pg_backend_pid()")
+    pid = cur.fetchone()[0]
+    conn.commit()
+    cur.execute("SELECT pg_backend_pid(), current_setting('TimeZone')")
+    assert cur.fetchone() == (pid, "Europe/Paris")
+    conn.close()
+
+
 class Libpq:
     """libpq itself, for protocol-level prepared statements (PQprepare / PQexecPrepared)."""
 
