@@ -53,6 +53,7 @@ typedef struct cfg_mongo {
     int pool_size;                  /* defaults to default_pool_size */
     uint64_t query_timeout_ms;      /* defaults to the main query_timeout */
     uint64_t query_wait_timeout_ms; /* defaults to the main query_wait_timeout */
+    int max_client_conn;            /* clients of this line; 0 = not given: the main one */
     int line;
 } cfg_mongo;
 
@@ -77,6 +78,7 @@ typedef struct cfg {
     uint64_t client_login_timeout_ms;     /* default 60 s */
     int max_prepared_statements; /* per server connection, default 200; 0 disables tracking */
     uint32_t max_packet_size;    /* bytes, default 2147483647 (PgBouncer's); min 1024 */
+    uint32_t max_buffered_message; /* bytes held whole per client message, default 16 MB */
     cfg_auth_type auth_type;     /* default trust */
     cfg_log_level log_level;     /* default info */
 

@@ -47,6 +47,10 @@ const cfg_key cfg__keys[] = {
      "0 turns tracking off."},
     {"max_packet_size", CFG_T_SIZE, OFF(max_packet_size), "2147483647", CFG_RELOAD,
      "Largest client message accepted; a larger one ends the connection (SQLSTATE 08P01)."},
+    {"max_buffered_message", CFG_T_SIZE, OFF(max_buffered_message), "16MB", CFG_RELOAD,
+     "Largest client message Sluice holds whole to read it (a Query, and Parse, Bind, Describe "
+     "and Close in transaction mode); a larger one ends the connection (SQLSTATE 54000). Other "
+     "messages (COPY data, large values in session mode) stream through."},
     {"auth_type", CFG_T_AUTH, OFF(auth_type), "trust", CFG_RELOAD,
      "Client authentication; only `trust` is supported so far."},
     {"log_level", CFG_T_LOG, OFF(log_level), "info", CFG_RELOAD,

@@ -36,7 +36,10 @@ static inline gw_hnode *gw_htable_chain(const gw_htable *t, uint64_t hash)
 /* Calls fn for every node; fn may remove the node it is given. */
 void gw_htable_each(gw_htable *t, void (*fn)(gw_hnode *n, void *arg), void *arg);
 
-/* FNV-1a, 64 bit: fast enough for statement texts and names, and dependency free. */
+/* Keyed SipHash-1-3. Table keys are often client-chosen (statement texts, names, lsids, cursor
+ * ids): with a secret key nobody can choose keys that collide and turn a table into a list. */
 uint64_t gw_hash_bytes(const void *data, size_t len);
+/* Sets the secret key; called once at start-up, before any table is used. */
+void gw_hash_seed(const uint8_t key[16]);
 
 #endif

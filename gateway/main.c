@@ -12,6 +12,7 @@
 #include "drivers/mongo/mongo.h"
 #include "drivers/pg/pg.h"
 #include "gateway/gw.h"
+#include "gateway/htable.h"
 
 static void usage(FILE *out)
 {
@@ -117,6 +118,15 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+
+    /* Before any thread starts (setenv and getenv are not thread safe). */
+    pg_scrub_environment();
+    uint8_t key[16];
+    if (uv_random(NULL, NULL, key, sizeof key, 0, NULL) != 0) {
+        fprintf(stderr, "sluice: no random source for the hash key\n");
+        return 1;
+    }
+    gw_hash_seed(key);
 
     mongo_global_init();
     cfg *conf = NULL;

@@ -31,6 +31,8 @@ void pg_client_accept(pg_gateway *gw, uv_stream_t *listener, bool is_unix)
     }
     pg_conn_init(&c->conn, gw, PG_CONN_CLIENT);
     gw_list_init(&c->wait_node);
+    gw_list_init(&c->subs);
+    gw_list_init(&c->listen_node);
     pg_client_stmts_init(&c->stmts);
     int rc = is_unix ? uv_pipe_init(ctx->loop, &c->conn.h.pipe, 0)
                      : uv_tcp_init(ctx->loop, &c->conn.h.tcp);
@@ -69,6 +71,7 @@ static void on_client_closed(uv_handle_t *h)
     pg_client_stmts_clear(&c->stmts, &gw->stmts);
     gw_buf_release(&c->conn.in, &gw->bufs);
     gw_buf_release(&c->conn.out, &gw->bufs);
+    gw_buf_release(&c->notify, &gw->bufs);
     free(c);
     gw->live--;
     pg_gateway_maybe_free(gw);
@@ -92,8 +95,10 @@ static void client_close(pg_client *c, const char *reason, bool flush)
              reason);
     if (c->state == PG_CL_WAITING || c->state == PG_CL_LOGIN_WAIT)
         gw_list_remove(&c->wait_node);
+    pg_listen_client_gone(c);
     if (c->server)
         pg_pool_release(c->server, true);
+    pg_unpin(c);
     if (c->keyed) {
         gw_htable_remove(&gw->keys, &c->key_node);
         c->keyed = false;
@@ -317,13 +322,25 @@ static void handle_startup(pg_client *c, const uint8_t *body, size_t len)
     pg_pool_maybe_connect(p);
 }
 
+/* Whether c must stop taking input for now: its own unsent output, or the requests it has
+ * queued on its server, passed their bound. Processing resumes when they drain (pg_io.c and
+ * pg_server_process mark it again). */
+static bool client_saturated(pg_client *c)
+{
+    if (c->conn.out.len + c->conn.pending >= PG_HIGH_WATER)
+        return true;
+    return c->server && c->server->q.count >= PG_MAX_QUEUED;
+}
+
 void pg_client_process(pg_client *c)
 {
     pg_gateway *gw = c->conn.gw;
     gw_ctx *ctx = gw->ctx;
     size_t pos = 0, need = 0;
+    c->conn.in_blocked = false;
+    c->conn.want_in = 0;
     while (!c->conn.closing) {
-        const uint8_t *p = c->conn.in.data + pos;
+        const uint8_t *p = c->conn.in.data ? c->conn.in.data + pos : NULL;
         size_t avail = c->conn.in.len - pos;
         if (c->state == PG_CL_STARTUP) {
             if (avail < 4)
@@ -352,10 +369,17 @@ void pg_client_process(pg_client *c)
             if (n == 0)
                 break;
             pos += (size_t)n;
+            /* The message is through: a server held only for its end may go back now. */
+            if (c->conn.pass_left == 0 && c->server)
+                pg_pool_release_if_done(c->server);
             continue;
         }
-        if (avail < 5)
+        if (avail < 5 || c->listen_wait)
             break;
+        if (client_saturated(c)) {
+            c->conn.in_blocked = true;
+            break;
+        }
         uint8_t t = p[0];
         uint32_t mlen = pg_get_u32(p + 1);
         if (!pg_frontend_type_valid(t)) {
@@ -388,12 +412,29 @@ void pg_client_process(pg_client *c)
             pos += take;
             continue;
         }
-        /* Small messages are relayed whole; only large ones (COPY data, big Bind values)
-         * stream through, so memory stays bounded whatever the client sends. A server is
-         * taken only once a whole small message is here. */
-        bool whole = pg_relay_needs_whole(c, t) || total <= PG_STREAM_OVER || total <= avail;
+        if (c->state == PG_CL_IDLE && (t == 'd' || t == 'c' || t == 'f')) {
+            /* COPY messages with no COPY running (the tail of a COPY the server already
+             * failed): the server would ignore them, so they need no server at all. */
+            size_t take = total <= avail ? total : avail;
+            c->conn.pass_left = (uint32_t)(total - take);
+            pos += take;
+            continue;
+        }
+        /* Messages Sluice must read are held whole, up to max_buffered_message; others
+         * (COPY data, large Bind values in session mode) stream through above
+         * PG_STREAM_OVER, so memory stays bounded whatever the client sends. A server is
+         * taken only once a whole message, or the start of a streamed one, is here. */
+        bool must_read = pg_relay_needs_whole(c, t);
+        if (must_read && total > PG_STREAM_OVER && total > ctx->cfg->max_buffered_message) {
+            pg_client_fatal(c, "54000",
+                            "message of %zu bytes exceeds max_buffered_message (%u bytes)",
+                            total - 5, ctx->cfg->max_buffered_message);
+            return;
+        }
+        bool whole = must_read || total <= PG_STREAM_OVER || total <= avail;
         if (whole && avail < total) {
             need = total - avail;
+            c->conn.want_in = total;
             break;
         }
         if (t == 'X') {
@@ -409,21 +450,16 @@ void pg_client_process(pg_client *c)
                 pos += total;
                 continue;
             }
-            if ((t == 'P' || t == 'Q') && pg_relay_tracks_stmts(c)) {
-                if (t == 'Q' && p[total - 1] != 0) {
-                    pg_client_fatal(c, "08P01", "invalid string in Query message");
-                    return;
-                }
-                int local =
-                    t == 'P' ? pg_relay_parse_local(c, p, total) : pg_relay_deallocate(c, p, total);
-                if (local < 0) {
-                    pg_client_fatal(c, "53200", "out of memory");
-                    return;
-                }
-                if (local > 0) {
-                    pos += total;
-                    continue;
-                }
+            if (t == 'Q' && p[total - 1] != 0) {
+                pg_client_fatal(c, "08P01", "invalid string in Query message");
+                return;
+            }
+            int local = pg_relay_idle_local(c, t, p, total);
+            if (local < 0)
+                return;
+            if (local > 0) {
+                pos += total;
+                continue;
             }
             if (!pg_pool_acquire(c))
                 break;
@@ -438,7 +474,7 @@ void pg_client_process(pg_client *c)
         } else {
             /* Large message: forward what has arrived and stream the rest as it comes. */
             pg_server *s = c->server;
-            if (strchr("QFPBDECS", t) && pg_reqq_push(s, t, PG_REQ_FORWARD, NULL, false) != 0) {
+            if (strchr("FPBDECS", t) && pg_reqq_push(s, t, PG_REQ_FORWARD, NULL, false) != 0) {
                 pg_client_fatal(c, "53200", "out of memory");
                 return;
             }

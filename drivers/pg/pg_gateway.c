@@ -244,6 +244,29 @@ static int listen_unix(pg_gateway *gw)
     return 0;
 }
 
+void pg_scrub_environment(void)
+{
+    extern char **environ;
+    /* Collect first: unsetenv changes environ under the walk. */
+    for (;;) {
+        char name[128];
+        size_t n = 0;
+        for (char **e = environ; e && *e; e++) {
+            if (strncmp(*e, "PG", 2) != 0)
+                continue;
+            n = strcspn(*e, "=");
+            if (n < sizeof name) {
+                memcpy(name, *e, n);
+                name[n] = 0;
+                break;
+            }
+            n = 0;
+        }
+        if (n == 0 || unsetenv(name) != 0)
+            return;
+    }
+}
+
 int pg_gateway_start(gw_ctx *ctx)
 {
     pg_gateway *gw = calloc(1, sizeof *gw);
@@ -298,6 +321,7 @@ void pg_gateway_stop(gw_ctx *ctx)
     }
     for (gw_list *pi = gw->pools.next; pi != &gw->pools; pi = pi->next) {
         pg_pool *p = gw_container_of(pi, pg_pool, node);
+        pg_listen_stop(p);
         gw_list_foreach_safe(it, tmp, &p->servers)
         {
             pg_server_close(gw_container_of(it, pg_server, pool_node), "shutting down");

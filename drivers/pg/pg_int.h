@@ -24,10 +24,17 @@
 #define PG_HIGH_WATER (256u * 1024u)
 /* Client messages larger than this are streamed to the server as they arrive. */
 #define PG_STREAM_OVER (64u * 1024u)
+/* A client's input is not processed further while this many of its requests await answers, so
+ * a pipeline that never reads cannot grow the request queue without bound. */
+#define PG_MAX_QUEUED 4096u
+/* Server messages Sluice must hold whole (errors, row descriptions) larger than this end the
+ * server connection: five header bytes must not make Sluice allocate gigabytes. */
+#define PG_SERVER_WHOLE_MAX (64u * 1024u * 1024u)
 
 struct pg_pool;
 struct pg_client;
 struct pg_server;
+typedef struct pg_listener pg_listener;
 
 typedef enum pg_conn_kind {
     PG_CONN_CLIENT,
@@ -48,12 +55,14 @@ typedef struct pg_conn {
     size_t pending;     /* bytes handed to uv_write whose callback has not run */
     gw_list ready;      /* on gw->ready while it has output to flush or input to process */
     uint32_t pass_left; /* bytes of the current message still to stream through */
+    size_t want_in;     /* a whole message of this many bytes is awaited in `in` (0: none) */
     pg_conn_kind kind;
     bool pass_drop;    /* the streamed message is being dropped, not forwarded */
     bool stream_open;  /* h was initialised and needs uv_close */
     bool reading;      /* uv_read_start is in effect */
     bool closing;      /* close has begun; nothing may be queued any more */
     bool need_process; /* input is waiting for processing (set when ready is queued) */
+    bool in_blocked;   /* processing stopped because output or queued requests hit a bound */
 } pg_conn;
 
 /* How the response(s) to one request sent to a server reach the client. */
@@ -152,6 +161,17 @@ typedef struct pg_client {
     bool rejected; /* over max_client_conn: refuse after reading the startup packet */
     bool counted;  /* counts toward max_client_conn */
     bool discard;  /* a cancel ended its wait: drop messages up to the next Sync or Query */
+    /* Why the client keeps its server until it disconnects (transaction mode; pg_pin.c), or
+     * NULL. A static string. */
+    const char *pinned;
+    /* LISTEN emulation (pg_listen.c): its channels, and a LISTEN query being confirmed. */
+    gw_list subs;             /* pg_sub.client_node */
+    gw_list listen_node;      /* listener->waiters while listen_wait */
+    uint64_t listen_seq;      /* the listener command its answer waits for */
+    uint32_t listen_tags;     /* statements in the query being answered */
+    uint32_t listen_unlisten; /* bit i: statement i was an UNLISTEN */
+    bool listen_wait;         /* input waits for the answer */
+    gw_buf notify; /* notifications held while a server message to it is half-way through */
 } pg_client;
 
 typedef struct pg_pool {
@@ -174,6 +194,7 @@ typedef struct pg_pool {
     uint64_t last_fail; /* when the last connection attempt failed, 0 if it did not */
     char last_error[256];
     char last_sqlstate[6]; /* the server's SQLSTATE when it refused the login, else "" */
+    pg_listener *listener; /* LISTEN emulation's own connection, NULL until the first LISTEN */
 } pg_pool;
 
 typedef struct pg_gateway {
@@ -199,6 +220,8 @@ typedef struct pg_gateway {
     uint64_t rng;      /* splitmix64 state for cancel keys */
     uint32_t live;     /* clients and servers not yet freed */
     uint32_t pending_cancels;
+    uint32_t pinned_clients; /* clients now pinned to their server (pg_pin.c) */
+    uint64_t pinned_total;   /* clients ever pinned */
     bool stopping;
 } pg_gateway;
 
@@ -250,6 +273,9 @@ bool pg_pool_acquire(pg_client *c);
 /* The client is done with its server (transaction end, or client_left): clean the server
  * (ROLLBACK, and server_reset_query in session mode) and hand it on. */
 void pg_pool_release(pg_server *s, bool client_left);
+/* Transaction mode: releases s once its client's transaction is over (no request pending, idle,
+ * no message half-way through on either side, client not pinned). */
+void pg_pool_release_if_done(pg_server *s);
 /* s is clean and unlinked: give it to the first waiter or put it on the idle list. */
 void pg_pool_server_ready(pg_server *s);
 /* A connect attempt failed: when no other server may come, fail the waiters with msg and
@@ -290,6 +316,31 @@ void pg_relay_set_unnamed(pg_stmt **slot, pg_stmt *st, pg_gateway *gw);
 bool pg_sql_deallocate_name(const char *sql, char *out, size_t cap);
 /* Whether a query text may reset session parameters to their defaults. */
 bool pg_sql_may_reset(const char *sql, size_t len);
+
+/* Handles a message of an idle client (no server) that Sluice can answer itself: a Parse of a
+ * known statement, a DEALLOCATE, a LISTEN/UNLISTEN query. 1 when answered, 0 when a server is
+ * needed, -1 when the client was closed. */
+int pg_relay_idle_local(pg_client *c, uint8_t t, const uint8_t *msg, size_t total);
+/* The server's session went back to its connection defaults (DISCARD ALL, RESET ALL). */
+int pg_server_params_reset(pg_server *s);
+
+/* pg_pin.c */
+/* Why running sql would leave session state Sluice cannot carry between servers (a static
+ * string), or NULL. *flags (may be NULL) receives pg_sql_scan's flags. */
+const char *pg_pin_reason(const pg_pool *pool, const char *sql, size_t len, unsigned *flags);
+void pg_pin(pg_client *c, const char *reason);
+void pg_unpin(pg_client *c);
+
+/* pg_listen.c */
+/* A query made only of LISTEN/UNLISTEN from an idle client in transaction mode: 1 when taken
+ * (answered now or once the listening connection confirms; c->listen_wait until then), 0 when
+ * it is something else, -1 when the client was closed. */
+int pg_listen_query(pg_client *c, const char *sql, size_t len);
+void pg_listen_client_gone(pg_client *c);
+/* Moves held notifications to the client's output when it is at a message boundary. */
+void pg_listen_flush(pg_client *c);
+void pg_listen_stop(pg_pool *p);
+void pg_listen_free(pg_pool *p);
 
 /* pg_cancel.c */
 void pg_cancel_request(pg_gateway *gw, uint32_t pid, uint32_t key);

@@ -70,10 +70,15 @@ static void on_write(uv_write_t *req, int status)
             conn_close(c, uv_strerror(status));
         return;
     }
-    /* Output drained: the other side may read again. */
+    /* Output drained: the other side may read again, and a client that stopped for its own
+     * output bound may go on. */
     pg_conn *p = peer_of(c);
     if (p && p->reading == false)
         pg_conn_mark(p);
+    if (c->in_blocked)
+        pg_conn_mark_process(c);
+    else if (!c->reading)
+        pg_conn_mark(c);
 }
 
 int pg_conn_flush(pg_conn *c)
@@ -158,10 +163,13 @@ static void update_reading(pg_conn *c)
         return;
     if (c->kind == PG_CONN_CLIENT) {
         pg_client *cl = (pg_client *)c;
-        /* A client waiting for a server keeps being read (up to a bound), so waiting does not
-         * cost two epoll changes per transaction and a disconnect is noticed at once. */
-        want = cl->state != PG_CL_CLOSING &&
-               (cl->state == PG_CL_IDLE || cl->state == PG_CL_ACTIVE || c->in.len < PG_STREAM_OVER);
+        /* A client is read while what it sent fits the bound: PG_STREAM_OVER of unprocessed
+         * input, or the whole message being awaited, and while its own output has room. A
+         * client waiting for a server keeps being read too (up to that bound), so waiting does
+         * not cost two epoll changes per transaction and a disconnect is noticed at once. */
+        size_t bound = c->want_in > PG_STREAM_OVER ? c->want_in : PG_STREAM_OVER;
+        want = cl->state != PG_CL_CLOSING && c->in.len < bound &&
+               c->out.len + c->pending < PG_HIGH_WATER;
     } else {
         pg_server *s = (pg_server *)c;
         want = s->state != PG_SV_CONNECTING;

@@ -60,6 +60,20 @@ int pg_params_set(pg_params *ps, const char *key, const char *value)
     return 0;
 }
 
+void pg_params_del(pg_params *ps, const char *key)
+{
+    const char *k = pg_params_get(ps, key);
+    if (!k)
+        return;
+    k -= strlen(key) + 1; /* pg_params_get returned the value */
+    size_t pair = strlen(k) + 1 + strlen(pg_params_value(k)) + 1;
+    size_t off = (size_t)(k - ps->data);
+    memmove(ps->data + off, ps->data + off + pair, ps->len - off - pair);
+    ps->len -= (uint32_t)pair;
+    if (ps->len == 0)
+        pg_params_free(ps);
+}
+
 void pg_params_free(pg_params *ps)
 {
     free(ps->data);

@@ -17,6 +17,8 @@ typedef struct pg_params {
 const char *pg_params_get(const pg_params *ps, const char *key);
 /* Sets or replaces key. Returns 0 or -ENOMEM. */
 int pg_params_set(pg_params *ps, const char *key, const char *value);
+/* Removes key if present (no allocation). */
+void pg_params_del(pg_params *ps, const char *key);
 void pg_params_free(pg_params *ps);
 int pg_params_copy(pg_params *dst, const pg_params *src);
 

@@ -4,6 +4,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "drivers/pg/pg_int.h"
 #include "drivers/pg/pg_wire.h"
@@ -35,7 +36,7 @@ static void free_kw(pg_pool *p)
  * encryption default to off, because Sluice relays plain protocol bytes (refused otherwise). */
 static int build_kw(pg_pool *p, const cfg_database *db)
 {
-    size_t n = db->n_conn + 5, i = 0;
+    size_t n = db->n_conn + 6, i = 0;
     p->kw = calloc(n + 1, sizeof(char *));
     p->val = calloc(n + 1, sizeof(char *));
     if (!p->kw || !p->val)
@@ -58,6 +59,10 @@ static int build_kw(pg_pool *p, const cfg_database *db)
         ADD("sslmode", "disable");
     if (!has_kw(db, "gssencmode"))
         ADD("gssencmode", "disable");
+    /* libpq would look in ~/.pgpass: a password Sluice's OS user keeps there is not one the
+     * config gave (a path that cannot exist makes libpq skip the file silently). */
+    if (!has_kw(db, "passfile"))
+        ADD("passfile", "/dev/null/no-passfile");
     ADD("fallback_application_name", "sluice");
 #undef ADD
     return 0;
@@ -110,6 +115,7 @@ pg_pool *pg_pool_get(pg_gateway *gw, const cfg_database *db, const char *dbname,
 void pg_pool_free(pg_pool *p, pg_gateway *gw)
 {
     gw_list_remove(&p->node);
+    pg_listen_free(p);
     free_kw(p);
     pg_params_free(&p->defaults);
     free(p->dbname);
@@ -241,10 +247,24 @@ void pg_pool_server_ready(pg_server *s)
     pg_server_set_state(s, PG_SV_IDLE);
 }
 
+void pg_pool_release_if_done(pg_server *s)
+{
+    pg_client *c = s->client;
+    if (s->state != PG_SV_ACTIVE || !c || s->pool->mode != CFG_POOL_TRANSACTION)
+        return;
+    if (s->q.count > 0 || s->tx != 'I' || c->pinned || c->conn.pass_left || s->conn.pass_left)
+        return;
+    pg_pool_release(s, false);
+}
+
 void pg_pool_release(pg_server *s, bool client_left)
 {
     pg_gateway *gw = s->conn.gw;
     pg_client *c = s->client;
+    /* The client is half-way through a message to this server: the server would read the next
+     * client's bytes as the rest of it. */
+    bool mid_message = c && c->conn.pass_left > 0;
+    bool pinned = c && c->pinned;
     if (c) {
         c->server = NULL;
         s->client = NULL;
@@ -255,16 +275,22 @@ void pg_pool_release(pg_server *s, bool client_left)
             else
                 pg_conn_mark(&c->conn);
         }
+        pg_listen_flush(c);
     }
     if (s->state == PG_SV_CLOSING)
         return;
     /* A request still in flight: its results have nowhere to go and its end is unknown. */
-    if (s->q.count > 0 || s->conn.pass_left) {
-        pg_server_close(s, "client left while a request was in progress");
+    if (s->q.count > 0 || s->conn.pass_left || mid_message) {
+        pg_server_close(s, mid_message ? "client left in the middle of a message"
+                                       : "client left while a request was in progress");
         return;
     }
     const char *reset = gw->ctx->cfg->server_reset_query;
-    bool need_reset = client_left && s->pool->mode == CFG_POOL_SESSION && reset && *reset;
+    bool session_reset = client_left && s->pool->mode == CFG_POOL_SESSION && reset && *reset;
+    /* A pinned client changed session state Sluice does not track: all of it goes. */
+    if (pinned)
+        reset = "DISCARD ALL";
+    bool need_reset = session_reset || pinned;
     if (s->tx == 'I' && !need_reset) {
         pg_pool_server_ready(s);
         return;
@@ -279,6 +305,11 @@ void pg_pool_release(pg_server *s, bool client_left)
     if (need_reset) {
         rc = rc ? rc : pg_build_query(&s->conn.out, &gw->bufs, reset);
         rc = rc ? rc : pg_reqq_push(s, 'Q', PG_REQ_SKIP, NULL, false);
+        /* Parameters Sluice SET and the server does not report are back at their defaults
+         * too (RESET ALL); the reported ones come back as ParameterStatus. */
+        if (rc == 0 &&
+            (strcasecmp(reset, "DISCARD ALL") == 0 || strcasecmp(reset, "RESET ALL") == 0))
+            rc = pg_server_params_reset(s);
     }
     if (rc != 0) {
         pg_server_close(s, "out of memory");

@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "drivers/pg/pg_int.h"
+#include "drivers/pg/pg_sql.h"
 #include "drivers/pg/pg_wire.h"
 
 bool pg_relay_tracks_stmts(const pg_client *c)
@@ -302,6 +303,25 @@ static int relay_parse(pg_client *c, const uint8_t *msg, size_t total)
     return rc;
 }
 
+/* Executing a named statement whose text leaves untracked session state pins the client (its
+ * Parse may have been answered by Sluice without reaching any server). */
+static void pin_for_stmt(pg_client *c, pg_stmt *st)
+{
+    if (c->pinned || c->pool->mode != CFG_POOL_TRANSACTION)
+        return;
+    const char *text = (const char *)st->body;
+    size_t len = strnlen(text, st->body_len);
+    if (!st->sql_scanned) {
+        st->sql_flags = pg_sql_scan(text, len, NULL, NULL);
+        st->sql_scanned = true;
+    }
+    if (st->sql_flags & ~(unsigned)PG_SQL_OTHER) {
+        const char *why = pg_pin_reason(c->pool, text, len, NULL);
+        if (why)
+            pg_pin(c, why);
+    }
+}
+
 /* Bind and Describe('S') name a statement: point them at the server-side name, preparing the
  * statement on this server first when it has not seen it. */
 static int relay_bind(pg_client *c, const uint8_t *msg, size_t total)
@@ -328,6 +348,7 @@ static int relay_bind(pg_client *c, const uint8_t *msg, size_t total)
     int rc = ensure_prepared(s, st, PG_REQ_SKIP, false);
     if (rc)
         return rc;
+    pin_for_stmt(c, st);
     gw_buf *out = &s->conn.out;
     size_t m;
     rc = pg_msg_begin(out, &gw->bufs, 'B', &m);
@@ -441,9 +462,60 @@ static void note_reset(pg_server *s, uint8_t t, const uint8_t *msg, size_t total
         s->reset_possible = true;
 }
 
+int pg_relay_idle_local(pg_client *c, uint8_t t, const uint8_t *msg, size_t total)
+{
+    if (t == 'Q' && c->pool->mode == CFG_POOL_TRANSACTION) {
+        int rc = pg_listen_query(c, (const char *)msg + 5, total - 6);
+        if (rc != 0)
+            return rc;
+    }
+    if ((t != 'P' && t != 'Q') || !pg_relay_tracks_stmts(c))
+        return 0;
+    int local = t == 'P' ? pg_relay_parse_local(c, msg, total) : pg_relay_deallocate(c, msg, total);
+    if (local < 0) {
+        pg_client_fatal(c, "53200", "out of memory");
+        return -1;
+    }
+    return local;
+}
+
+int pg_server_params_reset(pg_server *s)
+{
+    s->synced = false;
+    return pg_params_copy(&s->params, &s->pool->defaults);
+}
+
+/* Transaction mode: a statement that leaves untracked session state pins the client; one that
+ * resets the session leaves the server at its connection defaults. */
+static int check_session_state(pg_client *c, uint8_t t, const uint8_t *msg, size_t total)
+{
+    const char *text = (const char *)msg + 5;
+    size_t len = total - 6;
+    if (t == 'P') {
+        const char *nul = memchr(text, 0, total - 5);
+        if (!nul)
+            return 0; /* malformed: relay_parse refuses it */
+        text = nul + 1;
+        len = total - 5 - (size_t)(text - (const char *)msg - 5);
+        const char *end = memchr(text, 0, len);
+        if (!end)
+            return 0;
+        len = (size_t)(end - text);
+    }
+    unsigned flags;
+    const char *why = pg_pin_reason(c->pool, text, len, &flags);
+    if (why)
+        pg_pin(c, why);
+    if ((flags & PG_SQL_RESET_ALL) && c->server) {
+        c->server->resync = true;
+        return pg_server_params_reset(c->server);
+    }
+    return 0;
+}
+
 bool pg_relay_needs_whole(const pg_client *c, uint8_t t)
 {
-    if (t == 'S' || t == 'H' || t == 'E')
+    if (t == 'S' || t == 'H' || t == 'E' || t == 'Q')
         return true;
     return pg_relay_tracks_stmts(c) && (t == 'P' || t == 'B' || t == 'D' || t == 'C');
 }
@@ -464,6 +536,11 @@ int pg_relay_client_msg(pg_client *c, uint8_t t, const uint8_t *msg, size_t tota
     bool tracked = pg_relay_tracks_stmts(c);
     if (t == 'Q' || t == 'P')
         note_reset(s, t, msg, total);
+    if ((t == 'Q' || t == 'P') && c->pool->mode == CFG_POOL_TRANSACTION && !c->pinned &&
+        check_session_state(c, t, msg, total) != 0) {
+        pg_client_fatal(c, "53200", "out of memory");
+        return -1;
+    }
     if (tracked && t == 'Q') {
         rc = pg_relay_deallocate(c, msg, total);
         if (rc != 0) {
@@ -508,6 +585,25 @@ uint64_t pg_params_fingerprint(const pg_params *ps)
     return gw_hash_bytes(ps->data ? ps->data : "", ps->len);
 }
 
+/* Sends one statement Sluice injects (its results are consumed). */
+static int inject(pg_server *s, gw_buf *sql)
+{
+    gw_bufpool *bufs = &s->conn.gw->bufs;
+    int rc = gw_buf_append(sql, bufs, "", 1);
+    rc = rc ? rc : pg_build_query(&s->conn.out, bufs, (const char *)sql->data);
+    rc = rc ? rc : pg_reqq_push(s, 'Q', PG_REQ_SKIP, NULL, false);
+    sql->len = 0;
+    return rc;
+}
+
+/* The value client c wants for k on its server: its own, else the pool's default; NULL when it
+ * has none (the server should not carry a value another client set). */
+static const char *wanted(const pg_server *s, const pg_client *c, const char *k)
+{
+    const char *want = pg_params_get(&c->params, k);
+    return want ? want : pg_params_get(&s->pool->defaults, k);
+}
+
 int pg_relay_sync_params(pg_server *s, pg_client *c)
 {
     pg_gateway *gw = s->conn.gw;
@@ -517,45 +613,52 @@ int pg_relay_sync_params(pg_server *s, pg_client *c)
     s->synced = true;
     s->synced_fp = c->params_fp;
     s->resync = false;
-    const pg_params *defaults = &s->pool->defaults;
-    /* Collect copies first: applying a change rebuilds the server's parameter blob. */
-    char keys[32][64];
-    int n = 0;
-    for (int pass = 0; pass < 2; pass++) {
+    /* Every parameter the server carries or the client wants is compared, however many there
+     * are: a value the previous client chose must never reach this one. Names to change are
+     * collected first, because changing s->params rebuilds its blob. */
+    gw_buf names = {0}, sql = {0};
+    int rc = 0;
+    for (int pass = 0; pass < 2 && rc == 0; pass++) {
         const pg_params *src = pass == 0 ? &s->params : &c->params;
-        for (const char *k = pg_params_first(src); k && n < 32; k = pg_params_next(src, k)) {
+        for (const char *k = pg_params_first(src); k && rc == 0; k = pg_params_next(src, k)) {
             if (pass == 1 && pg_params_get(&s->params, k))
                 continue;
-            const char *want = pg_params_get(&c->params, k);
-            if (!want)
-                want = pg_params_get(defaults, k);
+            if (!pg_param_settable(k) || !pg_param_name_ok(k))
+                continue;
+            const char *want = wanted(s, c, k);
             const char *have = pg_params_get(&s->params, k);
-            if (want && (!have || strcmp(want, have) != 0) && pg_param_settable(k) &&
-                pg_param_name_ok(k))
-                snprintf(keys[n++], sizeof keys[0], "%s", k);
+            if (want && have && strcmp(want, have) == 0)
+                continue;
+            if (!want && !have)
+                continue;
+            if (want) {
+                rc = gw_buf_append(&sql, &gw->bufs, "SET ", 4);
+                rc = rc ? rc : gw_buf_append(&sql, &gw->bufs, k, strlen(k));
+                rc = rc ? rc : gw_buf_append(&sql, &gw->bufs, " TO ", 4);
+                rc = rc ? rc : pg_quote_literal(&sql, &gw->bufs, want);
+            } else {
+                /* Set by an earlier client, not reported by the server, unknown to this one. */
+                rc = gw_buf_append(&sql, &gw->bufs, "RESET ", 6);
+                rc = rc ? rc : gw_buf_append(&sql, &gw->bufs, k, strlen(k));
+            }
+            rc = rc ? rc : inject(s, &sql);
+            rc = rc ? rc : gw_buf_append(&names, &gw->bufs, k, strlen(k) + 1);
         }
     }
-    gw_buf sql = {0};
-    int rc = 0;
-    for (int i = 0; i < n && rc == 0; i++) {
-        const char *want = pg_params_get(&c->params, keys[i]);
-        if (!want)
-            want = pg_params_get(defaults, keys[i]);
-        sql.len = 0;
-        rc = gw_buf_append(&sql, &gw->bufs, "SET ", 4);
-        rc = rc ? rc : gw_buf_append(&sql, &gw->bufs, keys[i], strlen(keys[i]));
-        rc = rc ? rc : gw_buf_append(&sql, &gw->bufs, " TO ", 4);
-        rc = rc ? rc : pg_quote_literal(&sql, &gw->bufs, want);
-        rc = rc ? rc : gw_buf_append(&sql, &gw->bufs, "", 1);
-        rc = rc ? rc : pg_build_query(&s->conn.out, &gw->bufs, (const char *)sql.data);
-        rc = rc ? rc : pg_reqq_push(s, 'Q', PG_REQ_SKIP, NULL, false);
-        /* Recorded now: the server reports only GUC_REPORT parameters back. want points into
-         * the client's or the pool's set, which this does not touch. */
-        rc = rc ? rc : pg_params_set(&s->params, keys[i], want);
+    /* Recorded now: the server reports only GUC_REPORT parameters back. */
+    for (size_t off = 0; rc == 0 && off < names.len;) {
+        const char *k = (const char *)names.data + off;
+        const char *want = wanted(s, c, k);
+        if (want)
+            rc = pg_params_set(&s->params, k, want);
+        else
+            pg_params_del(&s->params, k);
+        off += strlen(k) + 1;
     }
-    gw_buf_release(&sql, &gw->bufs);
-    if (n)
+    if (names.len)
         pg_conn_mark(&s->conn);
+    gw_buf_release(&sql, &gw->bufs);
+    gw_buf_release(&names, &gw->bufs);
     return rc;
 }
 
@@ -573,7 +676,7 @@ int pg_relay_server_header(pg_server *s, uint8_t t, bool *drop, bool *whole)
         return -1; /* login messages after login: the stream is out of sync */
     /* Messages that change state or pop the queue are handled whole (they are small);
      * row data, copy data and notices stream through. */
-    *whole = strchr("123nsICZETS", t) != NULL;
+    *whole = strchr("123nsICZETSA", t) != NULL;
     *drop = !s->client || head_is_skip_query(s);
     return 0;
 }
@@ -647,9 +750,19 @@ int pg_relay_server_msg(pg_server *s, uint8_t t, const uint8_t *msg, size_t tota
         if (skipq) {
             const char *m = pg_error_field(body, len, 'M');
             gw_warn(ctx, "server %u: a query Sluice sent failed: %s", s->id, m ? m : "?");
+            if (s->state == PG_SV_RESETTING) {
+                /* Its session may still hold the last client's state. */
+                pg_server_close(s, "the reset of the server connection failed");
+                return -1;
+            }
         }
         if (head && strchr("PBDEC", head->type))
             error_pop(s);
+        break;
+    case 'A':
+        /* Only a pinned client (or one in session mode) can have LISTENed on this server;
+         * anyone else linked to it now must not see another session's notifications. */
+        fwd = fwd && (s->client->pinned || s->pool->mode != CFG_POOL_TRANSACTION);
         break;
     case 'Z':
         if (len != 1) {
@@ -715,7 +828,7 @@ int pg_relay_server_msg(pg_server *s, uint8_t t, const uint8_t *msg, size_t tota
         s->reset_possible = false;
         /* A client that stays on this server gets its reset values SET again now. */
         if (s->resync && s->client && s->tx != 'E' &&
-            (s->tx == 'T' || s->pool->mode != CFG_POOL_TRANSACTION)) {
+            (s->tx == 'T' || s->pool->mode != CFG_POOL_TRANSACTION || s->client->pinned)) {
             if (pg_relay_sync_params(s, s->client) != 0) {
                 pg_server_close(s, "out of memory");
                 return -1;
@@ -729,8 +842,8 @@ int pg_relay_server_msg(pg_server *s, uint8_t t, const uint8_t *msg, size_t tota
         if (s->tx == 'I') {
             if (s->state == PG_SV_RESETTING)
                 pg_pool_server_ready(s);
-            else if (s->state == PG_SV_ACTIVE && s->pool->mode == CFG_POOL_TRANSACTION)
-                pg_pool_release(s, false);
+            else
+                pg_pool_release_if_done(s);
         }
     } else {
         s->busy_since = now;

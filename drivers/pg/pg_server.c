@@ -344,7 +344,7 @@ void pg_server_process(pg_server *s)
     pg_gateway *gw = s->conn.gw;
     size_t pos = 0, need = 0;
     while (!s->conn.closing) {
-        const uint8_t *p = s->conn.in.data + pos;
+        const uint8_t *p = s->conn.in.data ? s->conn.in.data + pos : NULL;
         size_t avail = s->conn.in.len - pos;
         if (s->conn.pass_left) {
             pg_conn *to = !s->conn.pass_drop && s->client ? &s->client->conn : NULL;
@@ -373,6 +373,10 @@ void pg_server_process(pg_server *s)
             return;
         }
         if (whole) {
+            if (total > PG_SERVER_WHOLE_MAX) {
+                pg_server_close(s, "message from server too large");
+                return;
+            }
             if (avail < total) {
                 need = total - avail;
                 break;
@@ -398,6 +402,14 @@ void pg_server_process(pg_server *s)
     }
     if (s->conn.closing)
         return;
+    pg_client *c = s->client;
+    if (c && !s->conn.pass_left) {
+        /* At a message boundary towards the client: notifications held back may go, and a
+         * client that stopped for its queue bound may go on. */
+        pg_listen_flush(c);
+        if (c->conn.in_blocked)
+            pg_conn_mark_process(&c->conn);
+    }
     gw_buf_consume(&s->conn.in, &gw->bufs, pos);
     if (need && gw_buf_reserve(&s->conn.in, &gw->bufs, need) != 0)
         pg_server_close(s, "out of memory");

@@ -37,10 +37,15 @@ pg_stmt *pg_stmt_intern(pg_stmt_registry *r, const uint8_t *body, size_t len)
     if (!s)
         return NULL;
     s->validated_in = NULL;
+    s->sql_flags = 0;
+    s->sql_scanned = false;
     s->id = r->next_id++;
     s->refs = 1;
     s->body_len = (uint32_t)len;
-    snprintf(s->name, sizeof s->name, "sluice_%" PRIx64, s->id);
+    /* The id keeps names unique; the keyed hash of it (secret key, gw_hash_seed) makes them
+     * unguessable to a client that sees one of them. */
+    snprintf(s->name, sizeof s->name, "sluice_%" PRIx64 "_%016" PRIx64, s->id,
+             gw_hash_bytes(&s->id, sizeof s->id));
     memcpy(s->body, body, len);
     if (gw_htable_insert(&r->table, &s->node, gw_hash_bytes(body, len)) != 0) {
         free(s);

@@ -2,9 +2,10 @@
  * pg_stmt: prepared statements in transaction pooling.
  *
  * Every distinct statement (query text plus parameter types, i.e. the Parse body after the name)
- * is interned once in a registry and gets one server-side name ("sluice_<id>"). A client maps its
- * own statement names to registry entries; a server records which entries it has prepared, in
- * LRU order, capped at max_prepared_statements. Entries are reference counted: one reference per
+ * is interned once in a registry and gets one server-side name that nobody can guess
+ * ("sluice_<id>_<64 secret bits>"), so SQL that names another client's statement misses. A client
+ * maps its own statement names to registry entries; a server records which entries it has prepared,
+ * in LRU order, capped at max_prepared_statements. Entries are reference counted: one reference per
  * client name bound to it, per server that has it, and per in-flight request that names it.
  */
 #ifndef SLUICE_PG_STMT_H
@@ -23,7 +24,9 @@ typedef struct pg_stmt {
     uint32_t refs;
     uint32_t body_len;        /* query text NUL, int16 count, int32 types[] */
     const void *validated_in; /* a pool where a server accepted this Parse, NULL until then */
-    char name[24];            /* the server-side name */
+    uint32_t sql_flags;       /* pg_sql_scan of the query text, once sql_scanned */
+    bool sql_scanned;
+    char name[48]; /* the server-side name: see pg_stmt_intern */
     uint8_t body[];
 } pg_stmt;
 
