@@ -73,8 +73,10 @@ void pg_pin(pg_client *c, const char *reason)
     gw->pinned_clients++;
     gw->pinned_total++;
     gw_info(gw->ctx,
-            "client %u pinned to server %u: %s (it keeps this server until it disconnects)", c->pid,
-            c->server ? c->server->id : 0, reason);
+            "client %u pinned to server %u: %s (it keeps this server until it disconnects; "
+            "%u clients pinned now, %llu so far)",
+            c->pid, c->server ? c->server->id : 0, reason, gw->pinned_clients,
+            (unsigned long long)gw->pinned_total);
 }
 
 void pg_unpin(pg_client *c)

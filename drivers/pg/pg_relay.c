@@ -536,6 +536,10 @@ int pg_relay_client_msg(pg_client *c, uint8_t t, const uint8_t *msg, size_t tota
     bool tracked = pg_relay_tracks_stmts(c);
     if (t == 'Q' || t == 'P')
         note_reset(s, t, msg, total);
+    /* A fast-path FunctionCall names its function by OID: Sluice cannot tell set_config or
+     * pg_advisory_lock from anything else there. */
+    if (t == 'F' && c->pool->mode == CFG_POOL_TRANSACTION)
+        pg_pin(c, "a fast-path function call");
     if ((t == 'Q' || t == 'P') && c->pool->mode == CFG_POOL_TRANSACTION && !c->pinned &&
         check_session_state(c, t, msg, total) != 0) {
         pg_client_fatal(c, "53200", "out of memory");
@@ -632,10 +636,13 @@ int pg_relay_sync_params(pg_server *s, pg_client *c)
             if (!want && !have)
                 continue;
             if (want) {
-                rc = gw_buf_append(&sql, &gw->bufs, "SET ", 4);
-                rc = rc ? rc : gw_buf_append(&sql, &gw->bufs, k, strlen(k));
-                rc = rc ? rc : gw_buf_append(&sql, &gw->bufs, " TO ", 4);
+                /* set_config takes the value as the startup packet gives it: SET would quote
+                 * a list such as search_path=a,b into one element. */
+                rc = gw_buf_append(&sql, &gw->bufs, "SELECT pg_catalog.set_config(", 29);
+                rc = rc ? rc : pg_quote_literal(&sql, &gw->bufs, k);
+                rc = rc ? rc : gw_buf_append(&sql, &gw->bufs, ", ", 2);
                 rc = rc ? rc : pg_quote_literal(&sql, &gw->bufs, want);
+                rc = rc ? rc : gw_buf_append(&sql, &gw->bufs, ", false)", 8);
             } else {
                 /* Set by an earlier client, not reported by the server, unknown to this one. */
                 rc = gw_buf_append(&sql, &gw->bufs, "RESET ", 6);

@@ -611,8 +611,10 @@ static sql_tok set_var(sql_scan *st, sql_tok t)
     name[n] = 0;
     if (NAME_IS(name, n, "role") || NAME_IS(name, n, "session_authorization"))
         st->bits |= PG_SQL_ROLE;
-    else
-        report(st, name, n);
+    else if (!NAME_IS(name, n, "transaction_isolation") &&
+             !NAME_IS(name, n, "transaction_read_only") &&
+             !NAME_IS(name, n, "transaction_deferrable"))
+        report(st, name, n); /* those three start again from default_* in every transaction */
     return t;
 }
 
@@ -675,11 +677,9 @@ static sql_tok head_reset(sql_scan *st)
         st->bits |= PG_SQL_RESET_ALL;
     else if (KW(&t, "time") && KW(p, "zone"))
         report(st, "timezone", 8);
-    else if (KW(&t, "transaction") && KW(p, "isolation"))
-        report(st, "transaction_isolation", 21);
     else if (KW(&t, "session") && KW(p, "authorization"))
         st->bits |= PG_SQL_ROLE;
-    else
+    else if (!KW(&t, "transaction") || !KW(p, "isolation")) /* that one: see set_var */
         return set_var(st, t);
     return t;
 }

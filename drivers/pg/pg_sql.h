@@ -25,8 +25,9 @@ enum {
      * SET SCHEMA, SET NAMES, SET XML OPTION, RESET name, RESET TIME ZONE, and SET SESSION
      * CHARACTERISTICS AS TRANSACTION (which sets default_transaction_*). Each parameter is
      * reported to pg_sql_scan's param callback. Not SET LOCAL, SET TRANSACTION, SET
-     * CONSTRAINTS (they last the transaction only), nor role, session_authorization (PG_SQL_ROLE).
-     */
+     * CONSTRAINTS, RESET TRANSACTION ISOLATION LEVEL, nor SET/RESET of transaction_isolation,
+     * transaction_read_only, transaction_deferrable (every transaction starts them afresh);
+     * role and session_authorization are PG_SQL_ROLE. */
     PG_SQL_SESSION_SET = 1 << 0,
     /* SET [SESSION] ROLE, SET [SESSION] SESSION AUTHORIZATION, RESET ROLE, RESET SESSION
      * AUTHORIZATION (also spelt as the parameters role and session_authorization). */
@@ -71,9 +72,10 @@ enum {
  * The PG_SQL_* bits of sql[0, len). param (may be NULL) is called with arg for every
  * session-level parameter a PG_SQL_SESSION_SET statement sets or resets, its name folded as the
  * server folds identifiers (ASCII lower-cased unless double-quoted, each part truncated to 63
- * bytes, dotted names such as myapp.user kept whole). name is NUL-terminated and valid during the
- * call only; n == 0 means a name Sluice could not read (or longer than 255 bytes), which no
- * parameter has. A name may be reported more than once.
+ * bytes, dotted names such as myapp.user kept whole; the server matches parameter names
+ * case-insensitively, and so should the caller). name is NUL-terminated and valid during the call
+ * only; n == 0 means a name Sluice could not read (or longer than 255 bytes), which no parameter
+ * has. A name may be reported more than once.
  *
  * standard_conforming_strings decides where '...' strings holding a backslash end; when one does,
  * the text is classified under both settings and the bits are merged, so the answer holds
