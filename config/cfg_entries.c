@@ -23,8 +23,9 @@ static const char *const pgbouncer_only[] = {"min_pool_size",
                                              "server_lifetime",
                                              NULL};
 
-static const char *const mongo_keys[] = {"listen_addr",   "listen_port",        "uri", "pool_size",
-                                         "query_timeout", "query_wait_timeout", NULL};
+static const char *const mongo_keys[] = {
+    "listen_addr",        "listen_port",     "uri", "pool_size", "query_timeout",
+    "query_wait_timeout", "max_client_conn", NULL};
 
 static bool in_list(const char *const *list, const char *s)
 {
@@ -193,7 +194,8 @@ static int mongo_key(cfg__loader *l, cfg_mongo *m, const char *k, const char *v)
         return set_str(&m->listen_addr, v);
     if (strcmp(k, "uri") == 0)
         return set_str(&m->uri, v);
-    if (strcmp(k, "listen_port") == 0 || strcmp(k, "pool_size") == 0) {
+    if (strcmp(k, "listen_port") == 0 || strcmp(k, "pool_size") == 0 ||
+        strcmp(k, "max_client_conn") == 0) {
         bool port = strcmp(k, "listen_port") == 0;
         long max = port ? 65535 : CFG__INT_MAX;
         if (cfg__parse_int(v, max, &n) != 0 || n < 1)
@@ -202,8 +204,10 @@ static int mongo_key(cfg__loader *l, cfg_mongo *m, const char *k, const char *v)
                        m->name, k, max, v);
         else if (port)
             m->listen_port = (int)n;
-        else
+        else if (strcmp(k, "pool_size") == 0)
             m->pool_size = (int)n;
+        else
+            m->max_client_conn = (int)n;
         return 0;
     }
     if (strcmp(k, "query_timeout") == 0 || strcmp(k, "query_wait_timeout") == 0) {

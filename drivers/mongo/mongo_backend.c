@@ -47,6 +47,32 @@ void mongo__backend_close(mongo_backend *b, const char *why)
     mongo__pool_connect_more(f);
 }
 
+static int send_msg(mongo_backend *b, uint8_t *msg, size_t len, size_t cap);
+
+/*
+ * After a moreToCome request the connection is not free yet: the server may still be working on
+ * it, may fail it by closing the connection, or (some servers) answer it anyway. Were the
+ * connection handed on at once, the next client's request would bear the cost: lost with the
+ * connection, or taken for the answer. So a ping of Sluice's own follows; the server answers in
+ * order, and the connection goes back to the pool with the ping's reply, a stray reply to the
+ * moreToCome request dropped on the way.
+ */
+static void send_fence(mongo_backend *b)
+{
+    bson_t cmd = BSON_INITIALIZER;
+    BSON_APPEND_INT32(&cmd, "ping", 1);
+    BSON_APPEND_UTF8(&cmd, "$db", "admin");
+    b->stray_id = b->expect_id;
+    b->expect_id = mongo__next_id(b->front);
+    b->internal = true;
+    size_t len;
+    uint8_t *m = mongo_build_msg(&cmd, b->expect_id, 0, false, &len);
+    bson_destroy(&cmd);
+    int rc = m ? send_msg(b, m, len, len) : UV_ENOMEM;
+    if (rc != 0)
+        mongo__backend_close(b, uv_strerror(rc));
+}
+
 typedef struct write_req {
     uv_write_t req;
     mongo_backend *b;
@@ -67,17 +93,23 @@ static void on_written(uv_write_t *req, int status)
         return;
     }
     if (b->awaiting_write) {
-        /* moreToCome: no reply comes; the request is done once it is written. */
+        /* moreToCome: no reply comes; the client's request is done once it is written. */
         mongo_client *c = b->client;
         b->awaiting_write = false;
         b->client = NULL;
-        mongo__pool_release(b);
+        send_fence(b);
         if (c)
             mongo__client_sent(c);
     }
 }
 
 int mongo__backend_send(mongo_backend *b, uint8_t *msg, size_t len, size_t cap)
+{
+    b->stray_id = 0;
+    return send_msg(b, msg, len, cap);
+}
+
+static int send_msg(mongo_backend *b, uint8_t *msg, size_t len, size_t cap)
 {
     write_req *w = malloc(sizeof *w);
     if (!w) {
@@ -179,6 +211,13 @@ static void got_reply(mongo_backend *b, size_t len)
         mongo__client_backend_lost(c, "out of memory");
 }
 
+/* Drops a reply of len bytes at the start of b->in to a moreToCome request. */
+static void drop_stray(mongo_backend *b, size_t len)
+{
+    memmove(b->in, b->in + len, b->in_len - len);
+    b->in_len -= len;
+}
+
 static void on_backend_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     (void)buf;
@@ -198,6 +237,10 @@ static void on_backend_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         }
         if (b->in_len < (size_t)h.length)
             break;
+        if (b->stray_id && h.response_to == b->stray_id) {
+            drop_stray(b, (size_t)h.length);
+            continue;
+        }
         if (b->state != MONGO_BE_BUSY || b->awaiting_write || h.response_to != b->expect_id) {
             mongo__backend_close(b, "unexpected message from the server");
             return;

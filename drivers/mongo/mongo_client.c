@@ -19,6 +19,7 @@ static const char *const end_names[] = {
     [MONGO_END_IO] = "I/O error",
     [MONGO_END_NOMEM] = "out of memory",
     [MONGO_END_SHUTDOWN] = "shutting down",
+    [MONGO_END_REFUSED] = "refused",
 };
 
 /* The only place c->state changes; it keeps front->waiters in step with the state. */
@@ -76,6 +77,7 @@ void mongo__client_close(mongo_client *c, mongo_end why, const char *detail)
     }
     client_set_state(c, MONGO_CL_CLOSING);
     gw_list_remove(&c->node);
+    f->n_clients--;
     mongo__sessions_client_gone(c);
     uv_close((uv_handle_t *)&c->tcp, on_client_closed);
 }
@@ -333,7 +335,10 @@ static msg_outcome handle_message(mongo_client *c)
         bson_t doc;
         snprintf(buf, sizeof buf, "%s",
                  rc == 0 ? "OP_QUERY is only supported for the hello/isMaster handshake" : why);
-        mongo_error_doc(&doc, 352, "UnsupportedOpQueryCommand", buf, NULL);
+        if (rc == MONGO_BSON_TOO_DEEP)
+            mongo_error_doc(&doc, 15, "Overflow", buf, NULL);
+        else
+            mongo_error_doc(&doc, 352, "UnsupportedOpQueryCommand", buf, NULL);
         BSON_APPEND_UTF8(&doc, "$err", buf);
         size_t n;
         uint8_t *m = mongo_build_reply(&doc, mongo__next_id(f), h.request_id, &n);
@@ -352,7 +357,14 @@ static msg_outcome handle_message(mongo_client *c)
     /* Read the checksum flag first, so that even the error reply to a bad message carries one. */
     if (c->req_len > 20)
         c->r.checksum = (mongo_get_i32(c->req + 16) & MONGO_MSG_CHECKSUM) != 0;
-    if (mongo_msg_parse(c->req, c->req_len, &m, &why) != 0) {
+    int rc = mongo_msg_parse(c->req, c->req_len, &m, &why);
+    if (rc == MONGO_BSON_TOO_DEEP) {
+        /* Well framed, so the connection can go on; as the server answers (code 15). */
+        gw_info(f->gw->ctx, "mongo %s: client %d: %s", f->name, c->conn_id, why);
+        reply_error(c, h.request_id, 15, "Overflow", why, NULL, false);
+        return MSG_DONE;
+    }
+    if (rc != 0) {
         reply_error(c, h.request_id, 22, "InvalidBSON", why, NULL, true);
         return MSG_CLOSED;
     }
@@ -374,7 +386,16 @@ static msg_outcome handle_message(mongo_client *c)
     }
     bson_t body;
     bson_init_static(&body, m.body, m.body_len);
-    mongo__sessions_note_request(c, &body);
+    mongo_refusal refusal;
+    if (mongo__sessions_note_request(c, &body, &refusal) != 0) {
+        gw_debug(f->gw->ctx, "mongo %s: client %d: %s refused: %s", f->name, c->conn_id, c->r.cmd,
+                 refusal.errmsg);
+        /* A moreToCome request wants no reply: it is dropped. */
+        if (!c->r.more_to_come)
+            reply_error(c, h.request_id, refusal.code, refusal.code_name, refusal.errmsg, NULL,
+                        false);
+        return MSG_DONE;
+    }
     bson_iter_t it;
     mongo__refresh_settings(f->gw);
     uint64_t qt = f->query_timeout_ms;
@@ -534,11 +555,26 @@ void mongo__client_accept(mongo_front *f)
     gw_list_init(&c->cursors);
     gw_list_init(&c->txns);
     gw_list_push_tail(&f->clients, &c->node);
+    f->n_clients++;
     f->gw->live++;
     c->state = MONGO_CL_IDLE;
     c->since = gw_now(f->gw->ctx);
     if (uv_accept((uv_stream_t *)&f->listener, (uv_stream_t *)&c->tcp) != 0) {
         mongo__client_close(c, MONGO_END_IO, "accept failed");
+        return;
+    }
+    if (f->n_clients > (uint32_t)f->max_clients) {
+        /* MongoDB has no error before the handshake: the connection closes at once (drivers
+         * report a network error), rather than after a timeout, holding nothing meanwhile. */
+        f->refused++;
+        uint64_t now = gw_now(f->gw->ctx);
+        if (!f->refused_logged_at || now - f->refused_logged_at >= 1000) {
+            gw_warn(f->gw->ctx,
+                    "mongo %s: max_client_conn (%d) reached: closing new clients (%llu so far)",
+                    f->name, f->max_clients, (unsigned long long)f->refused);
+            f->refused_logged_at = now;
+        }
+        mongo__client_close(c, MONGO_END_REFUSED, "max_client_conn reached");
         return;
     }
     uv_tcp_nodelay(&c->tcp, 1);

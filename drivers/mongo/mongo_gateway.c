@@ -8,6 +8,7 @@
 
 #include "drivers/mongo/mongo.h"
 #include "drivers/mongo/mongo_int.h"
+#include "drivers/mongo/mongo_redact.h"
 #include "drivers/mongo/mongo_wire.h"
 
 #define MONGO_JANITOR_MS 100
@@ -16,9 +17,12 @@ static void log_handler(mongoc_log_level_t level, const char *domain, const char
                         void *user_data)
 {
     (void)user_data;
-    /* libmongoc's own chatter stays quiet unless it is a problem. */
-    if (level <= MONGOC_LOG_LEVEL_WARNING)
-        fprintf(stderr, "libmongoc %s: %s\n", domain, message);
+    /* libmongoc's own chatter stays quiet unless it is a problem. Its messages can quote a URI
+     * (its option warnings do): redacted like everything else Sluice logs. */
+    if (level <= MONGOC_LOG_LEVEL_WARNING) {
+        char safe[1024];
+        fprintf(stderr, "libmongoc %s: %s\n", domain, mongo_redact(message, safe, sizeof safe));
+    }
 }
 
 void mongo_global_init(void)
@@ -39,9 +43,11 @@ int mongo_config_check(const cfg *c, FILE *diag)
         bson_error_t err;
         mongoc_uri_t *uri = mongoc_uri_new_with_error(c->mongo[i].uri, &err);
         if (!uri) {
+            char safe[sizeof err.message];
             if (diag)
                 fprintf(diag, "%s:%d: mongodb entry '%s': invalid URI: %s\n", c->path,
-                        c->mongo[i].line, c->mongo[i].name, err.message);
+                        c->mongo[i].line, c->mongo[i].name,
+                        mongo_redact(err.message, safe, sizeof safe));
             rc = -1;
         } else if (mongoc_uri_get_tls(uri)) {
             if (diag)
@@ -117,6 +123,8 @@ static void on_handle_closed(uv_handle_t *h)
 static void copy_settings(mongo_front *f, const cfg_mongo *m)
 {
     f->pool_size = m->pool_size > 0 ? m->pool_size : 1;
+    int main_max = f->gw->ctx->cfg->max_client_conn;
+    f->max_clients = m->max_client_conn > 0 ? m->max_client_conn : main_max > 0 ? main_max : 100;
     f->query_timeout_ms = m->query_timeout_ms;
     f->query_wait_timeout_ms = m->query_wait_timeout_ms;
 }
@@ -190,6 +198,7 @@ static void init_front(mongo_gateway *gw, mongo_front *f, const cfg_mongo *m)
     gw_list_init(&f->idle);
     gw_list_init(&f->waiters);
     gw_list_init(&f->internal);
+    bson_oid_init(&f->service_id, NULL);
     mongo__sessions_init(f);
 }
 
@@ -222,8 +231,10 @@ static int start_front(mongo_gateway *gw, mongo_front *f, const cfg_mongo *m)
         gw_error(ctx, "mongo %s: could not start its worker thread", f->name);
         return rc;
     }
-    gw_info(ctx, "mongo %s: listening on %s:%d for %s (pool_size %d)", f->name, m->listen_addr,
-            m->listen_port, m->uri, m->pool_size);
+    char safe_uri[1024];
+    gw_info(ctx, "mongo %s: listening on %s:%d for %s (pool_size %d, max_client_conn %d)", f->name,
+            m->listen_addr, m->listen_port, mongo_redact(m->uri, safe_uri, sizeof safe_uri),
+            f->pool_size, f->max_clients);
     /* Learn the backend's limits (and warm the pool) before the first client's hello. */
     mongo__worker_request_connect(f, "");
     return 0;

@@ -38,6 +38,10 @@ static void hello_doc(mongo_client *c, const bson_t *request, bson_t *doc)
     BSON_APPEND_BOOL(doc, "readOnly", false);
     if (hello_ok)
         BSON_APPEND_BOOL(doc, "helloOk", true);
+    /* A driver in load-balanced mode (loadBalanced=true) pins each cursor and transaction to one
+     * connection, which is how Sluice keeps them (mongo_session.c); it requires a serviceId. */
+    if (bson_iter_init_find(&it, request, "loadBalanced") && bson_iter_as_bool(&it))
+        BSON_APPEND_OID(doc, "serviceId", &c->front->service_id);
     BSON_APPEND_DOUBLE(doc, "ok", 1.0);
 }
 

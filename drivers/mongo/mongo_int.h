@@ -27,9 +27,14 @@ struct mongo_backend;
 #define MONGO_LSID_MAX      256 /* an lsid document: {id: UUID} and, for internal sessions, more */
 #define MONGO_READ_CHUNK    65536
 #define MONGO_BUF_CACHE     32         /* spare MONGO_READ_CHUNK buffers kept per front */
-#define MONGO_WRITE_HIGH    (4u << 20) /* a client is not read while more is unsent to it */
+#define MONGO_WRITE_HIGH    (1u << 20) /* a client is not read while more is unsent to it */
 #define MONGO_DEFAULT_MAX   48000000   /* maxMessageSizeBytes until the backend tells */
 #define MONGO_TIMEOUT_GRACE 1000       /* ms past query_timeout before a reply is given up */
+#define MONGO_SID_LEN       16         /* an lsid's id: a UUID */
+/* What one client may keep open through Sluice, so that its entries stay bounded: more cursors
+ * are killed as they open, more transactions are refused (see mongo_session.c). */
+#define MONGO_CLIENT_CURSORS 1000
+#define MONGO_CLIENT_TXNS    100
 
 /* What the backend told us at handshake; the hello Sluice answers clients with. */
 typedef struct mongo_limits {
@@ -57,6 +62,7 @@ typedef enum mongo_end {
     MONGO_END_IO,
     MONGO_END_NOMEM,
     MONGO_END_SHUTDOWN,
+    MONGO_END_REFUSED, /* over max_client_conn: closed at once (the protocol has no way to say) */
 } mongo_end;
 
 /* What Sluice must remember of the request in hand after it has gone to a backend. */
@@ -66,12 +72,22 @@ typedef struct mongo_request {
     bool checksum;            /* the client uses checksums: replies Sluice makes carry one too */
     bool in_txn;              /* autocommit:false: part of a multi-statement transaction */
     bool retryable;           /* a write with txnNumber outside a transaction */
+    bool starts_txn;          /* startTransaction: the first statement of a transaction */
     char cmd[32];             /* its command name (truncated) */
     int64_t cursor;           /* getMore: the cursor it continues */
     char pin[MONGO_HOST_LEN]; /* the server it must go to (cursor or transaction), or "" */
     uint8_t lsid[MONGO_LSID_MAX];
-    uint32_t lsid_len; /* 0: no lsid */
+    uint32_t lsid_len;          /* 0: no lsid (or one too large to track) */
+    uint8_t sid[MONGO_SID_LEN]; /* the lsid's id, what identifies the session to the server */
+    bool has_sid;
 } mongo_request;
+
+/* Why Sluice answers a request itself instead of forwarding it. */
+typedef struct mongo_refusal {
+    int code;
+    const char *code_name;
+    char errmsg[160];
+} mongo_refusal;
 
 typedef struct mongo_client {
     uv_tcp_t tcp;
@@ -86,10 +102,11 @@ typedef struct mongo_client {
     size_t req_len, req_cap;
     mongo_request r;
     struct mongo_backend *backend; /* while MONGO_CL_ACTIVE */
-    gw_list cursors;               /* mongo_cursor.owner_node: cursors it used last */
-    gw_list txns;                  /* mongo_txn.owner_node: sessions it used last */
-    size_t pending_writes;         /* bytes queued towards the client */
-    int32_t conn_id;               /* the connectionId its hello reports */
+    gw_list cursors;               /* mongo_cursor.owner_node: cursors it opened */
+    gw_list txns;                  /* mongo_txn.owner_node: transactions it started */
+    uint32_t n_cursors, n_txns;
+    size_t pending_writes; /* bytes queued towards the client */
+    int32_t conn_id;       /* the connectionId its hello reports */
     bool reading;
 } mongo_client;
 
@@ -112,19 +129,22 @@ typedef struct mongo_backend {
     int32_t expect_id;   /* requestID Sluice gave the request in flight */
     uint64_t busy_since; /* loop clock when the request went out */
     bool awaiting_write; /* a moreToCome request: done when its write completes */
-    bool internal;       /* carries a request of Sluice's own (killCursors, abortTransaction) */
+    bool internal;       /* carries a request of Sluice's own (killCursors, abortTransaction, or
+                            the ping that follows a moreToCome request) */
+    int32_t stray_id;    /* requestID of the last moreToCome request: a reply to it (a server
+                            may answer one anyway) is dropped, 0 when none */
     bool retire;         /* closed instead of going back to the pool */
     uint8_t *in;
     size_t in_len, in_cap;
 } mongo_backend;
 
 /*
- * A cursor opened through Sluice: pinned to the server that created it. Its owner is the client
- * connection that used it last (drivers continue cursors over any of their pooled connections);
- * when the owner leaves with the cursor still open, Sluice kills it.
+ * A cursor opened through Sluice: pinned to the server that created it, and owned by the client
+ * connection whose command opened it, for good (mongo_session.c says why). When the owner leaves
+ * with the cursor still open, Sluice kills it.
  */
 typedef struct mongo_cursor {
-    gw_hnode hnode; /* front->cursors, by id */
+    gw_hnode hnode; /* front->cursors, by (owner, id) */
     gw_list owner_node;
     mongo_client *owner;
     int64_t id;
@@ -137,16 +157,19 @@ typedef struct mongo_cursor {
 } mongo_cursor;
 
 /*
- * A transaction (or the last one) of a logical session: pinned to the server that ran its first
- * statement, from startTransaction until the session starts another. Owned like cursors; the
- * owner leaving before commit/abort gets it aborted.
+ * A transaction (or the last one) a client started in a logical session: pinned to the server
+ * that ran its first statement, from startTransaction until the session starts another. Owned
+ * by that client for good; the owner leaving before commit/abort gets it aborted. While open,
+ * the session is the owner's alone (front->open_txns).
  */
 typedef struct mongo_txn {
-    gw_hnode hnode; /* front->txns, by lsid bytes */
+    gw_hnode hnode;      /* front->txns, by (owner, sid) */
+    gw_hnode open_hnode; /* front->open_txns, by sid, while !ended */
     gw_list owner_node;
     mongo_client *owner;
     int64_t txn_number;
-    bool ended; /* commitTransaction or abortTransaction was sent */
+    bool ended; /* commitTransaction or abortTransaction was sent, or the server refused it */
+    uint8_t sid[MONGO_SID_LEN];
     char host[MONGO_HOST_LEN];
     uint8_t lsid[MONGO_LSID_MAX];
     uint32_t lsid_len;
@@ -177,17 +200,21 @@ typedef struct mongo_front {
     char *uri_string;
     /* The line's settings, copied (the config object is replaced whole on reload). */
     int pool_size;
+    int max_clients; /* max_client_conn of the line */
     uint64_t query_timeout_ms, query_wait_timeout_ms;
     uv_tcp_t listener;
     bool listening;
     gw_list clients, backends, idle, waiters;
-    gw_list internal; /* mongo_internal_msg waiting for a connection */
+    uint32_t n_clients;
+    uint64_t refused, refused_logged_at; /* clients refused over max_clients; last log of it */
+    gw_list internal;                    /* mongo_internal_msg waiting for a connection */
     uint32_t n_internal;
     uint32_t n_backends, n_connecting;
-    gw_htable cursors, txns;
+    gw_htable cursors, txns, open_txns;
     mongo_limits limits;
     bool have_limits;
-    uint64_t last_fail; /* loop clock of the last failed connect, 0 after a success */
+    bson_oid_t service_id; /* what hello says to drivers in load-balanced mode */
+    uint64_t last_fail;    /* loop clock of the last failed connect, 0 after a success */
     char last_error[256];
     uint32_t next_request_id;
     int32_t next_conn_id;
@@ -268,11 +295,13 @@ void mongo__client_check_timeouts(mongo_client *c, uint64_t now);
 /* mongo_session.c: cursors and transactions that outlive a request. */
 void mongo__sessions_init(mongo_front *f);
 void mongo__sessions_free(mongo_front *f);
-/* Before forwarding body: sets c->r's transaction fields and c->r.pin. */
-void mongo__sessions_note_request(mongo_client *c, const bson_t *body);
+/* Before forwarding body: sets c->r's session fields and c->r.pin. Returns 0, or -1 with *why
+ * set when the request touches what belongs to another client (or would pass the client's own
+ * bounds): it is then answered with that error and never forwarded. */
+int mongo__sessions_note_request(mongo_client *c, const bson_t *body, mongo_refusal *why);
 /* The request went out on a connection to host (pins a transaction's first statement). */
 void mongo__sessions_note_sent(mongo_client *c, const char *host);
-/* The reply to c's request: cursors opened or finished. */
+/* The reply to c's request: cursors opened or finished, transactions the server refused. */
 void mongo__sessions_note_reply(mongo_client *c, const char *host, const bson_t *reply);
 /* c leaves: its open transactions are aborted, its open cursors killed. */
 void mongo__sessions_client_gone(mongo_client *c);

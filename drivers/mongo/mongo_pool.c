@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "drivers/mongo/mongo_int.h"
+#include "drivers/mongo/mongo_redact.h"
 #include "drivers/mongo/mongo_wire.h"
 
 #define MONGO_RETRY_MS     500   /* after a failed connect, before the next attempt */
@@ -140,8 +141,11 @@ void mongo__pool_acquire(mongo_client *c)
     }
 }
 
-void mongo__pool_connect_failed(mongo_front *f, const char *target, const char *error)
+void mongo__pool_connect_failed(mongo_front *f, const char *target, const char *raw_error)
 {
+    /* libmongoc's errors end up in the log and in clients' error replies. */
+    char error[sizeof f->last_error];
+    mongo_redact(raw_error, error, sizeof error);
     gw_warn(f->gw->ctx, "mongo %s: cannot open a backend connection: %s", f->name, error);
     snprintf(f->last_error, sizeof f->last_error, "%s", error);
     f->last_fail = gw_now(f->gw->ctx);

@@ -57,25 +57,158 @@ uint32_t mongo_crc32c(const uint8_t *data, size_t len)
     return c ^ 0xFFFFFFFFu;
 }
 
-/* A document of at most avail bytes at p: its length in *len. With validate, its whole structure
- * is checked (bson_validate: lengths, types, nesting, UTF-8); without, only its outer frame. */
-static bool doc_ok(const uint8_t *p, size_t avail, bool validate, uint32_t *len)
+/* A BSON string value (int32 length including its NUL, then the bytes) at p, within avail:
+ * its whole size, or 0 when it does not fit. */
+static size_t string_size(const uint8_t *p, size_t avail)
 {
     if (avail < 5)
-        return false;
+        return 0;
+    int32_t n = mongo_get_i32(p);
+    if (n < 1 || (size_t)n > avail - 4 || p[4 + n - 1] != 0)
+        return 0;
+    return 4 + (size_t)n;
+}
+
+int mongo_bson_check_depth(const uint8_t *doc, size_t len, int max_depth)
+{
+    /* ends[d]: offset of the terminating NUL of the document open at depth d+1. An explicit
+     * stack, so that the walk itself cannot be driven into deep recursion. */
+    size_t ends[MONGO_MAX_BSON_DEPTH];
+    if (max_depth > MONGO_MAX_BSON_DEPTH)
+        max_depth = MONGO_MAX_BSON_DEPTH;
+    if (max_depth < 1 || len < 5)
+        return MONGO_BSON_INVALID;
+    int32_t n = mongo_get_i32(doc);
+    if (n < 5 || (size_t)n > len || doc[n - 1] != 0)
+        return MONGO_BSON_INVALID;
+    int depth = 1;
+    ends[0] = (size_t)n - 1;
+    size_t pos = 4;
+    while (depth > 0) {
+        size_t end = ends[depth - 1];
+        if (pos == end) { /* this document's NUL: back to its parent, just past it */
+            pos++;
+            depth--;
+            continue;
+        }
+        uint8_t type = doc[pos++];
+        const uint8_t *nul = memchr(doc + pos, 0, end - pos);
+        if (!nul)
+            return MONGO_BSON_INVALID;
+        pos = (size_t)(nul - doc) + 1;
+        size_t avail = end - pos, skip = 0, sub = 0;
+        switch (type) {
+        case 0x06: /* undefined */
+        case 0x0A: /* null */
+        case 0x7F: /* maxKey */
+        case 0xFF: /* minKey */
+            break;
+        case 0x08: /* bool */
+            skip = 1;
+            break;
+        case 0x10: /* int32 */
+            skip = 4;
+            break;
+        case 0x01: /* double */
+        case 0x09: /* datetime */
+        case 0x11: /* timestamp */
+        case 0x12: /* int64 */
+            skip = 8;
+            break;
+        case 0x07: /* ObjectId */
+            skip = 12;
+            break;
+        case 0x13: /* decimal128 */
+            skip = 16;
+            break;
+        case 0x02: /* string */
+        case 0x0D: /* JavaScript code */
+        case 0x0E: /* symbol */
+            if (!(skip = string_size(doc + pos, avail)))
+                return MONGO_BSON_INVALID;
+            break;
+        case 0x0C: /* DBPointer: string and ObjectId */
+            if (!(skip = string_size(doc + pos, avail)))
+                return MONGO_BSON_INVALID;
+            skip += 12;
+            break;
+        case 0x05: { /* binary: int32 length, subtype, bytes */
+            int32_t b = avail >= 5 ? mongo_get_i32(doc + pos) : -1;
+            if (b < 0)
+                return MONGO_BSON_INVALID;
+            skip = 5 + (size_t)b;
+            break;
+        }
+        case 0x0B: { /* regex: two C strings */
+            const uint8_t *a = memchr(doc + pos, 0, avail);
+            const uint8_t *b = a ? memchr(a + 1, 0, (size_t)(doc + end - (a + 1))) : NULL;
+            if (!b)
+                return MONGO_BSON_INVALID;
+            skip = (size_t)(b - (doc + pos)) + 1;
+            break;
+        }
+        case 0x03: /* document */
+        case 0x04: /* array */
+            sub = pos;
+            break;
+        case 0x0F: { /* code with scope: int32 total, string, document */
+            int32_t total = avail >= 4 ? mongo_get_i32(doc + pos) : -1;
+            size_t s = avail >= 4 ? string_size(doc + pos + 4, avail - 4) : 0;
+            if (total < 14 || (size_t)total > avail || !s || 4 + s + 5 > (size_t)total)
+                return MONGO_BSON_INVALID;
+            sub = pos + 4 + s;
+            if ((size_t)mongo_get_i32(doc + sub) != (size_t)total - 4 - s)
+                return MONGO_BSON_INVALID;
+            break;
+        }
+        default:
+            return MONGO_BSON_INVALID;
+        }
+        if (sub) {
+            int32_t d = end - sub >= 5 ? mongo_get_i32(doc + sub) : -1;
+            if (d < 5 || (size_t)d > end - sub || doc[sub + (size_t)d - 1] != 0)
+                return MONGO_BSON_INVALID;
+            if (depth == max_depth)
+                return MONGO_BSON_TOO_DEEP;
+            ends[depth++] = sub + (size_t)d - 1;
+            pos = sub + 4;
+            continue;
+        }
+        if (skip > avail)
+            return MONGO_BSON_INVALID;
+        pos += skip;
+    }
+    return pos == (size_t)n ? 0 : MONGO_BSON_INVALID;
+}
+
+/* A document of at most avail bytes at p: its length in *len. With validate, its whole structure
+ * is checked: first its nesting depth, without recursion (libbson's validation recurses once per
+ * level with no limit of its own, so a deep enough document from a client would overflow the
+ * stack), then bson_validate (lengths, types, UTF-8). Without, only its outer frame.
+ * Returns 0, MONGO_BSON_INVALID or MONGO_BSON_TOO_DEEP. */
+static int doc_ok(const uint8_t *p, size_t avail, bool validate, uint32_t *len)
+{
+    if (avail < 5)
+        return MONGO_BSON_INVALID;
     int32_t n = mongo_get_i32(p);
     if (n < 5 || (size_t)n > avail || p[n - 1] != 0)
-        return false;
+        return MONGO_BSON_INVALID;
     if (validate) {
+        int rc = mongo_bson_check_depth(p, (size_t)n, MONGO_MAX_BSON_DEPTH);
+        if (rc != 0)
+            return rc;
         bson_t b;
         size_t off;
         if (!bson_init_static(&b, p, (size_t)n) ||
             !bson_validate(&b, BSON_VALIDATE_UTF8_ALLOW_NULL, &off))
-            return false;
+            return MONGO_BSON_INVALID;
     }
     *len = (uint32_t)n;
-    return true;
+    return 0;
 }
+
+_Static_assert(MONGO_MAX_BSON_DEPTH == 200, "the message below names the limit");
+static const char too_deep[] = "BSON document nested too deep (the limit is 200 levels)";
 
 static int msg_walk(const uint8_t *msg, size_t len, bool validate, mongo_msg *out, const char **why)
 {
@@ -107,9 +240,14 @@ static int msg_walk(const uint8_t *msg, size_t len, bool validate, mongo_msg *ou
         uint8_t kind = msg[pos++];
         if (kind == 0) {
             uint32_t n;
-            if (out->body || !doc_ok(msg + pos, end - pos, validate, &n)) {
-                *why = out->body ? "OP_MSG has two body sections" : "invalid BSON in OP_MSG body";
+            if (out->body) {
+                *why = "OP_MSG has two body sections";
                 return -1;
+            }
+            int rc = doc_ok(msg + pos, end - pos, validate, &n);
+            if (rc != 0) {
+                *why = rc == MONGO_BSON_TOO_DEEP ? too_deep : "invalid BSON in OP_MSG body";
+                return rc;
             }
             out->body = msg + pos;
             out->body_len = n;
@@ -134,9 +272,11 @@ static int msg_walk(const uint8_t *msg, size_t len, bool validate, mongo_msg *ou
             size_t p = (size_t)(nul - msg) + 1;
             while (p < seq_end) {
                 uint32_t n;
-                if (!doc_ok(msg + p, seq_end - p, validate, &n)) {
-                    *why = "invalid BSON in document sequence";
-                    return -1;
+                int rc = doc_ok(msg + p, seq_end - p, validate, &n);
+                if (rc != 0) {
+                    *why =
+                        rc == MONGO_BSON_TOO_DEEP ? too_deep : "invalid BSON in document sequence";
+                    return rc;
                 }
                 p += n;
             }
@@ -189,9 +329,10 @@ int mongo_query_parse(const uint8_t *msg, size_t len, mongo_query *out, const ch
     out->collection = (const char *)p;
     size_t pos = (size_t)(nul - msg) + 1 + 8;
     uint32_t n;
-    if (pos >= len || !doc_ok(msg + pos, len - pos, true, &n)) {
-        *why = "invalid BSON in OP_QUERY";
-        return -1;
+    int rc = pos < len ? doc_ok(msg + pos, len - pos, true, &n) : MONGO_BSON_INVALID;
+    if (rc != 0) {
+        *why = rc == MONGO_BSON_TOO_DEEP ? too_deep : "invalid BSON in OP_QUERY";
+        return rc;
     }
     out->query = msg + pos;
     out->query_len = n;

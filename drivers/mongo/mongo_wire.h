@@ -64,8 +64,21 @@ typedef struct mongo_msg {
 
 uint32_t mongo_crc32c(const uint8_t *data, size_t len);
 
-/* Validates and parses a whole OP_MSG (header included). Returns 0 or -1 with *why set. BSON
- * documents are checked with bson_validate. */
+/* Nesting levels a client's document may have (the top document is level 1): MongoDB's own
+ * maximum for commands (maxBSONDepth). Deeper ones are refused before libbson sees them. */
+#define MONGO_MAX_BSON_DEPTH 200
+#define MONGO_BSON_INVALID   (-1)
+#define MONGO_BSON_TOO_DEEP  (-2)
+
+/* Walks the document of len bytes at doc (every element's frame, embedded documents, arrays and
+ * code-with-scope included) with a bounded explicit stack. Returns 0 when it is well framed and
+ * nests at most max_depth (capped at MONGO_MAX_BSON_DEPTH) levels, MONGO_BSON_TOO_DEEP when it
+ * nests deeper, MONGO_BSON_INVALID when its framing is broken. Values are not validated. */
+int mongo_bson_check_depth(const uint8_t *doc, size_t len, int max_depth);
+
+/* Validates and parses a whole OP_MSG (header included). Returns 0, or with *why set
+ * MONGO_BSON_TOO_DEEP for a document nested deeper than MONGO_MAX_BSON_DEPTH and -1 for anything
+ * else. BSON documents are checked with mongo_bson_check_depth, then bson_validate. */
 int mongo_msg_parse(const uint8_t *msg, size_t len, mongo_msg *out, const char **why);
 /* The same walk over a message from a trusted peer (the server's replies): sections and document
  * frames are bounds-checked, documents are not validated inside (replies can be 48 MB). */
@@ -79,6 +92,7 @@ typedef struct mongo_query {
     const char *command; /* first key of the query document */
 } mongo_query;
 
+/* Returns 0, MONGO_BSON_TOO_DEEP or -1, like mongo_msg_parse. */
 int mongo_query_parse(const uint8_t *msg, size_t len, mongo_query *out, const char **why);
 
 /* Whole-message builders: return a malloc'd message in *out (caller frees) and its length. */

@@ -331,6 +331,21 @@ Test(cfg, mongodb_lines_take_main_defaults)
     cfg_free(c);
 }
 
+Test(cfg, mongodb_max_client_conn)
+{
+    cfg *c = loads("[mongodb]\nm = listen_port=27018 uri=mongodb://h/ max_client_conn=7\n"
+                   "n = listen_port=27019 uri=mongodb://h/\n");
+    cr_assert_eq(c->mongo[0].max_client_conn, 7);
+    cr_assert_eq(c->mongo[1].max_client_conn, 0, "not given: the driver takes the main one");
+    cfg_free(c);
+    FAILS_WITH("[mongodb]\nm = listen_port=27018 uri=x max_client_conn=0\n",
+               "test.ini:2: mongodb entry 'm': max_client_conn: expected a whole number from 1 "
+               "to");
+    FAILS_WITH("[mongodb]\nm = listen_port=27018 uri=x max_client_con=3\n",
+               "test.ini:2: unknown key 'max_client_con' in mongodb entry 'm'; did you mean "
+               "'max_client_conn'?");
+}
+
 Test(cfg, mongodb_errors)
 {
     FAILS_WITH("[mongodb]\nm = uri=mongodb://x/\n",

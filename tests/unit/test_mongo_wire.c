@@ -204,3 +204,133 @@ Test(mongo_wire, replace_body_drops_the_checksum)
     free(n);
     bson_destroy(&nb);
 }
+
+/* ---- nesting depth ---- */
+
+/* {a: {a: ... {}}} with depth levels (the outer document is level 1), as raw bytes; kind is
+ * the nesting element's type (0x03 document, 0x04 array). Level d starts at 7 d (length, type,
+ * key "a") and ends at n - 1 - d (its terminator). */
+static uint8_t *nested(int depth, uint8_t kind, size_t *len)
+{
+    size_t n = 5 + (size_t)(depth - 1) * 8;
+    uint8_t *p = malloc(n);
+    for (int d = 0; d < depth; d++) {
+        size_t off = (size_t)d * 7;
+        mongo_put_i32(p + off, (int32_t)(n - (size_t)d * 8));
+        if (d < depth - 1) {
+            p[off + 4] = kind;
+            p[off + 5] = 'a';
+            p[off + 6] = 0;
+        }
+        p[n - 1 - (size_t)d] = 0;
+    }
+    *len = n;
+    return p;
+}
+
+/* An OP_MSG whose body is {ping: 1, a: <doc>}. */
+static uint8_t *msg_with(const uint8_t *doc, size_t doc_len, size_t *len)
+{
+    size_t body = 4 + 6 + 4 + 3 + doc_len + 1;
+    *len = 21 + body;
+    uint8_t *m = calloc(1, *len);
+    mongo_put_i32(m, (int32_t)*len);
+    mongo_put_i32(m + 12, MONGO_OP_MSG);
+    uint8_t *b = m + 21;
+    mongo_put_i32(b, (int32_t)body);
+    memcpy(b + 4, "\x10ping\0", 6);
+    mongo_put_i32(b + 10, 1);
+    memcpy(b + 14,
+           "\x03"
+           "a\0",
+           3);
+    memcpy(b + 17, doc, doc_len);
+    b[body - 1] = 0;
+    return m;
+}
+
+Test(mongo_wire, depth_is_bounded_without_recursion)
+{
+    size_t len;
+    for (int kind = 3; kind <= 4; kind++) {
+        uint8_t *d = nested(MONGO_MAX_BSON_DEPTH, (uint8_t)kind, &len);
+        cr_assert_eq(mongo_bson_check_depth(d, len, MONGO_MAX_BSON_DEPTH), 0);
+        cr_assert_eq(mongo_bson_check_depth(d, len, MONGO_MAX_BSON_DEPTH - 1), MONGO_BSON_TOO_DEEP);
+        free(d);
+        d = nested(MONGO_MAX_BSON_DEPTH + 1, (uint8_t)kind, &len);
+        cr_assert_eq(mongo_bson_check_depth(d, len, MONGO_MAX_BSON_DEPTH), MONGO_BSON_TOO_DEEP);
+        free(d);
+        d = nested(20000, (uint8_t)kind, &len);
+        cr_assert_eq(mongo_bson_check_depth(d, len, 100000), MONGO_BSON_TOO_DEEP,
+                     "the limit cannot be raised past the stack's size");
+        free(d);
+    }
+}
+
+Test(mongo_wire, depth_walk_knows_every_type)
+{
+    bson_t *inner = BCON_NEW("x", BCON_INT32(1));
+    uint8_t oid[12] = {1}, bin[3] = {1, 2, 3};
+    bson_t doc = BSON_INITIALIZER, arr, sub;
+    BSON_APPEND_DOUBLE(&doc, "d", 1.5);
+    BSON_APPEND_UTF8(&doc, "s", "str");
+    BSON_APPEND_DOCUMENT_BEGIN(&doc, "o", &sub);
+    BSON_APPEND_ARRAY_BEGIN(&sub, "a", &arr);
+    BSON_APPEND_INT32(&arr, "0", 1);
+    bson_append_array_end(&sub, &arr);
+    bson_append_document_end(&doc, &sub);
+    BSON_APPEND_BINARY(&doc, "b", BSON_SUBTYPE_BINARY, bin, 3);
+    BSON_APPEND_UNDEFINED(&doc, "u");
+    BSON_APPEND_OID(&doc, "oid", (const bson_oid_t *)oid);
+    BSON_APPEND_BOOL(&doc, "t", true);
+    BSON_APPEND_DATE_TIME(&doc, "dt", 5);
+    BSON_APPEND_NULL(&doc, "n");
+    BSON_APPEND_REGEX(&doc, "re", "a.*", "i");
+    BSON_APPEND_DBPOINTER(&doc, "dbp", "c", (const bson_oid_t *)oid);
+    BSON_APPEND_CODE(&doc, "js", "f()");
+    BSON_APPEND_SYMBOL(&doc, "sym", "y");
+    BSON_APPEND_CODE_WITH_SCOPE(&doc, "cws", "g()", inner);
+    BSON_APPEND_INT32(&doc, "i", 1);
+    BSON_APPEND_TIMESTAMP(&doc, "ts", 1, 2);
+    BSON_APPEND_INT64(&doc, "l", 3);
+    bson_decimal128_t dec = {0, 0};
+    BSON_APPEND_DECIMAL128(&doc, "dec", &dec);
+    BSON_APPEND_MINKEY(&doc, "min");
+    BSON_APPEND_MAXKEY(&doc, "max");
+    const uint8_t *p = bson_get_data(&doc);
+    cr_assert_eq(mongo_bson_check_depth(p, doc.len, MONGO_MAX_BSON_DEPTH), 0);
+    cr_assert_eq(mongo_bson_check_depth(p, doc.len, 2), MONGO_BSON_TOO_DEEP,
+                 "o.a and the code's scope are level 3 and 2");
+    /* every truncation of the document is caught, none read past it */
+    uint8_t *copy = malloc(doc.len);
+    for (uint32_t cut = 0; cut < doc.len; cut++) {
+        memcpy(copy, p, cut);
+        cr_assert_neq(mongo_bson_check_depth(copy, cut, MONGO_MAX_BSON_DEPTH), 0);
+    }
+    /* a bad type byte */
+    memcpy(copy, p, doc.len);
+    copy[4] = 0x42;
+    cr_assert_eq(mongo_bson_check_depth(copy, doc.len, MONGO_MAX_BSON_DEPTH), MONGO_BSON_INVALID);
+    free(copy);
+    bson_destroy(inner);
+    bson_destroy(&doc);
+}
+
+Test(mongo_wire, too_deep_messages_are_refused_before_libbson)
+{
+    size_t dlen, len;
+    uint8_t *d = nested(20000, 3, &dlen);
+    uint8_t *m = msg_with(d, dlen, &len);
+    mongo_msg msg;
+    const char *why;
+    cr_assert_eq(mongo_msg_parse(m, len, &msg, &why), MONGO_BSON_TOO_DEEP);
+    cr_assert(strstr(why, "nested too deep"), "%s", why);
+    free(m);
+    free(d);
+    d = nested(MONGO_MAX_BSON_DEPTH - 1, 3, &dlen); /* plus the body: exactly the limit */
+    m = msg_with(d, dlen, &len);
+    cr_assert_eq(mongo_msg_parse(m, len, &msg, &why), 0, "%s", why);
+    cr_assert_str_eq(msg.command, "ping");
+    free(m);
+    free(d);
+}

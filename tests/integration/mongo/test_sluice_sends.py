@@ -63,26 +63,6 @@ def test_leaving_inside_a_transaction_aborts_it(sluice_factory, recorder):
     assert cmd["lsid"] == left_open and cmd["txnNumber"] == 3 and cmd["autocommit"] is False
 
 
-def test_cursor_continued_elsewhere_is_killed_when_its_last_user_leaves(sluice_factory, recorder):
-    s = sluice_factory(server=recorder)
-    lsid = new_lsid()
-    a, b = connect(s.port), connect(s.port)
-    reply = round_trip(a, {"find": "c", "batchSize": 1, "lsid": lsid, "$db": "db"}, 1)
-    cursor_id = reply["cursor"]["id"]
-    assert cursor_id
-    round_trip(b, {"getMore": bson.Int64(cursor_id), "collection": "c", "lsid": lsid,
-                   "$db": "db"}, 2)
-    a.close()  # the cursor's last user is b now: it stays open
-    time.sleep(0.5)
-    assert not recorder.named("killCursors")
-    b.close()
-    kills = wait_for(lambda: recorder.named("killCursors"))
-    assert len(kills) == 1
-    cmd = kills[0][1]
-    assert cmd["killCursors"] == "c" and cmd["cursors"] == [cursor_id] and cmd["$db"] == "db"
-    assert cmd["lsid"] == lsid, "killed within the session that opened it"
-
-
 def test_cursor_the_client_killed_or_exhausted_is_not_killed_again(sluice_factory, recorder):
     s = sluice_factory(server=recorder)
     a = connect(s.port)
@@ -96,9 +76,9 @@ def test_cursor_the_client_killed_or_exhausted_is_not_killed_again(sluice_factor
 def test_query_timeout_adds_max_time_only_where_missing(sluice_factory, recorder):
     s = sluice_factory(server=recorder, query_timeout=5)
     a = connect(s.port)
-    round_trip(a, {"find": "c", "$db": "db"}, 1)
+    cursor_id = round_trip(a, {"find": "c", "$db": "db"}, 1)["cursor"]["id"]
     round_trip(a, {"find": "c", "maxTimeMS": 77, "$db": "db"}, 2)
-    round_trip(a, {"getMore": bson.Int64(5), "collection": "c", "$db": "db"}, 3)
+    round_trip(a, {"getMore": bson.Int64(cursor_id), "collection": "c", "$db": "db"}, 3)
     finds = [c for _, c in recorder.named("find")]
     assert finds[0]["maxTimeMS"] == 5000 and finds[1]["maxTimeMS"] == 77
     assert "maxTimeMS" not in recorder.named("getMore")[0][1]
