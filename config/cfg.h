@@ -76,11 +76,11 @@ typedef struct cfg {
     uint64_t query_wait_timeout_ms;       /* default 120 s */
     uint64_t idle_transaction_timeout_ms; /* default 0 */
     uint64_t client_login_timeout_ms;     /* default 60 s */
-    int max_prepared_statements; /* per server connection, default 200; 0 disables tracking */
-    uint32_t max_packet_size;    /* bytes, default 2147483647 (PgBouncer's); min 1024 */
+    int max_prepared_statements;   /* per server connection, default 200; 0 disables tracking */
+    uint32_t max_packet_size;      /* bytes, default 2147483647 (PgBouncer's); min 1024 */
     uint32_t max_buffered_message; /* bytes held whole per client message, default 16 MB */
-    cfg_auth_type auth_type;     /* default trust */
-    cfg_log_level log_level;     /* default info */
+    cfg_auth_type auth_type;       /* default trust */
+    cfg_log_level log_level;       /* default info */
 
     cfg_database *dbs;
     size_t n_dbs;
