@@ -72,6 +72,7 @@ static void on_client_closed(uv_handle_t *h)
     gw_buf_release(&c->conn.in, &gw->bufs);
     gw_buf_release(&c->conn.out, &gw->bufs);
     gw_buf_release(&c->notify, &gw->bufs);
+    gw_buf_release(&c->listen_reply, &gw->bufs);
     free(c);
     gw->live--;
     pg_gateway_maybe_free(gw);
@@ -332,6 +333,15 @@ static bool client_saturated(pg_client *c)
     return c->server && c->server->q.count >= PG_MAX_QUEUED;
 }
 
+/* Drops a message of total bytes of which avail have arrived: the rest is dropped as it comes
+ * (c has no server, so the pass goes nowhere). Returns the bytes taken now. */
+static size_t drop_message(pg_client *c, size_t total, size_t avail)
+{
+    size_t take = total <= avail ? total : avail;
+    c->conn.pass_left = (uint32_t)(total - take);
+    return take;
+}
+
 void pg_client_process(pg_client *c)
 {
     pg_gateway *gw = c->conn.gw;
@@ -407,17 +417,13 @@ void pg_client_process(pg_client *c)
                 pg_build_ready(&c->conn.out, &gw->bufs, 'I');
                 pg_conn_mark(&c->conn);
             }
-            size_t take = total <= avail ? total : avail;
-            c->conn.pass_left = (uint32_t)(total - take);
-            pos += take;
+            pos += drop_message(c, total, avail);
             continue;
         }
         if (c->state == PG_CL_IDLE && (t == 'd' || t == 'c' || t == 'f')) {
             /* COPY messages with no COPY running (the tail of a COPY the server already
              * failed): the server would ignore them, so they need no server at all. */
-            size_t take = total <= avail ? total : avail;
-            c->conn.pass_left = (uint32_t)(total - take);
-            pos += take;
+            pos += drop_message(c, total, avail);
             continue;
         }
         /* Messages Sluice must read are held whole, up to max_buffered_message; others

@@ -168,9 +168,9 @@ typedef struct pg_client {
     gw_list subs;             /* pg_sub.client_node */
     gw_list listen_node;      /* listener->waiters while listen_wait */
     uint64_t listen_seq;      /* the listener command its answer waits for */
-    uint32_t listen_tags;     /* statements in the query being answered */
-    uint32_t listen_unlisten; /* bit i: statement i was an UNLISTEN */
+    gw_buf listen_reply;      /* the command tags of that query, sent with its answer */
     bool listen_wait;         /* input waits for the answer */
+    const char *listen_error; /* SQLSTATE of a LISTEN refused for a limit, else NULL */
     gw_buf notify; /* notifications held while a server message to it is half-way through */
 } pg_client;
 

@@ -23,6 +23,8 @@
 
 /* A client that does not read is closed once this much output waits for it. */
 #define PG_NOTIFY_MAX (4u * 1024u * 1024u)
+/* Channels one client may listen on: each costs Sluice memory, not the server. */
+#define PG_LISTEN_MAX_CHANNELS 1024u
 
 typedef enum pg_listener_state {
     PG_LS_CONNECTING, /* libpq handshake; commands wait in the queue */
@@ -32,6 +34,7 @@ typedef enum pg_listener_state {
 
 typedef struct pg_channel {
     gw_list node;   /* listener->channels */
+    gw_hnode hnode; /* listener->by_name */
     gw_list subs;   /* pg_sub.chan_node */
     bool on_server; /* a LISTEN for it was queued and no UNLISTEN since */
     char name[64];
@@ -58,6 +61,7 @@ struct pg_listener {
     int poll_fd;
     pg_listener_state state;
     gw_list channels;
+    gw_htable by_name; /* channels by name: clients choose them, so the table is keyed */
     gw_list cmds;      /* queued, the head is in flight once sent */
     gw_list waiters;   /* clients whose LISTEN waits for done_seq >= their listen_seq */
     bool sent;         /* the head command was sent and its results are pending */
@@ -69,12 +73,20 @@ static void listener_io(uv_poll_t *h, int status, int events);
 
 static pg_channel *find_channel(pg_listener *l, const char *name)
 {
-    for (gw_list *it = l->channels.next; it != &l->channels; it = it->next) {
-        pg_channel *ch = gw_container_of(it, pg_channel, node);
-        if (strcmp(ch->name, name) == 0)
+    uint64_t h = gw_hash_bytes(name, strlen(name));
+    for (gw_hnode *n = gw_htable_chain(&l->by_name, h); n; n = n->next) {
+        pg_channel *ch = gw_container_of(n, pg_channel, hnode);
+        if (n->hash == h && strcmp(ch->name, name) == 0)
             return ch;
     }
     return NULL;
+}
+
+static void channel_free(pg_listener *l, pg_channel *ch)
+{
+    gw_htable_remove(&l->by_name, &ch->hnode);
+    gw_list_remove(&ch->node);
+    free(ch);
 }
 
 static int queue_cmd(pg_listener *l, const char *verb, const char *channel)
@@ -105,19 +117,11 @@ static void answer(pg_client *c, const char *error)
     pg_gateway *gw = c->conn.gw;
     gw_list_remove(&c->listen_node);
     c->listen_wait = false;
-    int rc = 0;
-    if (error) {
-        rc = pg_build_error(&c->conn.out, &gw->bufs, "ERROR", "08006", error);
-    } else {
-        for (uint32_t i = 0; i < c->listen_tags && rc == 0; i++) {
-            size_t m;
-            const char *tag = (c->listen_unlisten >> i) & 1 ? "UNLISTEN" : "LISTEN";
-            rc = pg_msg_begin(&c->conn.out, &gw->bufs, 'C', &m);
-            rc = rc ? rc : pg_msg_put_str(&c->conn.out, &gw->bufs, tag);
-            if (rc == 0)
-                pg_msg_end(&c->conn.out, m);
-        }
-    }
+    /* The command tags were built while the query was walked, in statement order. */
+    int rc =
+        error ? pg_build_error(&c->conn.out, &gw->bufs, "ERROR", "08006", error)
+              : gw_buf_append(&c->conn.out, &gw->bufs, c->listen_reply.data, c->listen_reply.len);
+    gw_buf_release(&c->listen_reply, &gw->bufs);
     rc = rc ? rc : pg_build_ready(&c->conn.out, &gw->bufs, 'I');
     if (rc != 0) {
         pg_client_close(c, "out of memory");
@@ -369,12 +373,21 @@ static void sub_free(pg_listener *l, pg_sub *sub)
         if (queue_cmd(l, "UNLISTEN", ch->name) == 0)
             pump(l);
     }
-    gw_list_remove(&ch->node);
-    free(ch);
+    channel_free(l, ch);
 }
 
+/* 0, or -1 when out of memory or over the client's channel limit (c->listen_error says). */
 static int do_listen(pg_listener *l, pg_client *c, const char *name)
 {
+    /* The client's own list is the short one (bounded below); a channel's may hold thousands. */
+    uint32_t mine = 0;
+    for (gw_list *it = c->subs.next; it != &c->subs; it = it->next, mine++)
+        if (strcmp(gw_container_of(it, pg_sub, client_node)->ch->name, name) == 0)
+            return 0; /* listening already */
+    if (mine >= PG_LISTEN_MAX_CHANNELS) {
+        c->listen_error = "54000";
+        return -1;
+    }
     pg_channel *ch = find_channel(l, name);
     if (!ch) {
         ch = calloc(1, sizeof *ch);
@@ -382,14 +395,18 @@ static int do_listen(pg_listener *l, pg_client *c, const char *name)
             return -1;
         snprintf(ch->name, sizeof ch->name, "%s", name);
         gw_list_init(&ch->subs);
+        if (gw_htable_insert(&l->by_name, &ch->hnode, gw_hash_bytes(name, strlen(name))) != 0) {
+            free(ch);
+            return -1;
+        }
         gw_list_push_tail(&l->channels, &ch->node);
     }
-    for (gw_list *it = ch->subs.next; it != &ch->subs; it = it->next)
-        if (gw_container_of(it, pg_sub, chan_node)->c == c)
-            return 0; /* listening already */
     pg_sub *sub = calloc(1, sizeof *sub);
-    if (!sub)
+    if (!sub) {
+        if (gw_list_empty(&ch->subs))
+            channel_free(l, ch);
         return -1;
+    }
     sub->ch = ch;
     sub->c = c;
     gw_list_push_tail(&ch->subs, &sub->chan_node);
@@ -416,23 +433,33 @@ static void do_unlisten(pg_listener *l, pg_client *c, const char *name)
 typedef struct listen_walk {
     pg_listener *l;
     pg_client *c;
-    uint32_t n;
     bool failed;
 } listen_walk;
+
+/* The channel as a C string (pg_sql_listen_each already truncates it to 63 bytes). */
+static void channel_name(char name[64], const char *channel, size_t n)
+{
+    if (n > 63)
+        n = 63;
+    memcpy(name, channel, n);
+    name[n] = 0;
+}
 
 static void on_stmt(char kind, const char *channel, size_t n, void *arg)
 {
     listen_walk *w = arg;
     char name[64];
-    if (n >= sizeof name)
-        n = sizeof name - 1;
-    memcpy(name, channel, n);
-    name[n] = 0;
-    if (w->n < 32 && kind != 'L')
-        w->c->listen_unlisten |= 1u << w->n;
-    w->n++;
+    channel_name(name, channel, n);
+    size_t m;
+    gw_bufpool *bufs = &w->c->conn.gw->bufs;
+    if (pg_msg_begin(&w->c->listen_reply, bufs, 'C', &m) != 0 ||
+        pg_msg_put_str(&w->c->listen_reply, bufs, kind == 'L' ? "LISTEN" : "UNLISTEN") != 0) {
+        w->failed = true;
+        return;
+    }
+    pg_msg_end(&w->c->listen_reply, m);
     if (kind == 'L') {
-        if (do_listen(w->l, w->c, name) != 0)
+        if (!w->failed && do_listen(w->l, w->c, name) != 0)
             w->failed = true;
     } else {
         do_unlisten(w->l, w->c, kind == '*' ? NULL : name);
@@ -445,10 +472,7 @@ static void on_failed_stmt(char kind, const char *channel, size_t n, void *arg)
     char name[64];
     if (kind != 'L')
         return;
-    if (n >= sizeof name)
-        n = sizeof name - 1;
-    memcpy(name, channel, n);
-    name[n] = 0;
+    channel_name(name, channel, n);
     do_unlisten(w->l, w->c, name);
 }
 
@@ -458,7 +482,7 @@ int pg_listen_query(pg_client *c, const char *sql, size_t len)
     /* Only the statement kinds are checked first, so a query with anything else in it goes to
      * the server untouched (and pins the client there). */
     int n = pg_sql_listen_each(sql, len, NULL, NULL);
-    if (n <= 0 || n > 32)
+    if (n <= 0)
         return 0;
     if (!p->listener) {
         pg_listener *l = calloc(1, sizeof *l);
@@ -469,17 +493,20 @@ int pg_listen_query(pg_client *c, const char *sql, size_t len)
         l->pool = p;
         l->state = PG_LS_BROKEN;
         gw_list_init(&l->channels);
+        gw_htable_init(&l->by_name);
         gw_list_init(&l->cmds);
         gw_list_init(&l->waiters);
         p->listener = l;
     }
     pg_listener *l = p->listener;
-    listen_walk w = {l, c, 0, false};
-    c->listen_unlisten = 0;
+    listen_walk w = {l, c, false};
     pg_sql_listen_each(sql, len, on_stmt, &w);
-    c->listen_tags = w.n;
     if (w.failed) {
-        pg_client_fatal(c, "53200", "out of memory");
+        if (c->listen_error)
+            pg_client_fatal(c, c->listen_error, "too many LISTEN channels (at most %u a client)",
+                            PG_LISTEN_MAX_CHANNELS);
+        else
+            pg_client_fatal(c, "53200", "out of memory");
         return -1;
     }
     if (l->state == PG_LS_BROKEN && !gw_list_empty(&l->channels))
@@ -560,6 +587,7 @@ void pg_listen_free(pg_pool *p)
         }
         free(ch);
     }
+    gw_htable_free(&l->by_name);
     free(l);
     p->listener = NULL;
 }

@@ -35,32 +35,34 @@ static void on_param(const char *name, size_t n, void *arg)
         ps->untracked = true;
 }
 
+/* Checked in this order; the first that applies names the pin. */
+static const struct {
+    unsigned flag;
+    const char *why;
+} pin_reasons[] = {
+    {PG_SQL_ROLE, "SET ROLE or SET SESSION AUTHORIZATION"},
+    {PG_SQL_SET_CONFIG, "set_config() for the session"},
+    {PG_SQL_TEMP, "a temporary object"},
+    {PG_SQL_ADVISORY_LOCK, "a session-level advisory lock"},
+    {PG_SQL_PREPARE, "SQL PREPARE, EXECUTE or DEALLOCATE"},
+    {PG_SQL_HOLD_CURSOR, "a cursor WITH HOLD"},
+    {PG_SQL_LISTEN, "LISTEN or UNLISTEN inside a transaction or with other statements"},
+    {PG_SQL_LOAD, "LOAD of a library"},
+    {PG_SQL_OPAQUE, "a DO block or other SQL Sluice cannot see into"},
+};
+
 const char *pg_pin_reason(const pg_pool *pool, const char *sql, size_t len, unsigned *flags)
 {
     param_scan ps = {pool, false};
     unsigned f = pg_sql_scan(sql, len, on_param, &ps);
     if (flags)
         *flags = f;
-    if (f & PG_SQL_ROLE)
-        return "SET ROLE or SET SESSION AUTHORIZATION";
+    /* SETs of parameters the server reports follow the client (ParameterStatus). */
     if ((f & PG_SQL_SESSION_SET) && ps.untracked)
         return "SET or RESET of a parameter the server does not report";
-    if (f & PG_SQL_SET_CONFIG)
-        return "set_config() for the session";
-    if (f & PG_SQL_TEMP)
-        return "a temporary object";
-    if (f & PG_SQL_ADVISORY_LOCK)
-        return "a session-level advisory lock";
-    if (f & PG_SQL_PREPARE)
-        return "SQL PREPARE, EXECUTE or DEALLOCATE";
-    if (f & PG_SQL_HOLD_CURSOR)
-        return "a cursor WITH HOLD";
-    if (f & PG_SQL_LISTEN)
-        return "LISTEN or UNLISTEN inside a transaction or with other statements";
-    if (f & PG_SQL_LOAD)
-        return "LOAD of a library";
-    if (f & PG_SQL_OPAQUE)
-        return "a DO block or other SQL Sluice cannot see into";
+    for (size_t i = 0; i < sizeof pin_reasons / sizeof pin_reasons[0]; i++)
+        if (f & pin_reasons[i].flag)
+            return pin_reasons[i].why;
     return NULL;
 }
 

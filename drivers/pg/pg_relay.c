@@ -446,20 +446,25 @@ int pg_relay_deallocate(pg_client *c, const uint8_t *msg, size_t total)
     return 1;
 }
 
-/* Notes a query that may take parameters back to the server's defaults (see reset_possible). */
-static void note_reset(pg_server *s, uint8_t t, const uint8_t *msg, size_t total)
+/* The SQL text of a Query or Parse (up to its NUL, the NUL excluded); false when there is
+ * none (a malformed Parse, which relay_parse refuses). */
+static bool query_text(uint8_t t, const uint8_t *msg, size_t total, const char **text, size_t *len)
 {
-    const uint8_t *text = msg + 5;
-    size_t len = total - 5;
+    const char *p = (const char *)msg + 5;
+    size_t n = total - 5;
     if (t == 'P') {
-        const uint8_t *nul = memchr(text, 0, len);
-        if (!nul)
-            return;
-        len -= (size_t)(nul + 1 - text);
-        text = nul + 1;
+        const char *name_end = memchr(p, 0, n);
+        if (!name_end)
+            return false;
+        n -= (size_t)(name_end + 1 - p);
+        p = name_end + 1;
     }
-    if (pg_sql_may_reset((const char *)text, len))
-        s->reset_possible = true;
+    const char *end = memchr(p, 0, n);
+    if (!end)
+        return false;
+    *text = p;
+    *len = (size_t)(end - p);
+    return true;
 }
 
 int pg_relay_idle_local(pg_client *c, uint8_t t, const uint8_t *msg, size_t total)
@@ -485,30 +490,27 @@ int pg_server_params_reset(pg_server *s)
     return pg_params_copy(&s->params, &s->pool->defaults);
 }
 
-/* Transaction mode: a statement that leaves untracked session state pins the client; one that
- * resets the session leaves the server at its connection defaults. */
-static int check_session_state(pg_client *c, uint8_t t, const uint8_t *msg, size_t total)
+/* Before a Query or Parse goes out. A query that may take parameters back to the server's
+ * defaults is noted (see reset_possible). In transaction mode, a statement that leaves
+ * untracked session state pins the client, and one that resets the whole session leaves the
+ * server at its connection defaults. */
+static int check_query(pg_client *c, pg_server *s, uint8_t t, const uint8_t *msg, size_t total)
 {
-    const char *text = (const char *)msg + 5;
-    size_t len = total - 6;
-    if (t == 'P') {
-        const char *nul = memchr(text, 0, total - 5);
-        if (!nul)
-            return 0; /* malformed: relay_parse refuses it */
-        text = nul + 1;
-        len = total - 5 - (size_t)(text - (const char *)msg - 5);
-        const char *end = memchr(text, 0, len);
-        if (!end)
-            return 0;
-        len = (size_t)(end - text);
-    }
+    const char *text;
+    size_t len;
+    if (!query_text(t, msg, total, &text, &len))
+        return 0;
+    if (pg_sql_may_reset(text, len))
+        s->reset_possible = true;
+    if (c->pool->mode != CFG_POOL_TRANSACTION || c->pinned)
+        return 0;
     unsigned flags;
     const char *why = pg_pin_reason(c->pool, text, len, &flags);
     if (why)
         pg_pin(c, why);
-    if ((flags & PG_SQL_RESET_ALL) && c->server) {
-        c->server->resync = true;
-        return pg_server_params_reset(c->server);
+    if (flags & PG_SQL_RESET_ALL) {
+        s->resync = true;
+        return pg_server_params_reset(s);
     }
     return 0;
 }
@@ -534,14 +536,11 @@ int pg_relay_client_msg(pg_client *c, uint8_t t, const uint8_t *msg, size_t tota
         return -1;
     }
     bool tracked = pg_relay_tracks_stmts(c);
-    if (t == 'Q' || t == 'P')
-        note_reset(s, t, msg, total);
     /* A fast-path FunctionCall names its function by OID: Sluice cannot tell set_config or
      * pg_advisory_lock from anything else there. */
     if (t == 'F' && c->pool->mode == CFG_POOL_TRANSACTION)
         pg_pin(c, "a fast-path function call");
-    if ((t == 'Q' || t == 'P') && c->pool->mode == CFG_POOL_TRANSACTION && !c->pinned &&
-        check_session_state(c, t, msg, total) != 0) {
+    if ((t == 'Q' || t == 'P') && check_query(c, s, t, msg, total) != 0) {
         pg_client_fatal(c, "53200", "out of memory");
         return -1;
     }

@@ -642,6 +642,17 @@ PIN_CASES = {
     "prepare": (["PREPARE hp AS SELECT 1"], "EXECUTE hp", 1, "EXECUTE hp", "error:26000"),
     "cursor-with-hold": (["BEGIN", "DECLARE hc CURSOR WITH HOLD FOR SELECT generate_series(1, 100)",
                           "COMMIT"], "FETCH hc", lambda i: i + 1, "FETCH hc", "error:34000"),
+    # a LISTEN Sluice cannot answer itself runs on the server: inside a transaction, or mixed
+    "listen-in-transaction": (["BEGIN", "LISTEN ch_pinned", "COMMIT"],
+                              "SELECT count(*) FROM pg_listening_channels()", 1,
+                              "SELECT count(*) FROM pg_listening_channels()", 0),
+    "listen-mixed": (["LISTEN ch_mixed; SELECT 1"],
+                     "SELECT count(*) FROM pg_listening_channels()", 1,
+                     "SELECT count(*) FROM pg_listening_channels()", 0),
+    # code Sluice cannot see into may do anything
+    "do-block": (["DO $$BEGIN PERFORM set_config('work_mem', '77MB', false); END$$"],
+                 "SELECT current_setting('work_mem')", "77MB",
+                 "SELECT current_setting('work_mem')", "default work_mem"),
 }
 
 
@@ -696,6 +707,44 @@ def test_untracked_session_state_pins_its_client(sluice_factory, pg, hostile_rol
     for x in xs:
         x.rollback()
         x.close()
+    assert_healthy(s)
+
+
+def function_call(oid, *args):
+    """A fast-path FunctionCall message with text arguments and a text result."""
+    body = struct.pack("!Ihh", oid, 1, 0) + struct.pack("!h", len(args))
+    for a in args:
+        body += struct.pack("!i", len(a)) + a
+    return message(b"F", body + struct.pack("!h", 0))
+
+
+def test_fast_path_function_call_pins_its_client(sluice_factory, pg):
+    """Attack: a FunctionCall names its function by OID, so a session-level set_config sent that
+    way is invisible to any SQL check. The client is pinned: it keeps its server and its value,
+    while B on the same two-server pool never sees it; after A leaves both servers are clean."""
+    oid = int(pg.psql("SELECT 'pg_catalog.set_config'::regproc::oid")[0][0])
+    default_work_mem = server_defaults(pg, "work_mem")["work_mem"]
+    s = sluice_factory(default_pool_size=2, query_wait_timeout=10)
+    a, _ = raw_login(s.port)
+    a.sendall(function_call(oid, b"work_mem", b"77MB", b"false"))
+    msgs, eof = read_messages(a, timeout=HANG)
+    assert msgs and msgs[-1][0] == b"Z" and any(t == b"V" for t, _ in msgs), (msgs, eof)
+    a_pid = raw_ok(a, "SELECT pg_backend_pid()")[0][0][0]
+    b = connect(s)
+    for i in range(6):
+        rows, _ = raw_ok(a, "SELECT current_setting('work_mem'), pg_backend_pid()")
+        assert rows == [("77MB", a_pid)], i
+        assert one(b, "SELECT current_setting('work_mem')") == (default_work_mem,), i
+    assert settle(lambda: "fast-path function call" in s.log()), "the pin is logged"
+    a.close()
+    xs = [connect(s), connect(s)]
+    for x in xs:
+        x.autocommit = False
+        assert one(x, "SELECT current_setting('work_mem')") == (default_work_mem,)
+    for x in xs:
+        x.rollback()
+        x.close()
+    b.close()
     assert_healthy(s)
 
 
@@ -837,6 +886,26 @@ def test_listen_notify_in_transaction_mode(sluice_factory):
     b.poll()
     assert b.notifies == [], "B never listened"
     for x in (a, b, c):
+        x.close()
+    assert_healthy(s)
+
+
+def test_listen_channels_per_client_are_bounded(sluice_factory):
+    """Attack: a client LISTENs on ever more channels, each costing Sluice memory. Past 1,024
+    it gets FATAL 54000 and is closed; a listener on another channel keeps its notifications."""
+    s = sluice_factory(default_pool_size=2, query_wait_timeout=10)
+    a, c = connect(s), connect(s)
+    execute(a, "LISTEN keep")
+    hostile, _ = raw_login(s.port)  # psycopg2 reports a FATAL error without its SQLSTATE
+    _, tags, errors = raw_query(hostile, "; ".join(f"LISTEN flood_{i}" for i in range(1000)))
+    assert tags == ["LISTEN"] * 1000 and not errors
+    hostile.sendall(q("; ".join(f"LISTEN flood_more_{i}" for i in range(30))))
+    msgs, eof = read_messages(hostile, timeout=HANG)
+    _, _, errors = results(msgs)
+    assert errors and errors[0]["C"] == "54000" and eof, msgs
+    execute(c, "NOTIFY keep, 'still here'")
+    assert wait_notifies(a, lambda g: len(g) >= 1) == [("keep", "still here")]
+    for x in (a, c):
         x.close()
     assert_healthy(s)
 
