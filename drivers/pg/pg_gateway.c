@@ -157,6 +157,7 @@ restart_clients:
             }
         }
         pg_pool_maybe_connect(p);
+        pg_listen_tick(p, now);
     }
     pg_gateway_run_ready(gw);
 }

@@ -339,6 +339,9 @@ int pg_listen_query(pg_client *c, const char *sql, size_t len);
 void pg_listen_client_gone(pg_client *c);
 /* Moves held notifications to the client's output when it is at a message boundary. */
 void pg_listen_flush(pg_client *c);
+/* From the janitor: the listening connection's connect timeout, and its reopening after a
+ * loss while clients still listen. */
+void pg_listen_tick(pg_pool *p, uint64_t now);
 void pg_listen_stop(pg_pool *p);
 void pg_listen_free(pg_pool *p);
 

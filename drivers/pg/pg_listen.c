@@ -23,6 +23,8 @@
 
 /* A client that does not read is closed once this much output waits for it. */
 #define PG_NOTIFY_MAX (4u * 1024u * 1024u)
+/* A lost listening connection with listeners left is opened again after this long. */
+#define PG_LISTEN_RETRY_MS 1000
 /* Channels one client may listen on: each costs Sluice memory, not the server. */
 #define PG_LISTEN_MAX_CHANNELS 1024u
 
@@ -60,6 +62,7 @@ struct pg_listener {
     uv_poll_t *poll; /* freed in its close callback */
     int poll_fd;
     pg_listener_state state;
+    uint64_t since; /* entered the current state */
     gw_list channels;
     gw_htable by_name; /* channels by name: clients choose them, so the table is keyed */
     gw_list cmds;      /* queued, the head is in flight once sent */
@@ -169,6 +172,7 @@ static void listener_broken(pg_listener *l, const char *why)
         l->pq = NULL;
     }
     l->state = PG_LS_BROKEN;
+    l->since = gw_now(gw->ctx);
     l->sent = false;
     gw_list *it, *tmp;
     gw_list_foreach_safe(it, tmp, &l->cmds)
@@ -345,6 +349,7 @@ static int listener_open(pg_listener *l)
         return -1;
     }
     l->state = PG_LS_CONNECTING;
+    l->since = gw_now(p->gw->ctx);
     for (gw_list *it = l->channels.next; it != &l->channels; it = it->next) {
         pg_channel *ch = gw_container_of(it, pg_channel, node);
         if (!gw_list_empty(&ch->subs) && !ch->on_server) {
@@ -549,6 +554,20 @@ void pg_listen_flush(pg_client *c)
     }
     gw_buf_release(&c->notify, &gw->bufs);
     pg_conn_mark(&c->conn);
+}
+
+void pg_listen_tick(pg_pool *p, uint64_t now)
+{
+    pg_listener *l = p->listener;
+    if (!l || p->gw->stopping)
+        return;
+    uint64_t limit = p->gw->ctx->cfg->server_connect_timeout_ms;
+    if (l->state == PG_LS_CONNECTING && limit && now - l->since > limit)
+        listener_broken(l, "server_connect_timeout reached");
+    /* Listeners are left: notifications sent until the new connection LISTENs are lost. */
+    if (l->state == PG_LS_BROKEN && !gw_list_empty(&l->channels) &&
+        now - l->since >= PG_LISTEN_RETRY_MS)
+        listener_open(l);
 }
 
 void pg_listen_stop(pg_pool *p)

@@ -910,6 +910,29 @@ def test_listen_channels_per_client_are_bounded(sluice_factory):
     assert_healthy(s)
 
 
+def test_listening_connection_comes_back(sluice_factory, pg):
+    """An unlucky operator: Sluice's listening connection is terminated on the server. Clients
+    keep their subscriptions; Sluice opens a new connection by itself, and notifications reach
+    the listener again (those sent while it was down may be lost: the test sends until one
+    arrives)."""
+    s = sluice_factory(default_pool_size=2, query_wait_timeout=10)
+    a, c = connect(s), connect(s)
+    execute(a, "LISTEN comeback")
+    killed = pg.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                     "WHERE query = 'LISTEN \"comeback\"'")
+    assert killed == [(True,)], killed
+    assert settle(lambda: "listening connection of" in s.log() and "lost" in s.log())
+    got = []
+    deadline = time.monotonic() + HANG
+    while not got and time.monotonic() < deadline:
+        execute(c, "NOTIFY comeback, 'again'")
+        got = wait_notifies(a, lambda g: len(g) >= 1, timeout=0.5)
+    assert got and got[0] == ("comeback", "again"), got
+    for x in (a, c):
+        x.close()
+    assert_healthy(s)
+
+
 def test_unlisten_stops_delivery(sluice_factory):
     """UNLISTEN ch1 stops ch1 for that client; UNLISTEN * stops everything. Checked with a
     marker notification on a channel still listened to, sent after the ones that must not
