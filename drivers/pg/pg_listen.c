@@ -165,6 +165,9 @@ static void close_poll(pg_listener *l)
 static void listener_broken(pg_listener *l, const char *why)
 {
     pg_gateway *gw = l->pool->gw;
+    /* why is often libpq's PQerrorMessage, which PQfinish below frees. */
+    char msg[300];
+    snprintf(msg, sizeof msg, "could not LISTEN through Sluice's listening connection: %s", why);
     gw_warn(gw->ctx, "listening connection of %s/%s lost: %s", l->pool->dbname, l->pool->user, why);
     close_poll(l);
     if (l->pq) {
@@ -183,8 +186,6 @@ static void listener_broken(pg_listener *l, const char *why)
     l->done_seq = l->next_seq;
     for (it = l->channels.next; it != &l->channels; it = it->next)
         gw_container_of(it, pg_channel, node)->on_server = false;
-    char msg[300];
-    snprintf(msg, sizeof msg, "could not LISTEN through Sluice's listening connection: %s", why);
     wake_waiters(l, msg);
 }
 
