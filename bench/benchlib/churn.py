@@ -409,6 +409,19 @@ def holdings(pid, listen_ports, backend_ports):
             "servers": {port: len(socks) for port, socks in servers.items()}}
 
 
+def settled(pid, listen_ports, backend_ports, baseline=None, timeout=30.0):
+    """Waits until the process holds no client connection and its other descriptors number
+    `baseline` (None: any number), or `timeout` seconds pass; returns its holdings() then."""
+    deadline = time.monotonic() + timeout
+    while True:
+        now = holdings(pid, listen_ports, backend_ports)
+        if not any(now["clients"].values()) and baseline in (None, now["fds_other"]):
+            return now
+        if time.monotonic() > deadline:
+            return now
+        time.sleep(0.1)
+
+
 def rss_kb(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:

@@ -5,7 +5,6 @@ descriptors than before, only idle server connections within the pool size, and 
 fresh client."""
 import os
 import sys
-import time
 
 import psycopg2
 
@@ -16,17 +15,8 @@ POOL = 4
 SETTLE = 30  # seconds allowed for closed connections to be reaped (a hang guard)
 
 
-def settled(s, pg, baseline):
-    """Waits until Sluice holds no client connection and its other descriptors are back to
-    `baseline` (None: any number), or SETTLE seconds pass; returns what it holds then."""
-    deadline = time.time() + SETTLE
-    while True:
-        now = churn.holdings(s.pid, (s.port,), (pg.port,))
-        if not now["clients"][s.port] and baseline in (None, now["fds_other"]):
-            return now
-        if time.time() > deadline:
-            return now
-        time.sleep(0.1)
+def settled(s, pg, baseline=None):
+    return churn.settled(s.pid, (s.port,), (pg.port,), baseline, SETTLE)
 
 
 def server_states(pg):
@@ -44,7 +34,7 @@ def test_churning_clients_leave_nothing_behind(sluice_factory, pg):
     target = {"pg_port": s.port, "pg_user": "postgres", "pg_db": "postgres"}
     warm = churn.churn(target, pg_sessions=40, concurrency=20, kinds={"pg": churn.PG_KINDS[:3]})
     assert not warm.errors, warm.first_errors
-    baseline = settled(s, pg, None)["fds_other"]
+    baseline = settled(s, pg)["fds_other"]
 
     tally = churn.churn(target, pg_sessions=400, concurrency=100, seed=8)
     assert not tally.errors, (dict(tally.errors), tally.first_errors)
