@@ -30,6 +30,9 @@ PG_SETUP = f"CREATE TABLE IF NOT EXISTS {SOAK_TABLE} (k bigint, v text)"  # what
 MONGO_DB = "soak"
 CURSOR_DOCS = 20  # documents in the collection cursors walk, two at a time
 BIG_DOCS = 64  # 32 kB each: what a no_read client asks for and never reads
+# Connections libmongoc keeps to a server besides the pool: the monitor and, with the streaming
+# protocol, its round-trip-time monitor.
+MONGO_MONITORS = 2
 SESSION_TIMEOUT = 120.0  # a session stuck longer than this is an error ("timeout")
 OP_MSG = 2013
 

@@ -18,6 +18,7 @@ import pytest
 from pgutil import children, error_fields, message, raw_login, read_messages, read_to_eof, \
     startup_packet
 
+sys.dont_write_bytecode = True  # no __pycache__ in bench/ from a test run
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "..", "bench"))
 from benchlib import churn  # noqa: E402
 

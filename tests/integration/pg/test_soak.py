@@ -8,6 +8,7 @@ import sys
 
 import psycopg2
 
+sys.dont_write_bytecode = True  # no __pycache__ in bench/ from a test run
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "..", "bench"))
 from benchlib import churn  # noqa: E402
 
