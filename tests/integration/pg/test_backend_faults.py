@@ -38,7 +38,7 @@ def held(s, *backend_ports):
 
 def query_error(port, db, sql, timeout=HANG):
     """Logs in raw, sends one Query, reads until the connection closes or ReadyForQuery;
-    returns (the first ErrorResponse's fields or None, eof)."""
+    returns (the first ErrorResponse's fields or None, eof, every message read)."""
     sock, _ = raw_login(port, database=db)
     try:
         sock.sendall(message(b"Q", sql.encode() + b"\0"))
