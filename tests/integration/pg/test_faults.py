@@ -60,6 +60,26 @@ def test_bad_startup_length(sluice):
     assert msgs and error_fields(msgs[0][1])["C"] == "08P01" and eof
 
 
+def seconds_to_first_query(s, limit=30):
+    """Time until a new client's query through Sluice succeeds (a figure, not a check: the
+    caller prints it); fails the test after `limit` seconds."""
+    t0 = time.monotonic()
+    while True:
+        try:
+            conn = psycopg2.connect(**s.dsn(), connect_timeout=limit)
+            try:
+                cur = conn.cursor()
+                cur.execute("SELECT 1")
+                if cur.fetchone() == (1,):
+                    return time.monotonic() - t0
+            finally:
+                conn.close()
+        except psycopg2.Error:
+            pass
+        assert time.monotonic() - t0 < limit, f"no query served within {limit} s of the restart"
+        time.sleep(0.01)
+
+
 def test_postgres_restart_under_load(sluice_factory, own_pg):
     own_pg.psql("SELECT 1")
     subprocess.run(["pgbench", "-i", "-q", "-s", "1", "-h", "127.0.0.1", "-p", str(own_pg.port),
@@ -83,7 +103,9 @@ def test_postgres_restart_under_load(sluice_factory, own_pg):
     msgs, eof = read_to_eof(sock)
     fields = error_fields(msgs[0][1])
     assert fields["C"] == "08006" and "could not connect" in fields["M"] and eof, msgs
-    own_pg.start()
+    own_pg.start()  # returns once PostgreSQL accepts connections
+    print(f"\nPostgreSQL restart under load: first query through Sluice "
+          f"{seconds_to_first_query(s):.3f} s after PostgreSQL was back")
     t.join()
     assert s.running(), "Sluice is still running"
     assert load["result"].processed > 0, load["result"].out
