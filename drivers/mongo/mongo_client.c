@@ -521,6 +521,8 @@ static void on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     if (nread < 0) {
         if (nread == UV_EOF)
             mongo__client_close(c, MONGO_END_CLIENT_LEFT, NULL);
+        else if (nread == UV_ENOBUFS) /* client_alloc could not grow the buffer */
+            mongo__client_close(c, MONGO_END_NOMEM, "no read buffer");
         else
             mongo__client_close(c, MONGO_END_IO, uv_strerror((int)nread));
         return;
@@ -534,8 +536,12 @@ static void update_reading(mongo_client *c)
 {
     bool want = c->state == MONGO_CL_IDLE && c->pending_writes <= MONGO_WRITE_HIGH;
     if (want && !c->reading) {
-        if (uv_read_start((uv_stream_t *)&c->tcp, client_alloc, on_client_read) == 0)
-            c->reading = true;
+        int rc = uv_read_start((uv_stream_t *)&c->tcp, client_alloc, on_client_read);
+        if (rc != 0) {
+            mongo__client_close(c, MONGO_END_IO, uv_strerror(rc));
+            return;
+        }
+        c->reading = true;
     } else if (!want && c->reading) {
         uv_read_stop((uv_stream_t *)&c->tcp);
         c->reading = false;

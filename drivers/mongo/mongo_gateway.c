@@ -2,6 +2,7 @@
  * mongo_gateway: the MongoDB front end's entry points. One listener, pool and worker thread per
  * [mongodb] line; a janitor timer enforces query_wait_timeout and query_timeout.
  */
+#include <errno.h>
 #include <mongoc/mongoc.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,7 +34,10 @@ void mongo_global_init(void)
 
 void mongo_global_cleanup(void)
 {
-    mongoc_cleanup();
+    /* A worker thread let go of at shutdown may still be in a server selection; the process is
+     * exiting, and tearing libmongoc down under it would be the only way to crash now. */
+    if (!mongo__workers_running())
+        mongoc_cleanup();
 }
 
 int mongo_config_check(const cfg *c, FILE *diag)
@@ -207,15 +211,16 @@ static int start_front(mongo_gateway *gw, mongo_front *f, const cfg_mongo *m)
     gw_ctx *ctx = gw->ctx;
     f->uri_string = strdup(m->uri);
     if (!f->uri_string)
-        return -1;
+        return -ENOMEM;
     struct sockaddr_storage ss;
     const char *addr = strcmp(m->listen_addr, "*") == 0 ? "0.0.0.0" : m->listen_addr;
     int rc = strchr(addr, ':') ? uv_ip6_addr(addr, m->listen_port, (struct sockaddr_in6 *)&ss)
                                : uv_ip4_addr(addr, m->listen_port, (struct sockaddr_in *)&ss);
+    if (rc == 0)
+        rc = uv_tcp_init(ctx->loop, &f->listener);
     if (rc == 0) {
-        uv_tcp_init(ctx->loop, &f->listener);
         f->listener.data = f;
-        f->listening = true;
+        f->listening = true; /* closed by the stop from here on */
         gw->open_handles++;
         rc = uv_tcp_bind(&f->listener, (struct sockaddr *)&ss, 0);
         if (rc == 0)
@@ -244,23 +249,32 @@ int mongo_gateway_start(gw_ctx *ctx)
 {
     mongo_gateway *gw = calloc(1, sizeof *gw);
     if (!gw)
-        return -1;
+        return -ENOMEM;
     gw->ctx = ctx;
     gw->cfg_gen = ctx->cfg_gen;
     ctx->mongo = gw;
-    uv_timer_init(ctx->loop, &gw->janitor);
-    gw->janitor.data = gw;
-    gw->open_handles++;
     gw->fronts = calloc(ctx->cfg->n_mongo, sizeof *gw->fronts);
     if (!gw->fronts)
-        return -1;
+        return -ENOMEM; /* the stop frees gw: nothing is open yet */
     gw->n_fronts = ctx->cfg->n_mongo;
     for (size_t i = 0; i < gw->n_fronts; i++)
         init_front(gw, &gw->fronts[i], &ctx->cfg->mongo[i]);
-    uv_timer_start(&gw->janitor, on_janitor, MONGO_JANITOR_MS, MONGO_JANITOR_MS);
+    int rc = uv_timer_init(ctx->loop, &gw->janitor);
+    if (rc != 0) {
+        gw_error(ctx, "mongo: cannot create its timer: %s", uv_strerror(rc));
+        return rc;
+    }
+    gw->janitor.data = gw;
+    gw->janitor_open = true;
+    gw->open_handles++;
+    rc = uv_timer_start(&gw->janitor, on_janitor, MONGO_JANITOR_MS, MONGO_JANITOR_MS);
+    if (rc != 0) {
+        gw_error(ctx, "mongo: cannot start its timer: %s", uv_strerror(rc));
+        return rc;
+    }
     for (size_t i = 0; i < gw->n_fronts; i++)
-        if (start_front(gw, &gw->fronts[i], &ctx->cfg->mongo[i]) != 0)
-            return -1;
+        if ((rc = start_front(gw, &gw->fronts[i], &ctx->cfg->mongo[i])) != 0)
+            return rc < 0 ? rc : -1;
     return 0;
 }
 
@@ -270,14 +284,12 @@ void mongo_gateway_stop(gw_ctx *ctx)
     if (!gw || gw->stopping)
         return;
     gw->stopping = true;
-    uv_close((uv_handle_t *)&gw->janitor, on_handle_closed);
+    if (gw->janitor_open)
+        uv_close((uv_handle_t *)&gw->janitor, on_handle_closed);
     for (size_t i = 0; i < gw->n_fronts; i++) {
         mongo_front *f = &gw->fronts[i];
-        mongo__worker_stop(f);
-        if (f->wake_open) {
-            f->wake.data = gw;
-            uv_close((uv_handle_t *)&f->wake, on_handle_closed);
-        }
+        f->wake.data = gw;
+        mongo__worker_stop(f, on_handle_closed);
         if (f->listening) {
             f->listener.data = gw;
             uv_close((uv_handle_t *)&f->listener, on_handle_closed);

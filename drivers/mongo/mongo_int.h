@@ -220,16 +220,10 @@ typedef struct mongo_front {
     int32_t next_conn_id;
     uint8_t *spare[MONGO_BUF_CACHE];
     int n_spare;
-    /* worker thread */
-    int connect_timeout_ms; /* fixed when the thread starts */
-    pthread_t thread;
-    bool thread_started;
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    mongo_job *jobs, *done; /* guarded by lock */
-    bool quit;              /* guarded by lock */
-    int handshake_fd;       /* guarded by lock: the socket being handshaken, or -1 */
-    uv_async_t wake;
+    /* worker thread: shared state in mongo_worker.c, released by whichever side lets go last */
+    int connect_timeout_ms;      /* fixed when the thread starts */
+    struct mongo_worker *worker; /* NULL when no thread runs (or after the stop) */
+    uv_async_t wake;             /* the worker's "jobs are done" signal */
     bool wake_open;
 } mongo_front;
 
@@ -239,6 +233,7 @@ typedef struct mongo_gateway {
     size_t n_fronts;
     unsigned cfg_gen; /* ctx->cfg_gen the fronts' settings were copied at */
     uv_timer_t janitor;
+    bool janitor_open;
     unsigned janitor_ticks;
     int open_handles;
     uint32_t live; /* clients and backends not yet freed */
@@ -265,8 +260,14 @@ uint8_t *mongo__buf_get(mongo_front *f);
 void mongo__buf_put(mongo_front *f, uint8_t *p, size_t cap);
 
 /* mongo_worker.c */
+/* Starts f's worker thread (detached). Returns 0 or a negative errno-style code. */
 int mongo__worker_start(mongo_front *f);
-void mongo__worker_stop(mongo_front *f);
+/* Lets go of the worker without waiting for it: a thread in the middle of a server selection or
+ * connect finishes it on its own, destroys its libmongoc objects itself and exits. Never blocks.
+ * Closes f->wake afterwards; close_cb is its close callback. */
+void mongo__worker_stop(mongo_front *f, uv_close_cb close_cb);
+/* True while some worker thread still runs (the process must not tear libmongoc down). */
+bool mongo__workers_running(void);
 /* Asks for a new backend connection to target ("host:port"), or to the write primary. */
 void mongo__worker_request_connect(mongo_front *f, const char *target);
 
