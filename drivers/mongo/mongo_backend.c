@@ -25,25 +25,26 @@ static void on_backend_closed(uv_handle_t *h)
     mongo__gateway_maybe_free(gw);
 }
 
-void mongo__backend_close(mongo_backend *b, const char *why)
+void mongo__backend_close(mongo_backend *b, mongo_end why, const char *detail)
 {
     if (b->state == MONGO_BE_CLOSING)
         return;
     mongo_front *f = b->front;
+    char what[320];
+    snprintf(what, sizeof what, "%s%s%s", mongo_end_str(why), detail ? ": " : "",
+             detail ? detail : "");
     if (f->gw->stopping)
         gw_debug(f->gw->ctx, "mongo %s: backend connection to %s closing: %s", f->name, b->host,
-                 why);
+                 what);
     else
         gw_info(f->gw->ctx, "mongo %s: backend connection to %s closing: %s", f->name, b->host,
-                why);
+                what);
     mongo__backend_set_state(b, MONGO_BE_CLOSING);
-    gw_list_remove(&b->node);
-    f->n_backends--;
     mongo_client *c = b->client;
     b->client = NULL;
     uv_close((uv_handle_t *)&b->tcp, on_backend_closed);
     if (c)
-        mongo__client_backend_lost(c, why);
+        mongo__client_backend_lost(c, what);
     mongo__pool_connect_more(f);
 }
 
@@ -70,7 +71,7 @@ static void send_fence(mongo_backend *b)
     bson_destroy(&cmd);
     int rc = m ? send_msg(b, m, len, len) : UV_ENOMEM;
     if (rc != 0)
-        mongo__backend_close(b, uv_strerror(rc));
+        mongo__backend_close(b, MONGO_END_IO, uv_strerror(rc));
 }
 
 typedef struct write_req {
@@ -89,7 +90,7 @@ static void on_written(uv_write_t *req, int status)
     if (b->state == MONGO_BE_CLOSING)
         return; /* cancelled by the close, which dealt with the client */
     if (status < 0) {
-        mongo__backend_close(b, uv_strerror(status));
+        mongo__backend_close(b, MONGO_END_IO, uv_strerror(status));
         return;
     }
     if (b->awaiting_write) {
@@ -223,8 +224,12 @@ static void on_backend_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     (void)buf;
     mongo_backend *b = (mongo_backend *)s;
     if (nread < 0) {
-        mongo__backend_close(b, nread == UV_EOF ? "server closed the connection"
-                                                : uv_strerror((int)nread));
+        if (nread == UV_EOF)
+            mongo__backend_close(b, MONGO_END_SERVER_CLOSED, NULL);
+        else if (nread == UV_ENOBUFS) /* backend_alloc could not grow the buffer */
+            mongo__backend_close(b, MONGO_END_NOMEM, "no read buffer");
+        else
+            mongo__backend_close(b, MONGO_END_IO, uv_strerror((int)nread));
         return;
     }
     b->in_len += (size_t)nread;
@@ -232,7 +237,7 @@ static void on_backend_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         mongo_header h = mongo_header_read(b->in);
         int32_t max = b->front->have_limits ? b->front->limits.max_message : MONGO_DEFAULT_MAX;
         if (h.length < 16 || h.length > max) {
-            mongo__backend_close(b, "invalid message length from the server");
+            mongo__backend_close(b, MONGO_END_BAD_LENGTH, NULL);
             return;
         }
         if (b->in_len < (size_t)h.length)
@@ -242,7 +247,7 @@ static void on_backend_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             continue;
         }
         if (b->state != MONGO_BE_BUSY || b->awaiting_write || h.response_to != b->expect_id) {
-            mongo__backend_close(b, "unexpected message from the server");
+            mongo__backend_close(b, MONGO_END_UNEXPECTED, NULL);
             return;
         }
         got_reply(b, (size_t)h.length);
@@ -278,16 +283,18 @@ void mongo__backend_connected(mongo_front *f, mongo_job *job)
     gw_list_init(&b->idle_node);
     snprintf(b->host, sizeof b->host, "%s", job->host);
     gw->live++;
-    f->n_backends++;
-    gw_list_push_tail(&f->backends, &b->node);
+    mongo__backend_set_state(b, MONGO_BE_BUSY); /* until the pool places it */
     f->limits = job->limits;
     bool first = !f->have_limits;
     f->have_limits = true;
     if (first)
         mongo__client_answer_hellos(f);
     f->last_fail = 0;
-    b->state = MONGO_BE_BUSY; /* until the pool places it */
-    uv_read_start((uv_stream_t *)&b->tcp, backend_alloc, on_backend_read);
+    rc = uv_read_start((uv_stream_t *)&b->tcp, backend_alloc, on_backend_read);
+    if (rc != 0) {
+        mongo__backend_close(b, MONGO_END_IO, uv_strerror(rc));
+        return;
+    }
     gw_debug(gw->ctx, "mongo %s: backend connection to %s ready (%u open)", f->name, b->host,
              f->n_backends);
     mongo__pool_release(b);

@@ -14,21 +14,40 @@
 static void process_input(mongo_client *c);
 
 static const char *const end_names[] = {
-    [MONGO_END_CLIENT_LEFT] = "client left",
-    [MONGO_END_PROTOCOL] = "protocol error",
     [MONGO_END_IO] = "I/O error",
     [MONGO_END_NOMEM] = "out of memory",
     [MONGO_END_SHUTDOWN] = "shutting down",
+    [MONGO_END_CLIENT_LEFT] = "client left",
+    [MONGO_END_PROTOCOL] = "protocol error",
     [MONGO_END_REFUSED] = "refused",
+    [MONGO_END_SERVER_CLOSED] = "server closed the connection",
+    [MONGO_END_BAD_LENGTH] = "invalid message length from the server",
+    [MONGO_END_UNEXPECTED] = "unexpected message from the server",
+    [MONGO_END_RETIRED] = "the server is no longer the primary or is shutting down",
+    [MONGO_END_POOL_TRIM] = "pool is larger than pool_size",
+    [MONGO_END_TRADE] = "making room for a connection to another server",
+    [MONGO_END_QUERY_TIMEOUT] = "query_timeout",
 };
 
-/* The only place c->state changes; it keeps front->waiters in step with the state. */
+const char *mongo_end_str(mongo_end why)
+{
+    if ((size_t)why < sizeof end_names / sizeof end_names[0] && end_names[why])
+        return end_names[why];
+    return "unknown";
+}
+
+/* The only place c->state changes; it keeps front->clients, front->waiters and n_clients in
+ * step with the state, and aborts on a change that cannot happen. */
 static void client_set_state(mongo_client *c, mongo_client_state next)
 {
+    mongo_front *f = c->front;
     mongo_client_state prev = c->state;
     switch (next) {
+    case MONGO_CL_NEW:
+        gw_assert(!"a client never becomes new again");
+        break;
     case MONGO_CL_IDLE:
-        gw_assert(prev == MONGO_CL_WAITING || prev == MONGO_CL_ACTIVE);
+        gw_assert(prev == MONGO_CL_NEW || prev == MONGO_CL_WAITING || prev == MONGO_CL_ACTIVE);
         break;
     case MONGO_CL_WAITING:
         gw_assert(prev == MONGO_CL_IDLE);
@@ -40,15 +59,23 @@ static void client_set_state(mongo_client *c, mongo_client_state next)
         gw_assert(prev == MONGO_CL_IDLE);
         break;
     case MONGO_CL_CLOSING:
-        gw_assert(prev != MONGO_CL_CLOSING);
+        gw_assert(prev != MONGO_CL_NEW && prev != MONGO_CL_CLOSING);
         break;
     }
     if (prev == MONGO_CL_WAITING)
         gw_list_remove(&c->wait_node);
+    if (prev == MONGO_CL_NEW) {
+        gw_list_push_tail(&f->clients, &c->node);
+        f->n_clients++;
+    }
     if (next == MONGO_CL_WAITING)
-        gw_list_push_tail(&c->front->waiters, &c->wait_node);
+        gw_list_push_tail(&f->waiters, &c->wait_node);
+    if (next == MONGO_CL_CLOSING) {
+        gw_list_remove(&c->node);
+        f->n_clients--;
+    }
     c->state = next;
-    c->since = gw_now(c->front->gw->ctx);
+    c->since = gw_now(f->gw->ctx);
 }
 
 static void on_client_closed(uv_handle_t *h)
@@ -68,16 +95,14 @@ void mongo__client_close(mongo_client *c, mongo_end why, const char *detail)
     if (c->state == MONGO_CL_CLOSING)
         return;
     mongo_front *f = c->front;
-    gw_debug(f->gw->ctx, "mongo %s: client %d closing: %s%s%s", f->name, c->conn_id, end_names[why],
-             detail ? ": " : "", detail ? detail : "");
+    gw_debug(f->gw->ctx, "mongo %s: client %d closing: %s%s%s", f->name, c->conn_id,
+             mongo_end_str(why), detail ? ": " : "", detail ? detail : "");
     if (c->backend) {
         /* The reply will arrive for nobody; the connection goes back to the pool then. */
         c->backend->client = NULL;
         c->backend = NULL;
     }
     client_set_state(c, MONGO_CL_CLOSING);
-    gw_list_remove(&c->node);
-    f->n_clients--;
     mongo__sessions_client_gone(c);
     uv_close((uv_handle_t *)&c->tcp, on_client_closed);
 }
@@ -226,7 +251,7 @@ void mongo__client_got_backend(mongo_client *c, mongo_backend *b)
     mongo_rewrite_ids(req, len, b->expect_id, 0);
     int rc = mongo__backend_send(b, req, len, cap);
     if (rc != 0)
-        mongo__backend_close(b, uv_strerror(rc));
+        mongo__backend_close(b, MONGO_END_IO, uv_strerror(rc));
 }
 
 void mongo__client_answer_hellos(mongo_front *f)
@@ -560,11 +585,8 @@ void mongo__client_accept(mongo_front *f)
     gw_list_init(&c->wait_node);
     gw_list_init(&c->cursors);
     gw_list_init(&c->txns);
-    gw_list_push_tail(&f->clients, &c->node);
-    f->n_clients++;
     f->gw->live++;
-    c->state = MONGO_CL_IDLE;
-    c->since = gw_now(f->gw->ctx);
+    client_set_state(c, MONGO_CL_IDLE);
     if (uv_accept((uv_stream_t *)&f->listener, (uv_stream_t *)&c->tcp) != 0) {
         mongo__client_close(c, MONGO_END_IO, "accept failed");
         return;

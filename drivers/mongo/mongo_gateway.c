@@ -301,7 +301,8 @@ void mongo_gateway_stop(gw_ctx *ctx)
         }
         gw_list_foreach_safe(it, tmp, &f->backends)
         {
-            mongo__backend_close(gw_container_of(it, mongo_backend, node), "shutting down");
+            mongo__backend_close(gw_container_of(it, mongo_backend, node), MONGO_END_SHUTDOWN,
+                                 NULL);
         }
     }
     mongo__gateway_maybe_free(gw);

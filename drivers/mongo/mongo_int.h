@@ -43,27 +43,42 @@ typedef struct mongo_limits {
 } mongo_limits;
 
 /*
- * A client connection's state. The state says which front list the client is on; only
- * client_set_state (mongo_client.c) changes it.
+ * A client connection's state. The state says which front lists the client is on (clients from
+ * IDLE to DRAINING, waiters while WAITING); only client_set_state (mongo_client.c) changes it.
  */
 typedef enum mongo_client_state {
+    MONGO_CL_NEW,      /* transient: allocated, not on any list yet (calloc's zero) */
     MONGO_CL_IDLE,     /* no request in hand; reading the next one (on front->clients only) */
     MONGO_CL_WAITING,  /* a request in hand (c->req), queued on front->waiters for a connection */
     MONGO_CL_ACTIVE,   /* its request is out on c->backend; waiting for the reply, or for the
                           write to finish when the request is moreToCome */
     MONGO_CL_DRAINING, /* an error reply is being written; the connection closes after it */
-    MONGO_CL_CLOSING,  /* transient: handle closing, freed in its close callback */
+    MONGO_CL_CLOSING,  /* transient: handle closing, off every list, freed in its close callback */
 } mongo_client_state;
 
-/* How a session ended, for the log. */
+/* Why a client or backend connection ended: every close records one, logged (mongo_end_str),
+ * and for a backend put in the error reply of the client whose request it carried. */
 typedef enum mongo_end {
+    /* either side */
+    MONGO_END_IO,       /* a read or write failed (the detail says how) */
+    MONGO_END_NOMEM,    /* an allocation failed: this connection only */
+    MONGO_END_SHUTDOWN, /* Sluice is stopping */
+    /* clients */
     MONGO_END_CLIENT_LEFT,
     MONGO_END_PROTOCOL, /* an error reply was sent, then the connection closed */
-    MONGO_END_IO,
-    MONGO_END_NOMEM,
-    MONGO_END_SHUTDOWN,
-    MONGO_END_REFUSED, /* over max_client_conn: closed at once (the protocol has no way to say) */
+    MONGO_END_REFUSED,  /* over max_client_conn: closed at once (the protocol has no way to say) */
+    /* backends */
+    MONGO_END_SERVER_CLOSED, /* the server closed the connection */
+    MONGO_END_BAD_LENGTH,    /* a reply's length is out of bounds: the stream cannot be framed */
+    MONGO_END_UNEXPECTED,    /* a reply nobody asked for, or to another request */
+    MONGO_END_RETIRED,       /* the server stepped down or is shutting down */
+    MONGO_END_POOL_TRIM,     /* more connections than pool_size (after a reload) */
+    MONGO_END_TRADE,         /* closed to make room for a connection to another server */
+    MONGO_END_QUERY_TIMEOUT, /* no reply within query_timeout and its grace */
 } mongo_end;
+
+/* A fixed string for why (never NULL). */
+const char *mongo_end_str(mongo_end why);
 
 /* What Sluice must remember of the request in hand after it has gone to a backend. */
 typedef struct mongo_request {
@@ -110,12 +125,15 @@ typedef struct mongo_client {
     bool reading;
 } mongo_client;
 
-/* A backend connection's state; only backend_set_state (mongo_pool.c) changes it. */
+/* A backend connection's state. It says which front lists the connection is on (backends from
+ * BUSY to IDLE, idle while IDLE); only mongo__backend_set_state (mongo_pool.c) changes it. */
 typedef enum mongo_backend_state {
+    MONGO_BE_NEW,     /* transient: allocated, not on any list yet (calloc's zero) */
     MONGO_BE_IDLE,    /* on front->idle; still read, to notice the server closing */
     MONGO_BE_BUSY,    /* carrying one request: b->client's, an orphan's (client gone, reply
-                         discarded), or one of Sluice's own (b->internal) */
-    MONGO_BE_CLOSING, /* transient: handle closing */
+                         discarded), or one of Sluice's own (b->internal); also a new connection
+                         until the pool places it */
+    MONGO_BE_CLOSING, /* transient: handle closing, off every list, freed in its close callback */
 } mongo_backend_state;
 
 typedef struct mongo_backend {
@@ -312,7 +330,8 @@ void mongo__sessions_expire(mongo_front *f, uint64_t now);
 /* mongo_backend.c: a connection's I/O. */
 /* Wraps fd (connected and handshaken) into a backend and gives it to the pool. */
 void mongo__backend_connected(mongo_front *f, mongo_job *job);
-void mongo__backend_close(mongo_backend *b, const char *why);
+/* Ends b for why (detail: NULL or more words for the log and the client's error reply). */
+void mongo__backend_close(mongo_backend *b, mongo_end why, const char *detail);
 /* Writes a whole request (takes ownership of msg, a buffer of cap bytes). */
 int mongo__backend_send(mongo_backend *b, uint8_t *msg, size_t len, size_t cap);
 

@@ -15,16 +15,38 @@
 #define MONGO_RETRY_MS     500   /* after a failed connect, before the next attempt */
 #define MONGO_INTERNAL_MAX 10000 /* Sluice's own queued messages (kills, aborts) per front */
 
-/* The only place b->state changes; it keeps front->idle in step with the state. */
+/* The only place b->state changes; it keeps front->backends, front->idle and n_backends in
+ * step with the state, and aborts on a change that cannot happen. */
 void mongo__backend_set_state(mongo_backend *b, mongo_backend_state next)
 {
+    mongo_front *f = b->front;
     mongo_backend_state prev = b->state;
-    gw_assert(prev != MONGO_BE_CLOSING);
-    gw_assert(prev != next);
+    switch (next) {
+    case MONGO_BE_NEW:
+        gw_assert(!"a backend never becomes new again");
+        break;
+    case MONGO_BE_IDLE:
+        gw_assert(prev == MONGO_BE_BUSY);
+        break;
+    case MONGO_BE_BUSY:
+        gw_assert(prev == MONGO_BE_NEW || prev == MONGO_BE_IDLE);
+        break;
+    case MONGO_BE_CLOSING:
+        gw_assert(prev == MONGO_BE_IDLE || prev == MONGO_BE_BUSY);
+        break;
+    }
     if (prev == MONGO_BE_IDLE)
         gw_list_remove(&b->idle_node);
+    if (prev == MONGO_BE_NEW) {
+        gw_list_push_tail(&f->backends, &b->node);
+        f->n_backends++;
+    }
     if (next == MONGO_BE_IDLE)
-        gw_list_push_head(&b->front->idle, &b->idle_node); /* LIFO: the warmest is reused */
+        gw_list_push_head(&f->idle, &b->idle_node); /* LIFO: the warmest is reused */
+    if (next == MONGO_BE_CLOSING) {
+        gw_list_remove(&b->node);
+        f->n_backends--;
+    }
     b->state = next;
 }
 
@@ -66,7 +88,7 @@ static void send_internal(mongo_backend *b, mongo_internal_msg *im)
     int rc = mongo__backend_send(b, im->msg, im->len, im->len);
     free(im);
     if (rc != 0)
-        mongo__backend_close(b, uv_strerror(rc));
+        mongo__backend_close(b, MONGO_END_IO, uv_strerror(rc));
 }
 
 void mongo__pool_release(mongo_backend *b)
@@ -78,15 +100,15 @@ void mongo__pool_release(mongo_backend *b)
     b->awaiting_write = false;
     b->busy_since = 0;
     if (f->gw->stopping) {
-        mongo__backend_close(b, "shutting down");
+        mongo__backend_close(b, MONGO_END_SHUTDOWN, NULL);
         return;
     }
     if (b->retire) {
-        mongo__backend_close(b, "the server is no longer the primary or is shutting down");
+        mongo__backend_close(b, MONGO_END_RETIRED, NULL);
         return;
     }
     if ((int)f->n_backends > f->pool_size) {
-        mongo__backend_close(b, "pool is larger than pool_size");
+        mongo__backend_close(b, MONGO_END_POOL_TRIM, NULL);
         return;
     }
     for (gw_list *it = f->internal.next; it != &f->internal; it = it->next) {
@@ -108,7 +130,7 @@ void mongo__pool_release(mongo_backend *b)
     if (!gw_list_empty(&f->waiters) || !gw_list_empty(&f->internal)) {
         /* Everyone waiting needs another server: trade this connection for one there. */
         if (f->n_backends + f->n_connecting >= (uint32_t)f->pool_size) {
-            mongo__backend_close(b, "making room for a connection to another server");
+            mongo__backend_close(b, MONGO_END_TRADE, NULL);
             return;
         }
     }
@@ -137,7 +159,7 @@ void mongo__pool_acquire(mongo_client *c)
     else if (!gw_list_empty(&f->idle) && f->n_connecting == 0) {
         /* Idle connections, all to other servers, and no room: trade one. */
         mongo_backend *b = gw_container_of(f->idle.next, mongo_backend, idle_node);
-        mongo__backend_close(b, "making room for a connection to another server");
+        mongo__backend_close(b, MONGO_END_TRADE, NULL);
     }
 }
 
@@ -229,7 +251,7 @@ void mongo__pool_check_timeouts(mongo_front *f, uint64_t now)
             mongo__client_fail(c, 50, "MaxTimeMSExpired",
                                "query_timeout: no reply from the server in time; the "
                                "connection was retired");
-        mongo__backend_close(b, "query_timeout");
+        mongo__backend_close(b, MONGO_END_QUERY_TIMEOUT, NULL);
     }
     /* Retry for those still waiting after a failed attempt. */
     mongo__pool_connect_more(f);
