@@ -502,8 +502,8 @@ static void *worker_main(void *arg)
 /* Loop side: collect finished jobs (uv_async_send coalesces wake-ups, so drain the list). */
 static void on_wake(uv_async_t *h)
 {
-    mongo_front *f = h->data;
-    mongo_worker *w = f->worker;
+    mongo_shell_front *sf = h->data;
+    mongo_worker *w = sf->worker;
     if (!w)
         return; /* let go of already */
     pthread_mutex_lock(&w->lock);
@@ -517,17 +517,16 @@ static void on_wake(uv_async_t *h)
     pthread_mutex_unlock(&w->lock);
     while (done) {
         mongo_job *next = done->next;
-        f->n_connecting--;
         if (done->fd >= 0)
-            mongo__backend_connected(f, done);
+            mongo__io_backend_connected(sf, done);
         else
-            mongo__pool_connect_failed(f, done->target, done->error);
+            mongo_core_connect_failed(&sf->core, done->target, done->error);
         free(done);
         done = next;
     }
 }
 
-int mongo__worker_start(mongo_front *f)
+int mongo__worker_start(mongo_shell_front *f)
 {
     mongo_worker *w = calloc(1, sizeof *w);
     if (!w)
@@ -570,17 +569,16 @@ int mongo__worker_start(mongo_front *f)
     return 0;
 }
 
-void mongo__worker_request_connect(mongo_front *f, const char *target)
+int mongo__worker_request_connect(mongo_shell_front *f, const char *target)
 {
     mongo_worker *w = f->worker;
     if (!w)
-        return;
+        return -ENOENT;
     mongo_job *job = calloc(1, sizeof *job);
     if (!job)
-        return;
+        return -ENOMEM;
     job->fd = -1;
     snprintf(job->target, sizeof job->target, "%s", target ? target : "");
-    f->n_connecting++;
     pthread_mutex_lock(&w->lock);
     mongo_job **tail = &w->jobs; /* FIFO: the oldest need first */
     while (*tail)
@@ -588,9 +586,10 @@ void mongo__worker_request_connect(mongo_front *f, const char *target)
     *tail = job;
     pthread_cond_signal(&w->cond);
     pthread_mutex_unlock(&w->lock);
+    return 0;
 }
 
-void mongo__worker_stop(mongo_front *f, uv_close_cb close_cb)
+void mongo__worker_stop(mongo_shell_front *f, uv_close_cb close_cb)
 {
     mongo_worker *w = f->worker;
     f->worker = NULL;
