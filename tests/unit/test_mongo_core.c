@@ -232,3 +232,80 @@ Test(mongo_core, a_reply_with_a_bad_length_closes_the_backend_and_fails_the_clie
     cr_assert_eq(get_int(&body, "ok"), 1);
     bson_destroy(&body);
 }
+
+Test(mongo_core, every_end_reason_has_a_name)
+{
+    for (int why = MONGO_END_IO; why <= MONGO_END_QUERY_TIMEOUT; why++)
+        cr_assert_str_neq(mongo_end_str((mongo_end)why), "unknown", "reason %d", why);
+    cr_assert_str_eq(mongo_end_str((mongo_end)999), "unknown");
+}
+
+Test(mongo_core, a_client_left_waiting_gets_query_wait_timeout)
+{
+    fs.front.query_wait_timeout_ms = 1000;
+    fs.hold_connects = true; /* no connection ever comes */
+    fake_conn *c = mongo_fake_client(&fs);
+    send_doc(c, BCON_NEW("ping", BCON_INT32(1), "$db", BCON_UTF8("admin")), 11);
+    size_t len;
+    cr_assert_null(mongo_fake_next_reply(c, &len), "answered before a connection came");
+    fs.now += 1500;
+    mongo_core_tick(&fs.front, fs.now);
+    mongo_fake_run(&fs);
+    bson_t body;
+    mongo_header h = next_reply(c, &body);
+    cr_assert_eq(h.response_to, 11);
+    cr_assert_eq(get_int(&body, "code"), 262);
+    bson_destroy(&body);
+    cr_assert(!c->closing);
+}
+
+Test(mongo_core, more_to_come_is_fenced_by_a_ping_before_the_connection_is_reused)
+{
+    fs.front.pool_size = 1;
+    fake_conn *c = mongo_fake_client(&fs);
+    size_t n;
+    bson_t *doc = BCON_NEW("insert", BCON_UTF8("c"), "documents", "[", "{", "x", BCON_INT32(1), "}",
+                           "]", "$db", BCON_UTF8("db"));
+    uint8_t *m = mongo_build_msg(doc, 21, 0, false, &n);
+    bson_destroy(doc);
+    uint32_t flags = MONGO_MSG_MORE_TO_COME; /* little-endian, as the host */
+    memcpy(m + 16, &flags, 4);
+    mongo_fake_client_send(c, m, n);
+    free(m);
+    mongo_fake_run(&fs);
+    cr_assert_eq(n_seen, 2, "the request and Sluice's ping");
+    mongo_msg pm;
+    const char *why;
+    cr_assert_eq(mongo_msg_scan(seen[1], seen_len[1], &pm, &why), 0, "%s", why);
+    cr_assert_str_eq(pm.command, "ping");
+    size_t len;
+    cr_assert_null(mongo_fake_next_reply(c, &len), "a moreToCome request got a reply");
+    send_doc(c, BCON_NEW("ping", BCON_INT32(1), "$db", BCON_UTF8("admin")), 22);
+    bson_t body;
+    cr_assert_eq(next_reply(c, &body).response_to, 22);
+    bson_destroy(&body);
+}
+
+Test(mongo_core, a_message_nobody_asked_for_closes_the_backend)
+{
+    fake_conn *c = mongo_fake_client(&fs);
+    send_doc(c, BCON_NEW("ping", BCON_INT32(1), "$db", BCON_UTF8("admin")), 31);
+    bson_t body;
+    next_reply(c, &body);
+    bson_destroy(&body);
+    fake_conn *b = NULL;
+    for (fake_conn *x = fs.conns; x; x = x->next)
+        if (x != c)
+            b = x;
+    cr_assert_not_null(b);
+    cr_assert(!b->closing, "an idle connection went away");
+    bson_t *doc = BCON_NEW("ok", BCON_DOUBLE(1));
+    size_t n;
+    uint8_t *m = mongo_build_msg(doc, 5, 12345, false, &n);
+    bson_destroy(doc);
+    mongo_fake_backend_send(b, m, n);
+    free(m);
+    mongo_fake_run(&fs);
+    cr_assert(b->closed);
+    cr_assert(!c->closing);
+}
