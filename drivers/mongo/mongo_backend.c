@@ -1,49 +1,41 @@
 /*
- * mongo_backend: one backend connection's I/O. The socket was connected and handshaken by the
- * worker thread (with libmongoc); from then on the loop reads and writes it without libmongoc.
- * Replies are matched to the request in flight by responseTo.
+ * mongo_backend: one backend connection's framing and reply routing. The socket was connected
+ * and handshaken by the shell's worker thread (with libmongoc); from then on the shell reads and
+ * writes it without libmongoc, and this core code frames the replies, matches them to the
+ * request in flight by responseTo and routes them to its client.
+ *
+ * Core (mongo_core.h): no I/O here.
  */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
-#include "drivers/mongo/mongo_int.h"
+#include "drivers/mongo/mongo_core.h"
 #include "drivers/mongo/mongo_wire.h"
 
-static void free_handle(uv_handle_t *h)
+void mongo_core_backend_closed(mongo_backend *b)
 {
-    free(h);
-}
-
-static void on_backend_closed(uv_handle_t *h)
-{
-    mongo_backend *b = (mongo_backend *)h;
-    mongo_gateway *gw = b->front->gw;
+    mongo_assert(b->state == MONGO_BE_CLOSING);
     mongo__buf_put(b->front, b->in, b->in_cap);
     free(b);
-    gw->live--;
-    mongo__gateway_maybe_free(gw);
 }
 
-void mongo__backend_close(mongo_backend *b, const char *why)
+void mongo__backend_close(mongo_backend *b, mongo_end why, const char *detail)
 {
     if (b->state == MONGO_BE_CLOSING)
         return;
     mongo_front *f = b->front;
-    if (f->gw->stopping)
-        gw_debug(f->gw->ctx, "mongo %s: backend connection to %s closing: %s", f->name, b->host,
-                 why);
-    else
-        gw_info(f->gw->ctx, "mongo %s: backend connection to %s closing: %s", f->name, b->host,
-                why);
+    char what[320];
+    snprintf(what, sizeof what, "%s%s%s", mongo_end_str(why), detail ? ": " : "",
+             detail ? detail : "");
+    mongo_log(f, f->stopping ? CFG_LOG_DEBUG : CFG_LOG_INFO, "backend connection to %s closing: %s",
+              b->host, what);
     mongo__backend_set_state(b, MONGO_BE_CLOSING);
-    gw_list_remove(&b->node);
-    f->n_backends--;
     mongo_client *c = b->client;
     b->client = NULL;
-    uv_close((uv_handle_t *)&b->tcp, on_backend_closed);
+    mongo_shell_backend_close(b);
     if (c)
-        mongo__client_backend_lost(c, why);
+        mongo__client_backend_lost(c, what);
     mongo__pool_connect_more(f);
 }
 
@@ -68,28 +60,22 @@ static void send_fence(mongo_backend *b)
     size_t len;
     uint8_t *m = mongo_build_msg(&cmd, b->expect_id, 0, false, &len);
     bson_destroy(&cmd);
-    int rc = m ? send_msg(b, m, len, len) : UV_ENOMEM;
+    if (!m) {
+        mongo__backend_close(b, MONGO_END_NOMEM, NULL);
+        return;
+    }
+    int rc = send_msg(b, m, len, len);
     if (rc != 0)
-        mongo__backend_close(b, uv_strerror(rc));
+        mongo__backend_close(b, MONGO_END_IO, mongo_shell_strerror(rc));
 }
 
-typedef struct write_req {
-    uv_write_t req;
-    mongo_backend *b;
-    uint8_t *msg;
-    size_t cap;
-} write_req;
-
-static void on_written(uv_write_t *req, int status)
+void mongo_core_backend_written(mongo_backend *b, uint8_t *msg, size_t cap, const char *error)
 {
-    write_req *w = (write_req *)req;
-    mongo_backend *b = w->b;
-    mongo__buf_put(b->front, w->msg, w->cap);
-    free(w);
+    mongo__buf_put(b->front, msg, cap);
     if (b->state == MONGO_BE_CLOSING)
         return; /* cancelled by the close, which dealt with the client */
-    if (status < 0) {
-        mongo__backend_close(b, uv_strerror(status));
+    if (error) {
+        mongo__backend_close(b, MONGO_END_IO, error);
         return;
     }
     if (b->awaiting_write) {
@@ -111,18 +97,9 @@ int mongo__backend_send(mongo_backend *b, uint8_t *msg, size_t len, size_t cap)
 
 static int send_msg(mongo_backend *b, uint8_t *msg, size_t len, size_t cap)
 {
-    write_req *w = malloc(sizeof *w);
-    if (!w) {
+    int rc = mongo_shell_backend_write(b, msg, len, cap);
+    if (rc != 0)
         mongo__buf_put(b->front, msg, cap);
-        return UV_ENOMEM;
-    }
-    *w = (write_req){.b = b, .msg = msg, .cap = cap};
-    uv_buf_t buf = uv_buf_init((char *)msg, (unsigned)len);
-    int rc = uv_write(&w->req, (uv_stream_t *)&b->tcp, &buf, 1, on_written);
-    if (rc != 0) {
-        mongo__buf_put(b->front, msg, cap);
-        free(w);
-    }
     return rc;
 }
 
@@ -146,32 +123,9 @@ static bool retires_connection(const uint8_t *msg, size_t len)
     return false;
 }
 
-static void backend_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+void mongo_core_backend_read_buf(mongo_backend *b, uint8_t **p, size_t *n)
 {
-    (void)suggested;
-    mongo_backend *b = (mongo_backend *)h;
-    if (!b->in) {
-        b->in = mongo__buf_get(b->front);
-        b->in_cap = b->in ? MONGO_READ_CHUNK : 0;
-    }
-    size_t want = MONGO_READ_CHUNK / 2;
-    if (b->in_len >= 16) {
-        int32_t len = mongo_get_i32(b->in);
-        if (len > 0 && (size_t)len > b->in_len && (size_t)len - b->in_len > want)
-            want = (size_t)len - b->in_len;
-    }
-    if (b->in && b->in_cap - b->in_len < want) {
-        uint8_t *n = realloc(b->in, b->in_len + want);
-        if (n) {
-            b->in = n;
-            b->in_cap = b->in_len + want;
-        }
-    }
-    if (!b->in || b->in_cap == b->in_len) {
-        *buf = uv_buf_init(NULL, 0);
-        return;
-    }
-    *buf = uv_buf_init((char *)b->in + b->in_len, (unsigned)(b->in_cap - b->in_len));
+    mongo__read_room(b->front, &b->in, b->in_len, &b->in_cap, p, n);
 }
 
 /* One whole reply of len bytes at the start of b->in. */
@@ -218,21 +172,20 @@ static void drop_stray(mongo_backend *b, size_t len)
     b->in_len -= len;
 }
 
-static void on_backend_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+void mongo_core_backend_failed(mongo_backend *b, mongo_end why, const char *detail)
 {
-    (void)buf;
-    mongo_backend *b = (mongo_backend *)s;
-    if (nread < 0) {
-        mongo__backend_close(b, nread == UV_EOF ? "server closed the connection"
-                                                : uv_strerror((int)nread));
-        return;
-    }
-    b->in_len += (size_t)nread;
+    mongo__backend_close(b, why, detail);
+}
+
+void mongo_core_backend_read(mongo_backend *b, size_t n)
+{
+    mongo_assert(b->in && n <= b->in_cap - b->in_len);
+    b->in_len += n;
     while (b->in_len >= 16 && b->state != MONGO_BE_CLOSING) {
         mongo_header h = mongo_header_read(b->in);
         int32_t max = b->front->have_limits ? b->front->limits.max_message : MONGO_DEFAULT_MAX;
         if (h.length < 16 || h.length > max) {
-            mongo__backend_close(b, "invalid message length from the server");
+            mongo__backend_close(b, MONGO_END_BAD_LENGTH, NULL);
             return;
         }
         if (b->in_len < (size_t)h.length)
@@ -242,7 +195,7 @@ static void on_backend_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             continue;
         }
         if (b->state != MONGO_BE_BUSY || b->awaiting_write || h.response_to != b->expect_id) {
-            mongo__backend_close(b, "unexpected message from the server");
+            mongo__backend_close(b, MONGO_END_UNEXPECTED, NULL);
             return;
         }
         got_reply(b, (size_t)h.length);
@@ -254,41 +207,38 @@ static void on_backend_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
 }
 
-void mongo__backend_connected(mongo_front *f, mongo_job *job)
+mongo_backend *mongo_core_backend_connected(mongo_front *f, struct mongo_shell_conn *io,
+                                            const char *host, const mongo_limits *limits)
 {
-    mongo_gateway *gw = f->gw;
-    if (gw->stopping) {
-        close(job->fd);
-        return;
-    }
+    f->n_connecting--;
+    if (f->stopping)
+        return NULL;
     mongo_backend *b = calloc(1, sizeof *b);
-    if (!b || uv_tcp_init(gw->ctx->loop, &b->tcp) != 0) {
-        free(b);
-        close(job->fd);
-        return;
-    }
-    int rc = uv_tcp_open(&b->tcp, job->fd);
-    if (rc != 0) {
-        gw_warn(gw->ctx, "mongo %s: cannot use a backend socket: %s", f->name, uv_strerror(rc));
-        close(job->fd);
-        uv_close((uv_handle_t *)&b->tcp, free_handle);
-        return;
-    }
+    if (!b)
+        return NULL;
+    b->io = io;
     b->front = f;
     gw_list_init(&b->idle_node);
-    snprintf(b->host, sizeof b->host, "%s", job->host);
-    gw->live++;
-    f->n_backends++;
-    gw_list_push_tail(&f->backends, &b->node);
-    f->limits = job->limits;
+    snprintf(b->host, sizeof b->host, "%s", host);
+    mongo__backend_set_state(b, MONGO_BE_BUSY); /* until the pool places it */
+    f->limits = *limits;
     bool first = !f->have_limits;
     f->have_limits = true;
     if (first)
         mongo__client_answer_hellos(f);
     f->last_fail = 0;
-    b->state = MONGO_BE_BUSY; /* until the pool places it */
-    uv_read_start((uv_stream_t *)&b->tcp, backend_alloc, on_backend_read);
-    gw_debug(gw->ctx, "mongo %s: backend connection to %s ready (%u open)", f->name, b->host,
-             f->n_backends);
+    int rc = mongo_shell_backend_read_start(b);
+    if (rc != 0) {
+        mongo__backend_close(b, MONGO_END_IO, mongo_shell_strerror(rc));
+        return b;
+    }
+    mongo_debug(f, "backend connection to %s ready (%u open)", b->host, f->n_backends);
     mongo__pool_release(b);
+    return b;
+}
+
+void mongo_core_connect_failed(mongo_front *f, const char *target, const char *error)
+{
+    f->n_connecting--;
+    mongo__pool_connect_failed(f, target, error);
 }

@@ -4,63 +4,66 @@
  * unchanged (but for its requestID, and maxTimeMS when query_timeout asks for it) over a pooled
  * backend connection. One request at a time: the client is not read while a request is in hand
  * or while much is still unsent to it, so it holds at most one message of memory.
+ *
+ * Core (mongo_core.h): no I/O here; bytes come in through mongo_core_client_read and go out
+ * through mongo_shell_client_write.
  */
 #include <stdlib.h>
 #include <string.h>
 
-#include "drivers/mongo/mongo_int.h"
+#include "drivers/mongo/mongo_core.h"
 #include "drivers/mongo/mongo_wire.h"
 
 static void process_input(mongo_client *c);
 
-static const char *const end_names[] = {
-    [MONGO_END_CLIENT_LEFT] = "client left",
-    [MONGO_END_PROTOCOL] = "protocol error",
-    [MONGO_END_IO] = "I/O error",
-    [MONGO_END_NOMEM] = "out of memory",
-    [MONGO_END_SHUTDOWN] = "shutting down",
-    [MONGO_END_REFUSED] = "refused",
-};
-
-/* The only place c->state changes; it keeps front->waiters in step with the state. */
+/* The only place c->state changes; it keeps front->clients, front->waiters and n_clients in
+ * step with the state, and aborts on a change that cannot happen. */
 static void client_set_state(mongo_client *c, mongo_client_state next)
 {
+    mongo_front *f = c->front;
     mongo_client_state prev = c->state;
     switch (next) {
+    case MONGO_CL_NEW:
+        mongo_assert(!"a client never becomes new again");
+        break;
     case MONGO_CL_IDLE:
-        gw_assert(prev == MONGO_CL_WAITING || prev == MONGO_CL_ACTIVE);
+        mongo_assert(prev == MONGO_CL_NEW || prev == MONGO_CL_WAITING || prev == MONGO_CL_ACTIVE);
         break;
     case MONGO_CL_WAITING:
-        gw_assert(prev == MONGO_CL_IDLE);
+        mongo_assert(prev == MONGO_CL_IDLE);
         break;
     case MONGO_CL_ACTIVE:
-        gw_assert(prev == MONGO_CL_WAITING);
+        mongo_assert(prev == MONGO_CL_WAITING);
         break;
     case MONGO_CL_DRAINING:
-        gw_assert(prev == MONGO_CL_IDLE);
+        mongo_assert(prev == MONGO_CL_IDLE);
         break;
     case MONGO_CL_CLOSING:
-        gw_assert(prev != MONGO_CL_CLOSING);
+        mongo_assert(prev != MONGO_CL_NEW && prev != MONGO_CL_CLOSING);
         break;
     }
     if (prev == MONGO_CL_WAITING)
         gw_list_remove(&c->wait_node);
+    if (prev == MONGO_CL_NEW) {
+        gw_list_push_tail(&f->clients, &c->node);
+        f->n_clients++;
+    }
     if (next == MONGO_CL_WAITING)
-        gw_list_push_tail(&c->front->waiters, &c->wait_node);
+        gw_list_push_tail(&f->waiters, &c->wait_node);
+    if (next == MONGO_CL_CLOSING) {
+        gw_list_remove(&c->node);
+        f->n_clients--;
+    }
     c->state = next;
-    c->since = gw_now(c->front->gw->ctx);
+    c->since = mongo_shell_now(f);
 }
 
-static void on_client_closed(uv_handle_t *h)
+void mongo_core_client_closed(mongo_client *c)
 {
-    mongo_client *c = (mongo_client *)h;
-    mongo_front *f = c->front;
-    mongo__buf_put(f, c->in, c->in_cap);
-    mongo__buf_put(f, c->req, c->req_cap);
-    mongo_gateway *gw = f->gw;
+    mongo_assert(c->state == MONGO_CL_CLOSING);
+    mongo__buf_put(c->front, c->in, c->in_cap);
+    mongo__buf_put(c->front, c->req, c->req_cap);
     free(c);
-    gw->live--;
-    mongo__gateway_maybe_free(gw);
 }
 
 void mongo__client_close(mongo_client *c, mongo_end why, const char *detail)
@@ -68,71 +71,50 @@ void mongo__client_close(mongo_client *c, mongo_end why, const char *detail)
     if (c->state == MONGO_CL_CLOSING)
         return;
     mongo_front *f = c->front;
-    gw_debug(f->gw->ctx, "mongo %s: client %d closing: %s%s%s", f->name, c->conn_id, end_names[why],
-             detail ? ": " : "", detail ? detail : "");
+    mongo_debug(f, "client %d closing: %s%s%s", c->conn_id, mongo_end_str(why), detail ? ": " : "",
+                detail ? detail : "");
     if (c->backend) {
         /* The reply will arrive for nobody; the connection goes back to the pool then. */
         c->backend->client = NULL;
         c->backend = NULL;
     }
     client_set_state(c, MONGO_CL_CLOSING);
-    gw_list_remove(&c->node);
-    f->n_clients--;
     mongo__sessions_client_gone(c);
-    uv_close((uv_handle_t *)&c->tcp, on_client_closed);
+    mongo_shell_client_close(c);
 }
 
 /* ---- writing to the client ---- */
 
-typedef struct client_write {
-    uv_write_t req;
-    mongo_client *c;
-    uint8_t *msg;
-    size_t len, cap;
-    bool close_after;
-} client_write;
-
 static void update_reading(mongo_client *c);
 static void drop_request(mongo_client *c);
 
-static void on_client_written(uv_write_t *req, int status)
+void mongo_core_client_written(mongo_client *c, uint8_t *msg, size_t len, size_t cap,
+                               const char *error)
 {
-    client_write *w = (client_write *)req;
-    mongo_client *c = w->c;
-    c->pending_writes -= w->len;
-    bool close_after = w->close_after;
-    mongo__buf_put(c->front, w->msg, w->cap);
-    free(w);
+    c->pending_writes -= len;
+    mongo__buf_put(c->front, msg, cap);
     if (c->state == MONGO_CL_CLOSING)
         return;
-    if (status < 0)
-        mongo__client_close(c, MONGO_END_IO, uv_strerror(status));
-    else if (close_after)
+    if (error)
+        mongo__client_close(c, MONGO_END_IO, error);
+    else if (c->state == MONGO_CL_DRAINING && c->pending_writes == 0)
         mongo__client_close(c, MONGO_END_PROTOCOL, "closed after its error reply");
     else
         process_input(c); /* it may have been held back by unsent replies */
 }
 
-/* Queues a whole message (takes ownership of msg, a buffer of cap bytes). */
+/* Queues a whole message (takes ownership of msg, a buffer of cap bytes). With close_after, the
+ * connection closes once everything queued is written. */
 static void send_msg(mongo_client *c, uint8_t *msg, size_t len, size_t cap, bool close_after)
 {
     if (!msg) {
         mongo__client_close(c, MONGO_END_NOMEM, NULL);
         return;
     }
-    client_write *w = malloc(sizeof *w);
-    if (!w) {
-        mongo__buf_put(c->front, msg, cap);
-        mongo__client_close(c, MONGO_END_NOMEM, NULL);
-        return;
-    }
-    *w = (client_write){.c = c, .msg = msg, .len = len, .cap = cap, .close_after = close_after};
-    uv_buf_t b = uv_buf_init((char *)msg, (unsigned)len);
-    int rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_client_written);
+    int rc = mongo_shell_client_write(c, msg, len, cap);
     if (rc != 0) {
         mongo__buf_put(c->front, msg, cap);
-        free(w);
-        mongo__client_close(c, MONGO_END_IO, uv_strerror(rc));
+        mongo__client_close(c, MONGO_END_IO, mongo_shell_strerror(rc));
         return;
     }
     c->pending_writes += len;
@@ -184,7 +166,7 @@ static void request_done(mongo_client *c)
 
 void mongo__client_fail(mongo_client *c, int code, const char *code_name, const char *errmsg)
 {
-    gw_assert(c->state == MONGO_CL_WAITING || c->state == MONGO_CL_ACTIVE);
+    mongo_assert(c->state == MONGO_CL_WAITING || c->state == MONGO_CL_ACTIVE);
     c->backend = NULL;
     reply_error(c, c->r.client_id, code, code_name, errmsg,
                 failure_label(c, code == 6 || code == 262), false);
@@ -226,7 +208,7 @@ void mongo__client_got_backend(mongo_client *c, mongo_backend *b)
     mongo_rewrite_ids(req, len, b->expect_id, 0);
     int rc = mongo__backend_send(b, req, len, cap);
     if (rc != 0)
-        mongo__backend_close(b, uv_strerror(rc));
+        mongo__backend_close(b, MONGO_END_IO, mongo_shell_strerror(rc));
 }
 
 void mongo__client_answer_hellos(mongo_front *f)
@@ -360,7 +342,7 @@ static msg_outcome handle_message(mongo_client *c)
     int rc = mongo_msg_parse(c->req, c->req_len, &m, &why);
     if (rc == MONGO_BSON_TOO_DEEP) {
         /* Well framed, so the connection can go on; as the server answers (code 15). */
-        gw_info(f->gw->ctx, "mongo %s: client %d: %s", f->name, c->conn_id, why);
+        mongo_info(f, "client %d: %s", c->conn_id, why);
         reply_error(c, h.request_id, 15, "Overflow", why, NULL, false);
         return MSG_DONE;
     }
@@ -388,8 +370,7 @@ static msg_outcome handle_message(mongo_client *c)
     bson_init_static(&body, m.body, m.body_len);
     mongo_refusal refusal;
     if (mongo__sessions_note_request(c, &body, &refusal) != 0) {
-        gw_debug(f->gw->ctx, "mongo %s: client %d: %s refused: %s", f->name, c->conn_id, c->r.cmd,
-                 refusal.errmsg);
+        mongo_debug(f, "client %d: %s refused: %s", c->conn_id, c->r.cmd, refusal.errmsg);
         /* A moreToCome request wants no reply: it is dropped. */
         if (!c->r.more_to_come)
             reply_error(c, h.request_id, refusal.code, refusal.code_name, refusal.errmsg, NULL,
@@ -397,7 +378,6 @@ static msg_outcome handle_message(mongo_client *c)
         return MSG_DONE;
     }
     bson_iter_t it;
-    mongo__refresh_settings(f->gw);
     uint64_t qt = f->query_timeout_ms;
     if (qt && takes_max_time(m.command) && !bson_iter_init_find(&it, &body, "maxTimeMS")) {
         /* So the server stops the work itself when query_timeout passes. */
@@ -484,101 +464,64 @@ static void process_input(mongo_client *c)
 
 /* ---- reading from the client ---- */
 
-static void client_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+void mongo_core_client_read_buf(mongo_client *c, uint8_t **p, size_t *n)
 {
-    (void)suggested;
-    mongo_client *c = (mongo_client *)h;
-    if (!c->in) {
-        c->in = mongo__buf_get(c->front);
-        c->in_cap = c->in ? MONGO_READ_CHUNK : 0;
-    }
-    size_t want = MONGO_READ_CHUNK / 2;
-    if (c->in_len >= 16) {
-        /* Room for the whole message being received, read straight into place. */
-        int32_t len = mongo_get_i32(c->in);
-        if (len > 0 && (size_t)len > c->in_len && (size_t)len - c->in_len > want)
-            want = (size_t)len - c->in_len;
-    }
-    if (c->in && c->in_cap - c->in_len < want) {
-        size_t cap = c->in_len + want;
-        uint8_t *n = realloc(c->in, cap);
-        if (n) {
-            c->in = n;
-            c->in_cap = cap;
-        }
-    }
-    if (!c->in || c->in_cap == c->in_len) {
-        *buf = uv_buf_init(NULL, 0); /* UV_ENOBUFS: closes the client */
-        return;
-    }
-    *buf = uv_buf_init((char *)c->in + c->in_len, (unsigned)(c->in_cap - c->in_len));
+    mongo__read_room(c->front, &c->in, c->in_len, &c->in_cap, p, n);
 }
 
-static void on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+void mongo_core_client_read(mongo_client *c, size_t n)
 {
-    (void)buf;
-    mongo_client *c = (mongo_client *)s;
-    if (nread < 0) {
-        if (nread == UV_EOF)
-            mongo__client_close(c, MONGO_END_CLIENT_LEFT, NULL);
-        else
-            mongo__client_close(c, MONGO_END_IO, uv_strerror((int)nread));
-        return;
-    }
-    c->in_len += (size_t)nread;
+    mongo_assert(c->in && n <= c->in_cap - c->in_len);
+    c->in_len += n;
     process_input(c);
+}
+
+void mongo_core_client_failed(mongo_client *c, mongo_end why, const char *detail)
+{
+    mongo__client_close(c, why, detail);
 }
 
 /* Read only while idle (one request at a time) and while little is unsent to the client. */
 static void update_reading(mongo_client *c)
 {
     bool want = c->state == MONGO_CL_IDLE && c->pending_writes <= MONGO_WRITE_HIGH;
-    if (want && !c->reading) {
-        if (uv_read_start((uv_stream_t *)&c->tcp, client_alloc, on_client_read) == 0)
-            c->reading = true;
-    } else if (!want && c->reading) {
-        uv_read_stop((uv_stream_t *)&c->tcp);
-        c->reading = false;
-    }
-}
-
-void mongo__client_accept(mongo_front *f)
-{
-    mongo_client *c = calloc(1, sizeof *c);
-    if (!c || uv_tcp_init(f->gw->ctx->loop, &c->tcp) != 0) {
-        free(c);
+    if (want == c->reading)
+        return;
+    int rc = mongo_shell_client_read(c, want);
+    if (rc != 0) {
+        mongo__client_close(c, MONGO_END_IO, mongo_shell_strerror(rc));
         return;
     }
+    c->reading = want;
+}
+
+mongo_client *mongo_core_client_accepted(mongo_front *f, struct mongo_shell_conn *io)
+{
+    mongo_client *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    c->io = io;
     c->front = f;
     c->conn_id = ++f->next_conn_id;
     gw_list_init(&c->wait_node);
     gw_list_init(&c->cursors);
     gw_list_init(&c->txns);
-    gw_list_push_tail(&f->clients, &c->node);
-    f->n_clients++;
-    f->gw->live++;
-    c->state = MONGO_CL_IDLE;
-    c->since = gw_now(f->gw->ctx);
-    if (uv_accept((uv_stream_t *)&f->listener, (uv_stream_t *)&c->tcp) != 0) {
-        mongo__client_close(c, MONGO_END_IO, "accept failed");
-        return;
-    }
+    client_set_state(c, MONGO_CL_IDLE);
     if (f->n_clients > (uint32_t)f->max_clients) {
         /* MongoDB has no error before the handshake: the connection closes at once (drivers
          * report a network error), rather than after a timeout, holding nothing meanwhile. */
         f->refused++;
-        uint64_t now = gw_now(f->gw->ctx);
+        uint64_t now = mongo_shell_now(f);
         if (!f->refused_logged_at || now - f->refused_logged_at >= 1000) {
-            gw_warn(f->gw->ctx,
-                    "mongo %s: max_client_conn (%d) reached: closing new clients (%llu so far)",
-                    f->name, f->max_clients, (unsigned long long)f->refused);
+            mongo_warn(f, "max_client_conn (%d) reached: closing new clients (%llu so far)",
+                       f->max_clients, (unsigned long long)f->refused);
             f->refused_logged_at = now;
         }
         mongo__client_close(c, MONGO_END_REFUSED, "max_client_conn reached");
-        return;
+        return c;
     }
-    uv_tcp_nodelay(&c->tcp, 1);
     update_reading(c);
+    return c;
 }
 
 void mongo__client_check_timeouts(mongo_client *c, uint64_t now)

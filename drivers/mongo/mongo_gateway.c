@@ -1,7 +1,12 @@
 /*
  * mongo_gateway: the MongoDB front end's entry points. One listener, pool and worker thread per
- * [mongodb] line; a janitor timer enforces query_wait_timeout and query_timeout.
+ * [mongodb] line; a janitor timer drives the core's timeouts (query_wait_timeout, query_timeout)
+ * and keeps the fronts' settings in step with reloads.
+ *
+ * Shell (mongo_core.h says how the layers fit): the core's fronts live inside
+ * mongo_shell_front; the core is entered only through its mongo_core_* functions.
  */
+#include <errno.h>
 #include <mongoc/mongoc.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,7 +38,10 @@ void mongo_global_init(void)
 
 void mongo_global_cleanup(void)
 {
-    mongoc_cleanup();
+    /* A worker thread let go of at shutdown may still be in a server selection; the process is
+     * exiting, and tearing libmongoc down under it would be the only way to crash now. */
+    if (!mongo__workers_running())
+        mongoc_cleanup();
 }
 
 int mongo_config_check(const cfg *c, FILE *diag)
@@ -72,40 +80,13 @@ int mongo_config_check(const cfg *c, FILE *diag)
     return rc;
 }
 
-uint8_t *mongo__buf_get(mongo_front *f)
-{
-    if (f->n_spare > 0)
-        return f->spare[--f->n_spare];
-    return malloc(MONGO_READ_CHUNK);
-}
-
-void mongo__buf_put(mongo_front *f, uint8_t *p, size_t cap)
-{
-    if (!p)
-        return;
-    if (cap == MONGO_READ_CHUNK && f->n_spare < MONGO_BUF_CACHE)
-        f->spare[f->n_spare++] = p;
-    else
-        free(p);
-}
-
 void mongo__gateway_maybe_free(mongo_gateway *gw)
 {
     if (!gw->stopping || gw->open_handles > 0 || gw->live > 0)
         return;
     for (size_t i = 0; i < gw->n_fronts; i++) {
-        mongo_front *f = &gw->fronts[i];
-        gw_list *it, *tmp;
-        gw_list_foreach_safe(it, tmp, &f->internal)
-        {
-            mongo_internal_msg *im = gw_container_of(it, mongo_internal_msg, node);
-            free(im->msg);
-            free(im);
-        }
-        mongo__sessions_free(f);
-        while (f->n_spare > 0)
-            free(f->spare[--f->n_spare]);
-        free(f->uri_string);
+        mongo_core_front_free(&gw->fronts[i].core);
+        free(gw->fronts[i].uri_string);
     }
     if (gw->ctx->mongo == gw)
         gw->ctx->mongo = NULL;
@@ -120,10 +101,11 @@ static void on_handle_closed(uv_handle_t *h)
     mongo__gateway_maybe_free(gw);
 }
 
-static void copy_settings(mongo_front *f, const cfg_mongo *m)
+static void copy_settings(mongo_shell_front *sf, const cfg_mongo *m)
 {
+    mongo_front *f = &sf->core;
     f->pool_size = m->pool_size > 0 ? m->pool_size : 1;
-    int main_max = f->gw->ctx->cfg->max_client_conn;
+    int main_max = sf->gw->ctx->cfg->max_client_conn;
     f->max_clients = m->max_client_conn > 0 ? m->max_client_conn : main_max > 0 ? main_max : 100;
     f->query_timeout_ms = m->query_timeout_ms;
     f->query_wait_timeout_ms = m->query_wait_timeout_ms;
@@ -138,18 +120,18 @@ void mongo__refresh_settings(mongo_gateway *gw)
         return;
     gw->cfg_gen = ctx->cfg_gen;
     for (size_t i = 0; i < gw->n_fronts; i++) {
-        mongo_front *f = &gw->fronts[i];
+        mongo_shell_front *f = &gw->fronts[i];
         const cfg_mongo *m = NULL;
         for (size_t j = 0; j < ctx->cfg->n_mongo; j++)
-            if (strcmp(ctx->cfg->mongo[j].name, f->name) == 0)
+            if (strcmp(ctx->cfg->mongo[j].name, f->core.name) == 0)
                 m = &ctx->cfg->mongo[j];
         if (!m) {
             gw_warn(ctx, "mongo %s: removed from the configuration; it stays until a restart",
-                    f->name);
+                    f->core.name);
             continue;
         }
         if (strcmp(m->uri, f->uri_string) != 0)
-            gw_warn(ctx, "mongo %s: a new uri takes effect at the next restart", f->name);
+            gw_warn(ctx, "mongo %s: a new uri takes effect at the next restart", f->core.name);
         copy_settings(f, m);
     }
 }
@@ -159,84 +141,69 @@ static void on_janitor(uv_timer_t *t)
     mongo_gateway *gw = t->data;
     mongo__refresh_settings(gw);
     uint64_t now = gw_now(gw->ctx);
-    bool expire = ++gw->janitor_ticks % 100 == 0; /* every 10 s */
-    for (size_t i = 0; i < gw->n_fronts; i++) {
-        mongo_front *f = &gw->fronts[i];
-        gw_list *it, *tmp;
-        gw_list_foreach_safe(it, tmp, &f->clients)
-        {
-            mongo__client_check_timeouts(gw_container_of(it, mongo_client, node), now);
-        }
-        mongo__pool_check_timeouts(f, now);
-        if (expire)
-            mongo__sessions_expire(f, now);
-    }
+    for (size_t i = 0; i < gw->n_fronts; i++)
+        mongo_core_tick(&gw->fronts[i].core, now);
 }
 
 static void on_connection(uv_stream_t *listener, int status)
 {
-    mongo_front *f = listener->data;
+    mongo_shell_front *sf = listener->data;
     if (status < 0) {
-        gw_warn(f->gw->ctx, "mongo %s: accept: %s", f->name, uv_strerror(status));
+        gw_warn(sf->gw->ctx, "mongo %s: accept: %s", sf->core.name, uv_strerror(status));
         return;
     }
-    mongo__refresh_settings(f->gw);
-    mongo__client_accept(f);
+    mongo__refresh_settings(sf->gw);
+    mongo__io_accept(sf);
 }
 
 /* Everything a stop must be able to walk, even for a front that never started. */
-static void init_front(mongo_gateway *gw, mongo_front *f, const cfg_mongo *m)
+static void init_front(mongo_gateway *gw, mongo_shell_front *sf, const cfg_mongo *m)
 {
     gw_ctx *ctx = gw->ctx;
-    f->gw = gw;
-    copy_settings(f, m);
-    snprintf(f->name, sizeof f->name, "%s", m->name);
-    f->connect_timeout_ms =
+    sf->gw = gw;
+    mongo_core_front_init(&sf->core, sf, m->name);
+    copy_settings(sf, m);
+    sf->connect_timeout_ms =
         ctx->cfg->server_connect_timeout_ms ? (int)ctx->cfg->server_connect_timeout_ms : 15000;
-    gw_list_init(&f->clients);
-    gw_list_init(&f->backends);
-    gw_list_init(&f->idle);
-    gw_list_init(&f->waiters);
-    gw_list_init(&f->internal);
-    bson_oid_init(&f->service_id, NULL);
-    mongo__sessions_init(f);
 }
 
-static int start_front(mongo_gateway *gw, mongo_front *f, const cfg_mongo *m)
+static int start_front(mongo_gateway *gw, mongo_shell_front *f, const cfg_mongo *m)
 {
     gw_ctx *ctx = gw->ctx;
     f->uri_string = strdup(m->uri);
     if (!f->uri_string)
-        return -1;
+        return -ENOMEM;
     struct sockaddr_storage ss;
     const char *addr = strcmp(m->listen_addr, "*") == 0 ? "0.0.0.0" : m->listen_addr;
     int rc = strchr(addr, ':') ? uv_ip6_addr(addr, m->listen_port, (struct sockaddr_in6 *)&ss)
                                : uv_ip4_addr(addr, m->listen_port, (struct sockaddr_in *)&ss);
+    if (rc == 0)
+        rc = uv_tcp_init(ctx->loop, &f->listener);
     if (rc == 0) {
-        uv_tcp_init(ctx->loop, &f->listener);
         f->listener.data = f;
-        f->listening = true;
+        f->listening = true; /* closed by the stop from here on */
         gw->open_handles++;
         rc = uv_tcp_bind(&f->listener, (struct sockaddr *)&ss, 0);
         if (rc == 0)
             rc = uv_listen((uv_stream_t *)&f->listener, 4096, on_connection);
     }
     if (rc != 0) {
-        gw_error(ctx, "mongo %s: could not listen on %s:%d: %s", f->name, m->listen_addr,
+        gw_error(ctx, "mongo %s: could not listen on %s:%d: %s", f->core.name, m->listen_addr,
                  m->listen_port, uv_strerror(rc));
         return rc;
     }
     rc = mongo__worker_start(f);
     if (rc != 0) {
-        gw_error(ctx, "mongo %s: could not start its worker thread", f->name);
+        gw_error(ctx, "mongo %s: could not start its worker thread", f->core.name);
         return rc;
     }
     char safe_uri[1024];
-    gw_info(ctx, "mongo %s: listening on %s:%d for %s (pool_size %d, max_client_conn %d)", f->name,
-            m->listen_addr, m->listen_port, mongo_redact(m->uri, safe_uri, sizeof safe_uri),
-            f->pool_size, f->max_clients);
+    gw_info(ctx, "mongo %s: listening on %s:%d for %s (pool_size %d, max_client_conn %d)",
+            f->core.name, m->listen_addr, m->listen_port,
+            mongo_redact(m->uri, safe_uri, sizeof safe_uri), f->core.pool_size,
+            f->core.max_clients);
     /* Learn the backend's limits (and warm the pool) before the first client's hello. */
-    mongo__worker_request_connect(f, "");
+    mongo_core_start(&f->core);
     return 0;
 }
 
@@ -244,23 +211,32 @@ int mongo_gateway_start(gw_ctx *ctx)
 {
     mongo_gateway *gw = calloc(1, sizeof *gw);
     if (!gw)
-        return -1;
+        return -ENOMEM;
     gw->ctx = ctx;
     gw->cfg_gen = ctx->cfg_gen;
     ctx->mongo = gw;
-    uv_timer_init(ctx->loop, &gw->janitor);
-    gw->janitor.data = gw;
-    gw->open_handles++;
     gw->fronts = calloc(ctx->cfg->n_mongo, sizeof *gw->fronts);
     if (!gw->fronts)
-        return -1;
+        return -ENOMEM; /* the stop frees gw: nothing is open yet */
     gw->n_fronts = ctx->cfg->n_mongo;
     for (size_t i = 0; i < gw->n_fronts; i++)
         init_front(gw, &gw->fronts[i], &ctx->cfg->mongo[i]);
-    uv_timer_start(&gw->janitor, on_janitor, MONGO_JANITOR_MS, MONGO_JANITOR_MS);
+    int rc = uv_timer_init(ctx->loop, &gw->janitor);
+    if (rc != 0) {
+        gw_error(ctx, "mongo: cannot create its timer: %s", uv_strerror(rc));
+        return rc;
+    }
+    gw->janitor.data = gw;
+    gw->janitor_open = true;
+    gw->open_handles++;
+    rc = uv_timer_start(&gw->janitor, on_janitor, MONGO_JANITOR_MS, MONGO_JANITOR_MS);
+    if (rc != 0) {
+        gw_error(ctx, "mongo: cannot start its timer: %s", uv_strerror(rc));
+        return rc;
+    }
     for (size_t i = 0; i < gw->n_fronts; i++)
-        if (start_front(gw, &gw->fronts[i], &ctx->cfg->mongo[i]) != 0)
-            return -1;
+        if ((rc = start_front(gw, &gw->fronts[i], &ctx->cfg->mongo[i])) != 0)
+            return rc < 0 ? rc : -1;
     return 0;
 }
 
@@ -270,27 +246,17 @@ void mongo_gateway_stop(gw_ctx *ctx)
     if (!gw || gw->stopping)
         return;
     gw->stopping = true;
-    uv_close((uv_handle_t *)&gw->janitor, on_handle_closed);
+    if (gw->janitor_open)
+        uv_close((uv_handle_t *)&gw->janitor, on_handle_closed);
     for (size_t i = 0; i < gw->n_fronts; i++) {
-        mongo_front *f = &gw->fronts[i];
-        mongo__worker_stop(f);
-        if (f->wake_open) {
-            f->wake.data = gw;
-            uv_close((uv_handle_t *)&f->wake, on_handle_closed);
-        }
+        mongo_shell_front *f = &gw->fronts[i];
+        f->wake.data = gw;
+        mongo__worker_stop(f, on_handle_closed);
         if (f->listening) {
             f->listener.data = gw;
             uv_close((uv_handle_t *)&f->listener, on_handle_closed);
         }
-        gw_list *it, *tmp;
-        gw_list_foreach_safe(it, tmp, &f->clients)
-        {
-            mongo__client_close(gw_container_of(it, mongo_client, node), MONGO_END_SHUTDOWN, NULL);
-        }
-        gw_list_foreach_safe(it, tmp, &f->backends)
-        {
-            mongo__backend_close(gw_container_of(it, mongo_backend, node), "shutting down");
-        }
+        mongo_core_stop(&f->core);
     }
     mongo__gateway_maybe_free(gw);
 }

@@ -7,7 +7,7 @@
 #include <strings.h>
 #include <time.h>
 
-#include "drivers/mongo/mongo_int.h"
+#include "drivers/mongo/mongo_core.h"
 #include "drivers/mongo/mongo_wire.h"
 
 bool mongo__is_hello(const char *cmd)

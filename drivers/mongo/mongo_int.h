@@ -1,179 +1,21 @@
 /*
- * mongo_int.h: the MongoDB front end's types, shared by its files and nothing else.
- *
- * One mongo_front per [mongodb] line: its listener, its pool of backend connections and a
- * worker thread that runs libmongoc's blocking parts (topology, server selection, handshake and
- * authentication of new backend connections). Clients and backends are freed only in their
- * handle's close callback.
+ * mongo_int.h: the MongoDB front end's shell: what its I/O files (mongo_io.c, mongo_worker.c,
+ * mongo_gateway.c) share and nothing else. The shell owns the libuv handles, the worker thread
+ * and libmongoc, implements mongo_shell.h for the core, and calls the core only through the
+ * mongo_core_* entry points (mongo_core.h says how the layers fit).
  */
 #ifndef SLUICE_MONGO_INT_H
 #define SLUICE_MONGO_INT_H
 
-#include <bson/bson.h>
-#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <uv.h>
 
 #include "config/cfg.h"
+#include "drivers/mongo/mongo_core.h"
 #include "gateway/gw.h"
-#include "gateway/htable.h"
-#include "gateway/list.h"
 
-struct mongo_front;
-struct mongo_backend;
-
-#define MONGO_HOST_LEN      136 /* "host:port" as libmongoc spells it ("[::1]:27017" for IPv6) */
-#define MONGO_LSID_MAX      256 /* an lsid document: {id: UUID} and, for internal sessions, more */
-#define MONGO_READ_CHUNK    65536
-#define MONGO_BUF_CACHE     32         /* spare MONGO_READ_CHUNK buffers kept per front */
-#define MONGO_WRITE_HIGH    (1u << 20) /* a client is not read while more is unsent to it */
-#define MONGO_DEFAULT_MAX   48000000   /* maxMessageSizeBytes until the backend tells */
-#define MONGO_TIMEOUT_GRACE 1000       /* ms past query_timeout before a reply is given up */
-#define MONGO_SID_LEN       16         /* an lsid's id: a UUID */
-/* What one client may keep open through Sluice, so that its entries stay bounded: more cursors
- * are killed as they open, more transactions are refused (see mongo_session.c). */
-#define MONGO_CLIENT_CURSORS 1000
-#define MONGO_CLIENT_TXNS    100
-
-/* What the backend told us at handshake; the hello Sluice answers clients with. */
-typedef struct mongo_limits {
-    int32_t max_bson, max_message, max_batch, session_timeout_min;
-    int32_t min_wire, max_wire;
-} mongo_limits;
-
-/*
- * A client connection's state. The state says which front list the client is on; only
- * client_set_state (mongo_client.c) changes it.
- */
-typedef enum mongo_client_state {
-    MONGO_CL_IDLE,     /* no request in hand; reading the next one (on front->clients only) */
-    MONGO_CL_WAITING,  /* a request in hand (c->req), queued on front->waiters for a connection */
-    MONGO_CL_ACTIVE,   /* its request is out on c->backend; waiting for the reply, or for the
-                          write to finish when the request is moreToCome */
-    MONGO_CL_DRAINING, /* an error reply is being written; the connection closes after it */
-    MONGO_CL_CLOSING,  /* transient: handle closing, freed in its close callback */
-} mongo_client_state;
-
-/* How a session ended, for the log. */
-typedef enum mongo_end {
-    MONGO_END_CLIENT_LEFT,
-    MONGO_END_PROTOCOL, /* an error reply was sent, then the connection closed */
-    MONGO_END_IO,
-    MONGO_END_NOMEM,
-    MONGO_END_SHUTDOWN,
-    MONGO_END_REFUSED, /* over max_client_conn: closed at once (the protocol has no way to say) */
-} mongo_end;
-
-/* What Sluice must remember of the request in hand after it has gone to a backend. */
-typedef struct mongo_request {
-    int32_t client_id;        /* the client's requestID, restored in the reply's responseTo */
-    bool more_to_come;        /* moreToCome: no reply will come */
-    bool checksum;            /* the client uses checksums: replies Sluice makes carry one too */
-    bool in_txn;              /* autocommit:false: part of a multi-statement transaction */
-    bool retryable;           /* a write with txnNumber outside a transaction */
-    bool starts_txn;          /* startTransaction: the first statement of a transaction */
-    char cmd[32];             /* its command name (truncated) */
-    int64_t cursor;           /* getMore: the cursor it continues */
-    char pin[MONGO_HOST_LEN]; /* the server it must go to (cursor or transaction), or "" */
-    uint8_t lsid[MONGO_LSID_MAX];
-    uint32_t lsid_len;          /* 0: no lsid (or one too large to track) */
-    uint8_t sid[MONGO_SID_LEN]; /* the lsid's id, what identifies the session to the server */
-    bool has_sid;
-} mongo_request;
-
-/* Why Sluice answers a request itself instead of forwarding it. */
-typedef struct mongo_refusal {
-    int code;
-    const char *code_name;
-    char errmsg[160];
-} mongo_refusal;
-
-typedef struct mongo_client {
-    uv_tcp_t tcp;
-    struct mongo_front *front;
-    gw_list node;      /* front->clients */
-    gw_list wait_node; /* front->waiters, while MONGO_CL_WAITING */
-    mongo_client_state state;
-    uint64_t since; /* when the current state began (loop clock) */
-    uint8_t *in;    /* received bytes: at most one whole message plus a read's worth */
-    size_t in_len, in_cap;
-    uint8_t *req; /* the request in hand (a whole message), owned until sent */
-    size_t req_len, req_cap;
-    mongo_request r;
-    struct mongo_backend *backend; /* while MONGO_CL_ACTIVE */
-    gw_list cursors;               /* mongo_cursor.owner_node: cursors it opened */
-    gw_list txns;                  /* mongo_txn.owner_node: transactions it started */
-    uint32_t n_cursors, n_txns;
-    size_t pending_writes; /* bytes queued towards the client */
-    int32_t conn_id;       /* the connectionId its hello reports */
-    bool reading;
-} mongo_client;
-
-/* A backend connection's state; only backend_set_state (mongo_pool.c) changes it. */
-typedef enum mongo_backend_state {
-    MONGO_BE_IDLE,    /* on front->idle; still read, to notice the server closing */
-    MONGO_BE_BUSY,    /* carrying one request: b->client's, an orphan's (client gone, reply
-                         discarded), or one of Sluice's own (b->internal) */
-    MONGO_BE_CLOSING, /* transient: handle closing */
-} mongo_backend_state;
-
-typedef struct mongo_backend {
-    uv_tcp_t tcp;
-    struct mongo_front *front;
-    gw_list node;      /* front->backends */
-    gw_list idle_node; /* front->idle, while MONGO_BE_IDLE */
-    mongo_backend_state state;
-    mongo_client *client; /* whose request it carries, NULL when idle or orphaned */
-    char host[MONGO_HOST_LEN];
-    int32_t expect_id;   /* requestID Sluice gave the request in flight */
-    uint64_t busy_since; /* loop clock when the request went out */
-    bool awaiting_write; /* a moreToCome request: done when its write completes */
-    bool internal;       /* carries a request of Sluice's own (killCursors, abortTransaction, or
-                            the ping that follows a moreToCome request) */
-    int32_t stray_id;    /* requestID of the last moreToCome request: a reply to it (a server
-                            may answer one anyway) is dropped, 0 when none */
-    bool retire;         /* closed instead of going back to the pool */
-    uint8_t *in;
-    size_t in_len, in_cap;
-} mongo_backend;
-
-/*
- * A cursor opened through Sluice: pinned to the server that created it, and owned by the client
- * connection whose command opened it, for good (mongo_session.c says why). When the owner leaves
- * with the cursor still open, Sluice kills it.
- */
-typedef struct mongo_cursor {
-    gw_hnode hnode; /* front->cursors, by (owner, id) */
-    gw_list owner_node;
-    mongo_client *owner;
-    int64_t id;
-    uint64_t last_used;
-    char host[MONGO_HOST_LEN];
-    char db[128];
-    char coll[256];
-    uint8_t lsid[MONGO_LSID_MAX];
-    uint32_t lsid_len;
-} mongo_cursor;
-
-/*
- * A transaction (or the last one) a client started in a logical session: pinned to the server
- * that ran its first statement, from startTransaction until the session starts another. Owned
- * by that client for good; the owner leaving before commit/abort gets it aborted. While open,
- * the session is the owner's alone (front->open_txns).
- */
-typedef struct mongo_txn {
-    gw_hnode hnode;      /* front->txns, by (owner, sid) */
-    gw_hnode open_hnode; /* front->open_txns, by sid, while !ended */
-    gw_list owner_node;
-    mongo_client *owner;
-    int64_t txn_number;
-    bool ended; /* commitTransaction or abortTransaction was sent, or the server refused it */
-    uint8_t sid[MONGO_SID_LEN];
-    char host[MONGO_HOST_LEN];
-    uint8_t lsid[MONGO_LSID_MAX];
-    uint32_t lsid_len;
-} mongo_txn;
+struct mongo_gateway;
 
 /* A request for the worker thread, and its answer. */
 typedef struct mongo_job {
@@ -186,147 +28,64 @@ typedef struct mongo_job {
     char error[256];
 } mongo_job;
 
-/* A message Sluice sends for itself (killCursors, abortTransaction) once a connection is free. */
-typedef struct mongo_internal_msg {
-    gw_list node;
-    char host[MONGO_HOST_LEN]; /* the server it is for */
-    uint8_t *msg;
-    size_t len;
-} mongo_internal_msg;
-
-typedef struct mongo_front {
+/* The shell's side of one [mongodb] line: its listener and worker around the core's front. */
+typedef struct mongo_shell_front {
+    mongo_front core;
     struct mongo_gateway *gw;
-    char name[64];
     char *uri_string;
-    /* The line's settings, copied (the config object is replaced whole on reload). */
-    int pool_size;
-    int max_clients; /* max_client_conn of the line */
-    uint64_t query_timeout_ms, query_wait_timeout_ms;
     uv_tcp_t listener;
     bool listening;
-    gw_list clients, backends, idle, waiters;
-    uint32_t n_clients;
-    uint64_t refused, refused_logged_at; /* clients refused over max_clients; last log of it */
-    gw_list internal;                    /* mongo_internal_msg waiting for a connection */
-    uint32_t n_internal;
-    uint32_t n_backends, n_connecting;
-    gw_htable cursors, txns, open_txns;
-    mongo_limits limits;
-    bool have_limits;
-    bson_oid_t service_id; /* what hello says to drivers in load-balanced mode */
-    uint64_t last_fail;    /* loop clock of the last failed connect, 0 after a success */
-    char last_error[256];
-    uint32_t next_request_id;
-    int32_t next_conn_id;
-    uint8_t *spare[MONGO_BUF_CACHE];
-    int n_spare;
-    /* worker thread */
-    int connect_timeout_ms; /* fixed when the thread starts */
-    pthread_t thread;
-    bool thread_started;
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    mongo_job *jobs, *done; /* guarded by lock */
-    bool quit;              /* guarded by lock */
-    int handshake_fd;       /* guarded by lock: the socket being handshaken, or -1 */
-    uv_async_t wake;
+    /* worker thread: shared state in mongo_worker.c, released by whichever side lets go last */
+    int connect_timeout_ms;      /* fixed when the thread starts */
+    struct mongo_worker *worker; /* NULL when no thread runs (or after the stop) */
+    uv_async_t wake;             /* the worker's "jobs are done" signal */
     bool wake_open;
-} mongo_front;
+} mongo_shell_front;
+
+/* The shell's side of a client or backend connection: its socket. Memory released only in the
+ * handle's close callback, which first lets the core free its object. */
+typedef struct mongo_shell_conn {
+    uv_tcp_t tcp;
+    mongo_shell_front *sf;
+    mongo_client *client;   /* learnt from the core's calls; NULL for a backend */
+    mongo_backend *backend; /* the same for a backend connection */
+} mongo_shell_conn;
 
 typedef struct mongo_gateway {
     gw_ctx *ctx;
-    mongo_front *fronts;
+    mongo_shell_front *fronts;
     size_t n_fronts;
     unsigned cfg_gen; /* ctx->cfg_gen the fronts' settings were copied at */
     uv_timer_t janitor;
-    unsigned janitor_ticks;
+    bool janitor_open;
     int open_handles;
-    uint32_t live; /* clients and backends not yet freed */
+    uint32_t live; /* connection handles not yet closed */
     bool stopping;
 } mongo_gateway;
 
-/* A requestID for a message Sluice sends: unique per front, positive, never 0. */
-static inline int32_t mongo__next_id(mongo_front *f)
-{
-    f->next_request_id = (f->next_request_id + 1) & 0x7fffffffu;
-    if (f->next_request_id == 0)
-        f->next_request_id = 1;
-    return (int32_t)f->next_request_id;
-}
-
 /* mongo_gateway.c */
-/* Frees the gateway once it is stopping and its last handle, client and backend are gone. */
+/* Frees the gateway once it is stopping and its last handle and connection are gone. */
 void mongo__gateway_maybe_free(mongo_gateway *gw);
-/* Re-reads the front's settings when the config was reloaded. */
+/* Re-reads the fronts' settings when the config was reloaded. */
 void mongo__refresh_settings(mongo_gateway *gw);
-/* A MONGO_READ_CHUNK buffer from the front's spares, or malloc'd. */
-uint8_t *mongo__buf_get(mongo_front *f);
-/* Takes back a buffer of cap bytes (any buffer: only chunk-sized ones are kept). */
-void mongo__buf_put(mongo_front *f, uint8_t *p, size_t cap);
 
 /* mongo_worker.c */
-int mongo__worker_start(mongo_front *f);
-void mongo__worker_stop(mongo_front *f);
-/* Asks for a new backend connection to target ("host:port"), or to the write primary. */
-void mongo__worker_request_connect(mongo_front *f, const char *target);
+/* Starts sf's worker thread (detached). Returns 0 or a negative errno-style code. */
+int mongo__worker_start(mongo_shell_front *sf);
+/* Lets go of the worker without waiting for it: a thread in the middle of a server selection or
+ * connect finishes it on its own, destroys its libmongoc objects itself and exits. Never blocks.
+ * Closes sf->wake afterwards; close_cb is its close callback. */
+void mongo__worker_stop(mongo_shell_front *sf, uv_close_cb close_cb);
+/* True while some worker thread still runs (the process must not tear libmongoc down). */
+bool mongo__workers_running(void);
+/* Queues a connect to target ("host:port"), or to the write primary for "". Returns 0 or
+ * -ENOMEM. */
+int mongo__worker_request_connect(mongo_shell_front *sf, const char *target);
 
-/* mongo_hello.c */
-bool mongo__is_hello(const char *cmd);
-/* The answer to a hello/isMaster in msg (an OP_MSG or OP_QUERY), or NULL; *len its length. */
-uint8_t *mongo__hello_reply(mongo_client *c, const uint8_t *msg, size_t len, size_t *out_len);
-
-/* mongo_client.c */
-void mongo__client_accept(mongo_front *f);
-void mongo__client_close(mongo_client *c, mongo_end why, const char *detail);
-/* Gives the request in hand to b (already taken from the pool for c). */
-void mongo__client_got_backend(mongo_client *c, struct mongo_backend *b);
-/* The reply to c's request (takes ownership of msg, a buffer of cap bytes). */
-void mongo__client_got_reply(mongo_client *c, const char *host, uint8_t *msg, size_t len,
-                             size_t cap);
-/* The backend's limits are known: answers the handshakes that waited for them. */
-void mongo__client_answer_hellos(mongo_front *f);
-/* c's moreToCome request was written. */
-void mongo__client_sent(mongo_client *c);
-/* Fails c's request in hand with an error reply; c reads its next request. */
-void mongo__client_fail(mongo_client *c, int code, const char *code_name, const char *errmsg);
-void mongo__client_backend_lost(mongo_client *c, const char *why);
-void mongo__client_check_timeouts(mongo_client *c, uint64_t now);
-
-/* mongo_session.c: cursors and transactions that outlive a request. */
-void mongo__sessions_init(mongo_front *f);
-void mongo__sessions_free(mongo_front *f);
-/* Before forwarding body: sets c->r's session fields and c->r.pin. Returns 0, or -1 with *why
- * set when the request touches what belongs to another client (or would pass the client's own
- * bounds): it is then answered with that error and never forwarded. */
-int mongo__sessions_note_request(mongo_client *c, const bson_t *body, mongo_refusal *why);
-/* The request went out on a connection to host (pins a transaction's first statement). */
-void mongo__sessions_note_sent(mongo_client *c, const char *host);
-/* The reply to c's request: cursors opened or finished, transactions the server refused. */
-void mongo__sessions_note_reply(mongo_client *c, const char *host, const bson_t *reply);
-/* c leaves: its open transactions are aborted, its open cursors killed. */
-void mongo__sessions_client_gone(mongo_client *c);
-/* Drops cursors unused for longer than the server keeps sessions. */
-void mongo__sessions_expire(mongo_front *f, uint64_t now);
-
-/* mongo_backend.c: a connection's I/O. */
-/* Wraps fd (connected and handshaken) into a backend and gives it to the pool. */
-void mongo__backend_connected(mongo_front *f, mongo_job *job);
-void mongo__backend_close(mongo_backend *b, const char *why);
-/* Writes a whole request (takes ownership of msg, a buffer of cap bytes). */
-int mongo__backend_send(mongo_backend *b, uint8_t *msg, size_t len, size_t cap);
-
-/* mongo_pool.c: bounded pools, FIFO wait queue. */
-void mongo__backend_set_state(mongo_backend *b, mongo_backend_state next);
-/* Gives c a connection (to c->r.pin when set) now, or queues c. */
-void mongo__pool_acquire(mongo_client *c);
-/* b's request is done: the connection goes to the next waiter, back to the pool, or away. */
-void mongo__pool_release(mongo_backend *b);
-/* A connect for target ("" = the write primary) failed: those who cannot wait fail. */
-void mongo__pool_connect_failed(mongo_front *f, const char *target, const char *error);
-/* Opens another connection if someone waits and there is room. */
-void mongo__pool_connect_more(mongo_front *f);
-/* Sends a command of Sluice's own (no reply wanted) on a connection to host. */
-void mongo__pool_fire_and_forget(mongo_front *f, const char *host, const bson_t *cmd);
-void mongo__pool_check_timeouts(mongo_front *f, uint64_t now);
+/* mongo_io.c */
+/* A client is waiting on sf's listener. */
+void mongo__io_accept(mongo_shell_front *sf);
+/* The worker connected and handshook job->fd: a backend for the core (or closed). */
+void mongo__io_backend_connected(mongo_shell_front *sf, mongo_job *job);
 
 #endif

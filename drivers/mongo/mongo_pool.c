@@ -8,23 +8,45 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "drivers/mongo/mongo_int.h"
+#include "drivers/mongo/mongo_core.h"
 #include "drivers/mongo/mongo_redact.h"
 #include "drivers/mongo/mongo_wire.h"
 
 #define MONGO_RETRY_MS     500   /* after a failed connect, before the next attempt */
 #define MONGO_INTERNAL_MAX 10000 /* Sluice's own queued messages (kills, aborts) per front */
 
-/* The only place b->state changes; it keeps front->idle in step with the state. */
+/* The only place b->state changes; it keeps front->backends, front->idle and n_backends in
+ * step with the state, and aborts on a change that cannot happen. */
 void mongo__backend_set_state(mongo_backend *b, mongo_backend_state next)
 {
+    mongo_front *f = b->front;
     mongo_backend_state prev = b->state;
-    gw_assert(prev != MONGO_BE_CLOSING);
-    gw_assert(prev != next);
+    switch (next) {
+    case MONGO_BE_NEW:
+        mongo_assert(!"a backend never becomes new again");
+        break;
+    case MONGO_BE_IDLE:
+        mongo_assert(prev == MONGO_BE_BUSY);
+        break;
+    case MONGO_BE_BUSY:
+        mongo_assert(prev == MONGO_BE_NEW || prev == MONGO_BE_IDLE);
+        break;
+    case MONGO_BE_CLOSING:
+        mongo_assert(prev == MONGO_BE_IDLE || prev == MONGO_BE_BUSY);
+        break;
+    }
     if (prev == MONGO_BE_IDLE)
         gw_list_remove(&b->idle_node);
+    if (prev == MONGO_BE_NEW) {
+        gw_list_push_tail(&f->backends, &b->node);
+        f->n_backends++;
+    }
     if (next == MONGO_BE_IDLE)
-        gw_list_push_head(&b->front->idle, &b->idle_node); /* LIFO: the warmest is reused */
+        gw_list_push_head(&f->idle, &b->idle_node); /* LIFO: the warmest is reused */
+    if (next == MONGO_BE_CLOSING) {
+        gw_list_remove(&b->node);
+        f->n_backends--;
+    }
     b->state = next;
 }
 
@@ -35,13 +57,13 @@ static bool host_fits(const char *want, const char *host)
 
 static bool backing_off(mongo_front *f)
 {
-    return f->last_fail && gw_now(f->gw->ctx) - f->last_fail < MONGO_RETRY_MS;
+    return f->last_fail && mongo_shell_now(f) - f->last_fail < MONGO_RETRY_MS;
 }
 
 /* Opens connections while there is room and someone waits: for the first waiter's server. */
 void mongo__pool_connect_more(mongo_front *f)
 {
-    if (f->gw->stopping || backing_off(f))
+    if (f->stopping || backing_off(f))
         return;
     const char *target = NULL;
     gw_list *it = gw_list_first(&f->waiters);
@@ -53,7 +75,13 @@ void mongo__pool_connect_more(mongo_front *f)
         return;
     /* One connect in flight per queued need is enough; the rest come as the first succeed. */
     if (f->n_connecting == 0 && f->n_backends < (uint32_t)f->pool_size)
-        mongo__worker_request_connect(f, target);
+        mongo__pool_request_connect(f, target);
+}
+
+void mongo__pool_request_connect(mongo_front *f, const char *target)
+{
+    if (mongo_shell_connect(f, target ? target : "") == 0)
+        f->n_connecting++;
 }
 
 static void send_internal(mongo_backend *b, mongo_internal_msg *im)
@@ -61,32 +89,32 @@ static void send_internal(mongo_backend *b, mongo_internal_msg *im)
     mongo_front *f = b->front;
     b->internal = true;
     b->expect_id = mongo__next_id(f);
-    b->busy_since = gw_now(f->gw->ctx);
+    b->busy_since = mongo_shell_now(f);
     mongo_rewrite_ids(im->msg, im->len, b->expect_id, 0);
     int rc = mongo__backend_send(b, im->msg, im->len, im->len);
     free(im);
     if (rc != 0)
-        mongo__backend_close(b, uv_strerror(rc));
+        mongo__backend_close(b, MONGO_END_IO, mongo_shell_strerror(rc));
 }
 
 void mongo__pool_release(mongo_backend *b)
 {
     mongo_front *f = b->front;
-    gw_assert(b->state == MONGO_BE_BUSY);
+    mongo_assert(b->state == MONGO_BE_BUSY);
     b->client = NULL;
     b->internal = false;
     b->awaiting_write = false;
     b->busy_since = 0;
-    if (f->gw->stopping) {
-        mongo__backend_close(b, "shutting down");
+    if (f->stopping) {
+        mongo__backend_close(b, MONGO_END_SHUTDOWN, NULL);
         return;
     }
     if (b->retire) {
-        mongo__backend_close(b, "the server is no longer the primary or is shutting down");
+        mongo__backend_close(b, MONGO_END_RETIRED, NULL);
         return;
     }
     if ((int)f->n_backends > f->pool_size) {
-        mongo__backend_close(b, "pool is larger than pool_size");
+        mongo__backend_close(b, MONGO_END_POOL_TRIM, NULL);
         return;
     }
     for (gw_list *it = f->internal.next; it != &f->internal; it = it->next) {
@@ -108,7 +136,7 @@ void mongo__pool_release(mongo_backend *b)
     if (!gw_list_empty(&f->waiters) || !gw_list_empty(&f->internal)) {
         /* Everyone waiting needs another server: trade this connection for one there. */
         if (f->n_backends + f->n_connecting >= (uint32_t)f->pool_size) {
-            mongo__backend_close(b, "making room for a connection to another server");
+            mongo__backend_close(b, MONGO_END_TRADE, NULL);
             return;
         }
     }
@@ -119,7 +147,7 @@ void mongo__pool_release(mongo_backend *b)
 void mongo__pool_acquire(mongo_client *c)
 {
     mongo_front *f = c->front;
-    gw_assert(c->state == MONGO_CL_WAITING);
+    mongo_assert(c->state == MONGO_CL_WAITING);
     for (gw_list *it = f->idle.next; it != &f->idle; it = it->next) {
         mongo_backend *b = gw_container_of(it, mongo_backend, idle_node);
         if (host_fits(c->r.pin, b->host)) {
@@ -133,11 +161,11 @@ void mongo__pool_acquire(mongo_client *c)
         return;
     }
     if (f->n_backends + f->n_connecting < (uint32_t)f->pool_size && !backing_off(f))
-        mongo__worker_request_connect(f, c->r.pin);
+        mongo__pool_request_connect(f, c->r.pin);
     else if (!gw_list_empty(&f->idle) && f->n_connecting == 0) {
         /* Idle connections, all to other servers, and no room: trade one. */
         mongo_backend *b = gw_container_of(f->idle.next, mongo_backend, idle_node);
-        mongo__backend_close(b, "making room for a connection to another server");
+        mongo__backend_close(b, MONGO_END_TRADE, NULL);
     }
 }
 
@@ -146,9 +174,9 @@ void mongo__pool_connect_failed(mongo_front *f, const char *target, const char *
     /* libmongoc's errors end up in the log and in clients' error replies. */
     char error[sizeof f->last_error];
     mongo_redact(raw_error, error, sizeof error);
-    gw_warn(f->gw->ctx, "mongo %s: cannot open a backend connection: %s", f->name, error);
+    mongo_warn(f, "cannot open a backend connection: %s", error);
     snprintf(f->last_error, sizeof f->last_error, "%s", error);
-    f->last_fail = gw_now(f->gw->ctx);
+    f->last_fail = mongo_shell_now(f);
     if (f->last_fail == 0)
         f->last_fail = 1;
     /* Those who need the server that failed, or anything when no connection may come free. */
@@ -193,7 +221,7 @@ void mongo__pool_fire_and_forget(mongo_front *f, const char *host, const bson_t 
     }
     if (f->n_internal >= MONGO_INTERNAL_MAX) {
         /* The server ends idle cursors and transactions itself in the end. */
-        gw_warn(f->gw->ctx, "mongo %s: too many cleanup commands queued; dropping one", f->name);
+        mongo_warn(f, "too many cleanup commands queued; dropping one");
         free(im->msg);
         free(im);
         return;
@@ -229,7 +257,7 @@ void mongo__pool_check_timeouts(mongo_front *f, uint64_t now)
             mongo__client_fail(c, 50, "MaxTimeMSExpired",
                                "query_timeout: no reply from the server in time; the "
                                "connection was retired");
-        mongo__backend_close(b, "query_timeout");
+        mongo__backend_close(b, MONGO_END_QUERY_TIMEOUT, NULL);
     }
     /* Retry for those still waiting after a failed attempt. */
     mongo__pool_connect_more(f);

@@ -21,7 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "drivers/mongo/mongo_int.h"
+#include "drivers/mongo/mongo_core.h"
 #include "drivers/mongo/mongo_wire.h"
 
 void mongo__sessions_init(mongo_front *f)
@@ -245,7 +245,7 @@ static int note_get_more(mongo_client *c, const bson_t *body, mongo_refusal *why
         return refuse(why, 43, "CursorNotFound", msg);
     }
     snprintf(r->pin, sizeof r->pin, "%s", cur->host);
-    cur->last_used = gw_now(f->gw->ctx);
+    cur->last_used = mongo_shell_now(f);
     return 0;
 }
 
@@ -409,7 +409,7 @@ void mongo__sessions_note_reply(mongo_client *c, const char *host, const bson_t 
         cur->id = id;
     }
     snprintf(cur->host, sizeof cur->host, "%s", host);
-    cur->last_used = gw_now(f->gw->ctx);
+    cur->last_used = mongo_shell_now(f);
     memcpy(cur->lsid, c->r.lsid, c->r.lsid_len);
     cur->lsid_len = c->r.lsid_len;
     cur->db[0] = cur->coll[0] = 0;
@@ -426,8 +426,8 @@ void mongo__sessions_note_reply(mongo_client *c, const char *host, const bson_t 
         return;
     if (c->n_cursors >= MONGO_CLIENT_CURSORS) {
         /* Past its bound the client still gets its first batch; the cursor goes. */
-        gw_info(f->gw->ctx, "mongo %s: client %d has %d cursors open: killing a new one", f->name,
-                c->conn_id, MONGO_CLIENT_CURSORS);
+        mongo_info(f, "client %d has %d cursors open: killing a new one", c->conn_id,
+                   MONGO_CLIENT_CURSORS);
         if (cur->coll[0])
             kill_cursor(f, cur);
         free(cur);
@@ -445,7 +445,7 @@ void mongo__sessions_note_reply(mongo_client *c, const char *host, const bson_t 
 void mongo__sessions_client_gone(mongo_client *c)
 {
     mongo_front *f = c->front;
-    bool send = !f->gw->stopping;
+    bool send = !f->stopping;
     gw_list *it, *tmp;
     gw_list_foreach_safe(it, tmp, &c->txns)
     {
@@ -458,8 +458,7 @@ void mongo__sessions_client_gone(mongo_client *c)
             BSON_APPEND_INT64(&cmd, "txnNumber", t->txn_number);
             BSON_APPEND_BOOL(&cmd, "autocommit", false);
             BSON_APPEND_UTF8(&cmd, "$db", "admin");
-            gw_debug(f->gw->ctx, "mongo %s: aborting the transaction a leaving client left open",
-                     f->name);
+            mongo_debug(f, "aborting the transaction a leaving client left open");
             mongo__pool_fire_and_forget(f, t->host, &cmd);
             bson_destroy(&cmd);
         }
@@ -469,8 +468,7 @@ void mongo__sessions_client_gone(mongo_client *c)
     {
         mongo_cursor *cur = gw_container_of(it, mongo_cursor, owner_node);
         if (send && cur->coll[0]) {
-            gw_debug(f->gw->ctx, "mongo %s: killing cursor %lld a leaving client left open",
-                     f->name, (long long)cur->id);
+            mongo_debug(f, "killing cursor %lld a leaving client left open", (long long)cur->id);
             kill_cursor(f, cur);
         }
         drop_cursor(f, cur);

@@ -11,6 +11,14 @@
  * protocol, which costs a thread and two connections per server for a selection needed only when
  * a backend connection is opened, and spins when a server answers awaitable hellos at once (the
  * MongoDB-wire test server does).
+ *
+ * Lifetime: the thread is detached and never joined. The loop and the thread share a
+ * mongo_worker (its queue, lock and quit flag), freed by whichever side lets go last; the thread
+ * owns its libmongoc objects and destroys them itself. A stop sets quit and returns at once, so
+ * the loop never waits for a server selection or a connect (bounded only by
+ * server_connect_timeout) to finish. The thread touches the loop only through uv_async_send on
+ * f->wake, under the lock and only while the loop still holds the worker: the loop clears
+ * w->wake under the lock before it closes the handle.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -19,6 +27,8 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +39,49 @@
 #include "drivers/mongo/mongo_int.h"
 
 #define MONGO_HANDSHAKE_STREAM 0x5100 /* our stream type: none of libmongoc's */
+
+/* What the loop and one worker thread share. */
+typedef struct mongo_worker {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    mongo_job *jobs, *done; /* guarded by lock */
+    bool quit;              /* guarded by lock: the loop has let go; the thread exits */
+    int handshake_fd;       /* guarded by lock: the socket being handshaken, or -1 */
+    uv_async_t *wake;       /* guarded by lock: NULL once the loop has let go */
+    int refs;               /* guarded by lock: 2 while both sides hold it */
+    /* fixed at start, owned by the worker */
+    char *uri_string;
+    int timeout_ms;
+} mongo_worker;
+
+/* Threads still running, for mongo_global_cleanup: libmongoc is process-wide state, so this
+ * count is the one place a process-wide counter is the honest shape. */
+static atomic_int running_workers;
+
+static void free_jobs(mongo_job *j)
+{
+    for (mongo_job *next; j; j = next) {
+        next = j->next;
+        if (j->fd >= 0)
+            close(j->fd);
+        free(j);
+    }
+}
+
+/* Drops one side's hold on w (called with w->lock held; unlocks it). */
+static void worker_unref_unlock(mongo_worker *w)
+{
+    bool last = --w->refs == 0;
+    pthread_mutex_unlock(&w->lock);
+    if (!last)
+        return;
+    free_jobs(w->jobs);
+    free_jobs(w->done);
+    pthread_mutex_destroy(&w->lock);
+    pthread_cond_destroy(&w->cond);
+    free(w->uri_string);
+    free(w);
+}
 
 /* ---- a mongoc_stream_t over a socket Sluice owns ---- */
 
@@ -324,23 +377,31 @@ static int pick_server(mongoc_client_t *selector, mongo_job *job, char *host, si
     return 0;
 }
 
-static void set_handshake_fd(mongo_front *f, int fd)
+static void set_handshake_fd(mongo_worker *w, int fd)
 {
-    pthread_mutex_lock(&f->lock);
-    f->handshake_fd = fd;
-    if (fd >= 0 && f->quit)
+    pthread_mutex_lock(&w->lock);
+    w->handshake_fd = fd;
+    if (fd >= 0 && w->quit)
         shutdown(fd, SHUT_RDWR);
-    pthread_mutex_unlock(&f->lock);
+    pthread_mutex_unlock(&w->lock);
 }
 
-static void do_connect(mongo_front *f, const mongoc_uri_t *uri, mongoc_client_t *selector,
+static bool quitting(mongo_worker *w)
+{
+    pthread_mutex_lock(&w->lock);
+    bool q = w->quit;
+    pthread_mutex_unlock(&w->lock);
+    return q;
+}
+
+static void do_connect(mongo_worker *w, const mongoc_uri_t *uri, mongoc_client_t *selector,
                        int timeout_ms, mongo_job *job)
 {
     bson_error_t err;
     job->fd = -1;
     char host[MONGO_HOST_LEN];
     uint16_t port;
-    if (pick_server(selector, job, host, sizeof host, &port) != 0)
+    if (pick_server(selector, job, host, sizeof host, &port) != 0 || quitting(w))
         return;
     int fd = connect_socket(host, port, timeout_ms, job->error, sizeof job->error);
     if (fd < 0)
@@ -356,12 +417,12 @@ static void do_connect(mongo_front *f, const mongoc_uri_t *uri, mongoc_client_t 
     initiator_arg arg = {fd, false};
     mongoc_client_set_error_api(cl, MONGOC_ERROR_API_VERSION_2);
     mongoc_client_set_stream_initiator(cl, initiator, &arg);
-    set_handshake_fd(f, fd); /* so that shutdown can cut the handshake short */
+    set_handshake_fd(w, fd); /* so that shutdown can cut the handshake short */
     bson_t cmd = BSON_INITIALIZER, reply;
     BSON_APPEND_INT32(&cmd, "hello", 1);
     /* The first command makes libmongoc run its handshake and authenticate on our socket. */
     bool ok = mongoc_client_command_simple(cl, "admin", &cmd, NULL, &reply, &err);
-    set_handshake_fd(f, -1);
+    set_handshake_fd(w, -1);
     if (ok) {
         job->limits.max_bson = get_i32(&reply, "maxBsonObjectSize", 16 * 1024 * 1024);
         job->limits.max_message = get_i32(&reply, "maxMessageSizeBytes", MONGO_DEFAULT_MAX);
@@ -383,10 +444,10 @@ static void do_connect(mongo_front *f, const mongoc_uri_t *uri, mongoc_client_t 
 
 static void *worker_main(void *arg)
 {
-    mongo_front *f = arg;
+    mongo_worker *w = arg;
     bson_error_t err;
-    mongoc_uri_t *uri = mongoc_uri_new_with_error(f->uri_string, &err);
-    int timeout_ms = f->connect_timeout_ms;
+    mongoc_uri_t *uri = mongoc_uri_new_with_error(w->uri_string, &err);
+    int timeout_ms = w->timeout_ms;
     if (uri) {
         /* Bound the blocking calls: selection and connect give up with the connect timeout. */
         mongoc_uri_set_option_as_int32(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS, timeout_ms);
@@ -402,115 +463,152 @@ static void *worker_main(void *arg)
     if (selector)
         mongoc_client_set_error_api(selector, MONGOC_ERROR_API_VERSION_2);
     for (;;) {
-        pthread_mutex_lock(&f->lock);
-        while (!f->jobs && !f->quit)
-            pthread_cond_wait(&f->cond, &f->lock);
-        if (f->quit) {
-            pthread_mutex_unlock(&f->lock);
+        pthread_mutex_lock(&w->lock);
+        while (!w->jobs && !w->quit)
+            pthread_cond_wait(&w->cond, &w->lock);
+        if (w->quit) {
+            pthread_mutex_unlock(&w->lock);
             break;
         }
-        mongo_job *job = f->jobs;
-        f->jobs = job->next;
-        pthread_mutex_unlock(&f->lock);
+        mongo_job *job = w->jobs;
+        w->jobs = job->next;
+        pthread_mutex_unlock(&w->lock);
 
+        job->next = NULL;
         if (selector)
-            do_connect(f, uri, selector, timeout_ms, job);
+            do_connect(w, uri, selector, timeout_ms, job);
         else
             snprintf(job->error, sizeof job->error, "invalid URI: %.200s", err.message);
 
-        pthread_mutex_lock(&f->lock);
-        job->next = f->done;
-        f->done = job;
-        pthread_mutex_unlock(&f->lock);
-        uv_async_send(&f->wake);
+        pthread_mutex_lock(&w->lock);
+        if (w->quit) { /* nobody collects it any more */
+            pthread_mutex_unlock(&w->lock);
+            free_jobs(job);
+            break;
+        }
+        job->next = w->done;
+        w->done = job;
+        uv_async_send(w->wake); /* under the lock: the loop cannot be closing it meanwhile */
+        pthread_mutex_unlock(&w->lock);
     }
     mongoc_client_destroy(selector);
     mongoc_uri_destroy(uri);
+    pthread_mutex_lock(&w->lock);
+    worker_unref_unlock(w);
+    atomic_fetch_sub(&running_workers, 1);
     return NULL;
 }
 
 /* Loop side: collect finished jobs (uv_async_send coalesces wake-ups, so drain the list). */
 static void on_wake(uv_async_t *h)
 {
-    mongo_front *f = h->data;
-    pthread_mutex_lock(&f->lock);
+    mongo_shell_front *sf = h->data;
+    mongo_worker *w = sf->worker;
+    if (!w)
+        return; /* let go of already */
+    pthread_mutex_lock(&w->lock);
     mongo_job *done = NULL;
-    while (f->done) { /* the worker pushes at the head: reverse into completion order */
-        mongo_job *j = f->done;
-        f->done = j->next;
+    while (w->done) { /* the worker pushes at the head: reverse into completion order */
+        mongo_job *j = w->done;
+        w->done = j->next;
         j->next = done;
         done = j;
     }
-    pthread_mutex_unlock(&f->lock);
+    pthread_mutex_unlock(&w->lock);
     while (done) {
         mongo_job *next = done->next;
-        f->n_connecting--;
         if (done->fd >= 0)
-            mongo__backend_connected(f, done);
+            mongo__io_backend_connected(sf, done);
         else
-            mongo__pool_connect_failed(f, done->target, done->error);
+            mongo_core_connect_failed(&sf->core, done->target, done->error);
         free(done);
         done = next;
     }
 }
 
-int mongo__worker_start(mongo_front *f)
+int mongo__worker_start(mongo_shell_front *f)
 {
-    f->handshake_fd = -1;
-    pthread_mutex_init(&f->lock, NULL);
-    pthread_cond_init(&f->cond, NULL);
+    mongo_worker *w = calloc(1, sizeof *w);
+    if (!w)
+        return -ENOMEM;
+    w->handshake_fd = -1;
+    w->timeout_ms = f->connect_timeout_ms;
+    w->uri_string = strdup(f->uri_string);
+    if (!w->uri_string) {
+        free(w);
+        return -ENOMEM;
+    }
     int rc = uv_async_init(f->gw->ctx->loop, &f->wake, on_wake);
-    if (rc != 0)
+    if (rc != 0) {
+        free(w->uri_string);
+        free(w);
         return rc;
+    }
     f->wake.data = f;
     f->wake_open = true;
     f->gw->open_handles++;
-    if (pthread_create(&f->thread, NULL, worker_main, f) != 0)
-        return -errno;
-    f->thread_started = true;
+    pthread_mutex_init(&w->lock, NULL);
+    pthread_cond_init(&w->cond, NULL);
+    w->wake = &f->wake;
+    w->refs = 2;
+    pthread_attr_t attr;
+    pthread_t thread;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    atomic_fetch_add(&running_workers, 1);
+    rc = pthread_create(&thread, &attr, worker_main, w);
+    pthread_attr_destroy(&attr);
+    if (rc != 0) {
+        atomic_fetch_sub(&running_workers, 1);
+        w->refs = 1;
+        pthread_mutex_lock(&w->lock);
+        worker_unref_unlock(w);
+        return -rc; /* the wake handle is closed by the stop, like a started one's */
+    }
+    f->worker = w;
     return 0;
 }
 
-void mongo__worker_request_connect(mongo_front *f, const char *target)
+int mongo__worker_request_connect(mongo_shell_front *f, const char *target)
 {
+    mongo_worker *w = f->worker;
+    if (!w)
+        return -ENOENT;
     mongo_job *job = calloc(1, sizeof *job);
     if (!job)
-        return;
+        return -ENOMEM;
     job->fd = -1;
     snprintf(job->target, sizeof job->target, "%s", target ? target : "");
-    f->n_connecting++;
-    pthread_mutex_lock(&f->lock);
-    mongo_job **tail = &f->jobs; /* FIFO: the oldest need first */
+    pthread_mutex_lock(&w->lock);
+    mongo_job **tail = &w->jobs; /* FIFO: the oldest need first */
     while (*tail)
         tail = &(*tail)->next;
     *tail = job;
-    pthread_cond_signal(&f->cond);
-    pthread_mutex_unlock(&f->lock);
+    pthread_cond_signal(&w->cond);
+    pthread_mutex_unlock(&w->lock);
+    return 0;
 }
 
-/* Joins the thread; a connect in progress finishes first (bounded by the connect timeout). */
-void mongo__worker_stop(mongo_front *f)
+void mongo__worker_stop(mongo_shell_front *f, uv_close_cb close_cb)
 {
-    if (!f->thread_started)
-        return;
-    pthread_mutex_lock(&f->lock);
-    f->quit = true;
-    if (f->handshake_fd >= 0)
-        shutdown(f->handshake_fd, SHUT_RDWR); /* the handshake fails at once */
-    pthread_cond_signal(&f->cond);
-    pthread_mutex_unlock(&f->lock);
-    pthread_join(f->thread, NULL);
-    f->thread_started = false;
-    mongo_job *lists[2] = {f->jobs, f->done};
-    for (int i = 0; i < 2; i++) {
-        for (mongo_job *j = lists[i], *next; j; j = next) {
-            next = j->next;
-            if (j->fd >= 0)
-                close(j->fd);
-            free(j);
-        }
+    mongo_worker *w = f->worker;
+    f->worker = NULL;
+    if (w) {
+        pthread_mutex_lock(&w->lock);
+        w->quit = true;
+        w->wake = NULL;
+        if (w->handshake_fd >= 0)
+            shutdown(w->handshake_fd, SHUT_RDWR); /* the handshake fails at once */
+        pthread_cond_signal(&w->cond);
+        worker_unref_unlock(w); /* queued and finished jobs go with the last reference */
     }
-    f->jobs = f->done = NULL;
-    pthread_mutex_destroy(&f->lock);
-    pthread_cond_destroy(&f->cond);
+    if (f->wake_open) {
+        f->wake_open = false;
+        uv_close((uv_handle_t *)&f->wake, close_cb);
+    }
+}
+
+bool mongo__workers_running(void)
+{
+    return atomic_load(&running_workers) > 0;
 }

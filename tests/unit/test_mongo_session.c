@@ -6,51 +6,36 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "drivers/mongo/mongo_int.h"
+#include "drivers/mongo/mongo_core.h"
 #include "drivers/mongo/mongo_wire.h"
+#include "tests/unit/test_mongo_fake_shell.h"
 
-static uv_loop_t loop;
-static cfg conf;
-static gw_ctx ctx;
-static mongo_gateway gw;
-static mongo_front front;
+static fake_shell fs;
 
 static void setup(void)
 {
-    uv_loop_init(&loop);
-    conf.log_level = CFG_LOG_ERROR;
-    ctx = (gw_ctx){.loop = &loop, .cfg = &conf};
-    gw = (mongo_gateway){.ctx = &ctx};
-    memset(&front, 0, sizeof front);
-    front.gw = &gw;
-    front.pool_size = 0; /* nothing is connected: Sluice's own messages stay queued */
-    snprintf(front.name, sizeof front.name, "t");
-    gw_list_init(&front.clients);
-    gw_list_init(&front.backends);
-    gw_list_init(&front.idle);
-    gw_list_init(&front.waiters);
-    gw_list_init(&front.internal);
-    mongo__sessions_init(&front);
+    mongo_fake_init(&fs);
+    fs.front.pool_size = 0; /* nothing is connected: Sluice's own messages stay queued */
 }
 
 static void teardown(void)
 {
     gw_list *it, *tmp;
-    gw_list_foreach_safe(it, tmp, &front.internal)
+    gw_list_foreach_safe(it, tmp, &fs.front.internal)
     {
         mongo_internal_msg *im = gw_container_of(it, mongo_internal_msg, node);
         gw_list_remove(it);
         free(im->msg);
         free(im);
     }
-    mongo__sessions_free(&front);
-    uv_loop_close(&loop);
+    fs.front.n_internal = 0;
+    mongo_core_front_free(&fs.front);
 }
 
 static mongo_client *new_client(void)
 {
     mongo_client *c = calloc(1, sizeof *c);
-    c->front = &front;
+    c->front = &fs.front;
     gw_list_init(&c->cursors);
     gw_list_init(&c->txns);
     gw_list_init(&c->wait_node);
@@ -91,7 +76,7 @@ static void reply_ok(mongo_client *c, double ok)
 static int queued(char names[][192], int max)
 {
     int n = 0;
-    for (gw_list *it = front.internal.next; it != &front.internal && n < max; it = it->next) {
+    for (gw_list *it = fs.front.internal.next; it != &fs.front.internal && n < max; it = it->next) {
         mongo_internal_msg *im = gw_container_of(it, mongo_internal_msg, node);
         mongo_msg m;
         const char *why;
@@ -202,7 +187,7 @@ Test(mongo_session, exhausted_or_killed_cursors_are_forgotten)
 Test(mongo_session, cursors_per_client_are_bounded)
 {
     mongo_client *a = new_client();
-    front.pool_size = 0;
+    fs.front.pool_size = 0;
     for (int i = 1; i <= MONGO_CLIENT_CURSORS + 3; i++) {
         request(a, BCON_NEW("find", BCON_UTF8("coll")));
         reply_cursor(a, "h1:27017", i);
@@ -234,7 +219,7 @@ Test(mongo_session, transaction_pinned_then_aborted_when_left_open)
     char names[4][192];
     cr_assert_eq(queued(names, 4), 1);
     cr_assert_str_eq(names[0], "abortTransaction@h3:27017");
-    mongo_internal_msg *im = gw_container_of(front.internal.next, mongo_internal_msg, node);
+    mongo_internal_msg *im = gw_container_of(fs.front.internal.next, mongo_internal_msg, node);
     mongo_msg m;
     const char *why;
     mongo_msg_parse(im->msg, im->len, &m, &why);
@@ -318,9 +303,9 @@ Test(mongo_session, transactions_per_client_are_bounded)
                         "txnNumber", BCON_INT64(1), "autocommit", BCON_BOOL(false)));
     cr_assert_eq(start_txn(a, l, 1), 0, "an ended one makes room");
     cr_assert_eq(a->n_txns, MONGO_CLIENT_TXNS);
-    front.gw->stopping = true; /* no aborts queued */
+    fs.front.stopping = true; /* no aborts queued */
     mongo__sessions_client_gone(a);
-    front.gw->stopping = false;
+    fs.front.stopping = false;
     bson_destroy(l);
     bson_destroy(first);
     free(a);

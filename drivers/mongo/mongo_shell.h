@@ -1,0 +1,55 @@
+/*
+ * mongo_shell.h: the one downward interface of the MongoDB protocol core (mongo_core.h). The
+ * core calls these; the shell (mongo_io.c, mongo_gateway.c: libuv, the worker thread and
+ * libmongoc) implements them, and tests and fuzzers link a fake instead (link-time
+ * substitution, so no indirect call per message).
+ *
+ * Contract, as libuv's: a function that returns an error never reports the operation later; one
+ * that succeeds reports it later through the core's entry points, never from inside the call.
+ */
+#ifndef SLUICE_MONGO_SHELL_H
+#define SLUICE_MONGO_SHELL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config/cfg.h"
+
+struct mongo_front;
+struct mongo_client;
+struct mongo_backend;
+
+/* Milliseconds of the loop's cached clock. */
+uint64_t mongo_shell_now(const struct mongo_front *f);
+
+/* Logs "mongo <front name>: <message>" at level (filtered by the configured log level). */
+#ifdef __GNUC__
+__attribute__((format(printf, 3, 4)))
+#endif
+void mongo_shell_log(const struct mongo_front *f, cfg_log_level level, const char *fmt, ...);
+
+/* Text for a negative error a shell call returned. */
+const char *mongo_shell_strerror(int err);
+
+/* Writes len bytes of msg (a buffer of cap bytes) to c, in order. Returns 0 (the buffer comes
+ * back through mongo_core_client_written) or a negative error (the caller keeps the buffer). */
+int mongo_shell_client_write(struct mongo_client *c, uint8_t *msg, size_t len, size_t cap);
+/* Starts (on) or stops reading c: bytes come through mongo_core_client_read_buf/_read, the end
+ * through mongo_core_client_failed. Returns 0 or a negative error. */
+int mongo_shell_client_read(struct mongo_client *c, bool on);
+/* Closes c's connection: pending writes come back with an error, then
+ * mongo_core_client_closed(c). */
+void mongo_shell_client_close(struct mongo_client *c);
+
+/* The same for a backend connection; a backend is read from the start until it closes. */
+int mongo_shell_backend_write(struct mongo_backend *b, uint8_t *msg, size_t len, size_t cap);
+int mongo_shell_backend_read_start(struct mongo_backend *b);
+void mongo_shell_backend_close(struct mongo_backend *b);
+
+/* Opens, handshakes and authenticates a new backend connection to target ("host:port"), or to
+ * the server selected for writes when target is "". Returns 0 (the result comes through
+ * mongo_core_backend_connected or mongo_core_connect_failed) or a negative error. */
+int mongo_shell_connect(struct mongo_front *f, const char *target);
+
+#endif
