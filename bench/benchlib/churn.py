@@ -5,7 +5,7 @@ more than the pooler under test), a share of which vanish mid-work.
 A session is one client connection: it connects, does a little work, and either leaves properly
 (Terminate, or a plain close on MongoDB) or vanishes: mid-transaction, mid-COPY, in the middle of
 a message, or without reading what it asked for. Vanishing kinds expect nothing back; any error
-a well-behaved session meets is tallied by kind ("pg 08006", "mongo 262", "eof", ...)."""
+a well-behaved session meets is tallied by kind ("pg 08006", "mongo code 262", "pg eof", ...)."""
 import asyncio
 import collections
 import os
