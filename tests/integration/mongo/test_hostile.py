@@ -243,10 +243,10 @@ def test_clients_that_never_read_keep_memory_bounded(sluice_factory):
         f = connect(s.port)
         f.setblocking(False)
         flooders.append(f)
-    stop = time.time() + 8
     peak = base
-    served = 0
-    while time.time() < stop:
+    # A fixed number of rounds, not a time budget: every round floods again and then needs
+    # another client to be served, so the assertion does not depend on the machine's speed.
+    for _ in range(100):
         for f in flooders:
             try:
                 f.send(request)
@@ -254,9 +254,7 @@ def test_clients_that_never_read_keep_memory_bounded(sluice_factory):
                 pass
         peak = max(peak, rss_mb(s.proc.pid))
         assert c.sluice_test.flood.find_one({"k": 5})["k"] == 5, "another client is served"
-        served += 1
         time.sleep(0.02)
-    assert served > 20
     if not sanitized(s.proc.pid):  # ASan keeps freed memory in quarantine (256 MB by default)
         assert peak - base < 64, f"RSS grew by {peak - base:.0f} MB"
     assert "max_client_conn (24) reached" in s.log()
