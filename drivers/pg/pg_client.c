@@ -37,15 +37,16 @@ void pg_client_accept(pg_gateway *gw, uv_stream_t *listener, bool is_unix)
     int rc = is_unix ? uv_pipe_init(ctx->loop, &c->conn.h.pipe, 0)
                      : uv_tcp_init(ctx->loop, &c->conn.h.tcp);
     if (rc != 0) {
-        free(c);
+        gw_error(ctx, "accepting a client: %s", uv_strerror(rc));
+        free(c); /* a failed init leaves nothing registered with the loop */
         return;
     }
     c->conn.stream_open = true;
     gw->live++;
     gw_list_push_tail(&gw->clients, &c->node);
     pg_client_set_state(c, PG_CL_STARTUP);
-    if (uv_accept(listener, &c->conn.h.stream) != 0) {
-        pg_client_close(c, "accept failed");
+    if ((rc = uv_accept(listener, &c->conn.h.stream)) != 0) {
+        pg_client_close(c, uv_strerror(rc));
         return;
     }
     if (!is_unix)

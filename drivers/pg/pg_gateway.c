@@ -48,27 +48,29 @@ static void on_handle_closed(uv_handle_t *h)
     pg_gateway_maybe_free(gw);
 }
 
-static void sweep_graveyard(pg_gateway *gw)
+/* Counts a gateway handle whose init succeeded: from now on it must be closed (close_own). */
+static void own(pg_gateway *gw, void *handle, bool *open)
 {
-    gw_list *it;
-    while ((it = gw_list_first(&gw->graveyard)) != NULL) {
-        gw_list_remove(it);
-        pg_server_free_dead(gw_container_of(it, pg_server, conn.ready));
-    }
+    ((uv_handle_t *)handle)->data = gw;
+    *open = true;
+    gw->open_handles++;
+}
+
+static void close_own(void *handle, bool *open)
+{
+    if (*open)
+        uv_close(handle, on_handle_closed);
+    *open = false;
 }
 
 static void on_prepare(uv_prepare_t *h)
 {
-    pg_gateway *gw = h->data;
-    pg_gateway_run_ready(gw);
-    sweep_graveyard(gw);
+    pg_gateway_run_ready(h->data);
 }
 
 static void on_check(uv_check_t *h)
 {
-    pg_gateway *gw = h->data;
-    pg_gateway_run_ready(gw);
-    sweep_graveyard(gw);
+    pg_gateway_run_ready(h->data);
 }
 
 /* Returns true when it changed something that may have closed other objects. */
@@ -172,6 +174,22 @@ static void on_connection(uv_stream_t *listener, int status)
     pg_client_accept(gw, listener, listener == (uv_stream_t *)&gw->unix_sock);
 }
 
+/* Opens a TCP listener on handle; on failure the handle (if it was initialised) is closing and
+ * *open is false again. */
+static int listen_on(pg_gateway *gw, uv_tcp_t *handle, bool *open, const struct sockaddr *sa)
+{
+    int rc = uv_tcp_init(gw->ctx->loop, handle);
+    if (rc != 0)
+        return rc;
+    own(gw, handle, open);
+    rc = uv_tcp_bind(handle, sa, 0);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)handle, 4096, on_connection);
+    if (rc != 0)
+        close_own(handle, open);
+    return rc;
+}
+
 static int listen_tcp(pg_gateway *gw)
 {
     gw_ctx *ctx = gw->ctx;
@@ -189,22 +207,14 @@ static int listen_tcp(pg_gateway *gw)
         gw_error(ctx, "listen_addr %s: %s", addr, uv_strerror(rc));
         return rc;
     }
-    uv_tcp_init(ctx->loop, &gw->tcp);
-    gw->tcp.data = gw;
-    gw->tcp_open = true;
-    gw->open_handles++;
-    rc = uv_tcp_bind(&gw->tcp, (struct sockaddr *)&ss, 0);
-    if (rc == 0)
-        rc = uv_listen((uv_stream_t *)&gw->tcp, 4096, on_connection);
+    rc = listen_on(gw, &gw->tcp, &gw->tcp_open, (struct sockaddr *)&ss);
     if (rc != 0 && strcmp(addr, "*") == 0) {
-        /* No IPv6 on this host: fall back to every IPv4 address. */
-        uv_close((uv_handle_t *)&gw->tcp, on_handle_closed);
-        uv_ip4_addr("0.0.0.0", port, (struct sockaddr_in *)&ss);
-        uv_tcp_init(ctx->loop, &gw->tcp);
-        gw->open_handles++;
-        rc = uv_tcp_bind(&gw->tcp, (struct sockaddr *)&ss, 0);
+        /* No IPv6 on this host: fall back to every IPv4 address, on a handle of its own (the
+         * first one may still be closing). */
+        gw_info(ctx, "no IPv6 listener (%s), listening on IPv4 only", uv_strerror(rc));
+        rc = uv_ip4_addr("0.0.0.0", port, (struct sockaddr_in *)&ss);
         if (rc == 0)
-            rc = uv_listen((uv_stream_t *)&gw->tcp, 4096, on_connection);
+            rc = listen_on(gw, &gw->tcp4, &gw->tcp4_open, (struct sockaddr *)&ss);
     }
     if (rc != 0) {
         gw_error(ctx, "could not listen on %s:%d: %s", addr, port, uv_strerror(rc));
@@ -229,11 +239,13 @@ static int listen_unix(pg_gateway *gw)
     /* A socket left behind by a process that died; a live one would still refuse the bind. */
     if (lstat(gw->unix_path, &st) == 0 && S_ISSOCK(st.st_mode))
         unlink(gw->unix_path);
-    uv_pipe_init(ctx->loop, &gw->unix_sock, 0);
-    gw->unix_sock.data = gw;
-    gw->unix_open = true;
-    gw->open_handles++;
-    int rc = uv_pipe_bind(&gw->unix_sock, gw->unix_path);
+    int rc = uv_pipe_init(ctx->loop, &gw->unix_sock, 0);
+    if (rc != 0) {
+        gw_error(ctx, "could not listen on %s: %s", gw->unix_path, uv_strerror(rc));
+        return rc;
+    }
+    own(gw, &gw->unix_sock, &gw->unix_open);
+    rc = uv_pipe_bind(&gw->unix_sock, gw->unix_path);
     if (rc == 0)
         rc = uv_listen((uv_stream_t *)&gw->unix_sock, 4096, on_connection);
     if (rc != 0) {
@@ -278,23 +290,31 @@ int pg_gateway_start(gw_ctx *ctx)
     gw_list_init(&gw->clients);
     gw_list_init(&gw->pools);
     gw_list_init(&gw->ready);
-    gw_list_init(&gw->graveyard);
     gw_htable_init(&gw->keys);
     pg_stmt_registry_init(&gw->stmts);
     gw_bufpool_init(&gw->bufs, 1024);
     if (uv_random(NULL, NULL, &gw->rng, sizeof gw->rng, 0, NULL) != 0)
         gw->rng = (uint64_t)uv_hrtime();
 
-    uv_timer_init(ctx->loop, &gw->janitor);
-    uv_prepare_init(ctx->loop, &gw->prepare);
-    uv_check_init(ctx->loop, &gw->check);
-    gw->janitor.data = gw->prepare.data = gw->check.data = gw;
-    gw->open_handles += 3;
-    uv_timer_start(&gw->janitor, on_janitor, PG_JANITOR_MS, PG_JANITOR_MS);
-    uv_prepare_start(&gw->prepare, on_prepare);
-    uv_check_start(&gw->check, on_check);
-
-    int rc = listen_tcp(gw);
+    /* On any failure the caller stops the gateway, which closes what was opened. */
+    int rc = uv_timer_init(ctx->loop, &gw->janitor);
+    if (rc == 0) {
+        own(gw, &gw->janitor, &gw->janitor_open);
+        rc = uv_timer_start(&gw->janitor, on_janitor, PG_JANITOR_MS, PG_JANITOR_MS);
+    }
+    if (rc == 0 && (rc = uv_prepare_init(ctx->loop, &gw->prepare)) == 0) {
+        own(gw, &gw->prepare, &gw->prepare_open);
+        rc = uv_prepare_start(&gw->prepare, on_prepare);
+    }
+    if (rc == 0 && (rc = uv_check_init(ctx->loop, &gw->check)) == 0) {
+        own(gw, &gw->check, &gw->check_open);
+        rc = uv_check_start(&gw->check, on_check);
+    }
+    if (rc != 0) {
+        gw_error(ctx, "could not start the PostgreSQL front end: %s", uv_strerror(rc));
+        return rc;
+    }
+    rc = listen_tcp(gw);
     if (rc == 0)
         rc = listen_unix(gw);
     return rc;
@@ -306,15 +326,14 @@ void pg_gateway_stop(gw_ctx *ctx)
     if (!gw || gw->stopping)
         return;
     gw->stopping = true;
-    if (gw->tcp_open)
-        uv_close((uv_handle_t *)&gw->tcp, on_handle_closed);
-    if (gw->unix_open) {
-        uv_close((uv_handle_t *)&gw->unix_sock, on_handle_closed);
+    close_own(&gw->tcp, &gw->tcp_open);
+    close_own(&gw->tcp4, &gw->tcp4_open);
+    if (gw->unix_open)
         unlink(gw->unix_path);
-    }
-    uv_close((uv_handle_t *)&gw->janitor, on_handle_closed);
-    uv_close((uv_handle_t *)&gw->prepare, on_handle_closed);
-    uv_close((uv_handle_t *)&gw->check, on_handle_closed);
+    close_own(&gw->unix_sock, &gw->unix_open);
+    close_own(&gw->janitor, &gw->janitor_open);
+    close_own(&gw->prepare, &gw->prepare_open);
+    close_own(&gw->check, &gw->check_open);
     gw_list *it, *tmp;
     gw_list_foreach_safe(it, tmp, &gw->clients)
     {
@@ -328,6 +347,5 @@ void pg_gateway_stop(gw_ctx *ctx)
             pg_server_close(gw_container_of(it, pg_server, pool_node), "shutting down");
         }
     }
-    sweep_graveyard(gw);
     pg_gateway_maybe_free(gw);
 }

@@ -199,13 +199,14 @@ typedef struct pg_pool {
 
 typedef struct pg_gateway {
     gw_ctx *ctx;
-    uv_tcp_t tcp;
+    uv_tcp_t tcp;  /* listen_addr; for "*" the IPv6 wildcard */
+    uv_tcp_t tcp4; /* "*" on a host without IPv6: the IPv4 wildcard */
     uv_pipe_t unix_sock;
     uv_timer_t janitor;
     uv_prepare_t prepare;
     uv_check_t check;
     int open_handles; /* handles of the gateway itself not yet closed */
-    bool tcp_open, unix_open;
+    bool tcp_open, tcp4_open, unix_open, janitor_open, prepare_open, check_open;
     char *unix_path;
     gw_list clients;
     gw_list pools;
@@ -216,9 +217,8 @@ typedef struct pg_gateway {
     gw_htable keys; /* logged-in clients by pid, for CancelRequest */
     pg_stmt_registry stmts;
     gw_bufpool bufs;
-    gw_list graveyard; /* servers closed without an open handle, freed after the ready list */
-    uint64_t rng;      /* splitmix64 state for cancel keys */
-    uint32_t live;     /* clients and servers not yet freed */
+    uint64_t rng;  /* splitmix64 state for cancel keys */
+    uint32_t live; /* clients and servers not yet freed */
     uint32_t pending_cancels;
     uint32_t pinned_clients; /* clients now pinned to their server (pg_pin.c) */
     uint64_t pinned_total;   /* clients ever pinned */
@@ -261,8 +261,6 @@ pg_server *pg_server_connect(pg_pool *pool);
 void pg_server_close(pg_server *s, const char *reason);
 void pg_server_set_state(pg_server *s, pg_server_state st);
 void pg_server_process(pg_server *s);
-/* Frees a server that was closed before it had a handle (from the graveyard). */
-void pg_server_free_dead(pg_server *s);
 
 /* pg_pool.c */
 pg_pool *pg_pool_get(pg_gateway *gw, const cfg_database *db, const char *dbname, const char *user);

@@ -138,8 +138,11 @@ void pg_conn_start_reading(pg_conn *c)
 {
     if (c->reading || c->closing || !c->stream_open)
         return;
-    if (uv_read_start(&c->h.stream, pg_alloc_cb, on_read) == 0)
+    int rc = uv_read_start(&c->h.stream, pg_alloc_cb, on_read);
+    if (rc == 0)
         c->reading = true;
+    else
+        conn_close(c, uv_strerror(rc)); /* a connection never read again would hang its peer */
 }
 
 void pg_conn_stop_reading(pg_conn *c)

@@ -4,7 +4,6 @@
  * attempts); afterwards the loop reads and writes the socket itself through a duplicate
  * descriptor, and libpq only closes it (PQfinish) at the end.
  */
-#include <ctype.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +11,7 @@
 #include <unistd.h>
 
 #include "drivers/pg/pg_int.h"
+#include "drivers/pg/pg_pqerr.h"
 #include "drivers/pg/pg_wire.h"
 
 /* Parameters PostgreSQL reports (GUC_REPORT); libpq keeps them, but offers no way to list them. */
@@ -125,53 +125,22 @@ void pg_server_close(pg_server *s, const char *reason)
     pg_server_stmts_clear(&s->stmts, &gw->stmts);
     pg_relay_set_unnamed(&s->unnamed, NULL, gw);
     pg_params_free(&s->params);
-    if (server_handles(s) == 0) {
-        gw_list_push_tail(&gw->graveyard, &s->conn.ready); /* freed after this iteration */
-    } else {
-        close_poll(s, false);
-        if (s->conn.stream_open)
-            uv_close(&s->conn.h.handle, on_stream_closed);
-    }
+    /* A server exists only with an open handle (pg_server_connect), so a close callback always
+     * comes to free it. */
+    gw_assert(server_handles(s) > 0);
+    close_poll(s, false);
+    if (s->conn.stream_open)
+        uv_close(&s->conn.h.handle, on_stream_closed);
     pg_pool_maybe_connect(p);
 }
 
-void pg_server_free_dead(pg_server *s)
+/* Records a failed connection attempt on the pool: the server's SQLSTATE and words when it
+ * refused the login (a tool that checks for 3D000 and creates the database still works), else
+ * libpq's or Sluice's own text with no SQLSTATE (clients get 08006). */
+static void record_failure(pg_pool *p, const char *msg)
 {
-    server_free(s);
-}
-
-/* libpq's text of a refusal by the server, in verbose mode, holds "FATAL:  3D000: message":
- * takes the SQLSTATE and the message from it. False when the server did not refuse (a network
- * error, a timeout). */
-static bool server_refusal(const char *text, char *sqlstate, char *msg, size_t cap)
-{
-    const char *p = strstr(text, "FATAL:  ");
-    if (!p)
-        return false;
-    p += 8;
-    for (int i = 0; i < 5; i++)
-        if (!isdigit((unsigned char)p[i]) && !isupper((unsigned char)p[i]))
-            return false;
-    if (p[5] != ':' || p[6] != ' ')
-        return false;
-    memcpy(sqlstate, p, 5);
-    sqlstate[5] = 0;
-    p += 7;
-    size_t n = strcspn(p, "\n");
-    if (n >= cap)
-        n = cap - 1;
-    memcpy(msg, p, n);
-    msg[n] = 0;
-    return true;
-}
-
-static void connect_failed(pg_server *s, const char *msg)
-{
-    pg_pool *p = s->pool;
     char buf[256];
-    /* Refused by the server: its own SQLSTATE and words reach the client (a tool that checks
-     * for 3D000 and creates the database still works). */
-    if (!server_refusal(msg, p->last_sqlstate, buf, sizeof buf)) {
+    if (!pg_pqerr_parse(msg, p->last_sqlstate, buf, sizeof buf)) {
         p->last_sqlstate[0] = 0;
         snprintf(buf, sizeof buf, "%s", msg);
     }
@@ -179,10 +148,17 @@ static void connect_failed(pg_server *s, const char *msg)
     while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == ' '))
         buf[--n] = 0;
     snprintf(p->last_error, sizeof p->last_error, "%s", buf);
-    p->last_fail = gw_now(pg_ctx(&s->conn));
+    p->last_fail = gw_now(p->gw->ctx);
     if (p->last_fail == 0)
         p->last_fail = 1;
-    pg_server_close(s, buf);
+}
+
+static void connect_failed(pg_server *s, const char *msg)
+{
+    pg_pool *p = s->pool;
+    record_failure(p, msg);
+    /* msg may be libpq's PQerrorMessage, which the close may free: the copy is used. */
+    pg_server_close(s, p->last_error);
     pg_pool_connect_failed(p, p->last_error);
 }
 
@@ -193,18 +169,19 @@ static int watch(pg_server *s, PostgresPollingStatusType want)
     int fd = PQsocket(s->pq);
     if (fd < 0)
         return -EBADF;
-    if (s->poll && s->poll_fd != fd)
-        close_poll(s, true);
-    if (!s->poll) {
+    if (!s->poll || s->poll_fd != fd) {
+        /* libpq moved to another socket (next host or address). The new handle is opened
+         * before the old one closes, so the server never lacks a handle to free it. */
         uv_poll_t *p = malloc(sizeof *p);
         if (!p)
             return -ENOMEM;
         int rc = uv_poll_init(pg_ctx(&s->conn)->loop, p, fd);
         if (rc != 0) {
-            free(p);
+            free(p); /* a failed init leaves nothing registered with the loop */
             return rc;
         }
         p->data = s;
+        close_poll(s, true);
         s->poll = p;
         s->poll_fd = fd;
     }
@@ -231,7 +208,8 @@ static void connected(pg_server *s)
             return;
         }
     }
-    close_poll(s, true);
+    /* The poll handle stays open until the stream is: on any failure below, one of the two is
+     * open, and its close callback frees the server. */
     int fd = dup(PQsocket(s->pq));
     if (fd < 0) {
         connect_failed(s, strerror(errno));
@@ -239,24 +217,24 @@ static void connected(pg_server *s)
     }
     struct sockaddr_storage ss;
     socklen_t sl = sizeof ss;
-    int rc;
-    if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0 && ss.ss_family == AF_UNIX) {
-        rc = uv_pipe_init(ctx->loop, &s->conn.h.pipe, 0);
-        if (rc == 0 && (rc = uv_pipe_open(&s->conn.h.pipe, fd)) != 0)
-            uv_close(&s->conn.h.handle, NULL);
-    } else {
-        rc = uv_tcp_init(ctx->loop, &s->conn.h.tcp);
-        if (rc == 0 && (rc = uv_tcp_open(&s->conn.h.tcp, fd)) != 0)
-            uv_close(&s->conn.h.handle, NULL);
-        if (rc == 0)
-            uv_tcp_nodelay(&s->conn.h.tcp, 1);
-    }
+    bool is_unix = getsockname(fd, (struct sockaddr *)&ss, &sl) == 0 && ss.ss_family == AF_UNIX;
+    int rc = is_unix ? uv_pipe_init(ctx->loop, &s->conn.h.pipe, 0)
+                     : uv_tcp_init(ctx->loop, &s->conn.h.tcp);
     if (rc != 0) {
         close(fd);
         connect_failed(s, uv_strerror(rc));
         return;
     }
-    s->conn.stream_open = true;
+    s->conn.stream_open = true; /* initialised: closed through on_stream_closed from now on */
+    rc = is_unix ? uv_pipe_open(&s->conn.h.pipe, fd) : uv_tcp_open(&s->conn.h.tcp, fd);
+    if (rc != 0) {
+        close(fd);
+        connect_failed(s, uv_strerror(rc));
+        return;
+    }
+    if (!is_unix)
+        uv_tcp_nodelay(&s->conn.h.tcp, 1);
+    close_poll(s, true);
     s->tx = 'I';
     p->n_connecting--;
     p->last_fail = 0;
@@ -303,16 +281,48 @@ static void on_poll(uv_poll_t *h, int status, int events)
     }
 }
 
+/* An attempt that failed before the server had a handle: no server object is left behind. */
+static void start_failed(pg_pool *pool, PGconn *pq, pg_server *s, const char *msg)
+{
+    record_failure(pool, msg);
+    free(s);
+    if (pq)
+        PQfinish(pq); /* after record_failure: msg may be its PQerrorMessage */
+    gw_warn(pool->gw->ctx, "could not start a connection to %s/%s: %s", pool->dbname, pool->user,
+            pool->last_error);
+    pg_pool_connect_failed(pool, pool->last_error);
+}
+
 pg_server *pg_server_connect(pg_pool *pool)
 {
     pg_gateway *gw = pool->gw;
-    pg_server *s = calloc(1, sizeof *s);
-    if (!s)
+    PGconn *pq =
+        PQconnectStartParams((const char *const *)pool->kw, (const char *const *)pool->val, 0);
+    if (!pq || PQstatus(pq) == CONNECTION_BAD) {
+        start_failed(pool, pq, NULL, pq ? PQerrorMessage(pq) : "out of memory");
         return NULL;
+    }
+    /* Verbose error texts carry the SQLSTATE of a refused login (pg_pqerr.h). */
+    PQsetErrorVerbosity(pq, PQERRORS_VERBOSE);
+    pg_server *s = calloc(1, sizeof *s);
+    if (!s) {
+        start_failed(pool, pq, NULL, "out of memory");
+        return NULL;
+    }
+    s->pq = pq;
+    s->pool = pool;
     pg_conn_init(&s->conn, gw, PG_CONN_SERVER);
+    int rc = watch(s, PGRES_POLLING_WRITING);
+    if (rc != 0) {
+        /* A poll handle that opened but would not start closes on its own: not linked to the
+         * server, it frees only itself. */
+        close_poll(s, true);
+        start_failed(pool, pq, s, uv_strerror(rc));
+        return NULL;
+    }
+    /* From here on the poll handle's close callback frees the server. */
     gw_list_init(&s->idle_node);
     pg_server_stmts_init(&s->stmts);
-    s->pool = pool;
     s->id = ++gw->next_server_id;
     s->state = PG_SV_CONNECTING;
     s->since = gw_now(gw->ctx);
@@ -320,22 +330,6 @@ pg_server *pg_server_connect(pg_pool *pool)
     gw_list_push_tail(&pool->servers, &s->pool_node);
     pool->n_servers++;
     pool->n_connecting++;
-    s->pq = PQconnectStartParams((const char *const *)pool->kw, (const char *const *)pool->val, 0);
-    if (!s->pq) {
-        connect_failed(s, "out of memory");
-        return NULL;
-    }
-    if (PQstatus(s->pq) == CONNECTION_BAD) {
-        connect_failed(s, PQerrorMessage(s->pq));
-        return NULL;
-    }
-    /* Verbose error texts carry the SQLSTATE of a refused login (see server_refusal). */
-    PQsetErrorVerbosity(s->pq, PQERRORS_VERBOSE);
-    int rc = watch(s, PGRES_POLLING_WRITING);
-    if (rc != 0) {
-        connect_failed(s, uv_strerror(rc));
-        return NULL;
-    }
     return s;
 }
 
