@@ -255,7 +255,9 @@ static void handle_startup(pg_client *c, const uint8_t *body, size_t len)
         return;
     }
     if (su.code == PG_CODE_SSL || su.code == PG_CODE_GSSENC) {
-        gw_buf_append(&c->conn.out, &gw->bufs, "N", 1); /* no encryption: plain text follows */
+        /* No encryption: plain text follows. */
+        if (gw_buf_append(&c->conn.out, &gw->bufs, "N", 1) != 0)
+            pg_client_close(c, "out of memory");
         pg_conn_mark(&c->conn);
         return;
     }
@@ -264,8 +266,11 @@ static void handle_startup(pg_client *c, const uint8_t *body, size_t len)
         pg_client_close(c, "cancel request handled");
         return;
     }
-    if ((su.code & 0xffff) > 0 || su.n_pq_opts > 0)
-        pg_build_negotiate(&c->conn.out, &gw->bufs, 0, su.pq_opts, su.n_pq_opts);
+    if (((su.code & 0xffff) > 0 || su.n_pq_opts > 0) &&
+        pg_build_negotiate(&c->conn.out, &gw->bufs, 0, su.pq_opts, su.n_pq_opts) != 0) {
+        pg_client_fatal(c, "53200", "out of memory");
+        return;
+    }
     if (c->rejected) {
         pg_client_fatal(c, "53300", "no more connections allowed (max_client_conn is %d)",
                         ctx->cfg->max_client_conn);
@@ -415,7 +420,10 @@ void pg_client_process(pg_client *c)
             }
             if (t == 'Q' || t == 'F' || t == 'S') {
                 c->discard = false;
-                pg_build_ready(&c->conn.out, &gw->bufs, 'I');
+                if (pg_build_ready(&c->conn.out, &gw->bufs, 'I') != 0) {
+                    pg_client_fatal(c, "53200", "out of memory");
+                    return;
+                }
                 pg_conn_mark(&c->conn);
             }
             pos += drop_message(c, total, avail);
@@ -451,8 +459,10 @@ void pg_client_process(pg_client *c)
         if (c->state == PG_CL_IDLE) {
             /* Sync and Flush with no transaction open need no server. */
             if ((t == 'S' || t == 'H') && mlen == 4) {
-                if (t == 'S')
-                    pg_build_ready(&c->conn.out, &gw->bufs, 'I');
+                if (t == 'S' && pg_build_ready(&c->conn.out, &gw->bufs, 'I') != 0) {
+                    pg_client_fatal(c, "53200", "out of memory");
+                    return;
+                }
                 pg_conn_mark(&c->conn);
                 pos += total;
                 continue;

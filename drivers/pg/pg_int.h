@@ -30,6 +30,10 @@
 /* Server messages Sluice must hold whole (errors, row descriptions) larger than this end the
  * server connection: five header bytes must not make Sluice allocate gigabytes. */
 #define PG_SERVER_WHOLE_MAX (64u * 1024u * 1024u)
+/* Server messages streamed through (rows, COPY data) larger than this end the server
+ * connection: PostgreSQL builds no message over 1 GiB (MaxAllocSize), so a larger length means a
+ * broken stream. */
+#define PG_SERVER_STREAM_MAX ((size_t)1024u * 1024u * 1024u + 5u)
 
 struct pg_pool;
 struct pg_client;
@@ -298,7 +302,9 @@ bool pg_relay_needs_whole(const pg_client *c, uint8_t t);
 /* Server message handling; see pg_relay.c for the contract. */
 int pg_relay_server_header(pg_server *s, uint8_t t, bool *drop, bool *whole);
 int pg_relay_server_msg(pg_server *s, uint8_t t, const uint8_t *body, size_t len);
-void pg_relay_drain_fakes(pg_server *s);
+/* Answers the fake requests at the head of the queue. 0, or -1 when the client (and with it
+ * this server) was closed for want of memory. */
+int pg_relay_drain_fakes(pg_server *s);
 int pg_relay_sync_params(pg_server *s, pg_client *c);
 uint64_t pg_params_fingerprint(const pg_params *ps);
 bool pg_relay_tracks_stmts(const pg_client *c);

@@ -237,11 +237,10 @@ static void deliver(pg_listener *l, const PGnotify *n)
         rc = rc ? rc : pg_msg_put(out, &gw->bufs, pid, 4);
         rc = rc ? rc : pg_msg_put_str(out, &gw->bufs, n->relname);
         rc = rc ? rc : pg_msg_put_str(out, &gw->bufs, n->extra ? n->extra : "");
-        if (rc != 0) {
+        if (pg_msg_finish(out, m, rc) != 0) {
             pg_client_close(c, "out of memory");
             continue;
         }
-        pg_msg_end(out, m);
         pg_conn_mark(&c->conn);
     }
 }
@@ -458,12 +457,10 @@ static void on_stmt(char kind, const char *channel, size_t n, void *arg)
     channel_name(name, channel, n);
     size_t m;
     gw_bufpool *bufs = &w->c->conn.gw->bufs;
-    if (pg_msg_begin(&w->c->listen_reply, bufs, 'C', &m) != 0 ||
-        pg_msg_put_str(&w->c->listen_reply, bufs, kind == 'L' ? "LISTEN" : "UNLISTEN") != 0) {
+    int rc = pg_msg_begin(&w->c->listen_reply, bufs, 'C', &m);
+    rc = rc ? rc : pg_msg_put_str(&w->c->listen_reply, bufs, kind == 'L' ? "LISTEN" : "UNLISTEN");
+    if (pg_msg_finish(&w->c->listen_reply, m, rc) != 0)
         w->failed = true;
-        return;
-    }
-    pg_msg_end(&w->c->listen_reply, m);
     if (kind == 'L') {
         if (!w->failed && do_listen(w->l, w->c, name) != 0)
             w->failed = true;

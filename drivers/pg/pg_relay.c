@@ -108,35 +108,43 @@ void pg_reqq_free(pg_reqq *q, pg_gateway *gw)
     memset(q, 0, sizeof *q);
 }
 
-static void build_tag(gw_buf *out, gw_bufpool *bufs, const char *tag)
+static int build_tag(gw_buf *out, gw_bufpool *bufs, const char *tag)
 {
     size_t m;
-    if (pg_msg_begin(out, bufs, 'C', &m) == 0 && pg_msg_put_str(out, bufs, tag) == 0)
-        pg_msg_end(out, m);
+    int rc = pg_msg_begin(out, bufs, 'C', &m);
+    rc = rc ? rc : pg_msg_put_str(out, bufs, tag);
+    return pg_msg_finish(out, m, rc);
 }
 
-void pg_relay_drain_fakes(pg_server *s)
+int pg_relay_drain_fakes(pg_server *s)
 {
     pg_gateway *gw = s->conn.gw;
     pg_req *r;
     while ((r = q_head(s)) != NULL && r->action == PG_REQ_FAKE) {
         if (s->client) {
             gw_buf *out = &s->client->conn.out;
+            int rc;
             if (r->type != 'Q') {
-                pg_build_empty(out, &gw->bufs, r->type == 'P' ? '1' : '3');
+                rc = pg_build_empty(out, &gw->bufs, r->type == 'P' ? '1' : '3');
             } else if (s->tx == 'E') {
-                pg_build_error(out, &gw->bufs, "ERROR", "25P02",
-                               "current transaction is aborted, commands ignored until end of "
-                               "transaction block");
-                pg_build_ready(out, &gw->bufs, 'E');
+                rc = pg_build_error(out, &gw->bufs, "ERROR", "25P02",
+                                    "current transaction is aborted, commands ignored until end "
+                                    "of transaction block");
+                rc = rc ? rc : pg_build_ready(out, &gw->bufs, 'E');
             } else {
-                build_tag(out, &gw->bufs, "DEALLOCATE");
-                pg_build_ready(out, &gw->bufs, s->tx);
+                rc = build_tag(out, &gw->bufs, "DEALLOCATE");
+                rc = rc ? rc : pg_build_ready(out, &gw->bufs, s->tx);
+            }
+            if (rc != 0) {
+                /* Its request is still queued: the client's close closes this server too. */
+                pg_client_fatal(s->client, "53200", "out of memory");
+                return -1;
             }
             pg_conn_mark(&s->client->conn);
         }
         q_pop(s);
     }
+    return 0;
 }
 
 /* An extended-protocol error: the server skips to Sync; so do we. */
@@ -197,8 +205,7 @@ static int ensure_prepared(pg_server *s, pg_stmt *st, pg_req_action action, bool
         rc = pg_msg_begin(out, &gw->bufs, 'C', &m);
         rc = rc ? rc : pg_msg_put(out, &gw->bufs, "S", 1);
         rc = rc ? rc : pg_msg_put_str(out, &gw->bufs, victim->name);
-        if (rc == 0)
-            pg_msg_end(out, m);
+        pg_msg_finish(out, m, rc);
         /* The queue entry takes over the reference the server set held. */
         rc = rc ? rc : pg_reqq_push(s, 'C', PG_REQ_SKIP, victim, false);
         pg_stmt_unref(&gw->stmts, victim);
@@ -208,8 +215,7 @@ static int ensure_prepared(pg_server *s, pg_stmt *st, pg_req_action action, bool
     rc = pg_msg_begin(out, &gw->bufs, 'P', &m);
     rc = rc ? rc : pg_msg_put_str(out, &gw->bufs, st->name);
     rc = rc ? rc : pg_msg_put(out, &gw->bufs, st->body, st->body_len);
-    if (rc == 0)
-        pg_msg_end(out, m);
+    pg_msg_finish(out, m, rc);
     pg_conn_mark(&s->conn);
     rc = rc ? rc : pg_reqq_push(s, 'P', action, st, named);
     if (rc == 0)
@@ -235,8 +241,7 @@ static int send_unnamed_parse(pg_server *s, pg_stmt *st, pg_req_action action)
     int rc = pg_msg_begin(out, &gw->bufs, 'P', &m);
     rc = rc ? rc : pg_msg_put(out, &gw->bufs, "", 1);
     rc = rc ? rc : pg_msg_put(out, &gw->bufs, st->body, st->body_len);
-    if (rc == 0)
-        pg_msg_end(out, m);
+    pg_msg_finish(out, m, rc);
     pg_conn_mark(&s->conn);
     rc = rc ? rc : pg_reqq_push(s, 'P', action, st, false);
     if (rc)
@@ -265,8 +270,7 @@ static int ensure_unnamed(pg_client *c, pg_server *s)
     size_t m;
     int rc = pg_msg_begin(out, &gw->bufs, 'C', &m);
     rc = rc ? rc : pg_msg_put(out, &gw->bufs, "S", 2);
-    if (rc == 0)
-        pg_msg_end(out, m);
+    pg_msg_finish(out, m, rc);
     pg_conn_mark(&s->conn);
     rc = rc ? rc : pg_reqq_push(s, 'C', PG_REQ_SKIP, NULL, false);
     server_unnamed_none(s);
@@ -355,8 +359,7 @@ static int relay_bind(pg_client *c, const uint8_t *msg, size_t total)
     rc = rc ? rc : pg_msg_put(out, &gw->bufs, portal, plen + 1);
     rc = rc ? rc : pg_msg_put_str(out, &gw->bufs, st->name);
     rc = rc ? rc : pg_msg_put(out, &gw->bufs, msg + 5 + r.pos, total - 5 - r.pos);
-    if (rc == 0)
-        pg_msg_end(out, m);
+    pg_msg_finish(out, m, rc);
     pg_conn_mark(&s->conn);
     return rc ? rc : pg_reqq_push(s, 'B', PG_REQ_FORWARD, NULL, false);
 }
@@ -388,8 +391,7 @@ static int relay_describe_close(pg_client *c, uint8_t t, const uint8_t *msg, siz
             rc = rc ? rc : pg_msg_begin(out, &gw->bufs, 'D', &m);
             rc = rc ? rc : pg_msg_put(out, &gw->bufs, "S", 1);
             rc = rc ? rc : pg_msg_put_str(out, &gw->bufs, st->name);
-            if (rc == 0)
-                pg_msg_end(out, m);
+            pg_msg_finish(out, m, rc);
             pg_conn_mark(&s->conn);
             return rc ? rc : pg_reqq_push(s, 'D', PG_REQ_FORWARD, NULL, false);
         }
@@ -439,8 +441,7 @@ int pg_relay_deallocate(pg_client *c, const uint8_t *msg, size_t total)
     if (s)
         return pg_reqq_push(s, 'Q', PG_REQ_FAKE, NULL, false) == 0 ? 1 : -1;
     gw_buf *out = &c->conn.out;
-    build_tag(out, &gw->bufs, "DEALLOCATE");
-    if (pg_build_ready(out, &gw->bufs, 'I') != 0)
+    if (build_tag(out, &gw->bufs, "DEALLOCATE") != 0 || pg_build_ready(out, &gw->bufs, 'I') != 0)
         return -1;
     pg_conn_mark(&c->conn);
     return 1;
@@ -551,8 +552,7 @@ int pg_relay_client_msg(pg_client *c, uint8_t t, const uint8_t *msg, size_t tota
                 pg_client_fatal(c, "53200", "out of memory");
                 return -1;
             }
-            pg_relay_drain_fakes(s);
-            return 0;
+            return pg_relay_drain_fakes(s);
         }
         pg_relay_set_unnamed(&c->unnamed, NULL, c->conn.gw);
     }
@@ -577,8 +577,7 @@ int pg_relay_client_msg(pg_client *c, uint8_t t, const uint8_t *msg, size_t tota
         pg_client_fatal(c, "53200", "out of memory");
         return -1;
     }
-    pg_relay_drain_fakes(s);
-    return 0;
+    return pg_relay_drain_fakes(s);
 }
 
 /* ---- session parameters ---- */
@@ -822,7 +821,8 @@ int pg_relay_server_msg(pg_server *s, uint8_t t, const uint8_t *msg, size_t tota
         }
         pg_conn_mark(&s->client->conn);
     }
-    pg_relay_drain_fakes(s);
+    if (pg_relay_drain_fakes(s) != 0)
+        return -1;
     if (t != 'Z')
         return 0;
     if (s->client && s->client->stalled) {

@@ -366,11 +366,11 @@ void pg_server_process(pg_server *s)
             pg_server_close(s, "unexpected message from server");
             return;
         }
+        if (total > (whole ? PG_SERVER_WHOLE_MAX : PG_SERVER_STREAM_MAX)) {
+            pg_server_close(s, "message from server too large");
+            return;
+        }
         if (whole) {
-            if (total > PG_SERVER_WHOLE_MAX) {
-                pg_server_close(s, "message from server too large");
-                return;
-            }
             if (avail < total) {
                 need = total - avail;
                 break;
