@@ -11,12 +11,50 @@
 #include "drivers/pg/pg_int.h"
 #include "drivers/pg/pg_wire.h"
 
-static const char *const client_state_names[] = {"startup", "login_wait", "idle",
-                                                 "waiting", "active",     "closing"};
+static const char *const client_state_names[] = {"new",     "startup", "login_wait", "idle",
+                                                 "waiting", "active",  "closing"};
+
+#define CL(st) (1u << PG_CL_##st)
+/* The states each state may be entered from. */
+static const unsigned client_from[] = {
+    [PG_CL_NEW] = 0,
+    [PG_CL_STARTUP] = CL(NEW),
+    [PG_CL_LOGIN_WAIT] = CL(STARTUP),
+    [PG_CL_IDLE] = CL(STARTUP) | CL(LOGIN_WAIT) | CL(WAITING) | CL(ACTIVE),
+    [PG_CL_WAITING] = CL(IDLE),
+    [PG_CL_ACTIVE] = CL(IDLE) | CL(WAITING),
+    [PG_CL_CLOSING] = CL(STARTUP) | CL(LOGIN_WAIT) | CL(IDLE) | CL(WAITING) | CL(ACTIVE),
+};
+#undef CL
+
+/* The pool list a client in state st sits on, or NULL. */
+static gw_list *client_list(pg_client *c, pg_client_state st)
+{
+    if (st == PG_CL_LOGIN_WAIT)
+        return &c->pool->login_waiters;
+    if (st == PG_CL_WAITING)
+        return &c->pool->waiters;
+    return NULL;
+}
 
 void pg_client_set_state(pg_client *c, pg_client_state st)
 {
-    gw_assert(c->state != PG_CL_CLOSING || st == PG_CL_CLOSING);
+    pg_client_state old = c->state;
+    if (!(client_from[st] & (1u << old))) {
+        gw_error(pg_ctx(&c->conn), "client %u: impossible state change %s -> %s", c->pid,
+                 client_state_names[old], client_state_names[st]);
+        gw__assert_fail("legal client state change", __FILE__, __LINE__);
+    }
+    gw_assert(st != PG_CL_CLOSING || c->conn.end != PG_END_NONE);
+    if (client_list(c, old))
+        gw_list_remove(&c->wait_node);
+    gw_list *l = client_list(c, st);
+    if (l)
+        gw_list_push_tail(l, &c->wait_node); /* FIFO: the longest waiter is served first */
+    if (old == PG_CL_NEW)
+        gw_list_push_tail(&c->conn.gw->clients, &c->node);
+    if (st == PG_CL_CLOSING)
+        gw_list_remove(&c->node);
     c->state = st;
     c->since = gw_now(pg_ctx(&c->conn));
 }
@@ -43,10 +81,9 @@ void pg_client_accept(pg_gateway *gw, uv_stream_t *listener, bool is_unix)
     }
     c->conn.stream_open = true;
     gw->live++;
-    gw_list_push_tail(&gw->clients, &c->node);
     pg_client_set_state(c, PG_CL_STARTUP);
     if ((rc = uv_accept(listener, &c->conn.h.stream)) != 0) {
-        pg_client_close(c, uv_strerror(rc));
+        pg_client_close(c, PG_END_IO_ERROR, uv_strerror(rc));
         return;
     }
     if (!is_unix)
@@ -88,15 +125,14 @@ static void on_client_shutdown(uv_shutdown_t *req, int status)
 
 /* Detaches c from pools, servers and indexes, then closes it; with flush, pending output (a last
  * error) is written first. */
-static void client_close(pg_client *c, const char *reason, bool flush)
+static void client_close(pg_client *c, pg_end why, const char *detail, bool flush)
 {
-    if (c->conn.closing)
-        return;
+    if (c->conn.end != PG_END_NONE)
+        return; /* closed already, or its close is under way further up the stack */
     pg_gateway *gw = c->conn.gw;
-    gw_debug(gw->ctx, "client %u closing in state %s: %s", c->pid, client_state_names[c->state],
-             reason);
-    if (c->state == PG_CL_WAITING || c->state == PG_CL_LOGIN_WAIT)
-        gw_list_remove(&c->wait_node);
+    c->conn.end = why;
+    gw_debug(gw->ctx, "client %u closing in state %s (%s): %s", c->pid,
+             client_state_names[c->state], pg_end_name(why), detail);
     pg_listen_client_gone(c);
     if (c->server)
         pg_pool_release(c->server, true);
@@ -109,30 +145,26 @@ static void client_close(pg_client *c, const char *reason, bool flush)
         gw->n_clients--;
         c->counted = false;
     }
-    gw_list_remove(&c->node);
     gw_list_remove(&c->conn.ready);
     pg_conn_stop_reading(&c->conn);
     pg_client_set_state(c, PG_CL_CLOSING);
     if (flush && c->conn.out.len > 0 && pg_conn_flush(&c->conn) == 0) {
         uv_shutdown_t *req = malloc(sizeof *req);
-        if (req && uv_shutdown(req, &c->conn.h.stream, on_client_shutdown) == 0) {
-            c->conn.closing = true;
+        if (req && uv_shutdown(req, &c->conn.h.stream, on_client_shutdown) == 0)
             return;
-        }
         free(req);
     }
-    c->conn.closing = true;
     uv_close(&c->conn.h.handle, on_client_closed);
 }
 
-void pg_client_close(pg_client *c, const char *reason)
+void pg_client_close(pg_client *c, pg_end why, const char *detail)
 {
-    client_close(c, reason, false);
+    client_close(c, why, detail, false);
 }
 
-void pg_client_fatal(pg_client *c, const char *sqlstate, const char *fmt, ...)
+void pg_client_fatal(pg_client *c, pg_end why, const char *sqlstate, const char *fmt, ...)
 {
-    if (c->conn.closing)
+    if (c->conn.end != PG_END_NONE)
         return;
     char msg[512];
     va_list ap;
@@ -141,8 +173,8 @@ void pg_client_fatal(pg_client *c, const char *sqlstate, const char *fmt, ...)
     va_end(ap);
     if (sqlstate)
         pg_build_error(&c->conn.out, &c->conn.gw->bufs, "FATAL", sqlstate, msg);
-    gw_info(pg_ctx(&c->conn), "client %u: %s", c->pid, msg);
-    client_close(c, msg, true);
+    gw_info(pg_ctx(&c->conn), "client %u: %s (%s)", c->pid, msg, pg_end_name(why));
+    client_close(c, why, msg, true);
 }
 
 void pg_client_finish_login(pg_client *c)
@@ -166,11 +198,11 @@ void pg_client_finish_login(pg_client *c)
     if (rc == 0 && gw_htable_insert(&gw->keys, &c->key_node, c->pid) == 0)
         c->keyed = true;
     if (rc != 0) {
-        pg_client_close(c, "out of memory during login");
+        pg_client_close(c, PG_END_NO_MEMORY, "out of memory during login");
         return;
     }
     if (pg_params_copy(&c->startup, &c->params) != 0) {
-        pg_client_close(c, "out of memory during login");
+        pg_client_close(c, PG_END_NO_MEMORY, "out of memory during login");
         return;
     }
     c->params_fp = pg_params_fingerprint(&c->params);
@@ -182,11 +214,10 @@ void pg_client_finish_login(pg_client *c)
 void pg_client_cancel_wait(pg_client *c)
 {
     pg_gateway *gw = c->conn.gw;
-    gw_list_remove(&c->wait_node);
     pg_client_set_state(c, PG_CL_IDLE);
     if (pg_build_error(&c->conn.out, &gw->bufs, "ERROR", "57014",
                        "canceling statement due to user request") != 0) {
-        pg_client_close(c, "out of memory");
+        pg_client_close(c, PG_END_NO_MEMORY, "out of memory");
         return;
     }
     /* Like the server after an error: what follows, up to the Sync that ends the request
@@ -251,43 +282,46 @@ static void handle_startup(pg_client *c, const uint8_t *body, size_t len)
     pg_startup su;
     const char *why;
     if (pg_parse_startup(body, len, &su, &why) != 0) {
-        pg_client_fatal(c, "08P01", "%s", why);
+        pg_client_fatal(c, PG_END_PROTOCOL, "08P01", "%s", why);
         return;
     }
     if (su.code == PG_CODE_SSL || su.code == PG_CODE_GSSENC) {
         /* No encryption: plain text follows. */
         if (gw_buf_append(&c->conn.out, &gw->bufs, "N", 1) != 0)
-            pg_client_close(c, "out of memory");
+            pg_client_close(c, PG_END_NO_MEMORY, "out of memory");
         pg_conn_mark(&c->conn);
         return;
     }
     if (su.code == PG_CODE_CANCEL) {
         pg_cancel_request(gw, su.cancel_pid, su.cancel_key);
-        pg_client_close(c, "cancel request handled");
+        pg_client_close(c, PG_END_CANCEL_REQUEST, "cancel request handled");
         return;
     }
     if (((su.code & 0xffff) > 0 || su.n_pq_opts > 0) &&
         pg_build_negotiate(&c->conn.out, &gw->bufs, 0, su.pq_opts, su.n_pq_opts) != 0) {
-        pg_client_fatal(c, "53200", "out of memory");
+        pg_client_fatal(c, PG_END_NO_MEMORY, "53200", "out of memory");
         return;
     }
     if (c->rejected) {
-        pg_client_fatal(c, "53300", "no more connections allowed (max_client_conn is %d)",
+        pg_client_fatal(c, PG_END_LIMIT, "53300",
+                        "no more connections allowed (max_client_conn is %d)",
                         ctx->cfg->max_client_conn);
         return;
     }
     if (su.replication) {
-        pg_client_fatal(c, "0A000", "replication connections are not supported by Sluice");
+        pg_client_fatal(c, PG_END_LOGIN_REFUSED, "0A000",
+                        "replication connections are not supported by Sluice");
         return;
     }
     if (!su.user || !*su.user) {
-        pg_client_fatal(c, "28000", "no PostgreSQL user name specified in startup packet");
+        pg_client_fatal(c, PG_END_LOGIN_REFUSED, "28000",
+                        "no PostgreSQL user name specified in startup packet");
         return;
     }
     const char *dbname = su.database && *su.database ? su.database : su.user;
     const cfg_database *db = cfg_find_database(ctx->cfg, dbname);
     if (!db) {
-        pg_client_fatal(c, "3D000", "database \"%s\" does not exist", dbname);
+        pg_client_fatal(c, PG_END_LOGIN_REFUSED, "3D000", "database \"%s\" does not exist", dbname);
         return;
     }
     pg_reader r = pg_reader_make(su.params, su.params_len);
@@ -300,22 +334,23 @@ static void handle_startup(pg_client *c, const uint8_t *body, size_t len)
             strcmp(k, "replication") == 0 || strncmp(k, "_pq_.", 5) == 0)
             continue;
         if (!pg_param_name_ok(k)) {
-            pg_client_fatal(c, "42704", "unrecognized configuration parameter \"%s\"", k);
+            pg_client_fatal(c, PG_END_LOGIN_REFUSED, "42704",
+                            "unrecognized configuration parameter \"%s\"", k);
             return;
         }
         if (pg_params_set(&c->params, k, v) != 0) {
-            pg_client_fatal(c, "53200", "out of memory");
+            pg_client_fatal(c, PG_END_NO_MEMORY, "53200", "out of memory");
             return;
         }
     }
     if (su.options && parse_options(c, su.options) != 0) {
-        pg_client_fatal(c, "42601", "invalid command-line option in startup packet: \"%s\"",
-                        su.options);
+        pg_client_fatal(c, PG_END_LOGIN_REFUSED, "42601",
+                        "invalid command-line option in startup packet: \"%s\"", su.options);
         return;
     }
     pg_pool *p = pg_pool_get(gw, db, dbname, su.user);
     if (!p) {
-        pg_client_fatal(c, "53200", "out of memory");
+        pg_client_fatal(c, PG_END_NO_MEMORY, "53200", "out of memory");
         return;
     }
     c->pool = p;
@@ -325,7 +360,6 @@ static void handle_startup(pg_client *c, const uint8_t *body, size_t len)
     }
     /* The first client of a pool waits for a server so it can be told the real parameters. */
     pg_client_set_state(c, PG_CL_LOGIN_WAIT);
-    gw_list_push_tail(&p->login_waiters, &c->wait_node);
     pg_pool_maybe_connect(p);
 }
 
@@ -355,7 +389,7 @@ void pg_client_process(pg_client *c)
     size_t pos = 0, need = 0;
     c->conn.in_blocked = false;
     c->conn.want_in = 0;
-    while (!c->conn.closing) {
+    while (!pg_conn_closing(&c->conn)) {
         const uint8_t *p = c->conn.in.data ? c->conn.in.data + pos : NULL;
         size_t avail = c->conn.in.len - pos;
         if (c->state == PG_CL_STARTUP) {
@@ -363,7 +397,7 @@ void pg_client_process(pg_client *c)
                 break;
             uint32_t len = pg_get_u32(p);
             if (len < 8 || len > PG_STARTUP_MAX_LEN) {
-                pg_client_fatal(c, "08P01", "invalid length of startup packet");
+                pg_client_fatal(c, PG_END_PROTOCOL, "08P01", "invalid length of startup packet");
                 return;
             }
             if (avail < len) {
@@ -379,7 +413,7 @@ void pg_client_process(pg_client *c)
         if (c->conn.pass_left) {
             long n = pg_conn_pass(&c->conn, c->server ? &c->server->conn : NULL, p, avail);
             if (n < 0) {
-                pg_client_fatal(c, "53200", "out of memory");
+                pg_client_fatal(c, PG_END_NO_MEMORY, "53200", "out of memory");
                 return;
             }
             if (n == 0)
@@ -399,29 +433,30 @@ void pg_client_process(pg_client *c)
         uint8_t t = p[0];
         uint32_t mlen = pg_get_u32(p + 1);
         if (!pg_frontend_type_valid(t)) {
-            pg_client_fatal(c, "08P01", "invalid frontend message type %d", t);
+            pg_client_fatal(c, PG_END_PROTOCOL, "08P01", "invalid frontend message type %d", t);
             return;
         }
         if (mlen < 4) {
-            pg_client_fatal(c, "08P01", "invalid message length %u", mlen);
+            pg_client_fatal(c, PG_END_PROTOCOL, "08P01", "invalid message length %u", mlen);
             return;
         }
         if (mlen - 4 > ctx->cfg->max_packet_size) {
-            pg_client_fatal(c, "08P01", "message of %u bytes exceeds max_packet_size (%u)",
-                            mlen - 4, ctx->cfg->max_packet_size);
+            pg_client_fatal(c, PG_END_PROTOCOL, "08P01",
+                            "message of %u bytes exceeds max_packet_size (%u)", mlen - 4,
+                            ctx->cfg->max_packet_size);
             return;
         }
         size_t total = (size_t)mlen + 1;
         if (c->discard && c->state == PG_CL_IDLE) {
             /* Dropped after a cancel: a Query, FunctionCall or Sync ends the request. */
             if (t == 'X') {
-                pg_client_close(c, "client terminated the session");
+                pg_client_close(c, PG_END_CLIENT_LEFT, "client terminated the session");
                 return;
             }
             if (t == 'Q' || t == 'F' || t == 'S') {
                 c->discard = false;
                 if (pg_build_ready(&c->conn.out, &gw->bufs, 'I') != 0) {
-                    pg_client_fatal(c, "53200", "out of memory");
+                    pg_client_fatal(c, PG_END_NO_MEMORY, "53200", "out of memory");
                     return;
                 }
                 pg_conn_mark(&c->conn);
@@ -441,7 +476,7 @@ void pg_client_process(pg_client *c)
          * taken only once a whole message, or the start of a streamed one, is here. */
         bool must_read = pg_relay_needs_whole(c, t);
         if (must_read && total > PG_STREAM_OVER && total > ctx->cfg->max_buffered_message) {
-            pg_client_fatal(c, "54000",
+            pg_client_fatal(c, PG_END_TOO_BIG, "54000",
                             "message of %zu bytes exceeds max_buffered_message (%u bytes)",
                             total - 5, ctx->cfg->max_buffered_message);
             return;
@@ -453,14 +488,14 @@ void pg_client_process(pg_client *c)
             break;
         }
         if (t == 'X') {
-            pg_client_close(c, "client terminated the session");
+            pg_client_close(c, PG_END_CLIENT_LEFT, "client terminated the session");
             return;
         }
         if (c->state == PG_CL_IDLE) {
             /* Sync and Flush with no transaction open need no server. */
             if ((t == 'S' || t == 'H') && mlen == 4) {
                 if (t == 'S' && pg_build_ready(&c->conn.out, &gw->bufs, 'I') != 0) {
-                    pg_client_fatal(c, "53200", "out of memory");
+                    pg_client_fatal(c, PG_END_NO_MEMORY, "53200", "out of memory");
                     return;
                 }
                 pg_conn_mark(&c->conn);
@@ -468,7 +503,7 @@ void pg_client_process(pg_client *c)
                 continue;
             }
             if (t == 'Q' && p[total - 1] != 0) {
-                pg_client_fatal(c, "08P01", "invalid string in Query message");
+                pg_client_fatal(c, PG_END_PROTOCOL, "08P01", "invalid string in Query message");
                 return;
             }
             int local = pg_relay_idle_local(c, t, p, total);
@@ -492,11 +527,11 @@ void pg_client_process(pg_client *c)
             /* Large message: forward what has arrived and stream the rest as it comes. */
             pg_server *s = c->server;
             if (strchr("FPBDECS", t) && pg_reqq_push(s, t, PG_REQ_FORWARD, NULL, false) != 0) {
-                pg_client_fatal(c, "53200", "out of memory");
+                pg_client_fatal(c, PG_END_NO_MEMORY, "53200", "out of memory");
                 return;
             }
             if (gw_buf_append(&s->conn.out, &gw->bufs, p, avail) != 0) {
-                pg_client_fatal(c, "53200", "out of memory");
+                pg_client_fatal(c, PG_END_NO_MEMORY, "53200", "out of memory");
                 return;
             }
             pg_conn_mark(&s->conn);
@@ -504,9 +539,9 @@ void pg_client_process(pg_client *c)
             pos += avail;
         }
     }
-    if (c->conn.closing)
+    if (pg_conn_closing(&c->conn))
         return;
     gw_buf_consume(&c->conn.in, &gw->bufs, pos);
     if (need && gw_buf_reserve(&c->conn.in, &gw->bufs, need) != 0)
-        pg_client_fatal(c, "53200", "out of memory");
+        pg_client_fatal(c, PG_END_NO_MEMORY, "53200", "out of memory");
 }

@@ -81,14 +81,15 @@ static bool check_client(pg_client *c, const cfg *conf, uint64_t now)
     case PG_CL_STARTUP:
     case PG_CL_LOGIN_WAIT:
         if (conf->client_login_timeout_ms && age > conf->client_login_timeout_ms) {
-            pg_client_fatal(c, "08P01", "client_login_timeout: login not completed within %.1f s",
+            pg_client_fatal(c, PG_END_LOGIN_TIMEOUT, "08P01",
+                            "client_login_timeout: login not completed within %.1f s",
                             conf->client_login_timeout_ms / 1000.0);
             return true;
         }
         break;
     case PG_CL_WAITING:
         if (conf->query_wait_timeout_ms && age > conf->query_wait_timeout_ms) {
-            pg_client_fatal(c, "08P01",
+            pg_client_fatal(c, PG_END_WAIT_TIMEOUT, "08P01",
                             "query_wait_timeout: no server connection became free within %.1f s",
                             conf->query_wait_timeout_ms / 1000.0);
             return true;
@@ -101,7 +102,7 @@ static bool check_client(pg_client *c, const cfg *conf, uint64_t now)
         if (s->q.count == 0 && s->tx != 'I' && conf->idle_transaction_timeout_ms &&
             now - s->idle_since > conf->idle_transaction_timeout_ms && c->conn.in.len == 0 &&
             !c->conn.pass_left) {
-            pg_client_fatal(c, "25P03",
+            pg_client_fatal(c, PG_END_IDLE_TX_TIMEOUT, "25P03",
                             "idle_transaction_timeout: the transaction was idle for more than "
                             "%.1f s and has been rolled back",
                             conf->idle_transaction_timeout_ms / 1000.0);
@@ -115,7 +116,8 @@ static bool check_client(pg_client *c, const cfg *conf, uint64_t now)
                 pg_cancel_server(s);
                 s->cancel_at = now;
             } else if (now - s->cancel_at > conf->query_timeout_ms + 5000) {
-                pg_server_close(s, "query_timeout: the server did not answer the cancel");
+                pg_server_close(s, PG_END_QUERY_TIMEOUT,
+                                "query_timeout: the server did not answer the cancel");
                 return true;
             }
         }
@@ -153,7 +155,7 @@ restart_clients:
                 snprintf(p->last_error, sizeof p->last_error, "%s", msg);
                 p->last_sqlstate[0] = 0;
                 p->last_fail = now ? now : 1;
-                pg_server_close(s, msg);
+                pg_server_close(s, PG_END_CONNECT_FAILED, msg);
                 pg_pool_connect_failed(p, msg);
                 goto restart_servers;
             }
@@ -337,14 +339,15 @@ void pg_gateway_stop(gw_ctx *ctx)
     gw_list *it, *tmp;
     gw_list_foreach_safe(it, tmp, &gw->clients)
     {
-        pg_client_close(gw_container_of(it, pg_client, node), "shutting down");
+        pg_client_close(gw_container_of(it, pg_client, node), PG_END_SHUTDOWN, "shutting down");
     }
     for (gw_list *pi = gw->pools.next; pi != &gw->pools; pi = pi->next) {
         pg_pool *p = gw_container_of(pi, pg_pool, node);
         pg_listen_stop(p);
         gw_list_foreach_safe(it, tmp, &p->servers)
         {
-            pg_server_close(gw_container_of(it, pg_server, pool_node), "shutting down");
+            pg_server_close(gw_container_of(it, pg_server, pool_node), PG_END_SHUTDOWN,
+                            "shutting down");
         }
     }
     pg_gateway_maybe_free(gw);

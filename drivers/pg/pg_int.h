@@ -3,7 +3,11 @@
  *
  * Ownership: the pg_gateway owns every pool, client and server. Clients and servers are freed
  * only in their handle's close callback; anything that may run after a close (write callbacks,
- * the ready list) checks conn.closing first.
+ * the ready list) checks pg_conn_closing first.
+ *
+ * States: a client's and a server's state say which pool list it is on, and only
+ * pg_client_set_state / pg_server_set_state write them (they abort on a transition that cannot
+ * happen). Every close records a pg_end reason in conn.end.
  */
 #ifndef SLUICE_PG_INT_H
 #define SLUICE_PG_INT_H
@@ -13,6 +17,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "drivers/pg/pg_end.h"
 #include "drivers/pg/pg_params.h"
 #include "drivers/pg/pg_stmt.h"
 #include "gateway/buf.h"
@@ -61,10 +66,10 @@ typedef struct pg_conn {
     uint32_t pass_left; /* bytes of the current message still to stream through */
     size_t want_in;     /* a whole message of this many bytes is awaited in `in` (0: none) */
     pg_conn_kind kind;
+    pg_end end;        /* why it ended, recorded as it enters its CLOSING state */
     bool pass_drop;    /* the streamed message is being dropped, not forwarded */
     bool stream_open;  /* h was initialised and needs uv_close */
     bool reading;      /* uv_read_start is in effect */
-    bool closing;      /* close has begun; nothing may be queued any more */
     bool need_process; /* input is waiting for processing (set when ready is queued) */
     bool in_blocked;   /* processing stopped because output or queued requests hit a bound */
 } pg_conn;
@@ -90,12 +95,14 @@ typedef struct pg_reqq {
     uint32_t head, count, cap;
 } pg_reqq;
 
+/* Every state but NEW is on pool->servers and counts in pool->n_servers until CLOSING. */
 typedef enum pg_server_state {
-    PG_SV_CONNECTING, /* libpq handshake in progress (uv_poll on PQsocket) */
+    PG_SV_NEW,        /* transient: allocated, not yet counted by its pool */
+    PG_SV_CONNECTING, /* libpq handshake in progress (uv_poll on PQsocket); pool->n_connecting */
     PG_SV_IDLE,       /* on pool->idle, transaction status idle, no requests pending */
     PG_SV_ACTIVE,     /* linked to a client */
     PG_SV_RESETTING,  /* transient: unlinked, running ROLLBACK/reset; idle again at ReadyForQuery */
-    PG_SV_CLOSING,    /* transient: handle closing, freed in the close callback */
+    PG_SV_CLOSING,    /* transient: off every pool list, handles closing, freed in the callback */
 } pg_server_state;
 
 typedef struct pg_server {
@@ -136,13 +143,16 @@ typedef struct pg_server {
     bool resync;
 } pg_server;
 
+/* Every state from STARTUP to ACTIVE is on gw->clients. */
 typedef enum pg_client_state {
+    PG_CL_NEW,        /* transient: allocated, not yet accepted */
     PG_CL_STARTUP,    /* reading the startup packet; client_login_timeout runs */
     PG_CL_LOGIN_WAIT, /* waiting on pool->login_waiters for the pool's first server parameters */
     PG_CL_IDLE,       /* logged in, no server linked */
     PG_CL_WAITING,    /* has a request, queued on pool->waiters for a server */
     PG_CL_ACTIVE,     /* linked to a server */
-    PG_CL_CLOSING,    /* transient: flushing a last message or closing; freed in close callback */
+    PG_CL_CLOSING,    /* transient: off every list, flushing a last message or closing; freed in
+                       * the close callback */
 } pg_client_state;
 
 typedef struct pg_client {
@@ -244,6 +254,13 @@ long pg_conn_pass(pg_conn *from, pg_conn *to, const uint8_t *p, size_t avail);
 void pg_gateway_maybe_free(pg_gateway *gw);
 uint32_t pg_gateway_random(pg_gateway *gw);
 void pg_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+/* Whether its close has begun: nothing may be queued on it any more. */
+static inline bool pg_conn_closing(const pg_conn *c)
+{
+    if (c->kind == PG_CONN_CLIENT)
+        return ((const pg_client *)c)->state == PG_CL_CLOSING;
+    return ((const pg_server *)c)->state == PG_SV_CLOSING;
+}
 /* Appends a message to out; on ENOMEM the connection is doomed and closed by the caller. */
 int pg_conn_error(pg_conn *c, const char *severity, const char *sqlstate, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -252,9 +269,10 @@ int pg_conn_error(pg_conn *c, const char *severity, const char *sqlstate, const 
 void pg_client_accept(pg_gateway *gw, uv_stream_t *listener, bool is_unix);
 void pg_client_process(pg_client *c);
 /* Sends a FATAL error (when sqlstate is not NULL) and closes once it is written. */
-void pg_client_fatal(pg_client *c, const char *sqlstate, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-void pg_client_close(pg_client *c, const char *reason);
+void pg_client_fatal(pg_client *c, pg_end why, const char *sqlstate, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* Closes without a message (the client left, or its socket failed; detail is logged). */
+void pg_client_close(pg_client *c, pg_end why, const char *detail);
 void pg_client_finish_login(pg_client *c);
 void pg_client_set_state(pg_client *c, pg_client_state st);
 /* A cancel reached a client waiting for a server: its request ends with 57014. */
@@ -262,7 +280,7 @@ void pg_client_cancel_wait(pg_client *c);
 
 /* pg_server.c */
 pg_server *pg_server_connect(pg_pool *pool);
-void pg_server_close(pg_server *s, const char *reason);
+void pg_server_close(pg_server *s, pg_end why, const char *detail);
 void pg_server_set_state(pg_server *s, pg_server_state st);
 void pg_server_process(pg_server *s);
 

@@ -30,7 +30,7 @@ void pg_conn_init(pg_conn *c, pg_gateway *gw, pg_conn_kind kind)
 
 void pg_conn_mark(pg_conn *c)
 {
-    if (!c->closing && !gw_list_linked(&c->ready))
+    if (!pg_conn_closing(c) && !gw_list_linked(&c->ready))
         gw_list_push_tail(&c->gw->ready, &c->ready);
 }
 
@@ -50,12 +50,12 @@ static pg_conn *peer_of(pg_conn *c)
     return s->client ? &s->client->conn : NULL;
 }
 
-static void conn_close(pg_conn *c, const char *why)
+static void conn_close(pg_conn *c, pg_end why, const char *detail)
 {
     if (c->kind == PG_CONN_CLIENT)
-        pg_client_close((pg_client *)c, why);
+        pg_client_close((pg_client *)c, why, detail);
     else
-        pg_server_close((pg_server *)c, why);
+        pg_server_close((pg_server *)c, why, detail);
 }
 
 static void on_write(uv_write_t *req, int status)
@@ -66,8 +66,8 @@ static void on_write(uv_write_t *req, int status)
     gw_bufpool_put(&c->gw->bufs, w->data, w->cap);
     free(w);
     if (status < 0) {
-        if (!c->closing)
-            conn_close(c, uv_strerror(status));
+        if (!pg_conn_closing(c))
+            conn_close(c, PG_END_IO_ERROR, uv_strerror(status));
         return;
     }
     /* Output drained: the other side may read again, and a client that stopped for its own
@@ -136,13 +136,14 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
 
 void pg_conn_start_reading(pg_conn *c)
 {
-    if (c->reading || c->closing || !c->stream_open)
+    if (c->reading || pg_conn_closing(c) || !c->stream_open)
         return;
     int rc = uv_read_start(&c->h.stream, pg_alloc_cb, on_read);
     if (rc == 0)
         c->reading = true;
     else
-        conn_close(c, uv_strerror(rc)); /* a connection never read again would hang its peer */
+        conn_close(c, PG_END_IO_ERROR,
+                   uv_strerror(rc)); /* a connection never read again would hang its peer */
 }
 
 void pg_conn_stop_reading(pg_conn *c)
@@ -162,7 +163,7 @@ static bool peer_congested(pg_conn *c)
 static void update_reading(pg_conn *c)
 {
     bool want;
-    if (c->closing)
+    if (pg_conn_closing(c))
         return;
     if (c->kind == PG_CONN_CLIENT) {
         pg_client *cl = (pg_client *)c;
@@ -189,7 +190,7 @@ void pg_gateway_run_ready(pg_gateway *gw)
     while ((it = gw_list_first(&gw->ready)) != NULL) {
         gw_list_remove(it);
         pg_conn *c = gw_container_of(it, pg_conn, ready);
-        if (c->closing)
+        if (pg_conn_closing(c))
             continue;
         if (c->need_process) {
             c->need_process = false;
@@ -197,16 +198,16 @@ void pg_gateway_run_ready(pg_gateway *gw)
                 pg_client_process((pg_client *)c);
             else
                 pg_server_process((pg_server *)c);
-            if (c->closing)
+            if (pg_conn_closing(c))
                 continue;
         }
         if (pg_conn_flush(c) != 0) {
-            conn_close(c, "write failed");
+            conn_close(c, PG_END_IO_ERROR, "write failed");
             continue;
         }
         update_reading(c);
         pg_conn *p = peer_of(c);
-        if (p && !p->closing)
+        if (p && !pg_conn_closing(p))
             update_reading(p);
     }
 }
@@ -232,7 +233,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
             pg_client_process((pg_client *)c);
         else
             pg_server_process((pg_server *)c);
-        if (!c->closing)
+        if (!pg_conn_closing(c))
             pg_conn_mark(c);
         return;
     }
@@ -244,11 +245,14 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         pg_client *cl = (pg_client *)c;
         if (nread == UV_EOF && (c->in.len > 0 || c->pass_left) &&
             (cl->state == PG_CL_IDLE || cl->state == PG_CL_ACTIVE))
-            pg_client_fatal(cl, "08P01", "unexpected EOF within a message from the client");
+            pg_client_fatal(cl, PG_END_PROTOCOL, "08P01",
+                            "unexpected EOF within a message from the client");
+        else if (nread == UV_EOF)
+            pg_client_close(cl, PG_END_CLIENT_LEFT, "client disconnected");
         else
-            pg_client_close(cl, nread == UV_EOF ? "client disconnected" : uv_strerror((int)nread));
+            pg_client_close(cl, PG_END_IO_ERROR, uv_strerror((int)nread));
     } else {
-        pg_server_close((pg_server *)c,
+        pg_server_close((pg_server *)c, PG_END_SERVER_GONE,
                         nread == UV_EOF ? "server closed the connection" : uv_strerror((int)nread));
     }
 }

@@ -127,7 +127,7 @@ static void answer(pg_client *c, const char *error)
     gw_buf_release(&c->listen_reply, &gw->bufs);
     rc = rc ? rc : pg_build_ready(&c->conn.out, &gw->bufs, 'I');
     if (rc != 0) {
-        pg_client_close(c, "out of memory");
+        pg_client_close(c, PG_END_NO_MEMORY, "out of memory");
         return;
     }
     pg_conn_mark_process(&c->conn);
@@ -219,10 +219,11 @@ static void deliver(pg_listener *l, const PGnotify *n)
     {
         pg_client *c = gw_container_of(it, pg_sub, chan_node)->c;
         pg_gateway *gw = c->conn.gw;
-        if (c->conn.closing)
+        if (pg_conn_closing(&c->conn))
             continue;
         if (c->conn.out.len + c->conn.pending + c->notify.len > PG_NOTIFY_MAX) {
-            pg_client_fatal(c, "54000", "notifications are not being read: more than %u bytes wait",
+            pg_client_fatal(c, PG_END_LIMIT, "54000",
+                            "notifications are not being read: more than %u bytes wait",
                             PG_NOTIFY_MAX);
             continue;
         }
@@ -238,7 +239,7 @@ static void deliver(pg_listener *l, const PGnotify *n)
         rc = rc ? rc : pg_msg_put_str(out, &gw->bufs, n->relname);
         rc = rc ? rc : pg_msg_put_str(out, &gw->bufs, n->extra ? n->extra : "");
         if (pg_msg_finish(out, m, rc) != 0) {
-            pg_client_close(c, "out of memory");
+            pg_client_close(c, PG_END_NO_MEMORY, "out of memory");
             continue;
         }
         pg_conn_mark(&c->conn);
@@ -490,7 +491,7 @@ int pg_listen_query(pg_client *c, const char *sql, size_t len)
     if (!p->listener) {
         pg_listener *l = calloc(1, sizeof *l);
         if (!l) {
-            pg_client_fatal(c, "53200", "out of memory");
+            pg_client_fatal(c, PG_END_NO_MEMORY, "53200", "out of memory");
             return -1;
         }
         l->pool = p;
@@ -506,10 +507,11 @@ int pg_listen_query(pg_client *c, const char *sql, size_t len)
     pg_sql_listen_each(sql, len, on_stmt, &w);
     if (w.failed) {
         if (c->listen_error)
-            pg_client_fatal(c, c->listen_error, "too many LISTEN channels (at most %u a client)",
+            pg_client_fatal(c, PG_END_LIMIT, c->listen_error,
+                            "too many LISTEN channels (at most %u a client)",
                             PG_LISTEN_MAX_CHANNELS);
         else
-            pg_client_fatal(c, "53200", "out of memory");
+            pg_client_fatal(c, PG_END_NO_MEMORY, "53200", "out of memory");
         return -1;
     }
     if (l->state == PG_LS_BROKEN && !gw_list_empty(&l->channels))
@@ -519,7 +521,7 @@ int pg_listen_query(pg_client *c, const char *sql, size_t len)
         pg_sql_listen_each(sql, len, on_failed_stmt, &w);
         c->listen_wait = true;
         answer(c, "could not open Sluice's listening connection for LISTEN");
-        return c->conn.closing ? -1 : 1;
+        return pg_conn_closing(&c->conn) ? -1 : 1;
     }
     /* Answered once every command queued so far is done (at once when there is none). */
     c->listen_seq = l->next_seq;
@@ -529,7 +531,7 @@ int pg_listen_query(pg_client *c, const char *sql, size_t len)
         answer(c, NULL);
     else
         pump(l);
-    return c->conn.closing ? -1 : 1;
+    return pg_conn_closing(&c->conn) ? -1 : 1;
 }
 
 void pg_listen_client_gone(pg_client *c)
@@ -547,7 +549,7 @@ void pg_listen_flush(pg_client *c)
         return;
     pg_gateway *gw = c->conn.gw;
     if (gw_buf_append(&c->conn.out, &gw->bufs, c->notify.data, c->notify.len) != 0) {
-        pg_client_close(c, "out of memory");
+        pg_client_close(c, PG_END_NO_MEMORY, "out of memory");
         return;
     }
     gw_buf_release(&c->notify, &gw->bufs);

@@ -185,9 +185,10 @@ void pg_pool_connect_failed(pg_pool *p, const char *msg)
         {
             pg_client *c = gw_container_of(it, pg_client, wait_node);
             if (p->last_sqlstate[0])
-                pg_client_fatal(c, p->last_sqlstate, "%s", msg);
+                pg_client_fatal(c, PG_END_CONNECT_FAILED, p->last_sqlstate, "%s", msg);
             else
-                pg_client_fatal(c, "08006", "could not connect to the server: %s", msg);
+                pg_client_fatal(c, PG_END_CONNECT_FAILED, "08006",
+                                "could not connect to the server: %s", msg);
         }
     }
 }
@@ -200,7 +201,7 @@ static void link(pg_client *c, pg_server *s)
     c->server = s;
     s->idle_since = gw_now(pg_ctx(&s->conn));
     if (pg_relay_sync_params(s, c) != 0)
-        pg_client_fatal(c, "53200", "out of memory");
+        pg_client_fatal(c, PG_END_NO_MEMORY, "53200", "out of memory");
 }
 
 bool pg_pool_acquire(pg_client *c)
@@ -210,10 +211,9 @@ bool pg_pool_acquire(pg_client *c)
     gw_list *it = gw_list_first(&p->idle);
     if (it) {
         link(c, gw_container_of(it, pg_server, idle_node));
-        return !c->conn.closing;
+        return !pg_conn_closing(&c->conn);
     }
     pg_client_set_state(c, PG_CL_WAITING);
-    gw_list_push_tail(&p->waiters, &c->wait_node);
     pg_pool_maybe_connect(p);
     return false;
 }
@@ -224,11 +224,11 @@ void pg_pool_server_ready(pg_server *s)
     pg_gateway *gw = p->gw;
     pg_pool_refresh(p, gw->ctx);
     if (gw->stopping) {
-        pg_server_close(s, "shutting down");
+        pg_server_close(s, PG_END_SHUTDOWN, "shutting down");
         return;
     }
     if (p->n_servers > (uint32_t)p->size) {
-        pg_server_close(s, "pool is larger than pool_size");
+        pg_server_close(s, PG_END_POOL_SHRINK, "pool is larger than pool_size");
         return;
     }
     if (s->cancels > 0) {
@@ -239,7 +239,6 @@ void pg_pool_server_ready(pg_server *s)
     gw_list *it = gw_list_first(&p->waiters);
     if (it) {
         pg_client *c = gw_container_of(it, pg_client, wait_node);
-        gw_list_remove(&c->wait_node);
         link(c, s);
         pg_conn_mark_process(&c->conn);
         return;
@@ -281,8 +280,9 @@ void pg_pool_release(pg_server *s, bool client_left)
         return;
     /* A request still in flight: its results have nowhere to go and its end is unknown. */
     if (s->q.count > 0 || s->conn.pass_left || mid_message) {
-        pg_server_close(s, mid_message ? "client left in the middle of a message"
-                                       : "client left while a request was in progress");
+        pg_server_close(s, PG_END_CLIENT_GONE,
+                        mid_message ? "client left in the middle of a message"
+                                    : "client left while a request was in progress");
         return;
     }
     const char *reset = gw->ctx->cfg->server_reset_query;
@@ -312,7 +312,7 @@ void pg_pool_release(pg_server *s, bool client_left)
             rc = pg_server_params_reset(s);
     }
     if (rc != 0) {
-        pg_server_close(s, "out of memory");
+        pg_server_close(s, PG_END_NO_MEMORY, "out of memory");
         return;
     }
     pg_conn_mark(&s->conn);

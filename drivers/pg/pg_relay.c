@@ -137,7 +137,7 @@ int pg_relay_drain_fakes(pg_server *s)
             }
             if (rc != 0) {
                 /* Its request is still queued: the client's close closes this server too. */
-                pg_client_fatal(s->client, "53200", "out of memory");
+                pg_client_fatal(s->client, PG_END_NO_MEMORY, "53200", "out of memory");
                 return -1;
             }
             pg_conn_mark(&s->client->conn);
@@ -286,7 +286,7 @@ static int relay_parse(pg_client *c, const uint8_t *msg, size_t total)
     const uint8_t *rest = msg + 5 + r.pos;
     size_t rest_len = total - 5 - r.pos;
     if (r.err || !parse_rest_ok(rest, rest_len)) {
-        pg_client_fatal(c, "08P01", "malformed Parse message");
+        pg_client_fatal(c, PG_END_PROTOCOL, "08P01", "malformed Parse message");
         return -1;
     }
     pg_stmt *st = pg_stmt_intern(&gw->stmts, rest, rest_len);
@@ -337,7 +337,7 @@ static int relay_bind(pg_client *c, const uint8_t *msg, size_t total)
     const char *portal = pg_read_str(&r, &plen);
     const char *name = pg_read_str(&r, NULL);
     if (r.err) {
-        pg_client_fatal(c, "08P01", "malformed Bind message");
+        pg_client_fatal(c, PG_END_PROTOCOL, "08P01", "malformed Bind message");
         return -1;
     }
     pg_stmt *st = *name ? pg_client_stmts_find(&c->stmts, name) : NULL;
@@ -372,7 +372,8 @@ static int relay_describe_close(pg_client *c, uint8_t t, const uint8_t *msg, siz
     uint8_t kind = pg_read_u8(&r);
     const char *name = pg_read_str(&r, NULL);
     if (r.err || r.pos != r.len || (kind != 'S' && kind != 'P')) {
-        pg_client_fatal(c, "08P01", "malformed %s message", t == 'D' ? "Describe" : "Close");
+        pg_client_fatal(c, PG_END_PROTOCOL, "08P01", "malformed %s message",
+                        t == 'D' ? "Describe" : "Close");
         return -1;
     }
     if (kind == 'S' && *name) {
@@ -479,7 +480,7 @@ int pg_relay_idle_local(pg_client *c, uint8_t t, const uint8_t *msg, size_t tota
         return 0;
     int local = t == 'P' ? pg_relay_parse_local(c, msg, total) : pg_relay_deallocate(c, msg, total);
     if (local < 0) {
-        pg_client_fatal(c, "53200", "out of memory");
+        pg_client_fatal(c, PG_END_NO_MEMORY, "53200", "out of memory");
         return -1;
     }
     return local;
@@ -529,11 +530,12 @@ int pg_relay_client_msg(pg_client *c, uint8_t t, const uint8_t *msg, size_t tota
     int rc;
     gw_assert(s != NULL);
     if ((t == 'S' || t == 'H') && total != 5) {
-        pg_client_fatal(c, "08P01", "invalid %s message length", t == 'S' ? "Sync" : "Flush");
+        pg_client_fatal(c, PG_END_PROTOCOL, "08P01", "invalid %s message length",
+                        t == 'S' ? "Sync" : "Flush");
         return -1;
     }
     if (t == 'Q' && msg[total - 1] != 0) {
-        pg_client_fatal(c, "08P01", "invalid string in Query message");
+        pg_client_fatal(c, PG_END_PROTOCOL, "08P01", "invalid string in Query message");
         return -1;
     }
     bool tracked = pg_relay_tracks_stmts(c);
@@ -542,14 +544,14 @@ int pg_relay_client_msg(pg_client *c, uint8_t t, const uint8_t *msg, size_t tota
     if (t == 'F' && c->pool->mode == CFG_POOL_TRANSACTION)
         pg_pin(c, "a fast-path function call");
     if ((t == 'Q' || t == 'P') && check_query(c, s, t, msg, total) != 0) {
-        pg_client_fatal(c, "53200", "out of memory");
+        pg_client_fatal(c, PG_END_NO_MEMORY, "53200", "out of memory");
         return -1;
     }
     if (tracked && t == 'Q') {
         rc = pg_relay_deallocate(c, msg, total);
         if (rc != 0) {
             if (rc < 0) {
-                pg_client_fatal(c, "53200", "out of memory");
+                pg_client_fatal(c, PG_END_NO_MEMORY, "53200", "out of memory");
                 return -1;
             }
             return pg_relay_drain_fakes(s);
@@ -567,14 +569,14 @@ int pg_relay_client_msg(pg_client *c, uint8_t t, const uint8_t *msg, size_t tota
         if (rc == 0 && strchr("QFPBDECS", t))
             rc = pg_reqq_push(s, t, PG_REQ_FORWARD, NULL, false);
     }
-    if (c->conn.closing)
+    if (pg_conn_closing(&c->conn))
         return -1;
     if (rc == 1) {
         c->stalled = true;
         return 1;
     }
     if (rc != 0) {
-        pg_client_fatal(c, "53200", "out of memory");
+        pg_client_fatal(c, PG_END_NO_MEMORY, "53200", "out of memory");
         return -1;
     }
     return pg_relay_drain_fakes(s);
@@ -757,7 +759,8 @@ int pg_relay_server_msg(pg_server *s, uint8_t t, const uint8_t *msg, size_t tota
             gw_warn(ctx, "server %u: a query Sluice sent failed: %s", s->id, m ? m : "?");
             if (s->state == PG_SV_RESETTING) {
                 /* Its session may still hold the last client's state. */
-                pg_server_close(s, "the reset of the server connection failed");
+                pg_server_close(s, PG_END_RESET_FAILED,
+                                "the reset of the server connection failed");
                 return -1;
             }
         }
@@ -771,7 +774,7 @@ int pg_relay_server_msg(pg_server *s, uint8_t t, const uint8_t *msg, size_t tota
         break;
     case 'Z':
         if (len != 1) {
-            pg_server_close(s, "malformed ReadyForQuery");
+            pg_server_close(s, PG_END_PROTOCOL, "malformed ReadyForQuery");
             return -1;
         }
         s->tx = (char)body[0];
@@ -797,7 +800,7 @@ int pg_relay_server_msg(pg_server *s, uint8_t t, const uint8_t *msg, size_t tota
             s->synced = false;
             s->resync = true;
             if (fwd && pg_build_param_status(&c->conn.out, &gw->bufs, k, mine) != 0) {
-                pg_server_close(s, "out of memory");
+                pg_server_close(s, PG_END_NO_MEMORY, "out of memory");
                 return -1;
             }
             fwd = false;
@@ -816,7 +819,7 @@ int pg_relay_server_msg(pg_server *s, uint8_t t, const uint8_t *msg, size_t tota
     }
     if (fwd) {
         if (gw_buf_append(&s->client->conn.out, &gw->bufs, msg, total) != 0) {
-            pg_server_close(s, "out of memory");
+            pg_server_close(s, PG_END_NO_MEMORY, "out of memory");
             return -1;
         }
         pg_conn_mark(&s->client->conn);
@@ -836,7 +839,7 @@ int pg_relay_server_msg(pg_server *s, uint8_t t, const uint8_t *msg, size_t tota
         if (s->resync && s->client && s->tx != 'E' &&
             (s->tx == 'T' || s->pool->mode != CFG_POOL_TRANSACTION || s->client->pinned)) {
             if (pg_relay_sync_params(s, s->client) != 0) {
-                pg_server_close(s, "out of memory");
+                pg_server_close(s, PG_END_NO_MEMORY, "out of memory");
                 return -1;
             }
         }

@@ -34,16 +34,51 @@ static const char *const reported_params[] = {
     NULL,
 };
 
-static const char *const server_state_names[] = {"connecting", "idle", "active", "resetting",
-                                                 "closing"};
+static const char *const server_state_names[] = {"new",    "connecting", "idle",
+                                                 "active", "resetting",  "closing"};
 
+#define SV(st) (1u << PG_SV_##st)
+/* The states each state may be entered from. ACTIVE follows ACTIVE when a server goes straight
+ * from one client to the next waiting one. */
+static const unsigned server_from[] = {
+    [PG_SV_NEW] = 0,
+    [PG_SV_CONNECTING] = SV(NEW),
+    [PG_SV_IDLE] = SV(ACTIVE) | SV(RESETTING),
+    [PG_SV_ACTIVE] = SV(IDLE) | SV(ACTIVE) | SV(RESETTING),
+    [PG_SV_RESETTING] = SV(CONNECTING) | SV(ACTIVE) | SV(RESETTING),
+    [PG_SV_CLOSING] = SV(CONNECTING) | SV(IDLE) | SV(ACTIVE) | SV(RESETTING),
+};
+#undef SV
+
+/* Also keeps the pool's lists and counts, which follow from the states: pool->servers and
+ * n_servers hold every server from CONNECTING until CLOSING, n_connecting those in
+ * CONNECTING, pool->idle (LIFO) those in IDLE. */
 void pg_server_set_state(pg_server *s, pg_server_state st)
 {
-    gw_assert(s->state != PG_SV_CLOSING || st == PG_SV_CLOSING);
-    if (s->state == PG_SV_IDLE)
+    pg_server_state old = s->state;
+    pg_pool *p = s->pool;
+    if (!(server_from[st] & (1u << old))) {
+        gw_error(pg_ctx(&s->conn), "server %u: impossible state change %s -> %s", s->id,
+                 server_state_names[old], server_state_names[st]);
+        gw__assert_fail("legal server state change", __FILE__, __LINE__);
+    }
+    gw_assert(st != PG_SV_CLOSING || s->conn.end != PG_END_NONE);
+    if (old == PG_SV_IDLE)
         gw_list_remove(&s->idle_node);
+    if (old == PG_SV_CONNECTING)
+        p->n_connecting--;
+    if (old == PG_SV_NEW) {
+        gw_list_push_tail(&p->servers, &s->pool_node);
+        p->n_servers++;
+    }
     if (st == PG_SV_IDLE)
-        gw_list_push_head(&s->pool->idle, &s->idle_node);
+        gw_list_push_head(&p->idle, &s->idle_node); /* the most recently used goes first */
+    if (st == PG_SV_CONNECTING)
+        p->n_connecting++;
+    if (st == PG_SV_CLOSING) {
+        gw_list_remove(&s->pool_node);
+        p->n_servers--;
+    }
     s->state = st;
     s->since = gw_now(pg_ctx(&s->conn));
 }
@@ -99,28 +134,24 @@ static void close_poll(pg_server *s, bool keep_server)
     uv_close((uv_handle_t *)p, on_poll_closed);
 }
 
-void pg_server_close(pg_server *s, const char *reason)
+void pg_server_close(pg_server *s, pg_end why, const char *detail)
 {
-    if (s->state == PG_SV_CLOSING)
-        return;
+    if (s->conn.end != PG_END_NONE)
+        return; /* closed already, or its close is under way further up the stack */
     pg_gateway *gw = s->conn.gw;
     pg_pool *p = s->pool;
-    gw_info(gw->ctx, "server %u (%s/%s) closing in state %s: %s", s->id, p->dbname, p->user,
-            server_state_names[s->state], reason);
+    s->conn.end = why;
+    gw_info(gw->ctx, "server %u (%s/%s) closing in state %s (%s): %s", s->id, p->dbname, p->user,
+            server_state_names[s->state], pg_end_name(why), detail);
     pg_client *c = s->client;
     if (c) {
         s->client = NULL;
         c->server = NULL;
-        pg_client_fatal(c, "08006", "server connection lost: %s", reason);
+        pg_client_fatal(c, PG_END_SERVER_GONE, "08006", "server connection lost: %s", detail);
     }
-    if (s->state == PG_SV_CONNECTING)
-        p->n_connecting--;
     pg_server_set_state(s, PG_SV_CLOSING);
-    gw_list_remove(&s->pool_node);
-    p->n_servers--;
     gw_list_remove(&s->conn.ready);
     pg_conn_stop_reading(&s->conn);
-    s->conn.closing = true;
     pg_reqq_free(&s->q, gw);
     pg_server_stmts_clear(&s->stmts, &gw->stmts);
     pg_relay_set_unnamed(&s->unnamed, NULL, gw);
@@ -158,7 +189,7 @@ static void connect_failed(pg_server *s, const char *msg)
     pg_pool *p = s->pool;
     record_failure(p, msg);
     /* msg may be libpq's PQerrorMessage, which the close may free: the copy is used. */
-    pg_server_close(s, p->last_error);
+    pg_server_close(s, PG_END_CONNECT_FAILED, p->last_error);
     pg_pool_connect_failed(p, p->last_error);
 }
 
@@ -236,7 +267,7 @@ static void connected(pg_server *s)
         uv_tcp_nodelay(&s->conn.h.tcp, 1);
     close_poll(s, true);
     s->tx = 'I';
-    p->n_connecting--;
+    pg_server_set_state(s, PG_SV_RESETTING); /* transient until the pool places it */
     p->last_fail = 0;
     gw_debug(ctx, "server %u connected to %s/%s (pid %d)", s->id, p->dbname, p->user,
              PQbackendPID(s->pq));
@@ -246,12 +277,9 @@ static void connected(pg_server *s)
         gw_list *it, *tmp;
         gw_list_foreach_safe(it, tmp, &p->login_waiters)
         {
-            pg_client *c = gw_container_of(it, pg_client, wait_node);
-            gw_list_remove(&c->wait_node);
-            pg_client_finish_login(c);
+            pg_client_finish_login(gw_container_of(it, pg_client, wait_node));
         }
     }
-    pg_server_set_state(s, PG_SV_RESETTING); /* transient until the pool places it */
     pg_pool_server_ready(s);
     pg_conn_mark(&s->conn);
 }
@@ -324,12 +352,8 @@ pg_server *pg_server_connect(pg_pool *pool)
     gw_list_init(&s->idle_node);
     pg_server_stmts_init(&s->stmts);
     s->id = ++gw->next_server_id;
-    s->state = PG_SV_CONNECTING;
-    s->since = gw_now(gw->ctx);
     gw->live++;
-    gw_list_push_tail(&pool->servers, &s->pool_node);
-    pool->n_servers++;
-    pool->n_connecting++;
+    pg_server_set_state(s, PG_SV_CONNECTING);
     return s;
 }
 
@@ -337,14 +361,14 @@ void pg_server_process(pg_server *s)
 {
     pg_gateway *gw = s->conn.gw;
     size_t pos = 0, need = 0;
-    while (!s->conn.closing) {
+    while (!pg_conn_closing(&s->conn)) {
         const uint8_t *p = s->conn.in.data ? s->conn.in.data + pos : NULL;
         size_t avail = s->conn.in.len - pos;
         if (s->conn.pass_left) {
             pg_conn *to = !s->conn.pass_drop && s->client ? &s->client->conn : NULL;
             long n = pg_conn_pass(&s->conn, to, p, avail);
             if (n < 0) {
-                pg_server_close(s, "out of memory");
+                pg_server_close(s, PG_END_NO_MEMORY, "out of memory");
                 return;
             }
             if (n == 0)
@@ -357,17 +381,17 @@ void pg_server_process(pg_server *s)
         uint8_t t = p[0];
         uint32_t mlen = pg_get_u32(p + 1);
         if (mlen < 4) {
-            pg_server_close(s, "invalid message length from server");
+            pg_server_close(s, PG_END_PROTOCOL, "invalid message length from server");
             return;
         }
         size_t total = (size_t)mlen + 1;
         bool drop, whole;
         if (pg_relay_server_header(s, t, &drop, &whole) != 0) {
-            pg_server_close(s, "unexpected message from server");
+            pg_server_close(s, PG_END_PROTOCOL, "unexpected message from server");
             return;
         }
         if (total > (whole ? PG_SERVER_WHOLE_MAX : PG_SERVER_STREAM_MAX)) {
-            pg_server_close(s, "message from server too large");
+            pg_server_close(s, PG_END_TOO_BIG, "message from server too large");
             return;
         }
         if (whole) {
@@ -383,7 +407,7 @@ void pg_server_process(pg_server *s)
         size_t n = avail < total ? avail : total;
         if (!drop && s->client) {
             if (gw_buf_append(&s->client->conn.out, &gw->bufs, p, n) != 0) {
-                pg_server_close(s, "out of memory");
+                pg_server_close(s, PG_END_NO_MEMORY, "out of memory");
                 return;
             }
             pg_conn_mark(&s->client->conn);
@@ -394,7 +418,7 @@ void pg_server_process(pg_server *s)
             s->conn.pass_drop = drop;
         }
     }
-    if (s->conn.closing)
+    if (pg_conn_closing(&s->conn))
         return;
     pg_client *c = s->client;
     if (c && !s->conn.pass_left) {
@@ -406,5 +430,5 @@ void pg_server_process(pg_server *s)
     }
     gw_buf_consume(&s->conn.in, &gw->bufs, pos);
     if (need && gw_buf_reserve(&s->conn.in, &gw->bufs, need) != 0)
-        pg_server_close(s, "out of memory");
+        pg_server_close(s, PG_END_NO_MEMORY, "out of memory");
 }
