@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "drivers/pg/pg_int.h"
+#include "drivers/pg/pg_shell.h"
 #include "drivers/pg/pg_wire.h"
 
 static const char *const client_state_names[] = {"new",     "startup", "login_wait", "idle",
@@ -59,49 +60,26 @@ void pg_client_set_state(pg_client *c, pg_client_state st)
     c->since = gw_now(pg_ctx(&c->conn));
 }
 
-void pg_client_accept(pg_gateway *gw, uv_stream_t *listener, bool is_unix)
+void pg_client_start(pg_client *c, pg_gateway *gw)
 {
-    gw_ctx *ctx = gw->ctx;
-    pg_client *c = calloc(1, sizeof *c);
-    if (!c) {
-        gw_error(ctx, "out of memory accepting a client");
-        return;
-    }
     pg_conn_init(&c->conn, gw, PG_CONN_CLIENT);
     gw_list_init(&c->wait_node);
     gw_list_init(&c->subs);
     gw_list_init(&c->listen_node);
     pg_client_stmts_init(&c->stmts);
-    int rc = is_unix ? uv_pipe_init(ctx->loop, &c->conn.h.pipe, 0)
-                     : uv_tcp_init(ctx->loop, &c->conn.h.tcp);
-    if (rc != 0) {
-        gw_error(ctx, "accepting a client: %s", uv_strerror(rc));
-        free(c); /* a failed init leaves nothing registered with the loop */
-        return;
-    }
-    c->conn.stream_open = true;
-    gw->live++;
     pg_client_set_state(c, PG_CL_STARTUP);
-    if ((rc = uv_accept(listener, &c->conn.h.stream)) != 0) {
-        pg_client_close(c, PG_END_IO_ERROR, uv_strerror(rc));
-        return;
-    }
-    if (!is_unix)
-        uv_tcp_nodelay(&c->conn.h.tcp, 1);
     /* Over the limit the client is still read, so it gets a proper error after its startup
      * packet instead of a silent close. */
-    if (gw->n_clients >= (uint32_t)ctx->cfg->max_client_conn) {
+    if (gw->n_clients >= (uint32_t)gw->ctx->cfg->max_client_conn) {
         c->rejected = true;
     } else {
         c->counted = true;
         gw->n_clients++;
     }
-    pg_conn_start_reading(&c->conn);
 }
 
-static void on_client_closed(uv_handle_t *h)
+void pg_client_closed(pg_client *c)
 {
-    pg_client *c = gw_container_of(h, pg_client, conn.h.handle);
     pg_gateway *gw = c->conn.gw;
     pg_params_free(&c->params);
     pg_params_free(&c->startup);
@@ -111,16 +89,6 @@ static void on_client_closed(uv_handle_t *h)
     gw_buf_release(&c->conn.out, &gw->bufs);
     gw_buf_release(&c->notify, &gw->bufs);
     gw_buf_release(&c->listen_reply, &gw->bufs);
-    free(c);
-    gw->live--;
-    pg_gateway_maybe_free(gw);
-}
-
-static void on_client_shutdown(uv_shutdown_t *req, int status)
-{
-    (void)status;
-    uv_close((uv_handle_t *)req->handle, on_client_closed);
-    free(req);
 }
 
 /* Detaches c from pools, servers and indexes, then closes it; with flush, pending output (a last
@@ -148,13 +116,7 @@ static void client_close(pg_client *c, pg_end why, const char *detail, bool flus
     gw_list_remove(&c->conn.ready);
     pg_conn_stop_reading(&c->conn);
     pg_client_set_state(c, PG_CL_CLOSING);
-    if (flush && c->conn.out.len > 0 && pg_conn_flush(&c->conn) == 0) {
-        uv_shutdown_t *req = malloc(sizeof *req);
-        if (req && uv_shutdown(req, &c->conn.h.stream, on_client_shutdown) == 0)
-            return;
-        free(req);
-    }
-    uv_close(&c->conn.h.handle, on_client_closed);
+    pg_shell_client_close(c, flush);
 }
 
 void pg_client_close(pg_client *c, pg_end why, const char *detail)
@@ -544,4 +506,23 @@ void pg_client_process(pg_client *c)
     gw_buf_consume(&c->conn.in, &gw->bufs, pos);
     if (need && gw_buf_reserve(&c->conn.in, &gw->bufs, need) != 0)
         pg_client_fatal(c, PG_END_NO_MEMORY, "53200", "out of memory");
+}
+
+/* A cancel names Sluice's key; it becomes a cancel of the server linked to that client at this
+ * moment, and of no other. */
+void pg_cancel_request(pg_gateway *gw, uint32_t pid, uint32_t key)
+{
+    for (gw_hnode *n = gw_htable_chain(&gw->keys, pid); n; n = n->next) {
+        pg_client *c = gw_container_of(n, pg_client, key_node);
+        if (n->hash != pid || c->pid != pid)
+            continue;
+        /* A wrong key is ignored silently, as the server does. */
+        if (c->key != key)
+            return;
+        if (c->server && c->state == PG_CL_ACTIVE)
+            pg_shell_cancel(c->server);
+        else if (c->state == PG_CL_WAITING)
+            pg_client_cancel_wait(c); /* its query has not started: it ends here */
+        return;
+    }
 }

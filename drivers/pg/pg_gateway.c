@@ -1,7 +1,7 @@
 /*
- * pg_gateway: the PostgreSQL front end's listeners, its once-per-iteration flush, and the janitor
- * that enforces every timeout. Timeouts are checked by one periodic sweep instead of a timer per
- * connection: an idle client then costs no timer at all.
+ * pg_gateway: the PostgreSQL front end's listeners, its loop hooks (the once-per-iteration
+ * flush) and the janitor timer, whose tick drives the core's timeouts (pg_tick.c). Part of the
+ * shell (pg_shell.h).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -12,16 +12,10 @@
 
 #include "drivers/pg/pg.h"
 #include "drivers/pg/pg_int.h"
+#include "drivers/pg/pg_io.h"
+#include "drivers/pg/pg_shell.h"
 
 #define PG_JANITOR_MS 100
-
-uint32_t pg_gateway_random(pg_gateway *gw)
-{
-    uint64_t z = (gw->rng += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return (uint32_t)((z ^ (z >> 31)) >> 16);
-}
 
 void pg_gateway_maybe_free(pg_gateway *gw)
 {
@@ -73,96 +67,13 @@ static void on_check(uv_check_t *h)
     pg_gateway_run_ready(h->data);
 }
 
-/* Returns true when it changed something that may have closed other objects. */
-static bool check_client(pg_client *c, const cfg *conf, uint64_t now)
-{
-    uint64_t age = now - c->since;
-    switch (c->state) {
-    case PG_CL_STARTUP:
-    case PG_CL_LOGIN_WAIT:
-        if (conf->client_login_timeout_ms && age > conf->client_login_timeout_ms) {
-            pg_client_fatal(c, PG_END_LOGIN_TIMEOUT, "08P01",
-                            "client_login_timeout: login not completed within %.1f s",
-                            conf->client_login_timeout_ms / 1000.0);
-            return true;
-        }
-        break;
-    case PG_CL_WAITING:
-        if (conf->query_wait_timeout_ms && age > conf->query_wait_timeout_ms) {
-            pg_client_fatal(c, PG_END_WAIT_TIMEOUT, "08P01",
-                            "query_wait_timeout: no server connection became free within %.1f s",
-                            conf->query_wait_timeout_ms / 1000.0);
-            return true;
-        }
-        break;
-    case PG_CL_ACTIVE: {
-        pg_server *s = c->server;
-        if (!s)
-            break;
-        if (s->q.count == 0 && s->tx != 'I' && conf->idle_transaction_timeout_ms &&
-            now - s->idle_since > conf->idle_transaction_timeout_ms && c->conn.in.len == 0 &&
-            !c->conn.pass_left) {
-            pg_client_fatal(c, PG_END_IDLE_TX_TIMEOUT, "25P03",
-                            "idle_transaction_timeout: the transaction was idle for more than "
-                            "%.1f s and has been rolled back",
-                            conf->idle_transaction_timeout_ms / 1000.0);
-            return true;
-        }
-        if (s->q.count > 0 && s->busy_since && conf->query_timeout_ms &&
-            now - s->busy_since > conf->query_timeout_ms) {
-            if (!s->cancel_at) {
-                gw_info(pg_ctx(&c->conn), "client %u: query_timeout, cancelling on server %u",
-                        c->pid, s->id);
-                pg_cancel_server(s);
-                s->cancel_at = now;
-            } else if (now - s->cancel_at > conf->query_timeout_ms + 5000) {
-                pg_server_close(s, PG_END_QUERY_TIMEOUT,
-                                "query_timeout: the server did not answer the cancel");
-                return true;
-            }
-        }
-        break;
-    }
-    default:
-        break;
-    }
-    return false;
-}
-
 static void on_janitor(uv_timer_t *h)
 {
     pg_gateway *gw = h->data;
-    const cfg *conf = gw->ctx->cfg;
     uint64_t now = gw_now(gw->ctx);
-    gw_list *it, *tmp;
-restart_clients:
-    gw_list_foreach_safe(it, tmp, &gw->clients)
-    {
-        if (check_client(gw_container_of(it, pg_client, node), conf, now))
-            goto restart_clients;
-    }
-    for (gw_list *pi = gw->pools.next; pi != &gw->pools; pi = pi->next) {
-        pg_pool *p = gw_container_of(pi, pg_pool, node);
-    restart_servers:
-        gw_list_foreach_safe(it, tmp, &p->servers)
-        {
-            pg_server *s = gw_container_of(it, pg_server, pool_node);
-            if (s->state == PG_SV_CONNECTING && conf->server_connect_timeout_ms &&
-                now - s->since > conf->server_connect_timeout_ms) {
-                char msg[128];
-                snprintf(msg, sizeof msg, "server_connect_timeout: no connection within %.1f s",
-                         conf->server_connect_timeout_ms / 1000.0);
-                snprintf(p->last_error, sizeof p->last_error, "%s", msg);
-                p->last_sqlstate[0] = 0;
-                p->last_fail = now ? now : 1;
-                pg_server_close(s, PG_END_CONNECT_FAILED, msg);
-                pg_pool_connect_failed(p, msg);
-                goto restart_servers;
-            }
-        }
-        pg_pool_maybe_connect(p);
-        pg_listen_tick(p, now);
-    }
+    pg_core_tick(gw, now);
+    for (gw_list *pi = gw->pools.next; pi != &gw->pools; pi = pi->next)
+        pg_listen_tick(gw_container_of(pi, pg_pool, node), now);
     pg_gateway_run_ready(gw);
 }
 
@@ -336,19 +247,8 @@ void pg_gateway_stop(gw_ctx *ctx)
     close_own(&gw->janitor, &gw->janitor_open);
     close_own(&gw->prepare, &gw->prepare_open);
     close_own(&gw->check, &gw->check_open);
-    gw_list *it, *tmp;
-    gw_list_foreach_safe(it, tmp, &gw->clients)
-    {
-        pg_client_close(gw_container_of(it, pg_client, node), PG_END_SHUTDOWN, "shutting down");
-    }
-    for (gw_list *pi = gw->pools.next; pi != &gw->pools; pi = pi->next) {
-        pg_pool *p = gw_container_of(pi, pg_pool, node);
-        pg_listen_stop(p);
-        gw_list_foreach_safe(it, tmp, &p->servers)
-        {
-            pg_server_close(gw_container_of(it, pg_server, pool_node), PG_END_SHUTDOWN,
-                            "shutting down");
-        }
-    }
+    pg_core_shutdown(gw);
+    for (gw_list *pi = gw->pools.next; pi != &gw->pools; pi = pi->next)
+        pg_listen_stop(gw_container_of(pi, pg_pool, node));
     pg_gateway_maybe_free(gw);
 }

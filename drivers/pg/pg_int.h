@@ -239,21 +239,39 @@ typedef struct pg_gateway {
     bool stopping;
 } pg_gateway;
 
-/* pg_io.c: buffers, flow control, the end-of-iteration flush. */
+/* ---- The core's entry points: the shell (pg_shell.h) calls up only through these. ---- */
+
+/* Input arrived in c->conn.in (or processing was asked for with pg_conn_mark_process). */
+void pg_client_process(pg_client *c);
+void pg_server_process(pg_server *s);
+/* An accepted client starts reading its startup packet. */
+void pg_client_start(pg_client *c, pg_gateway *gw);
+/* A server object the shell created for a connect attempt joins its pool (CONNECTING). */
+void pg_server_init(pg_server *s, pg_pool *pool);
+/* The login to the server completed; s->params holds what it reported. */
+void pg_server_connected(pg_server *s, int backend_pid);
+/* The attempt of s failed (msg: libpq's text, copied before anything is freed). */
+void pg_server_connect_failed(pg_server *s, const char *msg);
+/* An attempt failed before any server object existed. */
+void pg_server_start_failed(pg_pool *pool, const char *msg);
+/* A close callback ran: the core releases what it holds; the shell frees the object. */
+void pg_client_closed(pg_client *c);
+void pg_server_closed(pg_server *s);
+/* Timer tick (every janitor period): timeouts, connection targets. */
+void pg_core_tick(pg_gateway *gw, uint64_t now);
+/* Stopping: every client and server is closed with PG_END_SHUTDOWN. */
+void pg_core_shutdown(pg_gateway *gw);
+/* A CancelRequest packet, and the end of a cancel the shell sent for server server_id. */
+void pg_cancel_request(pg_gateway *gw, uint32_t pid, uint32_t key);
+void pg_server_cancel_done(pg_gateway *gw, uint32_t server_id);
+/* The I/O errors that end connections arrive through pg_client_close / pg_server_close. */
+
+/* pg_conn.c: what clients and servers share that needs no I/O. */
 void pg_conn_init(pg_conn *c, pg_gateway *gw, pg_conn_kind kind);
-void pg_conn_mark(pg_conn *c);         /* queue for flush / reading re-evaluation */
-void pg_conn_mark_process(pg_conn *c); /* queue for input processing too */
-void pg_conn_start_reading(pg_conn *c);
-void pg_conn_stop_reading(pg_conn *c);
-void pg_gateway_run_ready(pg_gateway *gw);
-int pg_conn_flush(pg_conn *c);
 /* Streams what has arrived of the message being passed through (from->pass_left bytes at most)
  * from p to the output of `to` (NULL: dropped). Returns the bytes taken, or -ENOMEM. */
 long pg_conn_pass(pg_conn *from, pg_conn *to, const uint8_t *p, size_t avail);
-/* The gateway is freed once its own handles are closed and no client or server is left. */
-void pg_gateway_maybe_free(pg_gateway *gw);
 uint32_t pg_gateway_random(pg_gateway *gw);
-void pg_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 /* Whether its close has begun: nothing may be queued on it any more. */
 static inline bool pg_conn_closing(const pg_conn *c)
 {
@@ -266,8 +284,6 @@ int pg_conn_error(pg_conn *c, const char *severity, const char *sqlstate, const 
     __attribute__((format(printf, 4, 5)));
 
 /* pg_client.c */
-void pg_client_accept(pg_gateway *gw, uv_stream_t *listener, bool is_unix);
-void pg_client_process(pg_client *c);
 /* Sends a FATAL error (when sqlstate is not NULL) and closes once it is written. */
 void pg_client_fatal(pg_client *c, pg_end why, const char *sqlstate, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -279,10 +295,8 @@ void pg_client_set_state(pg_client *c, pg_client_state st);
 void pg_client_cancel_wait(pg_client *c);
 
 /* pg_server.c */
-pg_server *pg_server_connect(pg_pool *pool);
 void pg_server_close(pg_server *s, pg_end why, const char *detail);
 void pg_server_set_state(pg_server *s, pg_server_state st);
-void pg_server_process(pg_server *s);
 
 /* pg_pool.c */
 pg_pool *pg_pool_get(pg_gateway *gw, const cfg_database *db, const char *dbname, const char *user);
@@ -352,24 +366,6 @@ int pg_server_params_reset(pg_server *s);
 const char *pg_pin_reason(const pg_pool *pool, const char *sql, size_t len, unsigned *flags);
 void pg_pin(pg_client *c, const char *reason);
 void pg_unpin(pg_client *c);
-
-/* pg_listen.c */
-/* A query made only of LISTEN/UNLISTEN from an idle client in transaction mode: 1 when taken
- * (answered now or once the listening connection confirms; c->listen_wait until then), 0 when
- * it is something else, -1 when the client was closed. */
-int pg_listen_query(pg_client *c, const char *sql, size_t len);
-void pg_listen_client_gone(pg_client *c);
-/* Moves held notifications to the client's output when it is at a message boundary. */
-void pg_listen_flush(pg_client *c);
-/* From the janitor: the listening connection's connect timeout, and its reopening after a
- * loss while clients still listen. */
-void pg_listen_tick(pg_pool *p, uint64_t now);
-void pg_listen_stop(pg_pool *p);
-void pg_listen_free(pg_pool *p);
-
-/* pg_cancel.c */
-void pg_cancel_request(pg_gateway *gw, uint32_t pid, uint32_t key);
-void pg_cancel_server(pg_server *s);
 
 static inline gw_ctx *pg_ctx(const pg_conn *c)
 {

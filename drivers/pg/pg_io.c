@@ -7,11 +7,11 @@
  * side has PG_HIGH_WATER bytes unsent, which bounds memory for large results and COPY.
  */
 #include <errno.h>
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 
 #include "drivers/pg/pg_int.h"
+#include "drivers/pg/pg_io.h"
+#include "drivers/pg/pg_shell.h"
 #include "drivers/pg/pg_wire.h"
 
 typedef struct pg_wreq {
@@ -20,13 +20,6 @@ typedef struct pg_wreq {
     uint8_t *data;
     size_t len, cap;
 } pg_wreq;
-
-void pg_conn_init(pg_conn *c, pg_gateway *gw, pg_conn_kind kind)
-{
-    c->gw = gw;
-    c->kind = kind;
-    gw_list_init(&c->ready);
-}
 
 void pg_conn_mark(pg_conn *c)
 {
@@ -118,18 +111,6 @@ int pg_conn_flush(pg_conn *c)
     }
     c->pending += w->len;
     return 0;
-}
-
-long pg_conn_pass(pg_conn *from, pg_conn *to, const uint8_t *p, size_t avail)
-{
-    size_t n = avail < from->pass_left ? avail : from->pass_left;
-    if (to && n) {
-        if (gw_buf_append(&to->out, &from->gw->bufs, p, n) != 0)
-            return -ENOMEM;
-        pg_conn_mark(to);
-    }
-    from->pass_left -= (uint32_t)n;
-    return (long)n;
 }
 
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
@@ -255,16 +236,4 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         pg_server_close((pg_server *)c, PG_END_SERVER_GONE,
                         nread == UV_EOF ? "server closed the connection" : uv_strerror((int)nread));
     }
-}
-
-int pg_conn_error(pg_conn *c, const char *severity, const char *sqlstate, const char *fmt, ...)
-{
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    int rc = pg_build_error(&c->out, &c->gw->bufs, severity, sqlstate, msg);
-    pg_conn_mark(c);
-    return rc;
 }

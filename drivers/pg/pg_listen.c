@@ -18,6 +18,8 @@
 #include <string.h>
 
 #include "drivers/pg/pg_int.h"
+#include "drivers/pg/pg_io.h"
+#include "drivers/pg/pg_shell.h"
 #include "drivers/pg/pg_sql.h"
 #include "drivers/pg/pg_wire.h"
 

@@ -7,6 +7,7 @@
 #include <strings.h>
 
 #include "drivers/pg/pg_int.h"
+#include "drivers/pg/pg_shell.h"
 #include "drivers/pg/pg_wire.h"
 
 /* A failed connection attempt is not retried for this long, so a down server is not hammered;
@@ -168,7 +169,7 @@ void pg_pool_maybe_connect(pg_pool *p)
     if (p->n_servers < min && min - p->n_servers > want)
         want = min - p->n_servers;
     while (p->n_connecting < want && may_open(p)) {
-        if (!pg_server_connect(p))
+        if (!pg_shell_connect(p))
             break;
         if (p->last_fail)
             break; /* the attempt failed at once; the waiters have been told */
@@ -316,4 +317,21 @@ void pg_pool_release(pg_server *s, bool client_left)
         return;
     }
     pg_conn_mark(&s->conn);
+}
+
+void pg_server_cancel_done(pg_gateway *gw, uint32_t server_id)
+{
+    /* A server held back from the pool until its cancel was delivered can go now. */
+    for (gw_list *it = gw->pools.next; it != &gw->pools; it = it->next) {
+        pg_pool *p = gw_container_of(it, pg_pool, node);
+        for (gw_list *si = p->servers.next; si != &p->servers; si = si->next) {
+            pg_server *s = gw_container_of(si, pg_server, pool_node);
+            if (s->id != server_id)
+                continue;
+            if (s->cancels > 0 && --s->cancels == 0 && s->state == PG_SV_RESETTING &&
+                s->q.count == 0 && s->tx == 'I')
+                pg_pool_server_ready(s);
+            return;
+        }
+    }
 }

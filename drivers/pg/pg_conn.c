@@ -1,0 +1,51 @@
+/*
+ * pg_conn: what client and server connections share that needs no I/O: their setup, the
+ * streaming of a message through to the peer's output, errors built into the output, and the
+ * gateway's cancel-key generator.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+
+#include "drivers/pg/pg_int.h"
+#include "drivers/pg/pg_shell.h"
+#include "drivers/pg/pg_wire.h"
+
+void pg_conn_init(pg_conn *c, pg_gateway *gw, pg_conn_kind kind)
+{
+    c->gw = gw;
+    c->kind = kind;
+    gw_list_init(&c->ready);
+}
+
+long pg_conn_pass(pg_conn *from, pg_conn *to, const uint8_t *p, size_t avail)
+{
+    size_t n = avail < from->pass_left ? avail : from->pass_left;
+    if (to && n) {
+        if (gw_buf_append(&to->out, &from->gw->bufs, p, n) != 0)
+            return -ENOMEM;
+        pg_conn_mark(to);
+    }
+    from->pass_left -= (uint32_t)n;
+    return (long)n;
+}
+
+int pg_conn_error(pg_conn *c, const char *severity, const char *sqlstate, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    int rc = pg_build_error(&c->out, &c->gw->bufs, severity, sqlstate, msg);
+    pg_conn_mark(c);
+    return rc;
+}
+
+uint32_t pg_gateway_random(pg_gateway *gw)
+{
+    uint64_t z = (gw->rng += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return (uint32_t)((z ^ (z >> 31)) >> 16);
+}
