@@ -1,7 +1,7 @@
 /*
- * pg_conn: what client and server connections share that needs no I/O: their setup, the
- * streaming of a message through to the peer's output, errors built into the output, and the
- * gateway's cancel-key generator.
+ * pg_conn: what client and server connections share that needs no I/O: their setup, the ready
+ * list that hands output and input to the shell, the streaming of a message through to the
+ * peer's output, errors built into the output; and the core's part of the gateway object.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -40,6 +40,41 @@ int pg_conn_error(pg_conn *c, const char *severity, const char *sqlstate, const 
     int rc = pg_build_error(&c->out, &c->gw->bufs, severity, sqlstate, msg);
     pg_conn_mark(c);
     return rc;
+}
+
+void pg_core_init(pg_gateway *gw, gw_ctx *ctx)
+{
+    gw->ctx = ctx;
+    gw_list_init(&gw->clients);
+    gw_list_init(&gw->pools);
+    gw_list_init(&gw->ready);
+    gw_htable_init(&gw->keys);
+    pg_stmt_registry_init(&gw->stmts);
+    gw_bufpool_init(&gw->bufs, 1024);
+}
+
+void pg_core_free(pg_gateway *gw)
+{
+    gw_list *it, *tmp;
+    gw_list_foreach_safe(it, tmp, &gw->pools)
+    {
+        pg_pool_free(gw_container_of(it, pg_pool, node), gw);
+    }
+    gw_htable_free(&gw->keys);
+    pg_stmt_registry_destroy(&gw->stmts);
+    gw_bufpool_destroy(&gw->bufs);
+}
+
+void pg_conn_mark(pg_conn *c)
+{
+    if (!pg_conn_closing(c) && !gw_list_linked(&c->ready))
+        gw_list_push_tail(&c->gw->ready, &c->ready);
+}
+
+void pg_conn_mark_process(pg_conn *c)
+{
+    c->need_process = true;
+    pg_conn_mark(c);
 }
 
 uint32_t pg_gateway_random(pg_gateway *gw)

@@ -21,14 +21,7 @@ void pg_gateway_maybe_free(pg_gateway *gw)
 {
     if (!gw->stopping || gw->open_handles > 0 || gw->live > 0 || gw->pending_cancels > 0)
         return;
-    gw_list *it, *tmp;
-    gw_list_foreach_safe(it, tmp, &gw->pools)
-    {
-        pg_pool_free(gw_container_of(it, pg_pool, node), gw);
-    }
-    gw_htable_free(&gw->keys);
-    pg_stmt_registry_destroy(&gw->stmts);
-    gw_bufpool_destroy(&gw->bufs);
+    pg_core_free(gw);
     if (gw->ctx->pg == gw)
         gw->ctx->pg = NULL;
     free(gw->unix_path);
@@ -198,14 +191,8 @@ int pg_gateway_start(gw_ctx *ctx)
     pg_gateway *gw = calloc(1, sizeof *gw);
     if (!gw)
         return -ENOMEM;
-    gw->ctx = ctx;
     ctx->pg = gw;
-    gw_list_init(&gw->clients);
-    gw_list_init(&gw->pools);
-    gw_list_init(&gw->ready);
-    gw_htable_init(&gw->keys);
-    pg_stmt_registry_init(&gw->stmts);
-    gw_bufpool_init(&gw->bufs, 1024);
+    pg_core_init(gw, ctx);
     if (uv_random(NULL, NULL, &gw->rng, sizeof gw->rng, 0, NULL) != 0)
         gw->rng = (uint64_t)uv_hrtime();
 

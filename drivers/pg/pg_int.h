@@ -266,8 +266,18 @@ void pg_cancel_request(pg_gateway *gw, uint32_t pid, uint32_t key);
 void pg_server_cancel_done(pg_gateway *gw, uint32_t server_id);
 /* The I/O errors that end connections arrive through pg_client_close / pg_server_close. */
 
+/* The core's part of the gateway object: lists, indexes, buffers (pg_core_free frees them and
+ * every pool, once no client or server is left). */
+void pg_core_init(pg_gateway *gw, gw_ctx *ctx);
+void pg_core_free(pg_gateway *gw);
+
 /* pg_conn.c: what clients and servers share that needs no I/O. */
 void pg_conn_init(pg_conn *c, pg_gateway *gw, pg_conn_kind kind);
+/* Output was appended to c->out (or its reading may need re-evaluation): the shell writes it
+ * and re-evaluates reading at the end of this loop iteration (gw->ready). */
+void pg_conn_mark(pg_conn *c);
+/* As pg_conn_mark, and c's input is processed again then. */
+void pg_conn_mark_process(pg_conn *c);
 /* Streams what has arrived of the message being passed through (from->pass_left bytes at most)
  * from p to the output of `to` (NULL: dropped). Returns the bytes taken, or -ENOMEM. */
 long pg_conn_pass(pg_conn *from, pg_conn *to, const uint8_t *p, size_t avail);

@@ -21,18 +21,6 @@ typedef struct pg_wreq {
     size_t len, cap;
 } pg_wreq;
 
-void pg_conn_mark(pg_conn *c)
-{
-    if (!pg_conn_closing(c) && !gw_list_linked(&c->ready))
-        gw_list_push_tail(&c->gw->ready, &c->ready);
-}
-
-void pg_conn_mark_process(pg_conn *c)
-{
-    c->need_process = true;
-    pg_conn_mark(c);
-}
-
 static pg_conn *peer_of(pg_conn *c)
 {
     if (c->kind == PG_CONN_CLIENT) {

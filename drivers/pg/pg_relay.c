@@ -390,7 +390,7 @@ static int relay_describe_close(pg_client *c, uint8_t t, const uint8_t *msg, siz
                 return rc;
             gw_buf *out = &s->conn.out;
             size_t m;
-            rc = rc ? rc : pg_msg_begin(out, &gw->bufs, 'D', &m);
+            rc = pg_msg_begin(out, &gw->bufs, 'D', &m);
             rc = rc ? rc : pg_msg_put(out, &gw->bufs, "S", 1);
             rc = rc ? rc : pg_msg_put_str(out, &gw->bufs, st->name);
             pg_msg_finish(out, m, rc);

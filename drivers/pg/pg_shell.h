@@ -26,11 +26,9 @@ struct pg_client;
 struct pg_server;
 struct pg_pool;
 
-/* Output was appended to c->out (or its reading may need re-evaluation): written at the end of
- * this loop iteration. */
-void pg_conn_mark(struct pg_conn *c);
-/* As pg_conn_mark, and c's input is processed again then. */
-void pg_conn_mark_process(struct pg_conn *c);
+/* Output the core appends to a connection's out buffer, and input it wants processed again,
+ * reach the shell through gw->ready (pg_conn_mark, pg_int.h): the shell runs that list at the
+ * end of each loop iteration. */
 void pg_conn_start_reading(struct pg_conn *c);
 void pg_conn_stop_reading(struct pg_conn *c);
 
