@@ -4,12 +4,8 @@
  * peer's output, errors built into the output; and the core's part of the gateway object.
  */
 #include <errno.h>
-#include <stdarg.h>
-#include <stdio.h>
 
 #include "drivers/pg/pg_int.h"
-#include "drivers/pg/pg_shell.h"
-#include "drivers/pg/pg_wire.h"
 
 void pg_conn_init(pg_conn *c, pg_gateway *gw, pg_conn_kind kind)
 {
@@ -28,18 +24,6 @@ long pg_conn_pass(pg_conn *from, pg_conn *to, const uint8_t *p, size_t avail)
     }
     from->pass_left -= (uint32_t)n;
     return (long)n;
-}
-
-int pg_conn_error(pg_conn *c, const char *severity, const char *sqlstate, const char *fmt, ...)
-{
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    int rc = pg_build_error(&c->out, &c->gw->bufs, severity, sqlstate, msg);
-    pg_conn_mark(c);
-    return rc;
 }
 
 void pg_core_init(pg_gateway *gw, gw_ctx *ctx)

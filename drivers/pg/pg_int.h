@@ -289,9 +289,6 @@ static inline bool pg_conn_closing(const pg_conn *c)
         return ((const pg_client *)c)->state == PG_CL_CLOSING;
     return ((const pg_server *)c)->state == PG_SV_CLOSING;
 }
-/* Appends a message to out; on ENOMEM the connection is doomed and closed by the caller. */
-int pg_conn_error(pg_conn *c, const char *severity, const char *sqlstate, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
 
 /* pg_client.c */
 /* Sends a FATAL error (when sqlstate is not NULL) and closes once it is written. */
@@ -328,7 +325,8 @@ void pg_pool_connect_failed(pg_pool *p, const char *msg);
 void pg_pool_maybe_connect(pg_pool *p);
 uint32_t pg_pool_db_servers(pg_gateway *gw, const char *dbname);
 
-/* pg_relay.c: what crosses a link, message by message. */
+/* The relay: what crosses a link, message by message. pg_reqq.c (request queue), pg_front.c
+ * (client to server), pg_sync.c (session parameters), pg_back.c (server to client). */
 void pg_reqq_free(pg_reqq *q, pg_gateway *gw);
 int pg_reqq_push(pg_server *s, uint8_t type, pg_req_action action, pg_stmt *stmt, bool named);
 /* Handles one complete client message of type t (body excludes the 5-byte header) for the
@@ -341,9 +339,13 @@ int pg_relay_client_msg(pg_client *c, uint8_t t, const uint8_t *msg, size_t len)
 int pg_relay_parse_local(pg_client *c, const uint8_t *msg, size_t total);
 /* Whether a client message of this type must be complete before it can be relayed. */
 bool pg_relay_needs_whole(const pg_client *c, uint8_t t);
-/* Server message handling; see pg_relay.c for the contract. */
+/* A server message of type t begins: -1 when it cannot come now (a login message after the
+ * login: the stream is out of sync); else *whole says it must be held whole and handed to
+ * pg_relay_server_msg, *drop that its bytes go nowhere (no client, or an injected query's). */
 int pg_relay_server_header(pg_server *s, uint8_t t, bool *drop, bool *whole);
-int pg_relay_server_msg(pg_server *s, uint8_t t, const uint8_t *body, size_t len);
+/* Handles a whole server message (msg holds its len bytes, header included). 0, or -1 when the
+ * server was closed (already reported). */
+int pg_relay_server_msg(pg_server *s, uint8_t t, const uint8_t *msg, size_t len);
 /* Answers the fake requests at the head of the queue. 0, or -1 when the client (and with it
  * this server) was closed for want of memory. */
 int pg_relay_drain_fakes(pg_server *s);

@@ -102,7 +102,14 @@ void pg_core_shutdown(pg_gateway *gw)
     gw_list *it, *tmp;
     gw_list_foreach_safe(it, tmp, &gw->clients)
     {
-        pg_client_close(gw_container_of(it, pg_client, node), PG_END_SHUTDOWN, "shutting down");
+        pg_client *c = gw_container_of(it, pg_client, node);
+        /* A client with a server may be in the middle of a message from it: it gets no
+         * message of Sluice's own, only the close. */
+        if (c->state == PG_CL_ACTIVE)
+            pg_client_close(c, PG_END_SHUTDOWN, "shutting down");
+        else
+            pg_client_fatal(c, PG_END_SHUTDOWN, pg_end_sqlstate(PG_END_SHUTDOWN),
+                            "terminating connection due to administrator command");
     }
     for (gw_list *pi = gw->pools.next; pi != &gw->pools; pi = pi->next) {
         pg_pool *p = gw_container_of(pi, pg_pool, node);

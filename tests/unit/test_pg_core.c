@@ -182,3 +182,12 @@ Test(pg_core, server_gone_mid_query_is_08006_for_its_client)
     cr_assert_eq(w.last_server_end, PG_END_PROTOCOL);
     expect_fatal(c, PG_END_SERVER_GONE, "08006");
 }
+
+Test(pg_core, shutdown_tells_idle_clients_57P01)
+{
+    pg_client *c = logged_in();
+    w.gw->stopping = true;
+    pg_core_shutdown(w.gw);
+    fk_step(&w);
+    expect_fatal(c, PG_END_SHUTDOWN, "57P01");
+}
