@@ -1,6 +1,7 @@
 /* Unit tests that drive the PostgreSQL core with bytes through a fake shell: no socket, no
  * libpq, no event loop run. */
 #include <criterion/criterion.h>
+#include <signal.h>
 #include <string.h>
 
 #include "drivers/pg/pg_wire.h"
@@ -190,4 +191,18 @@ Test(pg_core, shutdown_tells_idle_clients_57P01)
     pg_core_shutdown(w.gw);
     fk_step(&w);
     expect_fatal(c, PG_END_SHUTDOWN, "57P01");
+}
+
+Test(pg_core, impossible_client_state_change_aborts, .signal = SIGABRT)
+{
+    pg_client *c = fk_client(&w);
+    pg_client_set_state(c, PG_CL_ACTIVE); /* no server was ever linked: STARTUP -> ACTIVE */
+}
+
+Test(pg_core, impossible_server_state_change_aborts, .signal = SIGABRT)
+{
+    logged_in();
+    pg_server *s = fk_first_server(&w);
+    cr_assert_eq(s->state, PG_SV_IDLE);
+    pg_server_set_state(s, PG_SV_CONNECTING);
 }
