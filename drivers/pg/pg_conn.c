@@ -68,3 +68,65 @@ uint32_t pg_gateway_random(pg_gateway *gw)
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
     return (uint32_t)((z ^ (z >> 31)) >> 16);
 }
+
+pg_conn *pg_conn_peer(const pg_conn *c)
+{
+    if (c->kind == PG_CONN_CLIENT) {
+        const pg_client *cl = (const pg_client *)c;
+        return cl->server ? &cl->server->conn : NULL;
+    }
+    const pg_server *s = (const pg_server *)c;
+    return s->client ? &s->client->conn : NULL;
+}
+
+bool pg_conn_wants_input(const pg_conn *c)
+{
+    bool want;
+    if (c->kind == PG_CONN_CLIENT) {
+        /* A client is read while what it sent fits the bound: PG_STREAM_OVER of unprocessed
+         * input, or the whole message being awaited, and while its own output has room. A
+         * client waiting for a server keeps being read too (up to that bound), so waiting does
+         * not cost two epoll changes per transaction and a disconnect is noticed at once. */
+        size_t bound = c->want_in > PG_STREAM_OVER ? c->want_in : PG_STREAM_OVER;
+        want = c->in.len < bound && c->out.len + c->pending < PG_HIGH_WATER;
+    } else {
+        want = ((const pg_server *)c)->state != PG_SV_CONNECTING;
+    }
+    /* Reading one side pauses while the other has PG_HIGH_WATER bytes unsent. */
+    const pg_conn *p = pg_conn_peer(c);
+    return want && !pg_conn_closing(c) && !(p && p->pending + p->out.len >= PG_HIGH_WATER);
+}
+
+void pg_conn_input(pg_conn *c)
+{
+    if (c->kind == PG_CONN_CLIENT)
+        pg_client_process((pg_client *)c);
+    else
+        pg_server_process((pg_server *)c);
+}
+
+void pg_conn_input_ended(pg_conn *c, bool eof, const char *detail)
+{
+    if (c->kind == PG_CONN_SERVER) {
+        pg_server_close((pg_server *)c, PG_END_SERVER_GONE,
+                        eof ? "server closed the connection" : detail);
+        return;
+    }
+    pg_client *cl = (pg_client *)c;
+    if (eof && (c->in.len > 0 || c->pass_left) &&
+        (cl->state == PG_CL_IDLE || cl->state == PG_CL_ACTIVE))
+        pg_client_fatal(cl, PG_END_PROTOCOL, "08P01",
+                        "unexpected EOF within a message from the client");
+    else if (eof)
+        pg_client_close(cl, PG_END_CLIENT_LEFT, "client disconnected");
+    else
+        pg_client_close(cl, PG_END_IO_ERROR, detail);
+}
+
+void pg_conn_close(pg_conn *c, pg_end why, const char *detail)
+{
+    if (c->kind == PG_CONN_CLIENT)
+        pg_client_close((pg_client *)c, why, detail);
+    else
+        pg_server_close((pg_server *)c, why, detail);
+}

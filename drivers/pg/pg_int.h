@@ -241,9 +241,17 @@ typedef struct pg_gateway {
 
 /* ---- The core's entry points: the shell (pg_shell.h) calls up only through these. ---- */
 
-/* Input arrived in c->conn.in (or processing was asked for with pg_conn_mark_process). */
+/* Input arrived in c->in (or processing was asked for with pg_conn_mark_process). */
+void pg_conn_input(pg_conn *c);
 void pg_client_process(pg_client *c);
 void pg_server_process(pg_server *s);
+/* The peer closed (eof) or reading failed (detail says why). */
+void pg_conn_input_ended(pg_conn *c, bool eof, const char *detail);
+/* Writing failed, or the shell could not start reading. */
+void pg_conn_close(pg_conn *c, pg_end why, const char *detail);
+/* Flow control: whether the shell should read c now, and the other end of its link. */
+bool pg_conn_wants_input(const pg_conn *c);
+pg_conn *pg_conn_peer(const pg_conn *c);
 /* An accepted client starts reading its startup packet. */
 void pg_client_start(pg_client *c, pg_gateway *gw);
 /* A server object the shell created for a connect attempt joins its pool (CONNECTING). */

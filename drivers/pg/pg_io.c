@@ -1,10 +1,12 @@
 /*
- * pg_io: buffers and flow control shared by client and server connections.
+ * pg_io (shell): reading and writing the sockets of clients and servers.
  *
- * Output built while handling events is not written at once: the connection is put on the
- * gateway's ready list and written once per loop iteration (uv_prepare and uv_check both run the
- * list), so a burst of messages becomes one write. Reading from one side pauses while the other
- * side has PG_HIGH_WATER bytes unsent, which bounds memory for large results and COPY.
+ * Output the core builds while handling events is not written at once: the connection is put on
+ * the gateway's ready list and written once per loop iteration (uv_prepare and uv_check both run
+ * the list), so a burst of messages becomes one write. Whether a connection is read is the
+ * core's decision (pg_conn_wants_input: reading one side pauses while the other side has
+ * PG_HIGH_WATER bytes unsent, which bounds memory for large results and COPY); this file only
+ * applies it. Calls up through pg_conn_input, pg_conn_input_ended and pg_conn_close.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -12,7 +14,6 @@
 #include "drivers/pg/pg_int.h"
 #include "drivers/pg/pg_io.h"
 #include "drivers/pg/pg_shell.h"
-#include "drivers/pg/pg_wire.h"
 
 typedef struct pg_wreq {
     uv_write_t req;
@@ -20,24 +21,6 @@ typedef struct pg_wreq {
     uint8_t *data;
     size_t len, cap;
 } pg_wreq;
-
-static pg_conn *peer_of(pg_conn *c)
-{
-    if (c->kind == PG_CONN_CLIENT) {
-        pg_client *cl = (pg_client *)c;
-        return cl->server ? &cl->server->conn : NULL;
-    }
-    pg_server *s = (pg_server *)c;
-    return s->client ? &s->client->conn : NULL;
-}
-
-static void conn_close(pg_conn *c, pg_end why, const char *detail)
-{
-    if (c->kind == PG_CONN_CLIENT)
-        pg_client_close((pg_client *)c, why, detail);
-    else
-        pg_server_close((pg_server *)c, why, detail);
-}
 
 static void on_write(uv_write_t *req, int status)
 {
@@ -48,12 +31,12 @@ static void on_write(uv_write_t *req, int status)
     free(w);
     if (status < 0) {
         if (!pg_conn_closing(c))
-            conn_close(c, PG_END_IO_ERROR, uv_strerror(status));
+            pg_conn_close(c, PG_END_IO_ERROR, uv_strerror(status));
         return;
     }
     /* Output drained: the other side may read again, and a client that stopped for its own
      * output bound may go on. */
-    pg_conn *p = peer_of(c);
+    pg_conn *p = pg_conn_peer(c);
     if (p && p->reading == false)
         pg_conn_mark(p);
     if (c->in_blocked)
@@ -111,8 +94,8 @@ void pg_conn_start_reading(pg_conn *c)
     if (rc == 0)
         c->reading = true;
     else
-        conn_close(c, PG_END_IO_ERROR,
-                   uv_strerror(rc)); /* a connection never read again would hang its peer */
+        pg_conn_close(c, PG_END_IO_ERROR,
+                      uv_strerror(rc)); /* a connection never read again would hang its peer */
 }
 
 void pg_conn_stop_reading(pg_conn *c)
@@ -123,31 +106,11 @@ void pg_conn_stop_reading(pg_conn *c)
     c->reading = false;
 }
 
-static bool peer_congested(pg_conn *c)
-{
-    pg_conn *p = peer_of(c);
-    return p && p->pending + p->out.len >= PG_HIGH_WATER;
-}
-
 static void update_reading(pg_conn *c)
 {
-    bool want;
     if (pg_conn_closing(c))
         return;
-    if (c->kind == PG_CONN_CLIENT) {
-        pg_client *cl = (pg_client *)c;
-        /* A client is read while what it sent fits the bound: PG_STREAM_OVER of unprocessed
-         * input, or the whole message being awaited, and while its own output has room. A
-         * client waiting for a server keeps being read too (up to that bound), so waiting does
-         * not cost two epoll changes per transaction and a disconnect is noticed at once. */
-        size_t bound = c->want_in > PG_STREAM_OVER ? c->want_in : PG_STREAM_OVER;
-        want = cl->state != PG_CL_CLOSING && c->in.len < bound &&
-               c->out.len + c->pending < PG_HIGH_WATER;
-    } else {
-        pg_server *s = (pg_server *)c;
-        want = s->state != PG_SV_CONNECTING;
-    }
-    if (want && !peer_congested(c))
+    if (pg_conn_wants_input(c))
         pg_conn_start_reading(c);
     else
         pg_conn_stop_reading(c);
@@ -163,19 +126,16 @@ void pg_gateway_run_ready(pg_gateway *gw)
             continue;
         if (c->need_process) {
             c->need_process = false;
-            if (c->kind == PG_CONN_CLIENT)
-                pg_client_process((pg_client *)c);
-            else
-                pg_server_process((pg_server *)c);
+            pg_conn_input(c);
             if (pg_conn_closing(c))
                 continue;
         }
         if (pg_conn_flush(c) != 0) {
-            conn_close(c, PG_END_IO_ERROR, "write failed");
+            pg_conn_close(c, PG_END_IO_ERROR, "write failed");
             continue;
         }
         update_reading(c);
-        pg_conn *p = peer_of(c);
+        pg_conn *p = pg_conn_peer(c);
         if (p && !pg_conn_closing(p))
             update_reading(p);
     }
@@ -198,10 +158,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     pg_conn *c = gw_container_of(stream, pg_conn, h.stream);
     if (nread > 0) {
         c->in.len += (size_t)nread;
-        if (c->kind == PG_CONN_CLIENT)
-            pg_client_process((pg_client *)c);
-        else
-            pg_server_process((pg_server *)c);
+        pg_conn_input(c);
         if (!pg_conn_closing(c))
             pg_conn_mark(c);
         return;
@@ -210,18 +167,5 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         gw_buf_release(&c->in, &c->gw->bufs);
     if (nread == 0)
         return;
-    if (c->kind == PG_CONN_CLIENT) {
-        pg_client *cl = (pg_client *)c;
-        if (nread == UV_EOF && (c->in.len > 0 || c->pass_left) &&
-            (cl->state == PG_CL_IDLE || cl->state == PG_CL_ACTIVE))
-            pg_client_fatal(cl, PG_END_PROTOCOL, "08P01",
-                            "unexpected EOF within a message from the client");
-        else if (nread == UV_EOF)
-            pg_client_close(cl, PG_END_CLIENT_LEFT, "client disconnected");
-        else
-            pg_client_close(cl, PG_END_IO_ERROR, uv_strerror((int)nread));
-    } else {
-        pg_server_close((pg_server *)c, PG_END_SERVER_GONE,
-                        nread == UV_EOF ? "server closed the connection" : uv_strerror((int)nread));
-    }
+    pg_conn_input_ended(c, nread == UV_EOF, uv_strerror((int)nread));
 }

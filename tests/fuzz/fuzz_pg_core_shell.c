@@ -165,10 +165,7 @@ void fk_step(fk_world *w)
             if (pg_conn_closing(c) || !c->need_process)
                 continue;
             c->need_process = false;
-            if (c->kind == PG_CONN_CLIENT)
-                pg_client_process((pg_client *)c);
-            else
-                pg_server_process((pg_server *)c);
+            pg_conn_input(c);
         }
         /* Cancels the shell sent land now (in the real shell, a thread-pool round later). */
         size_t n = fk.n_cancels;
@@ -221,10 +218,7 @@ static void input(fk_world *w, pg_conn *c, const void *data, size_t len)
 {
     if (len && gw_buf_append(&c->in, &w->gw->bufs, data, len) != 0)
         abort();
-    if (c->kind == PG_CONN_CLIENT)
-        pg_client_process((pg_client *)c);
-    else
-        pg_server_process((pg_server *)c);
+    pg_conn_input(c);
     fk_step(w);
 }
 
