@@ -1,16 +1,16 @@
 /*
  * pg_shell: the one downward interface of the PostgreSQL core. The core (framing, login,
- * relay, routing, pools: pg_client, pg_server, pg_pool, pg_relay, pg_pin, pg_conn and the
- * pure helpers) produces bytes in a connection's output buffer and asks the shell for actions
- * through these functions; the shell (pg_io, pg_accept, pg_connect, pg_cancel, pg_listen,
- * pg_gateway) owns the libuv handles and libpq and calls up only through the entry points
- * listed in pg_int.h. Link-time substitution: unit tests and fuzz harnesses link the core
- * library with a fake shell instead.
+ * relay, routing, pools: pg_client, pg_server, pg_pool, pg_reqq, pg_front, pg_sync, pg_back,
+ * pg_pin, pg_tick, pg_conn and the pure helpers) produces bytes in a connection's output
+ * buffer and asks the shell for actions through these functions; the shell (pg_io, pg_accept,
+ * pg_connect, pg_cancel, pg_listen, pg_gateway) owns the libuv handles and libpq and calls up
+ * only through the entry points listed in pg_int.h. Link-time substitution: unit tests and fuzz
+ * harnesses link the core library with a fake shell instead.
  *
  * Layering (who calls whom):
  *   pg_gateway (listeners, janitor, loop hooks) -> pg_accept, pg_io, core entry points
- *   pg_io (read/write/flow control)              -> pg_client_process, pg_server_process,
- *                                                   pg_client_close, pg_server_close
+ *   pg_io (read/write)                           -> pg_conn_input, pg_conn_input_ended,
+ *                                                   pg_conn_close, pg_conn_wants_input
  *   pg_accept, pg_connect, pg_cancel             -> core entry points (pg_int.h)
  *   core                                         -> this header only
  */
