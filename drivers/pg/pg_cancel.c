@@ -8,6 +8,8 @@
 #include <string.h>
 
 #include "drivers/pg/pg_int.h"
+#include "drivers/pg/pg_io.h"
+#include "drivers/pg/pg_shell.h"
 
 typedef struct cancel_work {
     uv_work_t req;
@@ -33,24 +35,12 @@ static void after_cancel(uv_work_t *req, int status)
     PQfreeCancel(w->cancel);
     pg_gateway *gw = w->gw;
     gw->pending_cancels--;
-    /* A server held back from the pool until its cancel was delivered can go now. */
-    for (gw_list *it = gw->pools.next; it != &gw->pools; it = it->next) {
-        pg_pool *p = gw_container_of(it, pg_pool, node);
-        for (gw_list *si = p->servers.next; si != &p->servers; si = si->next) {
-            pg_server *s = gw_container_of(si, pg_server, pool_node);
-            if (s->id != w->server_id)
-                continue;
-            if (s->cancels > 0 && --s->cancels == 0 && s->state == PG_SV_RESETTING &&
-                s->q.count == 0 && s->tx == 'I')
-                pg_pool_server_ready(s);
-            break;
-        }
-    }
+    pg_server_cancel_done(gw, w->server_id);
     free(w);
     pg_gateway_maybe_free(gw);
 }
 
-void pg_cancel_server(pg_server *s)
+void pg_shell_cancel(pg_server *s)
 {
     if (!s->pq || s->state != PG_SV_ACTIVE)
         return;
@@ -69,21 +59,4 @@ void pg_cancel_server(pg_server *s)
     s->cancels++;
     w->gw->pending_cancels++;
     gw_debug(w->ctx, "cancel sent to server %u", s->id);
-}
-
-void pg_cancel_request(pg_gateway *gw, uint32_t pid, uint32_t key)
-{
-    for (gw_hnode *n = gw_htable_chain(&gw->keys, pid); n; n = n->next) {
-        pg_client *c = gw_container_of(n, pg_client, key_node);
-        if (n->hash != pid || c->pid != pid)
-            continue;
-        /* A wrong key is ignored silently, as the server does. */
-        if (c->key != key)
-            return;
-        if (c->server && c->state == PG_CL_ACTIVE)
-            pg_cancel_server(c->server);
-        else if (c->state == PG_CL_WAITING)
-            pg_client_cancel_wait(c); /* its query has not started: it ends here */
-        return;
-    }
 }

@@ -9,61 +9,77 @@
 #include <string.h>
 
 #include "drivers/pg/pg_int.h"
+#include "drivers/pg/pg_shell.h"
 #include "drivers/pg/pg_wire.h"
 
-static const char *const client_state_names[] = {"startup", "login_wait", "idle",
-                                                 "waiting", "active",     "closing"};
+static const char *const client_state_names[] = {"new",     "startup", "login_wait", "idle",
+                                                 "waiting", "active",  "closing"};
+
+#define CL(st) (1u << PG_CL_##st)
+/* The states each state may be entered from. */
+static const unsigned client_from[] = {
+    [PG_CL_NEW] = 0,
+    [PG_CL_STARTUP] = CL(NEW),
+    [PG_CL_LOGIN_WAIT] = CL(STARTUP),
+    [PG_CL_IDLE] = CL(STARTUP) | CL(LOGIN_WAIT) | CL(WAITING) | CL(ACTIVE),
+    [PG_CL_WAITING] = CL(IDLE),
+    [PG_CL_ACTIVE] = CL(IDLE) | CL(WAITING),
+    [PG_CL_CLOSING] = CL(STARTUP) | CL(LOGIN_WAIT) | CL(IDLE) | CL(WAITING) | CL(ACTIVE),
+};
+#undef CL
+
+/* The pool list a client in state st sits on, or NULL. */
+static gw_list *client_list(pg_client *c, pg_client_state st)
+{
+    if (st == PG_CL_LOGIN_WAIT)
+        return &c->pool->login_waiters;
+    if (st == PG_CL_WAITING)
+        return &c->pool->waiters;
+    return NULL;
+}
 
 void pg_client_set_state(pg_client *c, pg_client_state st)
 {
-    gw_assert(c->state != PG_CL_CLOSING || st == PG_CL_CLOSING);
+    pg_client_state old = c->state;
+    if (!(client_from[st] & (1u << old))) {
+        gw_error(pg_ctx(&c->conn), "client %u: impossible state change %s -> %s", c->pid,
+                 client_state_names[old], client_state_names[st]);
+        gw__assert_fail("legal client state change", __FILE__, __LINE__);
+    }
+    gw_assert(st != PG_CL_CLOSING || c->conn.end != PG_END_NONE);
+    if (client_list(c, old))
+        gw_list_remove(&c->wait_node);
+    gw_list *l = client_list(c, st);
+    if (l)
+        gw_list_push_tail(l, &c->wait_node); /* FIFO: the longest waiter is served first */
+    if (old == PG_CL_NEW)
+        gw_list_push_tail(&c->conn.gw->clients, &c->node);
+    if (st == PG_CL_CLOSING)
+        gw_list_remove(&c->node);
     c->state = st;
     c->since = gw_now(pg_ctx(&c->conn));
 }
 
-void pg_client_accept(pg_gateway *gw, uv_stream_t *listener, bool is_unix)
+void pg_client_start(pg_client *c, pg_gateway *gw)
 {
-    gw_ctx *ctx = gw->ctx;
-    pg_client *c = calloc(1, sizeof *c);
-    if (!c) {
-        gw_error(ctx, "out of memory accepting a client");
-        return;
-    }
     pg_conn_init(&c->conn, gw, PG_CONN_CLIENT);
     gw_list_init(&c->wait_node);
     gw_list_init(&c->subs);
     gw_list_init(&c->listen_node);
     pg_client_stmts_init(&c->stmts);
-    int rc = is_unix ? uv_pipe_init(ctx->loop, &c->conn.h.pipe, 0)
-                     : uv_tcp_init(ctx->loop, &c->conn.h.tcp);
-    if (rc != 0) {
-        free(c);
-        return;
-    }
-    c->conn.stream_open = true;
-    gw->live++;
-    gw_list_push_tail(&gw->clients, &c->node);
     pg_client_set_state(c, PG_CL_STARTUP);
-    if (uv_accept(listener, &c->conn.h.stream) != 0) {
-        pg_client_close(c, "accept failed");
-        return;
-    }
-    if (!is_unix)
-        uv_tcp_nodelay(&c->conn.h.tcp, 1);
     /* Over the limit the client is still read, so it gets a proper error after its startup
      * packet instead of a silent close. */
-    if (gw->n_clients >= (uint32_t)ctx->cfg->max_client_conn) {
+    if (gw->n_clients >= (uint32_t)gw->ctx->cfg->max_client_conn) {
         c->rejected = true;
     } else {
         c->counted = true;
         gw->n_clients++;
     }
-    pg_conn_start_reading(&c->conn);
 }
 
-static void on_client_closed(uv_handle_t *h)
+void pg_client_closed(pg_client *c)
 {
-    pg_client *c = gw_container_of(h, pg_client, conn.h.handle);
     pg_gateway *gw = c->conn.gw;
     pg_params_free(&c->params);
     pg_params_free(&c->startup);
@@ -73,29 +89,18 @@ static void on_client_closed(uv_handle_t *h)
     gw_buf_release(&c->conn.out, &gw->bufs);
     gw_buf_release(&c->notify, &gw->bufs);
     gw_buf_release(&c->listen_reply, &gw->bufs);
-    free(c);
-    gw->live--;
-    pg_gateway_maybe_free(gw);
-}
-
-static void on_client_shutdown(uv_shutdown_t *req, int status)
-{
-    (void)status;
-    uv_close((uv_handle_t *)req->handle, on_client_closed);
-    free(req);
 }
 
 /* Detaches c from pools, servers and indexes, then closes it; with flush, pending output (a last
  * error) is written first. */
-static void client_close(pg_client *c, const char *reason, bool flush)
+static void client_close(pg_client *c, pg_end why, const char *detail, bool flush)
 {
-    if (c->conn.closing)
-        return;
+    if (c->conn.end != PG_END_NONE)
+        return; /* closed already, or its close is under way further up the stack */
     pg_gateway *gw = c->conn.gw;
-    gw_debug(gw->ctx, "client %u closing in state %s: %s", c->pid, client_state_names[c->state],
-             reason);
-    if (c->state == PG_CL_WAITING || c->state == PG_CL_LOGIN_WAIT)
-        gw_list_remove(&c->wait_node);
+    c->conn.end = why;
+    gw_debug(gw->ctx, "client %u closing in state %s (%s): %s", c->pid,
+             client_state_names[c->state], pg_end_name(why), detail);
     pg_listen_client_gone(c);
     if (c->server)
         pg_pool_release(c->server, true);
@@ -108,30 +113,20 @@ static void client_close(pg_client *c, const char *reason, bool flush)
         gw->n_clients--;
         c->counted = false;
     }
-    gw_list_remove(&c->node);
     gw_list_remove(&c->conn.ready);
     pg_conn_stop_reading(&c->conn);
     pg_client_set_state(c, PG_CL_CLOSING);
-    if (flush && c->conn.out.len > 0 && pg_conn_flush(&c->conn) == 0) {
-        uv_shutdown_t *req = malloc(sizeof *req);
-        if (req && uv_shutdown(req, &c->conn.h.stream, on_client_shutdown) == 0) {
-            c->conn.closing = true;
-            return;
-        }
-        free(req);
-    }
-    c->conn.closing = true;
-    uv_close(&c->conn.h.handle, on_client_closed);
+    pg_shell_client_close(c, flush);
 }
 
-void pg_client_close(pg_client *c, const char *reason)
+void pg_client_close(pg_client *c, pg_end why, const char *detail)
 {
-    client_close(c, reason, false);
+    client_close(c, why, detail, false);
 }
 
-void pg_client_fatal(pg_client *c, const char *sqlstate, const char *fmt, ...)
+void pg_client_fatal(pg_client *c, pg_end why, const char *sqlstate, const char *fmt, ...)
 {
-    if (c->conn.closing)
+    if (c->conn.end != PG_END_NONE)
         return;
     char msg[512];
     va_list ap;
@@ -140,8 +135,8 @@ void pg_client_fatal(pg_client *c, const char *sqlstate, const char *fmt, ...)
     va_end(ap);
     if (sqlstate)
         pg_build_error(&c->conn.out, &c->conn.gw->bufs, "FATAL", sqlstate, msg);
-    gw_info(pg_ctx(&c->conn), "client %u: %s", c->pid, msg);
-    client_close(c, msg, true);
+    gw_info(pg_ctx(&c->conn), "client %u: %s (%s)", c->pid, msg, pg_end_name(why));
+    client_close(c, why, msg, true);
 }
 
 void pg_client_finish_login(pg_client *c)
@@ -165,11 +160,11 @@ void pg_client_finish_login(pg_client *c)
     if (rc == 0 && gw_htable_insert(&gw->keys, &c->key_node, c->pid) == 0)
         c->keyed = true;
     if (rc != 0) {
-        pg_client_close(c, "out of memory during login");
+        pg_client_close(c, PG_END_NO_MEMORY, "out of memory during login");
         return;
     }
     if (pg_params_copy(&c->startup, &c->params) != 0) {
-        pg_client_close(c, "out of memory during login");
+        pg_client_close(c, PG_END_NO_MEMORY, "out of memory during login");
         return;
     }
     c->params_fp = pg_params_fingerprint(&c->params);
@@ -181,11 +176,10 @@ void pg_client_finish_login(pg_client *c)
 void pg_client_cancel_wait(pg_client *c)
 {
     pg_gateway *gw = c->conn.gw;
-    gw_list_remove(&c->wait_node);
     pg_client_set_state(c, PG_CL_IDLE);
     if (pg_build_error(&c->conn.out, &gw->bufs, "ERROR", "57014",
                        "canceling statement due to user request") != 0) {
-        pg_client_close(c, "out of memory");
+        pg_client_close(c, PG_END_NO_MEMORY, "out of memory");
         return;
     }
     /* Like the server after an error: what follows, up to the Sync that ends the request
@@ -250,38 +244,46 @@ static void handle_startup(pg_client *c, const uint8_t *body, size_t len)
     pg_startup su;
     const char *why;
     if (pg_parse_startup(body, len, &su, &why) != 0) {
-        pg_client_fatal(c, "08P01", "%s", why);
+        pg_client_fatal(c, PG_END_PROTOCOL, "08P01", "%s", why);
         return;
     }
     if (su.code == PG_CODE_SSL || su.code == PG_CODE_GSSENC) {
-        gw_buf_append(&c->conn.out, &gw->bufs, "N", 1); /* no encryption: plain text follows */
+        /* No encryption: plain text follows. */
+        if (gw_buf_append(&c->conn.out, &gw->bufs, "N", 1) != 0)
+            pg_client_close(c, PG_END_NO_MEMORY, "out of memory");
         pg_conn_mark(&c->conn);
         return;
     }
     if (su.code == PG_CODE_CANCEL) {
         pg_cancel_request(gw, su.cancel_pid, su.cancel_key);
-        pg_client_close(c, "cancel request handled");
+        pg_client_close(c, PG_END_CANCEL_REQUEST, "cancel request handled");
         return;
     }
-    if ((su.code & 0xffff) > 0 || su.n_pq_opts > 0)
-        pg_build_negotiate(&c->conn.out, &gw->bufs, 0, su.pq_opts, su.n_pq_opts);
+    if (((su.code & 0xffff) > 0 || su.n_pq_opts > 0) &&
+        pg_build_negotiate(&c->conn.out, &gw->bufs, 0, su.pq_opts, su.n_pq_opts) != 0) {
+        pg_client_fatal(c, PG_END_NO_MEMORY, "53200", "out of memory");
+        return;
+    }
     if (c->rejected) {
-        pg_client_fatal(c, "53300", "no more connections allowed (max_client_conn is %d)",
+        pg_client_fatal(c, PG_END_LIMIT, "53300",
+                        "no more connections allowed (max_client_conn is %d)",
                         ctx->cfg->max_client_conn);
         return;
     }
     if (su.replication) {
-        pg_client_fatal(c, "0A000", "replication connections are not supported by Sluice");
+        pg_client_fatal(c, PG_END_LOGIN_REFUSED, "0A000",
+                        "replication connections are not supported by Sluice");
         return;
     }
     if (!su.user || !*su.user) {
-        pg_client_fatal(c, "28000", "no PostgreSQL user name specified in startup packet");
+        pg_client_fatal(c, PG_END_LOGIN_REFUSED, "28000",
+                        "no PostgreSQL user name specified in startup packet");
         return;
     }
     const char *dbname = su.database && *su.database ? su.database : su.user;
     const cfg_database *db = cfg_find_database(ctx->cfg, dbname);
     if (!db) {
-        pg_client_fatal(c, "3D000", "database \"%s\" does not exist", dbname);
+        pg_client_fatal(c, PG_END_LOGIN_REFUSED, "3D000", "database \"%s\" does not exist", dbname);
         return;
     }
     pg_reader r = pg_reader_make(su.params, su.params_len);
@@ -294,22 +296,23 @@ static void handle_startup(pg_client *c, const uint8_t *body, size_t len)
             strcmp(k, "replication") == 0 || strncmp(k, "_pq_.", 5) == 0)
             continue;
         if (!pg_param_name_ok(k)) {
-            pg_client_fatal(c, "42704", "unrecognized configuration parameter \"%s\"", k);
+            pg_client_fatal(c, PG_END_LOGIN_REFUSED, "42704",
+                            "unrecognized configuration parameter \"%s\"", k);
             return;
         }
         if (pg_params_set(&c->params, k, v) != 0) {
-            pg_client_fatal(c, "53200", "out of memory");
+            pg_client_fatal(c, PG_END_NO_MEMORY, "53200", "out of memory");
             return;
         }
     }
     if (su.options && parse_options(c, su.options) != 0) {
-        pg_client_fatal(c, "42601", "invalid command-line option in startup packet: \"%s\"",
-                        su.options);
+        pg_client_fatal(c, PG_END_LOGIN_REFUSED, "42601",
+                        "invalid command-line option in startup packet: \"%s\"", su.options);
         return;
     }
     pg_pool *p = pg_pool_get(gw, db, dbname, su.user);
     if (!p) {
-        pg_client_fatal(c, "53200", "out of memory");
+        pg_client_fatal(c, PG_END_NO_MEMORY, "53200", "out of memory");
         return;
     }
     c->pool = p;
@@ -319,7 +322,6 @@ static void handle_startup(pg_client *c, const uint8_t *body, size_t len)
     }
     /* The first client of a pool waits for a server so it can be told the real parameters. */
     pg_client_set_state(c, PG_CL_LOGIN_WAIT);
-    gw_list_push_tail(&p->login_waiters, &c->wait_node);
     pg_pool_maybe_connect(p);
 }
 
@@ -349,7 +351,7 @@ void pg_client_process(pg_client *c)
     size_t pos = 0, need = 0;
     c->conn.in_blocked = false;
     c->conn.want_in = 0;
-    while (!c->conn.closing) {
+    while (!pg_conn_closing(&c->conn)) {
         const uint8_t *p = c->conn.in.data ? c->conn.in.data + pos : NULL;
         size_t avail = c->conn.in.len - pos;
         if (c->state == PG_CL_STARTUP) {
@@ -357,7 +359,7 @@ void pg_client_process(pg_client *c)
                 break;
             uint32_t len = pg_get_u32(p);
             if (len < 8 || len > PG_STARTUP_MAX_LEN) {
-                pg_client_fatal(c, "08P01", "invalid length of startup packet");
+                pg_client_fatal(c, PG_END_PROTOCOL, "08P01", "invalid length of startup packet");
                 return;
             }
             if (avail < len) {
@@ -373,7 +375,7 @@ void pg_client_process(pg_client *c)
         if (c->conn.pass_left) {
             long n = pg_conn_pass(&c->conn, c->server ? &c->server->conn : NULL, p, avail);
             if (n < 0) {
-                pg_client_fatal(c, "53200", "out of memory");
+                pg_client_fatal(c, PG_END_NO_MEMORY, "53200", "out of memory");
                 return;
             }
             if (n == 0)
@@ -393,28 +395,32 @@ void pg_client_process(pg_client *c)
         uint8_t t = p[0];
         uint32_t mlen = pg_get_u32(p + 1);
         if (!pg_frontend_type_valid(t)) {
-            pg_client_fatal(c, "08P01", "invalid frontend message type %d", t);
+            pg_client_fatal(c, PG_END_PROTOCOL, "08P01", "invalid frontend message type %d", t);
             return;
         }
         if (mlen < 4) {
-            pg_client_fatal(c, "08P01", "invalid message length %u", mlen);
+            pg_client_fatal(c, PG_END_PROTOCOL, "08P01", "invalid message length %u", mlen);
             return;
         }
         if (mlen - 4 > ctx->cfg->max_packet_size) {
-            pg_client_fatal(c, "08P01", "message of %u bytes exceeds max_packet_size (%u)",
-                            mlen - 4, ctx->cfg->max_packet_size);
+            pg_client_fatal(c, PG_END_PROTOCOL, "08P01",
+                            "message of %u bytes exceeds max_packet_size (%u)", mlen - 4,
+                            ctx->cfg->max_packet_size);
             return;
         }
         size_t total = (size_t)mlen + 1;
         if (c->discard && c->state == PG_CL_IDLE) {
             /* Dropped after a cancel: a Query, FunctionCall or Sync ends the request. */
             if (t == 'X') {
-                pg_client_close(c, "client terminated the session");
+                pg_client_close(c, PG_END_CLIENT_LEFT, "client terminated the session");
                 return;
             }
             if (t == 'Q' || t == 'F' || t == 'S') {
                 c->discard = false;
-                pg_build_ready(&c->conn.out, &gw->bufs, 'I');
+                if (pg_build_ready(&c->conn.out, &gw->bufs, 'I') != 0) {
+                    pg_client_fatal(c, PG_END_NO_MEMORY, "53200", "out of memory");
+                    return;
+                }
                 pg_conn_mark(&c->conn);
             }
             pos += drop_message(c, total, avail);
@@ -432,7 +438,7 @@ void pg_client_process(pg_client *c)
          * taken only once a whole message, or the start of a streamed one, is here. */
         bool must_read = pg_relay_needs_whole(c, t);
         if (must_read && total > PG_STREAM_OVER && total > ctx->cfg->max_buffered_message) {
-            pg_client_fatal(c, "54000",
+            pg_client_fatal(c, PG_END_TOO_BIG, "54000",
                             "message of %zu bytes exceeds max_buffered_message (%u bytes)",
                             total - 5, ctx->cfg->max_buffered_message);
             return;
@@ -444,20 +450,22 @@ void pg_client_process(pg_client *c)
             break;
         }
         if (t == 'X') {
-            pg_client_close(c, "client terminated the session");
+            pg_client_close(c, PG_END_CLIENT_LEFT, "client terminated the session");
             return;
         }
         if (c->state == PG_CL_IDLE) {
             /* Sync and Flush with no transaction open need no server. */
             if ((t == 'S' || t == 'H') && mlen == 4) {
-                if (t == 'S')
-                    pg_build_ready(&c->conn.out, &gw->bufs, 'I');
+                if (t == 'S' && pg_build_ready(&c->conn.out, &gw->bufs, 'I') != 0) {
+                    pg_client_fatal(c, PG_END_NO_MEMORY, "53200", "out of memory");
+                    return;
+                }
                 pg_conn_mark(&c->conn);
                 pos += total;
                 continue;
             }
             if (t == 'Q' && p[total - 1] != 0) {
-                pg_client_fatal(c, "08P01", "invalid string in Query message");
+                pg_client_fatal(c, PG_END_PROTOCOL, "08P01", "invalid string in Query message");
                 return;
             }
             int local = pg_relay_idle_local(c, t, p, total);
@@ -481,11 +489,11 @@ void pg_client_process(pg_client *c)
             /* Large message: forward what has arrived and stream the rest as it comes. */
             pg_server *s = c->server;
             if (strchr("FPBDECS", t) && pg_reqq_push(s, t, PG_REQ_FORWARD, NULL, false) != 0) {
-                pg_client_fatal(c, "53200", "out of memory");
+                pg_client_fatal(c, PG_END_NO_MEMORY, "53200", "out of memory");
                 return;
             }
             if (gw_buf_append(&s->conn.out, &gw->bufs, p, avail) != 0) {
-                pg_client_fatal(c, "53200", "out of memory");
+                pg_client_fatal(c, PG_END_NO_MEMORY, "53200", "out of memory");
                 return;
             }
             pg_conn_mark(&s->conn);
@@ -493,9 +501,28 @@ void pg_client_process(pg_client *c)
             pos += avail;
         }
     }
-    if (c->conn.closing)
+    if (pg_conn_closing(&c->conn))
         return;
     gw_buf_consume(&c->conn.in, &gw->bufs, pos);
     if (need && gw_buf_reserve(&c->conn.in, &gw->bufs, need) != 0)
-        pg_client_fatal(c, "53200", "out of memory");
+        pg_client_fatal(c, PG_END_NO_MEMORY, "53200", "out of memory");
+}
+
+/* A cancel names Sluice's key; it becomes a cancel of the server linked to that client at this
+ * moment, and of no other. */
+void pg_cancel_request(pg_gateway *gw, uint32_t pid, uint32_t key)
+{
+    for (gw_hnode *n = gw_htable_chain(&gw->keys, pid); n; n = n->next) {
+        pg_client *c = gw_container_of(n, pg_client, key_node);
+        if (n->hash != pid || c->pid != pid)
+            continue;
+        /* A wrong key is ignored silently, as the server does. */
+        if (c->key != key)
+            return;
+        if (c->server && c->state == PG_CL_ACTIVE)
+            pg_shell_cancel(c->server);
+        else if (c->state == PG_CL_WAITING)
+            pg_client_cancel_wait(c); /* its query has not started: it ends here */
+        return;
+    }
 }

@@ -1,7 +1,7 @@
 /*
- * pg_gateway: the PostgreSQL front end's listeners, its once-per-iteration flush, and the janitor
- * that enforces every timeout. Timeouts are checked by one periodic sweep instead of a timer per
- * connection: an idle client then costs no timer at all.
+ * pg_gateway: the PostgreSQL front end's listeners, its loop hooks (the once-per-iteration
+ * flush) and the janitor timer, whose tick drives the core's timeouts (pg_tick.c). Part of the
+ * shell (pg_shell.h).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -12,29 +12,16 @@
 
 #include "drivers/pg/pg.h"
 #include "drivers/pg/pg_int.h"
+#include "drivers/pg/pg_io.h"
+#include "drivers/pg/pg_shell.h"
 
 #define PG_JANITOR_MS 100
-
-uint32_t pg_gateway_random(pg_gateway *gw)
-{
-    uint64_t z = (gw->rng += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return (uint32_t)((z ^ (z >> 31)) >> 16);
-}
 
 void pg_gateway_maybe_free(pg_gateway *gw)
 {
     if (!gw->stopping || gw->open_handles > 0 || gw->live > 0 || gw->pending_cancels > 0)
         return;
-    gw_list *it, *tmp;
-    gw_list_foreach_safe(it, tmp, &gw->pools)
-    {
-        pg_pool_free(gw_container_of(it, pg_pool, node), gw);
-    }
-    gw_htable_free(&gw->keys);
-    pg_stmt_registry_destroy(&gw->stmts);
-    gw_bufpool_destroy(&gw->bufs);
+    pg_core_free(gw);
     if (gw->ctx->pg == gw)
         gw->ctx->pg = NULL;
     free(gw->unix_path);
@@ -48,117 +35,38 @@ static void on_handle_closed(uv_handle_t *h)
     pg_gateway_maybe_free(gw);
 }
 
-static void sweep_graveyard(pg_gateway *gw)
+/* Counts a gateway handle whose init succeeded: from now on it must be closed (close_own). */
+static void own(pg_gateway *gw, void *handle, bool *open)
 {
-    gw_list *it;
-    while ((it = gw_list_first(&gw->graveyard)) != NULL) {
-        gw_list_remove(it);
-        pg_server_free_dead(gw_container_of(it, pg_server, conn.ready));
-    }
+    ((uv_handle_t *)handle)->data = gw;
+    *open = true;
+    gw->open_handles++;
+}
+
+static void close_own(void *handle, bool *open)
+{
+    if (*open)
+        uv_close(handle, on_handle_closed);
+    *open = false;
 }
 
 static void on_prepare(uv_prepare_t *h)
 {
-    pg_gateway *gw = h->data;
-    pg_gateway_run_ready(gw);
-    sweep_graveyard(gw);
+    pg_gateway_run_ready(h->data);
 }
 
 static void on_check(uv_check_t *h)
 {
-    pg_gateway *gw = h->data;
-    pg_gateway_run_ready(gw);
-    sweep_graveyard(gw);
-}
-
-/* Returns true when it changed something that may have closed other objects. */
-static bool check_client(pg_client *c, const cfg *conf, uint64_t now)
-{
-    uint64_t age = now - c->since;
-    switch (c->state) {
-    case PG_CL_STARTUP:
-    case PG_CL_LOGIN_WAIT:
-        if (conf->client_login_timeout_ms && age > conf->client_login_timeout_ms) {
-            pg_client_fatal(c, "08P01", "client_login_timeout: login not completed within %.1f s",
-                            conf->client_login_timeout_ms / 1000.0);
-            return true;
-        }
-        break;
-    case PG_CL_WAITING:
-        if (conf->query_wait_timeout_ms && age > conf->query_wait_timeout_ms) {
-            pg_client_fatal(c, "08P01",
-                            "query_wait_timeout: no server connection became free within %.1f s",
-                            conf->query_wait_timeout_ms / 1000.0);
-            return true;
-        }
-        break;
-    case PG_CL_ACTIVE: {
-        pg_server *s = c->server;
-        if (!s)
-            break;
-        if (s->q.count == 0 && s->tx != 'I' && conf->idle_transaction_timeout_ms &&
-            now - s->idle_since > conf->idle_transaction_timeout_ms && c->conn.in.len == 0 &&
-            !c->conn.pass_left) {
-            pg_client_fatal(c, "25P03",
-                            "idle_transaction_timeout: the transaction was idle for more than "
-                            "%.1f s and has been rolled back",
-                            conf->idle_transaction_timeout_ms / 1000.0);
-            return true;
-        }
-        if (s->q.count > 0 && s->busy_since && conf->query_timeout_ms &&
-            now - s->busy_since > conf->query_timeout_ms) {
-            if (!s->cancel_at) {
-                gw_info(pg_ctx(&c->conn), "client %u: query_timeout, cancelling on server %u",
-                        c->pid, s->id);
-                pg_cancel_server(s);
-                s->cancel_at = now;
-            } else if (now - s->cancel_at > conf->query_timeout_ms + 5000) {
-                pg_server_close(s, "query_timeout: the server did not answer the cancel");
-                return true;
-            }
-        }
-        break;
-    }
-    default:
-        break;
-    }
-    return false;
+    pg_gateway_run_ready(h->data);
 }
 
 static void on_janitor(uv_timer_t *h)
 {
     pg_gateway *gw = h->data;
-    const cfg *conf = gw->ctx->cfg;
     uint64_t now = gw_now(gw->ctx);
-    gw_list *it, *tmp;
-restart_clients:
-    gw_list_foreach_safe(it, tmp, &gw->clients)
-    {
-        if (check_client(gw_container_of(it, pg_client, node), conf, now))
-            goto restart_clients;
-    }
-    for (gw_list *pi = gw->pools.next; pi != &gw->pools; pi = pi->next) {
-        pg_pool *p = gw_container_of(pi, pg_pool, node);
-    restart_servers:
-        gw_list_foreach_safe(it, tmp, &p->servers)
-        {
-            pg_server *s = gw_container_of(it, pg_server, pool_node);
-            if (s->state == PG_SV_CONNECTING && conf->server_connect_timeout_ms &&
-                now - s->since > conf->server_connect_timeout_ms) {
-                char msg[128];
-                snprintf(msg, sizeof msg, "server_connect_timeout: no connection within %.1f s",
-                         conf->server_connect_timeout_ms / 1000.0);
-                snprintf(p->last_error, sizeof p->last_error, "%s", msg);
-                p->last_sqlstate[0] = 0;
-                p->last_fail = now ? now : 1;
-                pg_server_close(s, msg);
-                pg_pool_connect_failed(p, msg);
-                goto restart_servers;
-            }
-        }
-        pg_pool_maybe_connect(p);
-        pg_listen_tick(p, now);
-    }
+    pg_core_tick(gw, now);
+    for (gw_list *pi = gw->pools.next; pi != &gw->pools; pi = pi->next)
+        pg_listen_tick(gw_container_of(pi, pg_pool, node), now);
     pg_gateway_run_ready(gw);
 }
 
@@ -170,6 +78,22 @@ static void on_connection(uv_stream_t *listener, int status)
         return;
     }
     pg_client_accept(gw, listener, listener == (uv_stream_t *)&gw->unix_sock);
+}
+
+/* Opens a TCP listener on handle; on failure the handle (if it was initialised) is closing and
+ * *open is false again. */
+static int listen_on(pg_gateway *gw, uv_tcp_t *handle, bool *open, const struct sockaddr *sa)
+{
+    int rc = uv_tcp_init(gw->ctx->loop, handle);
+    if (rc != 0)
+        return rc;
+    own(gw, handle, open);
+    rc = uv_tcp_bind(handle, sa, 0);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)handle, 4096, on_connection);
+    if (rc != 0)
+        close_own(handle, open);
+    return rc;
 }
 
 static int listen_tcp(pg_gateway *gw)
@@ -189,22 +113,14 @@ static int listen_tcp(pg_gateway *gw)
         gw_error(ctx, "listen_addr %s: %s", addr, uv_strerror(rc));
         return rc;
     }
-    uv_tcp_init(ctx->loop, &gw->tcp);
-    gw->tcp.data = gw;
-    gw->tcp_open = true;
-    gw->open_handles++;
-    rc = uv_tcp_bind(&gw->tcp, (struct sockaddr *)&ss, 0);
-    if (rc == 0)
-        rc = uv_listen((uv_stream_t *)&gw->tcp, 4096, on_connection);
+    rc = listen_on(gw, &gw->tcp, &gw->tcp_open, (struct sockaddr *)&ss);
     if (rc != 0 && strcmp(addr, "*") == 0) {
-        /* No IPv6 on this host: fall back to every IPv4 address. */
-        uv_close((uv_handle_t *)&gw->tcp, on_handle_closed);
-        uv_ip4_addr("0.0.0.0", port, (struct sockaddr_in *)&ss);
-        uv_tcp_init(ctx->loop, &gw->tcp);
-        gw->open_handles++;
-        rc = uv_tcp_bind(&gw->tcp, (struct sockaddr *)&ss, 0);
+        /* No IPv6 on this host: fall back to every IPv4 address, on a handle of its own (the
+         * first one may still be closing). */
+        gw_info(ctx, "no IPv6 listener (%s), listening on IPv4 only", uv_strerror(rc));
+        rc = uv_ip4_addr("0.0.0.0", port, (struct sockaddr_in *)&ss);
         if (rc == 0)
-            rc = uv_listen((uv_stream_t *)&gw->tcp, 4096, on_connection);
+            rc = listen_on(gw, &gw->tcp4, &gw->tcp4_open, (struct sockaddr *)&ss);
     }
     if (rc != 0) {
         gw_error(ctx, "could not listen on %s:%d: %s", addr, port, uv_strerror(rc));
@@ -229,11 +145,13 @@ static int listen_unix(pg_gateway *gw)
     /* A socket left behind by a process that died; a live one would still refuse the bind. */
     if (lstat(gw->unix_path, &st) == 0 && S_ISSOCK(st.st_mode))
         unlink(gw->unix_path);
-    uv_pipe_init(ctx->loop, &gw->unix_sock, 0);
-    gw->unix_sock.data = gw;
-    gw->unix_open = true;
-    gw->open_handles++;
-    int rc = uv_pipe_bind(&gw->unix_sock, gw->unix_path);
+    int rc = uv_pipe_init(ctx->loop, &gw->unix_sock, 0);
+    if (rc != 0) {
+        gw_error(ctx, "could not listen on %s: %s", gw->unix_path, uv_strerror(rc));
+        return rc;
+    }
+    own(gw, &gw->unix_sock, &gw->unix_open);
+    rc = uv_pipe_bind(&gw->unix_sock, gw->unix_path);
     if (rc == 0)
         rc = uv_listen((uv_stream_t *)&gw->unix_sock, 4096, on_connection);
     if (rc != 0) {
@@ -273,28 +191,30 @@ int pg_gateway_start(gw_ctx *ctx)
     pg_gateway *gw = calloc(1, sizeof *gw);
     if (!gw)
         return -ENOMEM;
-    gw->ctx = ctx;
     ctx->pg = gw;
-    gw_list_init(&gw->clients);
-    gw_list_init(&gw->pools);
-    gw_list_init(&gw->ready);
-    gw_list_init(&gw->graveyard);
-    gw_htable_init(&gw->keys);
-    pg_stmt_registry_init(&gw->stmts);
-    gw_bufpool_init(&gw->bufs, 1024);
+    pg_core_init(gw, ctx);
     if (uv_random(NULL, NULL, &gw->rng, sizeof gw->rng, 0, NULL) != 0)
         gw->rng = (uint64_t)uv_hrtime();
 
-    uv_timer_init(ctx->loop, &gw->janitor);
-    uv_prepare_init(ctx->loop, &gw->prepare);
-    uv_check_init(ctx->loop, &gw->check);
-    gw->janitor.data = gw->prepare.data = gw->check.data = gw;
-    gw->open_handles += 3;
-    uv_timer_start(&gw->janitor, on_janitor, PG_JANITOR_MS, PG_JANITOR_MS);
-    uv_prepare_start(&gw->prepare, on_prepare);
-    uv_check_start(&gw->check, on_check);
-
-    int rc = listen_tcp(gw);
+    /* On any failure the caller stops the gateway, which closes what was opened. */
+    int rc = uv_timer_init(ctx->loop, &gw->janitor);
+    if (rc == 0) {
+        own(gw, &gw->janitor, &gw->janitor_open);
+        rc = uv_timer_start(&gw->janitor, on_janitor, PG_JANITOR_MS, PG_JANITOR_MS);
+    }
+    if (rc == 0 && (rc = uv_prepare_init(ctx->loop, &gw->prepare)) == 0) {
+        own(gw, &gw->prepare, &gw->prepare_open);
+        rc = uv_prepare_start(&gw->prepare, on_prepare);
+    }
+    if (rc == 0 && (rc = uv_check_init(ctx->loop, &gw->check)) == 0) {
+        own(gw, &gw->check, &gw->check_open);
+        rc = uv_check_start(&gw->check, on_check);
+    }
+    if (rc != 0) {
+        gw_error(ctx, "could not start the PostgreSQL front end: %s", uv_strerror(rc));
+        return rc;
+    }
+    rc = listen_tcp(gw);
     if (rc == 0)
         rc = listen_unix(gw);
     return rc;
@@ -306,28 +226,16 @@ void pg_gateway_stop(gw_ctx *ctx)
     if (!gw || gw->stopping)
         return;
     gw->stopping = true;
-    if (gw->tcp_open)
-        uv_close((uv_handle_t *)&gw->tcp, on_handle_closed);
-    if (gw->unix_open) {
-        uv_close((uv_handle_t *)&gw->unix_sock, on_handle_closed);
+    close_own(&gw->tcp, &gw->tcp_open);
+    close_own(&gw->tcp4, &gw->tcp4_open);
+    if (gw->unix_open)
         unlink(gw->unix_path);
-    }
-    uv_close((uv_handle_t *)&gw->janitor, on_handle_closed);
-    uv_close((uv_handle_t *)&gw->prepare, on_handle_closed);
-    uv_close((uv_handle_t *)&gw->check, on_handle_closed);
-    gw_list *it, *tmp;
-    gw_list_foreach_safe(it, tmp, &gw->clients)
-    {
-        pg_client_close(gw_container_of(it, pg_client, node), "shutting down");
-    }
-    for (gw_list *pi = gw->pools.next; pi != &gw->pools; pi = pi->next) {
-        pg_pool *p = gw_container_of(pi, pg_pool, node);
-        pg_listen_stop(p);
-        gw_list_foreach_safe(it, tmp, &p->servers)
-        {
-            pg_server_close(gw_container_of(it, pg_server, pool_node), "shutting down");
-        }
-    }
-    sweep_graveyard(gw);
+    close_own(&gw->unix_sock, &gw->unix_open);
+    close_own(&gw->janitor, &gw->janitor_open);
+    close_own(&gw->prepare, &gw->prepare_open);
+    close_own(&gw->check, &gw->check_open);
+    pg_core_shutdown(gw);
+    for (gw_list *pi = gw->pools.next; pi != &gw->pools; pi = pi->next)
+        pg_listen_stop(gw_container_of(pi, pg_pool, node));
     pg_gateway_maybe_free(gw);
 }

@@ -3,7 +3,11 @@
  *
  * Ownership: the pg_gateway owns every pool, client and server. Clients and servers are freed
  * only in their handle's close callback; anything that may run after a close (write callbacks,
- * the ready list) checks conn.closing first.
+ * the ready list) checks pg_conn_closing first.
+ *
+ * States: a client's and a server's state say which pool list it is on, and only
+ * pg_client_set_state / pg_server_set_state write them (they abort on a transition that cannot
+ * happen). Every close records a pg_end reason in conn.end.
  */
 #ifndef SLUICE_PG_INT_H
 #define SLUICE_PG_INT_H
@@ -13,6 +17,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "drivers/pg/pg_end.h"
 #include "drivers/pg/pg_params.h"
 #include "drivers/pg/pg_stmt.h"
 #include "gateway/buf.h"
@@ -30,6 +35,10 @@
 /* Server messages Sluice must hold whole (errors, row descriptions) larger than this end the
  * server connection: five header bytes must not make Sluice allocate gigabytes. */
 #define PG_SERVER_WHOLE_MAX (64u * 1024u * 1024u)
+/* Server messages streamed through (rows, COPY data) larger than this end the server
+ * connection: PostgreSQL builds no message over 1 GiB (MaxAllocSize), so a larger length means a
+ * broken stream. */
+#define PG_SERVER_STREAM_MAX ((size_t)1024u * 1024u * 1024u + 5u)
 
 struct pg_pool;
 struct pg_client;
@@ -57,10 +66,10 @@ typedef struct pg_conn {
     uint32_t pass_left; /* bytes of the current message still to stream through */
     size_t want_in;     /* a whole message of this many bytes is awaited in `in` (0: none) */
     pg_conn_kind kind;
+    pg_end end;        /* why it ended, recorded as it enters its CLOSING state */
     bool pass_drop;    /* the streamed message is being dropped, not forwarded */
     bool stream_open;  /* h was initialised and needs uv_close */
     bool reading;      /* uv_read_start is in effect */
-    bool closing;      /* close has begun; nothing may be queued any more */
     bool need_process; /* input is waiting for processing (set when ready is queued) */
     bool in_blocked;   /* processing stopped because output or queued requests hit a bound */
 } pg_conn;
@@ -86,12 +95,14 @@ typedef struct pg_reqq {
     uint32_t head, count, cap;
 } pg_reqq;
 
+/* Every state but NEW is on pool->servers and counts in pool->n_servers until CLOSING. */
 typedef enum pg_server_state {
-    PG_SV_CONNECTING, /* libpq handshake in progress (uv_poll on PQsocket) */
+    PG_SV_NEW,        /* transient: allocated, not yet counted by its pool */
+    PG_SV_CONNECTING, /* libpq handshake in progress (uv_poll on PQsocket); pool->n_connecting */
     PG_SV_IDLE,       /* on pool->idle, transaction status idle, no requests pending */
     PG_SV_ACTIVE,     /* linked to a client */
     PG_SV_RESETTING,  /* transient: unlinked, running ROLLBACK/reset; idle again at ReadyForQuery */
-    PG_SV_CLOSING,    /* transient: handle closing, freed in the close callback */
+    PG_SV_CLOSING,    /* transient: off every pool list, handles closing, freed in the callback */
 } pg_server_state;
 
 typedef struct pg_server {
@@ -132,13 +143,16 @@ typedef struct pg_server {
     bool resync;
 } pg_server;
 
+/* Every state from STARTUP to ACTIVE is on gw->clients. */
 typedef enum pg_client_state {
+    PG_CL_NEW,        /* transient: allocated, not yet accepted */
     PG_CL_STARTUP,    /* reading the startup packet; client_login_timeout runs */
     PG_CL_LOGIN_WAIT, /* waiting on pool->login_waiters for the pool's first server parameters */
     PG_CL_IDLE,       /* logged in, no server linked */
     PG_CL_WAITING,    /* has a request, queued on pool->waiters for a server */
     PG_CL_ACTIVE,     /* linked to a server */
-    PG_CL_CLOSING,    /* transient: flushing a last message or closing; freed in close callback */
+    PG_CL_CLOSING,    /* transient: off every list, flushing a last message or closing; freed in
+                       * the close callback */
 } pg_client_state;
 
 typedef struct pg_client {
@@ -199,13 +213,14 @@ typedef struct pg_pool {
 
 typedef struct pg_gateway {
     gw_ctx *ctx;
-    uv_tcp_t tcp;
+    uv_tcp_t tcp;  /* listen_addr; for "*" the IPv6 wildcard */
+    uv_tcp_t tcp4; /* "*" on a host without IPv6: the IPv4 wildcard */
     uv_pipe_t unix_sock;
     uv_timer_t janitor;
     uv_prepare_t prepare;
     uv_check_t check;
     int open_handles; /* handles of the gateway itself not yet closed */
-    bool tcp_open, unix_open;
+    bool tcp_open, tcp4_open, unix_open, janitor_open, prepare_open, check_open;
     char *unix_path;
     gw_list clients;
     gw_list pools;
@@ -216,53 +231,87 @@ typedef struct pg_gateway {
     gw_htable keys; /* logged-in clients by pid, for CancelRequest */
     pg_stmt_registry stmts;
     gw_bufpool bufs;
-    gw_list graveyard; /* servers closed without an open handle, freed after the ready list */
-    uint64_t rng;      /* splitmix64 state for cancel keys */
-    uint32_t live;     /* clients and servers not yet freed */
+    uint64_t rng;  /* splitmix64 state for cancel keys */
+    uint32_t live; /* clients and servers not yet freed */
     uint32_t pending_cancels;
     uint32_t pinned_clients; /* clients now pinned to their server (pg_pin.c) */
     uint64_t pinned_total;   /* clients ever pinned */
     bool stopping;
 } pg_gateway;
 
-/* pg_io.c: buffers, flow control, the end-of-iteration flush. */
+/* ---- The core's entry points: the shell (pg_shell.h) calls up only through these. ---- */
+
+/* Input arrived in c->in (or processing was asked for with pg_conn_mark_process). */
+void pg_conn_input(pg_conn *c);
+void pg_client_process(pg_client *c);
+void pg_server_process(pg_server *s);
+/* The peer closed (eof) or reading failed (detail says why). */
+void pg_conn_input_ended(pg_conn *c, bool eof, const char *detail);
+/* Writing failed, or the shell could not start reading. */
+void pg_conn_close(pg_conn *c, pg_end why, const char *detail);
+/* Flow control: whether the shell should read c now, and the other end of its link. */
+bool pg_conn_wants_input(const pg_conn *c);
+pg_conn *pg_conn_peer(const pg_conn *c);
+/* An accepted client starts reading its startup packet. */
+void pg_client_start(pg_client *c, pg_gateway *gw);
+/* A server object the shell created for a connect attempt joins its pool (CONNECTING). */
+void pg_server_init(pg_server *s, pg_pool *pool);
+/* The login to the server completed; s->params holds what it reported. */
+void pg_server_connected(pg_server *s, int backend_pid);
+/* The attempt of s failed (msg: libpq's text, copied before anything is freed). */
+void pg_server_connect_failed(pg_server *s, const char *msg);
+/* An attempt failed before any server object existed. */
+void pg_server_start_failed(pg_pool *pool, const char *msg);
+/* A close callback ran: the core releases what it holds; the shell frees the object. */
+void pg_client_closed(pg_client *c);
+void pg_server_closed(pg_server *s);
+/* Timer tick (every janitor period): timeouts, connection targets. */
+void pg_core_tick(pg_gateway *gw, uint64_t now);
+/* Stopping: every client and server is closed with PG_END_SHUTDOWN. */
+void pg_core_shutdown(pg_gateway *gw);
+/* A CancelRequest packet, and the end of a cancel the shell sent for server server_id. */
+void pg_cancel_request(pg_gateway *gw, uint32_t pid, uint32_t key);
+void pg_server_cancel_done(pg_gateway *gw, uint32_t server_id);
+/* The I/O errors that end connections arrive through pg_client_close / pg_server_close. */
+
+/* The core's part of the gateway object: lists, indexes, buffers (pg_core_free frees them and
+ * every pool, once no client or server is left). */
+void pg_core_init(pg_gateway *gw, gw_ctx *ctx);
+void pg_core_free(pg_gateway *gw);
+
+/* pg_conn.c: what clients and servers share that needs no I/O. */
 void pg_conn_init(pg_conn *c, pg_gateway *gw, pg_conn_kind kind);
-void pg_conn_mark(pg_conn *c);         /* queue for flush / reading re-evaluation */
-void pg_conn_mark_process(pg_conn *c); /* queue for input processing too */
-void pg_conn_start_reading(pg_conn *c);
-void pg_conn_stop_reading(pg_conn *c);
-void pg_gateway_run_ready(pg_gateway *gw);
-int pg_conn_flush(pg_conn *c);
+/* Output was appended to c->out (or its reading may need re-evaluation): the shell writes it
+ * and re-evaluates reading at the end of this loop iteration (gw->ready). */
+void pg_conn_mark(pg_conn *c);
+/* As pg_conn_mark, and c's input is processed again then. */
+void pg_conn_mark_process(pg_conn *c);
 /* Streams what has arrived of the message being passed through (from->pass_left bytes at most)
  * from p to the output of `to` (NULL: dropped). Returns the bytes taken, or -ENOMEM. */
 long pg_conn_pass(pg_conn *from, pg_conn *to, const uint8_t *p, size_t avail);
-/* The gateway is freed once its own handles are closed and no client or server is left. */
-void pg_gateway_maybe_free(pg_gateway *gw);
 uint32_t pg_gateway_random(pg_gateway *gw);
-void pg_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
-/* Appends a message to out; on ENOMEM the connection is doomed and closed by the caller. */
-int pg_conn_error(pg_conn *c, const char *severity, const char *sqlstate, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
+/* Whether its close has begun: nothing may be queued on it any more. */
+static inline bool pg_conn_closing(const pg_conn *c)
+{
+    if (c->kind == PG_CONN_CLIENT)
+        return ((const pg_client *)c)->state == PG_CL_CLOSING;
+    return ((const pg_server *)c)->state == PG_SV_CLOSING;
+}
 
 /* pg_client.c */
-void pg_client_accept(pg_gateway *gw, uv_stream_t *listener, bool is_unix);
-void pg_client_process(pg_client *c);
 /* Sends a FATAL error (when sqlstate is not NULL) and closes once it is written. */
-void pg_client_fatal(pg_client *c, const char *sqlstate, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-void pg_client_close(pg_client *c, const char *reason);
+void pg_client_fatal(pg_client *c, pg_end why, const char *sqlstate, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* Closes without a message (the client left, or its socket failed; detail is logged). */
+void pg_client_close(pg_client *c, pg_end why, const char *detail);
 void pg_client_finish_login(pg_client *c);
 void pg_client_set_state(pg_client *c, pg_client_state st);
 /* A cancel reached a client waiting for a server: its request ends with 57014. */
 void pg_client_cancel_wait(pg_client *c);
 
 /* pg_server.c */
-pg_server *pg_server_connect(pg_pool *pool);
-void pg_server_close(pg_server *s, const char *reason);
+void pg_server_close(pg_server *s, pg_end why, const char *detail);
 void pg_server_set_state(pg_server *s, pg_server_state st);
-void pg_server_process(pg_server *s);
-/* Frees a server that was closed before it had a handle (from the graveyard). */
-void pg_server_free_dead(pg_server *s);
 
 /* pg_pool.c */
 pg_pool *pg_pool_get(pg_gateway *gw, const cfg_database *db, const char *dbname, const char *user);
@@ -284,7 +333,8 @@ void pg_pool_connect_failed(pg_pool *p, const char *msg);
 void pg_pool_maybe_connect(pg_pool *p);
 uint32_t pg_pool_db_servers(pg_gateway *gw, const char *dbname);
 
-/* pg_relay.c: what crosses a link, message by message. */
+/* The relay: what crosses a link, message by message. pg_reqq.c (request queue), pg_front.c
+ * (client to server), pg_sync.c (session parameters), pg_back.c (server to client). */
 void pg_reqq_free(pg_reqq *q, pg_gateway *gw);
 int pg_reqq_push(pg_server *s, uint8_t type, pg_req_action action, pg_stmt *stmt, bool named);
 /* Handles one complete client message of type t (body excludes the 5-byte header) for the
@@ -297,10 +347,16 @@ int pg_relay_client_msg(pg_client *c, uint8_t t, const uint8_t *msg, size_t len)
 int pg_relay_parse_local(pg_client *c, const uint8_t *msg, size_t total);
 /* Whether a client message of this type must be complete before it can be relayed. */
 bool pg_relay_needs_whole(const pg_client *c, uint8_t t);
-/* Server message handling; see pg_relay.c for the contract. */
+/* A server message of type t begins: -1 when it cannot come now (a login message after the
+ * login: the stream is out of sync); else *whole says it must be held whole and handed to
+ * pg_relay_server_msg, *drop that its bytes go nowhere (no client, or an injected query's). */
 int pg_relay_server_header(pg_server *s, uint8_t t, bool *drop, bool *whole);
-int pg_relay_server_msg(pg_server *s, uint8_t t, const uint8_t *body, size_t len);
-void pg_relay_drain_fakes(pg_server *s);
+/* Handles a whole server message (msg holds its len bytes, header included). 0, or -1 when the
+ * server was closed (already reported). */
+int pg_relay_server_msg(pg_server *s, uint8_t t, const uint8_t *msg, size_t len);
+/* Answers the fake requests at the head of the queue. 0, or -1 when the client (and with it
+ * this server) was closed for want of memory. */
+int pg_relay_drain_fakes(pg_server *s);
 int pg_relay_sync_params(pg_server *s, pg_client *c);
 uint64_t pg_params_fingerprint(const pg_params *ps);
 bool pg_relay_tracks_stmts(const pg_client *c);
@@ -330,24 +386,6 @@ int pg_server_params_reset(pg_server *s);
 const char *pg_pin_reason(const pg_pool *pool, const char *sql, size_t len, unsigned *flags);
 void pg_pin(pg_client *c, const char *reason);
 void pg_unpin(pg_client *c);
-
-/* pg_listen.c */
-/* A query made only of LISTEN/UNLISTEN from an idle client in transaction mode: 1 when taken
- * (answered now or once the listening connection confirms; c->listen_wait until then), 0 when
- * it is something else, -1 when the client was closed. */
-int pg_listen_query(pg_client *c, const char *sql, size_t len);
-void pg_listen_client_gone(pg_client *c);
-/* Moves held notifications to the client's output when it is at a message boundary. */
-void pg_listen_flush(pg_client *c);
-/* From the janitor: the listening connection's connect timeout, and its reopening after a
- * loss while clients still listen. */
-void pg_listen_tick(pg_pool *p, uint64_t now);
-void pg_listen_stop(pg_pool *p);
-void pg_listen_free(pg_pool *p);
-
-/* pg_cancel.c */
-void pg_cancel_request(pg_gateway *gw, uint32_t pid, uint32_t key);
-void pg_cancel_server(pg_server *s);
 
 static inline gw_ctx *pg_ctx(const pg_conn *c)
 {

@@ -1,18 +1,19 @@
 /*
- * pg_io: buffers and flow control shared by client and server connections.
+ * pg_io (shell): reading and writing the sockets of clients and servers.
  *
- * Output built while handling events is not written at once: the connection is put on the
- * gateway's ready list and written once per loop iteration (uv_prepare and uv_check both run the
- * list), so a burst of messages becomes one write. Reading from one side pauses while the other
- * side has PG_HIGH_WATER bytes unsent, which bounds memory for large results and COPY.
+ * Output the core builds while handling events is not written at once: the connection is put on
+ * the gateway's ready list and written once per loop iteration (uv_prepare and uv_check both run
+ * the list), so a burst of messages becomes one write. Whether a connection is read is the
+ * core's decision (pg_conn_wants_input: reading one side pauses while the other side has
+ * PG_HIGH_WATER bytes unsent, which bounds memory for large results and COPY); this file only
+ * applies it. Calls up through pg_conn_input, pg_conn_input_ended and pg_conn_close.
  */
 #include <errno.h>
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 
 #include "drivers/pg/pg_int.h"
-#include "drivers/pg/pg_wire.h"
+#include "drivers/pg/pg_io.h"
+#include "drivers/pg/pg_shell.h"
 
 typedef struct pg_wreq {
     uv_write_t req;
@@ -20,43 +21,6 @@ typedef struct pg_wreq {
     uint8_t *data;
     size_t len, cap;
 } pg_wreq;
-
-void pg_conn_init(pg_conn *c, pg_gateway *gw, pg_conn_kind kind)
-{
-    c->gw = gw;
-    c->kind = kind;
-    gw_list_init(&c->ready);
-}
-
-void pg_conn_mark(pg_conn *c)
-{
-    if (!c->closing && !gw_list_linked(&c->ready))
-        gw_list_push_tail(&c->gw->ready, &c->ready);
-}
-
-void pg_conn_mark_process(pg_conn *c)
-{
-    c->need_process = true;
-    pg_conn_mark(c);
-}
-
-static pg_conn *peer_of(pg_conn *c)
-{
-    if (c->kind == PG_CONN_CLIENT) {
-        pg_client *cl = (pg_client *)c;
-        return cl->server ? &cl->server->conn : NULL;
-    }
-    pg_server *s = (pg_server *)c;
-    return s->client ? &s->client->conn : NULL;
-}
-
-static void conn_close(pg_conn *c, const char *why)
-{
-    if (c->kind == PG_CONN_CLIENT)
-        pg_client_close((pg_client *)c, why);
-    else
-        pg_server_close((pg_server *)c, why);
-}
 
 static void on_write(uv_write_t *req, int status)
 {
@@ -66,13 +30,13 @@ static void on_write(uv_write_t *req, int status)
     gw_bufpool_put(&c->gw->bufs, w->data, w->cap);
     free(w);
     if (status < 0) {
-        if (!c->closing)
-            conn_close(c, uv_strerror(status));
+        if (!pg_conn_closing(c))
+            pg_conn_close(c, PG_END_IO_ERROR, uv_strerror(status));
         return;
     }
     /* Output drained: the other side may read again, and a client that stopped for its own
      * output bound may go on. */
-    pg_conn *p = peer_of(c);
+    pg_conn *p = pg_conn_peer(c);
     if (p && p->reading == false)
         pg_conn_mark(p);
     if (c->in_blocked)
@@ -120,26 +84,18 @@ int pg_conn_flush(pg_conn *c)
     return 0;
 }
 
-long pg_conn_pass(pg_conn *from, pg_conn *to, const uint8_t *p, size_t avail)
-{
-    size_t n = avail < from->pass_left ? avail : from->pass_left;
-    if (to && n) {
-        if (gw_buf_append(&to->out, &from->gw->bufs, p, n) != 0)
-            return -ENOMEM;
-        pg_conn_mark(to);
-    }
-    from->pass_left -= (uint32_t)n;
-    return (long)n;
-}
-
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
 
 void pg_conn_start_reading(pg_conn *c)
 {
-    if (c->reading || c->closing || !c->stream_open)
+    if (c->reading || pg_conn_closing(c) || !c->stream_open)
         return;
-    if (uv_read_start(&c->h.stream, pg_alloc_cb, on_read) == 0)
+    int rc = uv_read_start(&c->h.stream, pg_alloc_cb, on_read);
+    if (rc == 0)
         c->reading = true;
+    else
+        pg_conn_close(c, PG_END_IO_ERROR,
+                      uv_strerror(rc)); /* a connection never read again would hang its peer */
 }
 
 void pg_conn_stop_reading(pg_conn *c)
@@ -150,31 +106,11 @@ void pg_conn_stop_reading(pg_conn *c)
     c->reading = false;
 }
 
-static bool peer_congested(pg_conn *c)
-{
-    pg_conn *p = peer_of(c);
-    return p && p->pending + p->out.len >= PG_HIGH_WATER;
-}
-
 static void update_reading(pg_conn *c)
 {
-    bool want;
-    if (c->closing)
+    if (pg_conn_closing(c))
         return;
-    if (c->kind == PG_CONN_CLIENT) {
-        pg_client *cl = (pg_client *)c;
-        /* A client is read while what it sent fits the bound: PG_STREAM_OVER of unprocessed
-         * input, or the whole message being awaited, and while its own output has room. A
-         * client waiting for a server keeps being read too (up to that bound), so waiting does
-         * not cost two epoll changes per transaction and a disconnect is noticed at once. */
-        size_t bound = c->want_in > PG_STREAM_OVER ? c->want_in : PG_STREAM_OVER;
-        want = cl->state != PG_CL_CLOSING && c->in.len < bound &&
-               c->out.len + c->pending < PG_HIGH_WATER;
-    } else {
-        pg_server *s = (pg_server *)c;
-        want = s->state != PG_SV_CONNECTING;
-    }
-    if (want && !peer_congested(c))
+    if (pg_conn_wants_input(c))
         pg_conn_start_reading(c);
     else
         pg_conn_stop_reading(c);
@@ -186,24 +122,21 @@ void pg_gateway_run_ready(pg_gateway *gw)
     while ((it = gw_list_first(&gw->ready)) != NULL) {
         gw_list_remove(it);
         pg_conn *c = gw_container_of(it, pg_conn, ready);
-        if (c->closing)
+        if (pg_conn_closing(c))
             continue;
         if (c->need_process) {
             c->need_process = false;
-            if (c->kind == PG_CONN_CLIENT)
-                pg_client_process((pg_client *)c);
-            else
-                pg_server_process((pg_server *)c);
-            if (c->closing)
+            pg_conn_input(c);
+            if (pg_conn_closing(c))
                 continue;
         }
         if (pg_conn_flush(c) != 0) {
-            conn_close(c, "write failed");
+            pg_conn_close(c, PG_END_IO_ERROR, "write failed");
             continue;
         }
         update_reading(c);
-        pg_conn *p = peer_of(c);
-        if (p && !p->closing)
+        pg_conn *p = pg_conn_peer(c);
+        if (p && !pg_conn_closing(p))
             update_reading(p);
     }
 }
@@ -225,11 +158,8 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     pg_conn *c = gw_container_of(stream, pg_conn, h.stream);
     if (nread > 0) {
         c->in.len += (size_t)nread;
-        if (c->kind == PG_CONN_CLIENT)
-            pg_client_process((pg_client *)c);
-        else
-            pg_server_process((pg_server *)c);
-        if (!c->closing)
+        pg_conn_input(c);
+        if (!pg_conn_closing(c))
             pg_conn_mark(c);
         return;
     }
@@ -237,27 +167,5 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         gw_buf_release(&c->in, &c->gw->bufs);
     if (nread == 0)
         return;
-    if (c->kind == PG_CONN_CLIENT) {
-        pg_client *cl = (pg_client *)c;
-        if (nread == UV_EOF && (c->in.len > 0 || c->pass_left) &&
-            (cl->state == PG_CL_IDLE || cl->state == PG_CL_ACTIVE))
-            pg_client_fatal(cl, "08P01", "unexpected EOF within a message from the client");
-        else
-            pg_client_close(cl, nread == UV_EOF ? "client disconnected" : uv_strerror((int)nread));
-    } else {
-        pg_server_close((pg_server *)c,
-                        nread == UV_EOF ? "server closed the connection" : uv_strerror((int)nread));
-    }
-}
-
-int pg_conn_error(pg_conn *c, const char *severity, const char *sqlstate, const char *fmt, ...)
-{
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    int rc = pg_build_error(&c->out, &c->gw->bufs, severity, sqlstate, msg);
-    pg_conn_mark(c);
-    return rc;
+    pg_conn_input_ended(c, nread == UV_EOF, uv_strerror((int)nread));
 }

@@ -18,6 +18,8 @@
 #include <string.h>
 
 #include "drivers/pg/pg_int.h"
+#include "drivers/pg/pg_io.h"
+#include "drivers/pg/pg_shell.h"
 #include "drivers/pg/pg_sql.h"
 #include "drivers/pg/pg_wire.h"
 
@@ -127,7 +129,7 @@ static void answer(pg_client *c, const char *error)
     gw_buf_release(&c->listen_reply, &gw->bufs);
     rc = rc ? rc : pg_build_ready(&c->conn.out, &gw->bufs, 'I');
     if (rc != 0) {
-        pg_client_close(c, "out of memory");
+        pg_client_close(c, PG_END_NO_MEMORY, "out of memory");
         return;
     }
     pg_conn_mark_process(&c->conn);
@@ -219,10 +221,11 @@ static void deliver(pg_listener *l, const PGnotify *n)
     {
         pg_client *c = gw_container_of(it, pg_sub, chan_node)->c;
         pg_gateway *gw = c->conn.gw;
-        if (c->conn.closing)
+        if (pg_conn_closing(&c->conn))
             continue;
         if (c->conn.out.len + c->conn.pending + c->notify.len > PG_NOTIFY_MAX) {
-            pg_client_fatal(c, "54000", "notifications are not being read: more than %u bytes wait",
+            pg_client_fatal(c, PG_END_LIMIT, "54000",
+                            "notifications are not being read: more than %u bytes wait",
                             PG_NOTIFY_MAX);
             continue;
         }
@@ -237,11 +240,10 @@ static void deliver(pg_listener *l, const PGnotify *n)
         rc = rc ? rc : pg_msg_put(out, &gw->bufs, pid, 4);
         rc = rc ? rc : pg_msg_put_str(out, &gw->bufs, n->relname);
         rc = rc ? rc : pg_msg_put_str(out, &gw->bufs, n->extra ? n->extra : "");
-        if (rc != 0) {
-            pg_client_close(c, "out of memory");
+        if (pg_msg_finish(out, m, rc) != 0) {
+            pg_client_close(c, PG_END_NO_MEMORY, "out of memory");
             continue;
         }
-        pg_msg_end(out, m);
         pg_conn_mark(&c->conn);
     }
 }
@@ -458,12 +460,10 @@ static void on_stmt(char kind, const char *channel, size_t n, void *arg)
     channel_name(name, channel, n);
     size_t m;
     gw_bufpool *bufs = &w->c->conn.gw->bufs;
-    if (pg_msg_begin(&w->c->listen_reply, bufs, 'C', &m) != 0 ||
-        pg_msg_put_str(&w->c->listen_reply, bufs, kind == 'L' ? "LISTEN" : "UNLISTEN") != 0) {
+    int rc = pg_msg_begin(&w->c->listen_reply, bufs, 'C', &m);
+    rc = rc ? rc : pg_msg_put_str(&w->c->listen_reply, bufs, kind == 'L' ? "LISTEN" : "UNLISTEN");
+    if (pg_msg_finish(&w->c->listen_reply, m, rc) != 0)
         w->failed = true;
-        return;
-    }
-    pg_msg_end(&w->c->listen_reply, m);
     if (kind == 'L') {
         if (!w->failed && do_listen(w->l, w->c, name) != 0)
             w->failed = true;
@@ -493,7 +493,7 @@ int pg_listen_query(pg_client *c, const char *sql, size_t len)
     if (!p->listener) {
         pg_listener *l = calloc(1, sizeof *l);
         if (!l) {
-            pg_client_fatal(c, "53200", "out of memory");
+            pg_client_fatal(c, PG_END_NO_MEMORY, "53200", "out of memory");
             return -1;
         }
         l->pool = p;
@@ -509,10 +509,11 @@ int pg_listen_query(pg_client *c, const char *sql, size_t len)
     pg_sql_listen_each(sql, len, on_stmt, &w);
     if (w.failed) {
         if (c->listen_error)
-            pg_client_fatal(c, c->listen_error, "too many LISTEN channels (at most %u a client)",
+            pg_client_fatal(c, PG_END_LIMIT, c->listen_error,
+                            "too many LISTEN channels (at most %u a client)",
                             PG_LISTEN_MAX_CHANNELS);
         else
-            pg_client_fatal(c, "53200", "out of memory");
+            pg_client_fatal(c, PG_END_NO_MEMORY, "53200", "out of memory");
         return -1;
     }
     if (l->state == PG_LS_BROKEN && !gw_list_empty(&l->channels))
@@ -522,7 +523,7 @@ int pg_listen_query(pg_client *c, const char *sql, size_t len)
         pg_sql_listen_each(sql, len, on_failed_stmt, &w);
         c->listen_wait = true;
         answer(c, "could not open Sluice's listening connection for LISTEN");
-        return c->conn.closing ? -1 : 1;
+        return pg_conn_closing(&c->conn) ? -1 : 1;
     }
     /* Answered once every command queued so far is done (at once when there is none). */
     c->listen_seq = l->next_seq;
@@ -532,7 +533,7 @@ int pg_listen_query(pg_client *c, const char *sql, size_t len)
         answer(c, NULL);
     else
         pump(l);
-    return c->conn.closing ? -1 : 1;
+    return pg_conn_closing(&c->conn) ? -1 : 1;
 }
 
 void pg_listen_client_gone(pg_client *c)
@@ -550,7 +551,7 @@ void pg_listen_flush(pg_client *c)
         return;
     pg_gateway *gw = c->conn.gw;
     if (gw_buf_append(&c->conn.out, &gw->bufs, c->notify.data, c->notify.len) != 0) {
-        pg_client_close(c, "out of memory");
+        pg_client_close(c, PG_END_NO_MEMORY, "out of memory");
         return;
     }
     gw_buf_release(&c->notify, &gw->bufs);

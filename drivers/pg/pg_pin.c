@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "drivers/pg/pg_int.h"
+#include "drivers/pg/pg_shell.h"
 #include "drivers/pg/pg_sql.h"
 
 typedef struct param_scan {

@@ -7,6 +7,7 @@
 #include <strings.h>
 
 #include "drivers/pg/pg_int.h"
+#include "drivers/pg/pg_shell.h"
 #include "drivers/pg/pg_wire.h"
 
 /* A failed connection attempt is not retried for this long, so a down server is not hammered;
@@ -168,7 +169,7 @@ void pg_pool_maybe_connect(pg_pool *p)
     if (p->n_servers < min && min - p->n_servers > want)
         want = min - p->n_servers;
     while (p->n_connecting < want && may_open(p)) {
-        if (!pg_server_connect(p))
+        if (!pg_shell_connect(p))
             break;
         if (p->last_fail)
             break; /* the attempt failed at once; the waiters have been told */
@@ -185,9 +186,10 @@ void pg_pool_connect_failed(pg_pool *p, const char *msg)
         {
             pg_client *c = gw_container_of(it, pg_client, wait_node);
             if (p->last_sqlstate[0])
-                pg_client_fatal(c, p->last_sqlstate, "%s", msg);
+                pg_client_fatal(c, PG_END_CONNECT_FAILED, p->last_sqlstate, "%s", msg);
             else
-                pg_client_fatal(c, "08006", "could not connect to the server: %s", msg);
+                pg_client_fatal(c, PG_END_CONNECT_FAILED, "08006",
+                                "could not connect to the server: %s", msg);
         }
     }
 }
@@ -200,7 +202,7 @@ static void link(pg_client *c, pg_server *s)
     c->server = s;
     s->idle_since = gw_now(pg_ctx(&s->conn));
     if (pg_relay_sync_params(s, c) != 0)
-        pg_client_fatal(c, "53200", "out of memory");
+        pg_client_fatal(c, PG_END_NO_MEMORY, "53200", "out of memory");
 }
 
 bool pg_pool_acquire(pg_client *c)
@@ -210,10 +212,9 @@ bool pg_pool_acquire(pg_client *c)
     gw_list *it = gw_list_first(&p->idle);
     if (it) {
         link(c, gw_container_of(it, pg_server, idle_node));
-        return !c->conn.closing;
+        return !pg_conn_closing(&c->conn);
     }
     pg_client_set_state(c, PG_CL_WAITING);
-    gw_list_push_tail(&p->waiters, &c->wait_node);
     pg_pool_maybe_connect(p);
     return false;
 }
@@ -224,11 +225,11 @@ void pg_pool_server_ready(pg_server *s)
     pg_gateway *gw = p->gw;
     pg_pool_refresh(p, gw->ctx);
     if (gw->stopping) {
-        pg_server_close(s, "shutting down");
+        pg_server_close(s, PG_END_SHUTDOWN, "shutting down");
         return;
     }
     if (p->n_servers > (uint32_t)p->size) {
-        pg_server_close(s, "pool is larger than pool_size");
+        pg_server_close(s, PG_END_POOL_SHRINK, "pool is larger than pool_size");
         return;
     }
     if (s->cancels > 0) {
@@ -239,7 +240,6 @@ void pg_pool_server_ready(pg_server *s)
     gw_list *it = gw_list_first(&p->waiters);
     if (it) {
         pg_client *c = gw_container_of(it, pg_client, wait_node);
-        gw_list_remove(&c->wait_node);
         link(c, s);
         pg_conn_mark_process(&c->conn);
         return;
@@ -281,8 +281,9 @@ void pg_pool_release(pg_server *s, bool client_left)
         return;
     /* A request still in flight: its results have nowhere to go and its end is unknown. */
     if (s->q.count > 0 || s->conn.pass_left || mid_message) {
-        pg_server_close(s, mid_message ? "client left in the middle of a message"
-                                       : "client left while a request was in progress");
+        pg_server_close(s, PG_END_CLIENT_GONE,
+                        mid_message ? "client left in the middle of a message"
+                                    : "client left while a request was in progress");
         return;
     }
     const char *reset = gw->ctx->cfg->server_reset_query;
@@ -312,8 +313,25 @@ void pg_pool_release(pg_server *s, bool client_left)
             rc = pg_server_params_reset(s);
     }
     if (rc != 0) {
-        pg_server_close(s, "out of memory");
+        pg_server_close(s, PG_END_NO_MEMORY, "out of memory");
         return;
     }
     pg_conn_mark(&s->conn);
+}
+
+void pg_server_cancel_done(pg_gateway *gw, uint32_t server_id)
+{
+    /* A server held back from the pool until its cancel was delivered can go now. */
+    for (gw_list *it = gw->pools.next; it != &gw->pools; it = it->next) {
+        pg_pool *p = gw_container_of(it, pg_pool, node);
+        for (gw_list *si = p->servers.next; si != &p->servers; si = si->next) {
+            pg_server *s = gw_container_of(si, pg_server, pool_node);
+            if (s->id != server_id)
+                continue;
+            if (s->cancels > 0 && --s->cancels == 0 && s->state == PG_SV_RESETTING &&
+                s->q.count == 0 && s->tx == 'I')
+                pg_pool_server_ready(s);
+            return;
+        }
+    }
 }

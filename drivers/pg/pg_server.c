@@ -1,177 +1,100 @@
 /*
- * pg_server: one server connection. libpq establishes it (PQconnectStartParams, then
- * PQconnectPoll driven by uv_poll readiness on PQsocket, which may change between host
- * attempts); afterwards the loop reads and writes the socket itself through a duplicate
- * descriptor, and libpq only closes it (PQfinish) at the end.
+ * pg_server: one server connection's life as the core sees it: its states and their pool
+ * bookkeeping, its close, the events of its connect attempt, and the framing of what it sends.
+ * Its socket and libpq belong to the shell (pg_connect.c); it calls down only through
+ * pg_shell.h.
  */
-#include <ctype.h>
-#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include "drivers/pg/pg_int.h"
+#include "drivers/pg/pg_pqerr.h"
+#include "drivers/pg/pg_shell.h"
 #include "drivers/pg/pg_wire.h"
 
-/* Parameters PostgreSQL reports (GUC_REPORT); libpq keeps them, but offers no way to list them. */
-static const char *const reported_params[] = {
-    "application_name",
-    "client_encoding",
-    "DateStyle",
-    "default_transaction_read_only",
-    "in_hot_standby",
-    "integer_datetimes",
-    "IntervalStyle",
-    "is_superuser",
-    "scram_iterations",
-    "search_path",
-    "server_encoding",
-    "server_version",
-    "session_authorization",
-    "standard_conforming_strings",
-    "TimeZone",
-    NULL,
+static const char *const server_state_names[] = {"new",    "connecting", "idle",
+                                                 "active", "resetting",  "closing"};
+
+#define SV(st) (1u << PG_SV_##st)
+/* The states each state may be entered from. ACTIVE follows ACTIVE when a server goes straight
+ * from one client to the next waiting one. */
+static const unsigned server_from[] = {
+    [PG_SV_NEW] = 0,
+    [PG_SV_CONNECTING] = SV(NEW),
+    [PG_SV_IDLE] = SV(ACTIVE) | SV(RESETTING),
+    [PG_SV_ACTIVE] = SV(IDLE) | SV(ACTIVE) | SV(RESETTING),
+    [PG_SV_RESETTING] = SV(CONNECTING) | SV(ACTIVE) | SV(RESETTING),
+    [PG_SV_CLOSING] = SV(CONNECTING) | SV(IDLE) | SV(ACTIVE) | SV(RESETTING),
 };
+#undef SV
 
-static const char *const server_state_names[] = {"connecting", "idle", "active", "resetting",
-                                                 "closing"};
-
+/* Also keeps the pool's lists and counts, which follow from the states: pool->servers and
+ * n_servers hold every server from CONNECTING until CLOSING, n_connecting those in
+ * CONNECTING, pool->idle (LIFO) those in IDLE. */
 void pg_server_set_state(pg_server *s, pg_server_state st)
 {
-    gw_assert(s->state != PG_SV_CLOSING || st == PG_SV_CLOSING);
-    if (s->state == PG_SV_IDLE)
+    pg_server_state old = s->state;
+    pg_pool *p = s->pool;
+    if (!(server_from[st] & (1u << old))) {
+        gw_error(pg_ctx(&s->conn), "server %u: impossible state change %s -> %s", s->id,
+                 server_state_names[old], server_state_names[st]);
+        gw__assert_fail("legal server state change", __FILE__, __LINE__);
+    }
+    gw_assert(st != PG_SV_CLOSING || s->conn.end != PG_END_NONE);
+    if (old == PG_SV_IDLE)
         gw_list_remove(&s->idle_node);
+    if (old == PG_SV_CONNECTING)
+        p->n_connecting--;
+    if (old == PG_SV_NEW) {
+        gw_list_push_tail(&p->servers, &s->pool_node);
+        p->n_servers++;
+    }
     if (st == PG_SV_IDLE)
-        gw_list_push_head(&s->pool->idle, &s->idle_node);
+        gw_list_push_head(&p->idle, &s->idle_node); /* the most recently used goes first */
+    if (st == PG_SV_CONNECTING)
+        p->n_connecting++;
+    if (st == PG_SV_CLOSING) {
+        gw_list_remove(&s->pool_node);
+        p->n_servers--;
+    }
     s->state = st;
     s->since = gw_now(pg_ctx(&s->conn));
 }
 
-static void server_free(pg_server *s)
+void pg_server_close(pg_server *s, pg_end why, const char *detail)
 {
-    pg_gateway *gw = s->conn.gw;
-    if (s->pq)
-        PQfinish(s->pq); /* sends Terminate; the socket is non-blocking by now */
-    gw_buf_release(&s->conn.in, &gw->bufs);
-    gw_buf_release(&s->conn.out, &gw->bufs);
-    free(s);
-    gw->live--;
-    pg_gateway_maybe_free(gw);
-}
-
-/* Each open handle holds the server: poll (connect phase) and stream (afterwards). */
-static unsigned server_handles(const pg_server *s)
-{
-    return (s->poll ? 1u : 0u) + (s->conn.stream_open ? 1u : 0u);
-}
-
-static void on_stream_closed(uv_handle_t *h)
-{
-    pg_server *s = gw_container_of(h, pg_server, conn.h.handle);
-    s->conn.stream_open = false;
-    if (server_handles(s) == 0)
-        server_free(s);
-}
-
-static void on_poll_closed(uv_handle_t *h)
-{
-    pg_server *s = h->data;
-    free(h);
-    /* The poll handle also closes when the server moves on to its stream: only the last handle
-     * of a closing server frees it. */
-    if (s) {
-        s->poll = NULL;
-        if (s->state == PG_SV_CLOSING && server_handles(s) == 0)
-            server_free(s);
-    }
-}
-
-static void close_poll(pg_server *s, bool keep_server)
-{
-    if (!s->poll)
-        return;
-    uv_poll_t *p = s->poll;
-    if (keep_server) {
-        p->data = NULL;
-        s->poll = NULL;
-    }
-    uv_close((uv_handle_t *)p, on_poll_closed);
-}
-
-void pg_server_close(pg_server *s, const char *reason)
-{
-    if (s->state == PG_SV_CLOSING)
-        return;
+    if (s->conn.end != PG_END_NONE)
+        return; /* closed already, or its close is under way further up the stack */
     pg_gateway *gw = s->conn.gw;
     pg_pool *p = s->pool;
-    gw_info(gw->ctx, "server %u (%s/%s) closing in state %s: %s", s->id, p->dbname, p->user,
-            server_state_names[s->state], reason);
+    s->conn.end = why;
+    gw_info(gw->ctx, "server %u (%s/%s) closing in state %s (%s): %s", s->id, p->dbname, p->user,
+            server_state_names[s->state], pg_end_name(why), detail);
     pg_client *c = s->client;
     if (c) {
         s->client = NULL;
         c->server = NULL;
-        pg_client_fatal(c, "08006", "server connection lost: %s", reason);
+        pg_client_fatal(c, PG_END_SERVER_GONE, "08006", "server connection lost: %s", detail);
     }
-    if (s->state == PG_SV_CONNECTING)
-        p->n_connecting--;
     pg_server_set_state(s, PG_SV_CLOSING);
-    gw_list_remove(&s->pool_node);
-    p->n_servers--;
     gw_list_remove(&s->conn.ready);
     pg_conn_stop_reading(&s->conn);
-    s->conn.closing = true;
     pg_reqq_free(&s->q, gw);
     pg_server_stmts_clear(&s->stmts, &gw->stmts);
     pg_relay_set_unnamed(&s->unnamed, NULL, gw);
     pg_params_free(&s->params);
-    if (server_handles(s) == 0) {
-        gw_list_push_tail(&gw->graveyard, &s->conn.ready); /* freed after this iteration */
-    } else {
-        close_poll(s, false);
-        if (s->conn.stream_open)
-            uv_close(&s->conn.h.handle, on_stream_closed);
-    }
+    pg_shell_server_close(s);
     pg_pool_maybe_connect(p);
 }
 
-void pg_server_free_dead(pg_server *s)
+/* Records a failed connection attempt on the pool: the server's SQLSTATE and words when it
+ * refused the login (a tool that checks for 3D000 and creates the database still works), else
+ * libpq's or Sluice's own text with no SQLSTATE (clients get 08006). */
+static void record_failure(pg_pool *p, const char *msg)
 {
-    server_free(s);
-}
-
-/* libpq's text of a refusal by the server, in verbose mode, holds "FATAL:  3D000: message":
- * takes the SQLSTATE and the message from it. False when the server did not refuse (a network
- * error, a timeout). */
-static bool server_refusal(const char *text, char *sqlstate, char *msg, size_t cap)
-{
-    const char *p = strstr(text, "FATAL:  ");
-    if (!p)
-        return false;
-    p += 8;
-    for (int i = 0; i < 5; i++)
-        if (!isdigit((unsigned char)p[i]) && !isupper((unsigned char)p[i]))
-            return false;
-    if (p[5] != ':' || p[6] != ' ')
-        return false;
-    memcpy(sqlstate, p, 5);
-    sqlstate[5] = 0;
-    p += 7;
-    size_t n = strcspn(p, "\n");
-    if (n >= cap)
-        n = cap - 1;
-    memcpy(msg, p, n);
-    msg[n] = 0;
-    return true;
-}
-
-static void connect_failed(pg_server *s, const char *msg)
-{
-    pg_pool *p = s->pool;
     char buf[256];
-    /* Refused by the server: its own SQLSTATE and words reach the client (a tool that checks
-     * for 3D000 and creates the database still works). */
-    if (!server_refusal(msg, p->last_sqlstate, buf, sizeof buf)) {
+    if (!pg_pqerr_parse(msg, p->last_sqlstate, buf, sizeof buf)) {
         p->last_sqlstate[0] = 0;
         snprintf(buf, sizeof buf, "%s", msg);
     }
@@ -179,178 +102,79 @@ static void connect_failed(pg_server *s, const char *msg)
     while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == ' '))
         buf[--n] = 0;
     snprintf(p->last_error, sizeof p->last_error, "%s", buf);
-    p->last_fail = gw_now(pg_ctx(&s->conn));
+    p->last_fail = gw_now(p->gw->ctx);
     if (p->last_fail == 0)
         p->last_fail = 1;
-    pg_server_close(s, buf);
+}
+
+void pg_server_connect_failed(pg_server *s, const char *msg)
+{
+    pg_pool *p = s->pool;
+    record_failure(p, msg);
+    /* msg may be libpq's PQerrorMessage, which the close may free: the copy is used. */
+    pg_server_close(s, PG_END_CONNECT_FAILED, p->last_error);
     pg_pool_connect_failed(p, p->last_error);
 }
 
-static void on_poll(uv_poll_t *h, int status, int events);
-
-static int watch(pg_server *s, PostgresPollingStatusType want)
+void pg_server_start_failed(pg_pool *pool, const char *msg)
 {
-    int fd = PQsocket(s->pq);
-    if (fd < 0)
-        return -EBADF;
-    if (s->poll && s->poll_fd != fd)
-        close_poll(s, true);
-    if (!s->poll) {
-        uv_poll_t *p = malloc(sizeof *p);
-        if (!p)
-            return -ENOMEM;
-        int rc = uv_poll_init(pg_ctx(&s->conn)->loop, p, fd);
-        if (rc != 0) {
-            free(p);
-            return rc;
-        }
-        p->data = s;
-        s->poll = p;
-        s->poll_fd = fd;
-    }
-    return uv_poll_start(s->poll, want == PGRES_POLLING_READING ? UV_READABLE : UV_WRITABLE,
-                         on_poll);
+    record_failure(pool, msg);
+    gw_warn(pool->gw->ctx, "could not start a connection to %s/%s: %s", pool->dbname, pool->user,
+            pool->last_error);
+    pg_pool_connect_failed(pool, pool->last_error);
 }
 
-/* The handshake is done: move the socket to a libuv stream and offer the server to the pool. */
-static void connected(pg_server *s)
+void pg_server_init(pg_server *s, pg_pool *pool)
 {
-    pg_gateway *gw = s->conn.gw;
-    gw_ctx *ctx = gw->ctx;
+    pg_gateway *gw = pool->gw;
+    s->pool = pool;
+    pg_conn_init(&s->conn, gw, PG_CONN_SERVER);
+    gw_list_init(&s->idle_node);
+    pg_server_stmts_init(&s->stmts);
+    s->id = ++gw->next_server_id;
+    pg_server_set_state(s, PG_SV_CONNECTING);
+}
+
+void pg_server_connected(pg_server *s, int backend_pid)
+{
     pg_pool *p = s->pool;
-    if (PQsslInUse(s->pq)) {
-        connect_failed(s, "the server connection uses TLS, which Sluice does not relay yet; "
-                          "add sslmode=disable to the database line");
-        return;
-    }
-    PQsetnonblocking(s->pq, 1);
-    for (int i = 0; reported_params[i]; i++) {
-        const char *v = PQparameterStatus(s->pq, reported_params[i]);
-        if (v && pg_params_set(&s->params, reported_params[i], v) != 0) {
-            connect_failed(s, "out of memory");
-            return;
-        }
-    }
-    close_poll(s, true);
-    int fd = dup(PQsocket(s->pq));
-    if (fd < 0) {
-        connect_failed(s, strerror(errno));
-        return;
-    }
-    struct sockaddr_storage ss;
-    socklen_t sl = sizeof ss;
-    int rc;
-    if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0 && ss.ss_family == AF_UNIX) {
-        rc = uv_pipe_init(ctx->loop, &s->conn.h.pipe, 0);
-        if (rc == 0 && (rc = uv_pipe_open(&s->conn.h.pipe, fd)) != 0)
-            uv_close(&s->conn.h.handle, NULL);
-    } else {
-        rc = uv_tcp_init(ctx->loop, &s->conn.h.tcp);
-        if (rc == 0 && (rc = uv_tcp_open(&s->conn.h.tcp, fd)) != 0)
-            uv_close(&s->conn.h.handle, NULL);
-        if (rc == 0)
-            uv_tcp_nodelay(&s->conn.h.tcp, 1);
-    }
-    if (rc != 0) {
-        close(fd);
-        connect_failed(s, uv_strerror(rc));
-        return;
-    }
-    s->conn.stream_open = true;
     s->tx = 'I';
-    p->n_connecting--;
+    pg_server_set_state(s, PG_SV_RESETTING); /* transient until the pool places it */
     p->last_fail = 0;
-    gw_debug(ctx, "server %u connected to %s/%s (pid %d)", s->id, p->dbname, p->user,
-             PQbackendPID(s->pq));
+    gw_debug(pg_ctx(&s->conn), "server %u connected to %s/%s (pid %d)", s->id, p->dbname, p->user,
+             backend_pid);
     if (!p->have_defaults) {
         if (pg_params_copy(&p->defaults, &s->params) == 0)
             p->have_defaults = true;
         gw_list *it, *tmp;
         gw_list_foreach_safe(it, tmp, &p->login_waiters)
         {
-            pg_client *c = gw_container_of(it, pg_client, wait_node);
-            gw_list_remove(&c->wait_node);
-            pg_client_finish_login(c);
+            pg_client_finish_login(gw_container_of(it, pg_client, wait_node));
         }
     }
-    pg_server_set_state(s, PG_SV_RESETTING); /* transient until the pool places it */
     pg_pool_server_ready(s);
     pg_conn_mark(&s->conn);
 }
 
-static void on_poll(uv_poll_t *h, int status, int events)
+void pg_server_closed(pg_server *s)
 {
-    (void)status;
-    (void)events;
-    pg_server *s = h->data;
-    if (!s || s->state != PG_SV_CONNECTING)
-        return;
-    PostgresPollingStatusType st = PQconnectPoll(s->pq);
-    switch (st) {
-    case PGRES_POLLING_READING:
-    case PGRES_POLLING_WRITING: {
-        int rc = watch(s, st);
-        if (rc != 0)
-            connect_failed(s, uv_strerror(rc));
-        break;
-    }
-    case PGRES_POLLING_OK:
-        connected(s);
-        break;
-    default:
-        connect_failed(s, PQerrorMessage(s->pq));
-        break;
-    }
-}
-
-pg_server *pg_server_connect(pg_pool *pool)
-{
-    pg_gateway *gw = pool->gw;
-    pg_server *s = calloc(1, sizeof *s);
-    if (!s)
-        return NULL;
-    pg_conn_init(&s->conn, gw, PG_CONN_SERVER);
-    gw_list_init(&s->idle_node);
-    pg_server_stmts_init(&s->stmts);
-    s->pool = pool;
-    s->id = ++gw->next_server_id;
-    s->state = PG_SV_CONNECTING;
-    s->since = gw_now(gw->ctx);
-    gw->live++;
-    gw_list_push_tail(&pool->servers, &s->pool_node);
-    pool->n_servers++;
-    pool->n_connecting++;
-    s->pq = PQconnectStartParams((const char *const *)pool->kw, (const char *const *)pool->val, 0);
-    if (!s->pq) {
-        connect_failed(s, "out of memory");
-        return NULL;
-    }
-    if (PQstatus(s->pq) == CONNECTION_BAD) {
-        connect_failed(s, PQerrorMessage(s->pq));
-        return NULL;
-    }
-    /* Verbose error texts carry the SQLSTATE of a refused login (see server_refusal). */
-    PQsetErrorVerbosity(s->pq, PQERRORS_VERBOSE);
-    int rc = watch(s, PGRES_POLLING_WRITING);
-    if (rc != 0) {
-        connect_failed(s, uv_strerror(rc));
-        return NULL;
-    }
-    return s;
+    pg_gateway *gw = s->conn.gw;
+    gw_buf_release(&s->conn.in, &gw->bufs);
+    gw_buf_release(&s->conn.out, &gw->bufs);
 }
 
 void pg_server_process(pg_server *s)
 {
     pg_gateway *gw = s->conn.gw;
     size_t pos = 0, need = 0;
-    while (!s->conn.closing) {
+    while (!pg_conn_closing(&s->conn)) {
         const uint8_t *p = s->conn.in.data ? s->conn.in.data + pos : NULL;
         size_t avail = s->conn.in.len - pos;
         if (s->conn.pass_left) {
             pg_conn *to = !s->conn.pass_drop && s->client ? &s->client->conn : NULL;
             long n = pg_conn_pass(&s->conn, to, p, avail);
             if (n < 0) {
-                pg_server_close(s, "out of memory");
+                pg_server_close(s, PG_END_NO_MEMORY, "out of memory");
                 return;
             }
             if (n == 0)
@@ -363,20 +187,20 @@ void pg_server_process(pg_server *s)
         uint8_t t = p[0];
         uint32_t mlen = pg_get_u32(p + 1);
         if (mlen < 4) {
-            pg_server_close(s, "invalid message length from server");
+            pg_server_close(s, PG_END_PROTOCOL, "invalid message length from server");
             return;
         }
         size_t total = (size_t)mlen + 1;
         bool drop, whole;
         if (pg_relay_server_header(s, t, &drop, &whole) != 0) {
-            pg_server_close(s, "unexpected message from server");
+            pg_server_close(s, PG_END_PROTOCOL, "unexpected message from server");
+            return;
+        }
+        if (total > (whole ? PG_SERVER_WHOLE_MAX : PG_SERVER_STREAM_MAX)) {
+            pg_server_close(s, PG_END_TOO_BIG, "message from server too large");
             return;
         }
         if (whole) {
-            if (total > PG_SERVER_WHOLE_MAX) {
-                pg_server_close(s, "message from server too large");
-                return;
-            }
             if (avail < total) {
                 need = total - avail;
                 break;
@@ -389,7 +213,7 @@ void pg_server_process(pg_server *s)
         size_t n = avail < total ? avail : total;
         if (!drop && s->client) {
             if (gw_buf_append(&s->client->conn.out, &gw->bufs, p, n) != 0) {
-                pg_server_close(s, "out of memory");
+                pg_server_close(s, PG_END_NO_MEMORY, "out of memory");
                 return;
             }
             pg_conn_mark(&s->client->conn);
@@ -400,7 +224,7 @@ void pg_server_process(pg_server *s)
             s->conn.pass_drop = drop;
         }
     }
-    if (s->conn.closing)
+    if (pg_conn_closing(&s->conn))
         return;
     pg_client *c = s->client;
     if (c && !s->conn.pass_left) {
@@ -412,5 +236,5 @@ void pg_server_process(pg_server *s)
     }
     gw_buf_consume(&s->conn.in, &gw->bufs, pos);
     if (need && gw_buf_reserve(&s->conn.in, &gw->bufs, need) != 0)
-        pg_server_close(s, "out of memory");
+        pg_server_close(s, PG_END_NO_MEMORY, "out of memory");
 }

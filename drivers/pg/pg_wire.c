@@ -124,10 +124,10 @@ int pg_parse_startup(const uint8_t *body, size_t len, pg_startup *out, const cha
 
 int pg_msg_begin(gw_buf *b, gw_bufpool *p, uint8_t type, size_t *start)
 {
+    *start = b->len; /* valid for pg_msg_finish even when the reserve fails */
     int rc = gw_buf_reserve(b, p, 5);
     if (rc)
         return rc;
-    *start = b->len;
     b->data[b->len] = type;
     b->len += 5;
     return 0;
@@ -148,6 +148,15 @@ void pg_msg_end(gw_buf *b, size_t start)
     pg_put_u32(b->data + start + 1, (uint32_t)(b->len - start - 1));
 }
 
+int pg_msg_finish(gw_buf *b, size_t start, int rc)
+{
+    if (rc == 0)
+        pg_msg_end(b, start);
+    else if (b->len > start)
+        b->len = start;
+    return rc;
+}
+
 int pg_build_error(gw_buf *b, gw_bufpool *p, const char *severity, const char *sqlstate,
                    const char *message)
 {
@@ -162,8 +171,7 @@ int pg_build_error(gw_buf *b, gw_bufpool *p, const char *severity, const char *s
     rc = rc ? rc : pg_msg_put(b, p, "M", 1);
     rc = rc ? rc : pg_msg_put_str(b, p, message);
     rc = rc ? rc : pg_msg_put(b, p, "", 1);
-    if (rc == 0)
-        pg_msg_end(b, st);
+    pg_msg_finish(b, st, rc);
     return rc;
 }
 
@@ -173,8 +181,7 @@ int pg_build_param_status(gw_buf *b, gw_bufpool *p, const char *key, const char 
     int rc = pg_msg_begin(b, p, 'S', &st);
     rc = rc ? rc : pg_msg_put_str(b, p, key);
     rc = rc ? rc : pg_msg_put_str(b, p, value);
-    if (rc == 0)
-        pg_msg_end(b, st);
+    pg_msg_finish(b, st, rc);
     return rc;
 }
 
@@ -209,8 +216,7 @@ int pg_build_query(gw_buf *b, gw_bufpool *p, const char *sql)
     size_t st;
     int rc = pg_msg_begin(b, p, 'Q', &st);
     rc = rc ? rc : pg_msg_put_str(b, p, sql);
-    if (rc == 0)
-        pg_msg_end(b, st);
+    pg_msg_finish(b, st, rc);
     return rc;
 }
 
@@ -225,8 +231,7 @@ int pg_build_negotiate(gw_buf *b, gw_bufpool *p, uint32_t minor, const char *con
     rc = rc ? rc : pg_msg_put(b, p, word, 4);
     for (int i = 0; i < n && rc == 0; i++)
         rc = pg_msg_put_str(b, p, opts[i]);
-    if (rc == 0)
-        pg_msg_end(b, st);
+    pg_msg_finish(b, st, rc);
     return rc;
 }
 

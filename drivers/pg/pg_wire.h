@@ -82,6 +82,9 @@ int pg_msg_begin(gw_buf *b, gw_bufpool *p, uint8_t type, size_t *start);
 int pg_msg_put(gw_buf *b, gw_bufpool *p, const void *data, size_t len);
 int pg_msg_put_str(gw_buf *b, gw_bufpool *p, const char *s);
 void pg_msg_end(gw_buf *b, size_t start);
+/* Ends the message begun at start when rc is 0; otherwise drops what was appended of it, so a
+ * failed builder never leaves half a message in the output. Returns rc. */
+int pg_msg_finish(gw_buf *b, size_t start, int rc);
 
 int pg_build_error(gw_buf *b, gw_bufpool *p, const char *severity, const char *sqlstate,
                    const char *message);

@@ -1,0 +1,61 @@
+/*
+ * pg_shell: the one downward interface of the PostgreSQL core. The core (framing, login,
+ * relay, routing, pools: pg_client, pg_server, pg_pool, pg_reqq, pg_front, pg_sync, pg_back,
+ * pg_pin, pg_tick, pg_conn and the pure helpers) produces bytes in a connection's output
+ * buffer and asks the shell for actions through these functions; the shell (pg_io, pg_accept,
+ * pg_connect, pg_cancel, pg_listen, pg_gateway) owns the libuv handles and libpq and calls up
+ * only through the entry points listed in pg_int.h. Link-time substitution: unit tests and fuzz
+ * harnesses link the core library with a fake shell instead.
+ *
+ * Layering (who calls whom):
+ *   pg_gateway (listeners, janitor, loop hooks) -> pg_accept, pg_io, core entry points
+ *   pg_io (read/write)                           -> pg_conn_input, pg_conn_input_ended,
+ *                                                   pg_conn_close, pg_conn_wants_input
+ *   pg_accept, pg_connect, pg_cancel             -> core entry points (pg_int.h)
+ *   core                                         -> this header only
+ */
+#ifndef SLUICE_PG_SHELL_H
+#define SLUICE_PG_SHELL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct pg_conn;
+struct pg_client;
+struct pg_server;
+struct pg_pool;
+
+/* Output the core appends to a connection's out buffer, and input it wants processed again,
+ * reach the shell through gw->ready (pg_conn_mark, pg_int.h): the shell runs that list at the
+ * end of each loop iteration. */
+void pg_conn_start_reading(struct pg_conn *c);
+void pg_conn_stop_reading(struct pg_conn *c);
+
+/* Opens a new server connection for pool: the server object, in CONNECTING, or NULL when the
+ * attempt failed at once (reported through pg_server_start_failed). */
+struct pg_server *pg_shell_connect(struct pg_pool *pool);
+/* The core is done with the connection (its state is CLOSING): release its handles; the
+ * object is freed after pg_client_closed / pg_server_closed, from the close callback. With
+ * flush, the client's pending output (a last error) is written first. */
+void pg_shell_client_close(struct pg_client *c, bool flush);
+void pg_shell_server_close(struct pg_server *s);
+/* Sends a CancelRequest for what s is running; pg_server_cancel_done follows. */
+void pg_shell_cancel(struct pg_server *s);
+
+/* LISTEN emulation (pg_listen.c) owns a libpq connection of its own and still mixes its
+ * channel bookkeeping with that I/O: the core calls it through these. */
+/* A query made only of LISTEN/UNLISTEN from an idle client in transaction mode: 1 when taken
+ * (answered now or once the listening connection confirms; c->listen_wait until then), 0 when
+ * it is something else, -1 when the client was closed. */
+int pg_listen_query(struct pg_client *c, const char *sql, size_t len);
+void pg_listen_client_gone(struct pg_client *c);
+/* Moves held notifications to the client's output when it is at a message boundary. */
+void pg_listen_flush(struct pg_client *c);
+/* From the janitor: the listening connection's connect timeout, and its reopening after a
+ * loss while clients still listen. */
+void pg_listen_tick(struct pg_pool *p, uint64_t now);
+void pg_listen_stop(struct pg_pool *p);
+void pg_listen_free(struct pg_pool *p);
+
+#endif

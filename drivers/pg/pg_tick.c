@@ -1,0 +1,122 @@
+/*
+ * pg_tick: the core's periodic sweep (the shell's janitor timer calls pg_core_tick) and its
+ * shutdown. Timeouts are checked by one sweep instead of a timer per connection: an idle client
+ * then costs no timer at all.
+ */
+#include <stdio.h>
+
+#include "drivers/pg/pg_int.h"
+#include "drivers/pg/pg_shell.h"
+
+/* Returns true when it changed something that may have closed other objects. */
+static bool check_client(pg_client *c, const cfg *conf, uint64_t now)
+{
+    uint64_t age = now - c->since;
+    switch (c->state) {
+    case PG_CL_STARTUP:
+    case PG_CL_LOGIN_WAIT:
+        if (conf->client_login_timeout_ms && age > conf->client_login_timeout_ms) {
+            pg_client_fatal(c, PG_END_LOGIN_TIMEOUT, "08P01",
+                            "client_login_timeout: login not completed within %.1f s",
+                            conf->client_login_timeout_ms / 1000.0);
+            return true;
+        }
+        break;
+    case PG_CL_WAITING:
+        if (conf->query_wait_timeout_ms && age > conf->query_wait_timeout_ms) {
+            pg_client_fatal(c, PG_END_WAIT_TIMEOUT, "08P01",
+                            "query_wait_timeout: no server connection became free within %.1f s",
+                            conf->query_wait_timeout_ms / 1000.0);
+            return true;
+        }
+        break;
+    case PG_CL_ACTIVE: {
+        pg_server *s = c->server;
+        if (!s)
+            break;
+        if (s->q.count == 0 && s->tx != 'I' && conf->idle_transaction_timeout_ms &&
+            now - s->idle_since > conf->idle_transaction_timeout_ms && c->conn.in.len == 0 &&
+            !c->conn.pass_left) {
+            pg_client_fatal(c, PG_END_IDLE_TX_TIMEOUT, "25P03",
+                            "idle_transaction_timeout: the transaction was idle for more than "
+                            "%.1f s and has been rolled back",
+                            conf->idle_transaction_timeout_ms / 1000.0);
+            return true;
+        }
+        if (s->q.count > 0 && s->busy_since && conf->query_timeout_ms &&
+            now - s->busy_since > conf->query_timeout_ms) {
+            if (!s->cancel_at) {
+                gw_info(pg_ctx(&c->conn), "client %u: query_timeout, cancelling on server %u",
+                        c->pid, s->id);
+                pg_shell_cancel(s);
+                s->cancel_at = now;
+            } else if (now - s->cancel_at > conf->query_timeout_ms + 5000) {
+                pg_server_close(s, PG_END_QUERY_TIMEOUT,
+                                "query_timeout: the server did not answer the cancel");
+                return true;
+            }
+        }
+        break;
+    }
+    default:
+        break;
+    }
+    return false;
+}
+
+void pg_core_tick(pg_gateway *gw, uint64_t now)
+{
+    const cfg *conf = gw->ctx->cfg;
+    gw_list *it, *tmp;
+restart_clients:
+    gw_list_foreach_safe(it, tmp, &gw->clients)
+    {
+        if (check_client(gw_container_of(it, pg_client, node), conf, now))
+            goto restart_clients;
+    }
+    for (gw_list *pi = gw->pools.next; pi != &gw->pools; pi = pi->next) {
+        pg_pool *p = gw_container_of(pi, pg_pool, node);
+    restart_servers:
+        gw_list_foreach_safe(it, tmp, &p->servers)
+        {
+            pg_server *s = gw_container_of(it, pg_server, pool_node);
+            if (s->state == PG_SV_CONNECTING && conf->server_connect_timeout_ms &&
+                now - s->since > conf->server_connect_timeout_ms) {
+                char msg[128];
+                snprintf(msg, sizeof msg, "server_connect_timeout: no connection within %.1f s",
+                         conf->server_connect_timeout_ms / 1000.0);
+                snprintf(p->last_error, sizeof p->last_error, "%s", msg);
+                p->last_sqlstate[0] = 0;
+                p->last_fail = now ? now : 1;
+                pg_server_close(s, PG_END_CONNECT_FAILED, msg);
+                pg_pool_connect_failed(p, msg);
+                goto restart_servers;
+            }
+        }
+        pg_pool_maybe_connect(p);
+    }
+}
+
+void pg_core_shutdown(pg_gateway *gw)
+{
+    gw_list *it, *tmp;
+    gw_list_foreach_safe(it, tmp, &gw->clients)
+    {
+        pg_client *c = gw_container_of(it, pg_client, node);
+        /* A client with a server may be in the middle of a message from it: it gets no
+         * message of Sluice's own, only the close. */
+        if (c->state == PG_CL_ACTIVE)
+            pg_client_close(c, PG_END_SHUTDOWN, "shutting down");
+        else
+            pg_client_fatal(c, PG_END_SHUTDOWN, pg_end_sqlstate(PG_END_SHUTDOWN),
+                            "terminating connection due to administrator command");
+    }
+    for (gw_list *pi = gw->pools.next; pi != &gw->pools; pi = pi->next) {
+        pg_pool *p = gw_container_of(pi, pg_pool, node);
+        gw_list_foreach_safe(it, tmp, &p->servers)
+        {
+            pg_server_close(gw_container_of(it, pg_server, pool_node), PG_END_SHUTDOWN,
+                            "shutting down");
+        }
+    }
+}

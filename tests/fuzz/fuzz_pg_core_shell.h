@@ -1,0 +1,56 @@
+/*
+ * A fake shell for the PostgreSQL core (drivers/pg/pg_shell.h), shared by the core's unit test
+ * and its fuzz harnesses: no socket, no libpq, no loop run. Clients and servers are plain
+ * objects; what the core writes to them stays in their output buffers for the test to read,
+ * closes are recorded and freed at the end of each step, and new server connections "connect"
+ * when the test says so.
+ */
+#ifndef SLUICE_FUZZ_PG_CORE_SHELL_H
+#define SLUICE_FUZZ_PG_CORE_SHELL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "drivers/pg/pg_int.h"
+
+typedef struct fk_world {
+    gw_ctx ctx;
+    uv_loop_t loop; /* never run: only its clock is read */
+    pg_gateway *gw;
+    unsigned closes;        /* connections the core closed so far */
+    pg_end last_client_end; /* why the last client closed */
+    pg_end last_server_end; /* why the last server closed */
+    unsigned cancels;       /* cancels the core asked for */
+    unsigned connects;      /* server connections the core asked for */
+} fk_world;
+
+/* Sets up a core with config text (NULL: one transaction-mode database "db"). Returns 0. */
+int fk_init(fk_world *w, const char *config);
+/* Closes everything still open and frees it all. */
+void fk_fini(fk_world *w);
+/* Writes a startup packet for user "u" and database "db" (under 64 bytes) to buf. */
+size_t fk_startup(uint8_t *buf);
+/* A client connected (what the shell's accept does). */
+pg_client *fk_client(fk_world *w);
+/* Bytes arrived from a client or a server: processed as the shell would, then the step ends
+ * (marked connections processed, closed ones freed). */
+void fk_client_input(fk_world *w, pg_client *c, const void *data, size_t len);
+void fk_server_input(fk_world *w, pg_server *s, const void *data, size_t len);
+/* Completes every pending connect with a fake server's parameters (fail: the server refuses
+ * the login with SQLSTATE 28P01), and ends the step. */
+void fk_connect_all(fk_world *w, bool fail);
+/* The first open server of the gateway's pools, or NULL. */
+pg_server *fk_first_server(fk_world *w);
+/* Whether c is still a live client of the world (the core may have closed and freed it). */
+bool fk_client_alive(fk_world *w, const pg_client *c);
+/* Takes what the core wrote for a connection: up to cap bytes are copied to out (out may be
+ * NULL), all of it is consumed. Returns the number of bytes there were. For a client closed in
+ * this step, what it was sent before the close is kept until the next call (fk_client_output
+ * with c == NULL reads it). */
+size_t fk_client_output(fk_world *w, pg_client *c, uint8_t *out, size_t cap);
+size_t fk_server_output(fk_world *w, pg_server *s, uint8_t *out, size_t cap);
+/* Ends a step: runs the ready list and frees what was closed. */
+void fk_step(fk_world *w);
+
+#endif

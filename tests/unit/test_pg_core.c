@@ -1,0 +1,208 @@
+/* Unit tests that drive the PostgreSQL core with bytes through a fake shell: no socket, no
+ * libpq, no event loop run. */
+#include <criterion/criterion.h>
+#include <signal.h>
+#include <string.h>
+
+#include "drivers/pg/pg_wire.h"
+#include "tests/fuzz/fuzz_pg_core_shell.h"
+
+static fk_world w;
+
+static void setup(void)
+{
+    cr_assert_eq(fk_init(&w, NULL), 0);
+}
+
+static void teardown(void)
+{
+    fk_fini(&w);
+}
+
+TestSuite(pg_core, .init = setup, .fini = teardown);
+
+/* Appends a message of type t with body b (len bytes). */
+static size_t msg(uint8_t *buf, uint8_t t, const void *b, size_t len)
+{
+    buf[0] = t;
+    pg_put_u32(buf + 1, (uint32_t)len + 4);
+    memcpy(buf + 5, b, len);
+    return len + 5;
+}
+
+/* The message types in buf, in order ("RSSKZ"), and *field the value of field code in the
+ * first ErrorResponse (NULL when none). */
+static void types(const uint8_t *buf, size_t n, char *out, size_t cap, char code,
+                  const char **field)
+{
+    size_t k = 0;
+    if (field)
+        *field = NULL;
+    for (size_t pos = 0; pos + 5 <= n && k + 1 < cap;) {
+        uint32_t len = pg_get_u32(buf + pos + 1);
+        cr_assert_geq(len, 4);
+        cr_assert_leq(pos + 1 + len, n, "a message runs past the output");
+        if (buf[pos] == 'E' && field && !*field)
+            *field = pg_error_field(buf + pos + 5, len - 4, code);
+        out[k++] = (char)buf[pos];
+        pos += 1 + len;
+    }
+    out[k] = 0;
+}
+
+static uint8_t out[1 << 16];
+
+/* A client logged in through a fresh server connection. */
+static pg_client *logged_in(void)
+{
+    uint8_t b[256];
+    pg_client *c = fk_client(&w);
+    fk_client_input(&w, c, b, fk_startup(b));
+    cr_assert_eq(w.connects, 1, "the first client of a pool opens a server connection");
+    cr_assert_eq(fk_client_output(&w, c, out, sizeof out), 0, "nothing before the server");
+    fk_connect_all(&w, false);
+    size_t n = fk_client_output(&w, c, out, sizeof out);
+    char t[64];
+    types(out, n, t, sizeof t, 0, NULL);
+    cr_assert_str_eq(t, "RSSSSSSSSKZ", "login answered by Sluice itself, got %s", t);
+    cr_assert_eq(out[n - 1], 'I');
+    return c;
+}
+
+Test(pg_core, startup_gets_auth_ok_parameters_key_and_ready)
+{
+    pg_client *c = logged_in();
+    cr_assert(fk_client_alive(&w, c));
+    cr_assert_eq(c->state, PG_CL_IDLE);
+}
+
+/* c sends a simple query: it must reach the server linked to c unchanged. */
+static pg_server *query(pg_client *c, const char *sql)
+{
+    uint8_t b[256];
+    size_t len = msg(b, 'Q', sql, strlen(sql) + 1);
+    fk_client_input(&w, c, b, len);
+    pg_server *s = fk_first_server(&w);
+    cr_assert_not_null(s);
+    cr_assert_eq(s->client, c, "the server is linked to the client");
+    cr_assert_eq(fk_server_output(&w, s, out, sizeof out), len);
+    cr_assert_eq(memcmp(out, b, len), 0, "the query reaches the server unchanged");
+    return s;
+}
+
+Test(pg_core, query_goes_to_the_server_and_its_answer_comes_back)
+{
+    pg_client *c = logged_in();
+    pg_server *s = query(c, "SELECT 1");
+    uint8_t b[256];
+    size_t m = msg(b, 'C', "SELECT 1", 9);
+    m += msg(b + m, 'Z', "I", 1);
+    fk_server_input(&w, s, b, m);
+    size_t n = fk_client_output(&w, c, out, sizeof out);
+    cr_assert_eq(n, m);
+    cr_assert_eq(memcmp(out, b, m), 0, "the answer reaches the client unchanged");
+    cr_assert_eq(s->state, PG_SV_IDLE, "transaction over: the server is back in the pool");
+    cr_assert_eq(c->state, PG_CL_IDLE);
+}
+
+Test(pg_core, server_error_reaches_the_client)
+{
+    pg_client *c = logged_in();
+    pg_server *s = query(c, "SELECT x");
+    uint8_t b[256];
+    static const char err[] = "SERROR\0C42703\0Mcolumn \"x\" does not exist\0";
+    size_t m = msg(b, 'E', err, sizeof err);
+    m += msg(b + m, 'Z', "I", 1);
+    fk_server_input(&w, s, b, m);
+    size_t n = fk_client_output(&w, c, out, sizeof out);
+    char t[16];
+    const char *code;
+    types(out, n, t, sizeof t, 'C', &code);
+    cr_assert_str_eq(t, "EZ");
+    cr_assert_str_eq(code, "42703");
+    cr_assert(fk_client_alive(&w, c));
+}
+
+/* c was closed for why, after a last message: one FATAL ErrorResponse with sqlstate. */
+static void expect_fatal(pg_client *c, pg_end why, const char *sqlstate)
+{
+    cr_assert(!fk_client_alive(&w, c));
+    cr_assert_eq(w.last_client_end, why, "ended %s, not %s", pg_end_name(w.last_client_end),
+                 pg_end_name(why));
+    size_t n = fk_client_output(&w, NULL, out, sizeof out);
+    char t[8];
+    const char *code;
+    types(out, n, t, sizeof t, 'C', &code);
+    cr_assert_str_eq(t, "E");
+    cr_assert_str_eq(code, sqlstate);
+    cr_assert_str_eq(pg_error_field(out + 5, n - 5, 'S'), "FATAL");
+}
+
+Test(pg_core, oversize_message_is_fatal_54000_and_closes)
+{
+    pg_client *c = logged_in();
+    uint8_t b[5] = {'Q'};
+    pg_put_u32(b + 1, 64u * 1024u * 1024u); /* over max_buffered_message (16 MB) */
+    unsigned closes = w.closes;
+    fk_client_input(&w, c, b, sizeof b);
+    cr_assert_eq(w.closes, closes + 1, "one close action, for that client");
+    expect_fatal(c, PG_END_TOO_BIG, "54000");
+}
+
+Test(pg_core, lying_length_is_08P01)
+{
+    pg_client *c = logged_in();
+    uint8_t b[5] = {'Q', 0, 0, 0, 3}; /* shorter than its own length field */
+    fk_client_input(&w, c, b, sizeof b);
+    expect_fatal(c, PG_END_PROTOCOL, "08P01");
+}
+
+Test(pg_core, truncated_startup_packet_is_08P01)
+{
+    pg_client *c = fk_client(&w);
+    uint8_t b[4] = {0, 0, 0, 5}; /* a startup packet cannot be shorter than 8 bytes */
+    fk_client_input(&w, c, b, sizeof b);
+    expect_fatal(c, PG_END_PROTOCOL, "08P01");
+}
+
+Test(pg_core, refused_server_login_passes_its_sqlstate_on)
+{
+    uint8_t b[256];
+    pg_client *c = fk_client(&w);
+    fk_client_input(&w, c, b, fk_startup(b));
+    fk_connect_all(&w, true);
+    expect_fatal(c, PG_END_CONNECT_FAILED, "28P01");
+}
+
+Test(pg_core, server_gone_mid_query_is_08006_for_its_client)
+{
+    pg_client *c = logged_in();
+    pg_server *s = query(c, "SELECT 1");
+    uint8_t bad[5] = {'D', 0, 0, 0, 2}; /* a length no message can have */
+    fk_server_input(&w, s, bad, sizeof bad);
+    cr_assert_eq(w.last_server_end, PG_END_PROTOCOL);
+    expect_fatal(c, PG_END_SERVER_GONE, "08006");
+}
+
+Test(pg_core, shutdown_tells_idle_clients_57P01)
+{
+    pg_client *c = logged_in();
+    w.gw->stopping = true;
+    pg_core_shutdown(w.gw);
+    fk_step(&w);
+    expect_fatal(c, PG_END_SHUTDOWN, "57P01");
+}
+
+Test(pg_core, impossible_client_state_change_aborts, .signal = SIGABRT)
+{
+    pg_client *c = fk_client(&w);
+    pg_client_set_state(c, PG_CL_ACTIVE); /* no server was ever linked: STARTUP -> ACTIVE */
+}
+
+Test(pg_core, impossible_server_state_change_aborts, .signal = SIGABRT)
+{
+    logged_in();
+    pg_server *s = fk_first_server(&w);
+    cr_assert_eq(s->state, PG_SV_IDLE);
+    pg_server_set_state(s, PG_SV_CONNECTING);
+}
