@@ -133,7 +133,7 @@ void pg_client_fatal(pg_client *c, pg_end why, const char *sqlstate, const char 
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    if (sqlstate)
+    if (sqlstate && !pg_client_out_mid_message(c))
         pg_build_error(&c->conn.out, &c->conn.gw->bufs, "FATAL", sqlstate, msg);
     gw_info(pg_ctx(&c->conn), "client %u: %s (%s)", c->pid, msg, pg_end_name(why));
     client_close(c, why, msg, true);

@@ -298,8 +298,18 @@ static inline bool pg_conn_closing(const pg_conn *c)
     return ((const pg_server *)c)->state == PG_SV_CLOSING;
 }
 
+/* Whether c's output ends part-way through a message its server is streaming to it: nothing
+ * else may be put into that output (it would land inside the message), and a client closed now
+ * gets only the part already relayed, then the end of its connection. */
+static inline bool pg_client_out_mid_message(const pg_client *c)
+{
+    const pg_server *s = c->server;
+    return s && s->conn.pass_left && !s->conn.pass_drop;
+}
+
 /* pg_client.c */
-/* Sends a FATAL error (when sqlstate is not NULL) and closes once it is written. */
+/* Sends a FATAL error (when sqlstate is not NULL) and closes once it is written. A client whose
+ * output is mid-message (pg_client_out_mid_message) is closed without the error. */
 void pg_client_fatal(pg_client *c, pg_end why, const char *sqlstate, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 /* Closes without a message (the client left, or its socket failed; detail is logged). */
@@ -347,10 +357,11 @@ int pg_relay_client_msg(pg_client *c, uint8_t t, const uint8_t *msg, size_t len)
 int pg_relay_parse_local(pg_client *c, const uint8_t *msg, size_t total);
 /* Whether a client message of this type must be complete before it can be relayed. */
 bool pg_relay_needs_whole(const pg_client *c, uint8_t t);
-/* A server message of type t begins: -1 when it cannot come now (a login message after the
- * login: the stream is out of sync); else *whole says it must be held whole and handed to
- * pg_relay_server_msg, *drop that its bytes go nowhere (no client, or an injected query's). */
-int pg_relay_server_header(pg_server *s, uint8_t t, bool *drop, bool *whole);
+/* A server message of type t begins: why the server connection must end when it cannot come
+ * now (a login message after the login, or a type the protocol does not have: the stream is out
+ * of sync); else NULL, *whole says it must be held whole and handed to pg_relay_server_msg,
+ * *drop that its bytes go nowhere (no client, or an injected query's). */
+const char *pg_relay_server_header(pg_server *s, uint8_t t, bool *drop, bool *whole);
 /* Handles a whole server message (msg holds its len bytes, header included). 0, or -1 when the
  * server was closed (already reported). */
 int pg_relay_server_msg(pg_server *s, uint8_t t, const uint8_t *msg, size_t len);

@@ -232,6 +232,12 @@ void fk_server_input(fk_world *w, pg_server *s, const void *data, size_t len)
     input(w, &s->conn, data, len);
 }
 
+void fk_server_eof(fk_world *w, pg_server *s)
+{
+    pg_conn_input_ended(&s->conn, true, NULL);
+    fk_step(w);
+}
+
 static const char *const server_params[] = {
     "application_name",
     "",

@@ -37,6 +37,8 @@ pg_client *fk_client(fk_world *w);
  * (marked connections processed, closed ones freed). */
 void fk_client_input(fk_world *w, pg_client *c, const void *data, size_t len);
 void fk_server_input(fk_world *w, pg_server *s, const void *data, size_t len);
+/* The server closed its end of the connection (what the shell reports at EOF); the step ends. */
+void fk_server_eof(fk_world *w, pg_server *s);
 /* Completes every pending connect with a fake server's parameters (fail: the server refuses
  * the login with SQLSTATE 28P01), and ends the step. */
 void fk_connect_all(fk_world *w, bool fail);

@@ -184,6 +184,60 @@ Test(pg_core, server_gone_mid_query_is_08006_for_its_client)
     expect_fatal(c, PG_END_SERVER_GONE, "08006");
 }
 
+Test(pg_core, unknown_server_message_type_ends_the_server_and_tells_its_client)
+{
+    pg_client *c = logged_in();
+    pg_server *s = query(c, "SELECT 1");
+    uint8_t b[64];
+    size_t m = msg(b, 'T', "\0\0", 2); /* a whole message first: the client is at a boundary */
+    m += msg(b + m, '@', "junk", 4);
+    fk_server_input(&w, s, b, m);
+    cr_assert_eq(w.last_server_end, PG_END_PROTOCOL, "the server connection is dropped");
+    cr_assert(!fk_client_alive(&w, c));
+    size_t n = fk_client_output(&w, NULL, out, sizeof out);
+    char t[8];
+    const char *code;
+    types(out, n, t, sizeof t, 'C', &code);
+    cr_assert_str_eq(t, "TE", "the unknown message is not relayed, an error follows: %s", t);
+    cr_assert_str_eq(code, "08006");
+}
+
+/* A DataRow of which only the first 8 of its 20 bytes came before something ended c. */
+static const uint8_t half_row[8] = {'D', 0, 0, 0, 19, 0, 1, 0};
+
+static void expect_only_half_row(void)
+{
+    uint8_t got[64];
+    size_t n = fk_client_output(&w, NULL, got, sizeof got);
+    cr_assert_eq(n, sizeof half_row, "the client gets the relayed part and nothing after it");
+    cr_assert_eq(memcmp(got, half_row, n), 0);
+}
+
+Test(pg_core, server_gone_mid_row_closes_its_client_without_a_spliced_error)
+{
+    pg_client *c = logged_in();
+    pg_server *s = query(c, "SELECT 'hello'");
+    fk_server_input(&w, s, half_row, sizeof half_row);
+    cr_assert(fk_client_alive(&w, c));
+    fk_server_eof(&w, s);
+    cr_assert_eq(w.last_server_end, PG_END_SERVER_GONE);
+    cr_assert(!fk_client_alive(&w, c));
+    cr_assert_eq(w.last_client_end, PG_END_SERVER_GONE);
+    expect_only_half_row();
+}
+
+Test(pg_core, client_error_mid_row_from_its_server_appends_nothing)
+{
+    pg_client *c = logged_in();
+    pg_server *s = query(c, "SELECT 'hello'");
+    fk_server_input(&w, s, half_row, sizeof half_row);
+    uint8_t bad[5] = {'Q', 0, 0, 0, 3}; /* would earn an 08P01 error at a message boundary */
+    fk_client_input(&w, c, bad, sizeof bad);
+    cr_assert(!fk_client_alive(&w, c));
+    cr_assert_eq(w.last_client_end, PG_END_PROTOCOL);
+    expect_only_half_row();
+}
+
 Test(pg_core, shutdown_tells_idle_clients_57P01)
 {
     pg_client *c = logged_in();
