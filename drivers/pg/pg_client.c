@@ -101,7 +101,7 @@ static void client_close(pg_client *c, pg_end why, const char *detail, bool flus
     c->conn.end = why;
     gw_debug(gw->ctx, "client %u closing in state %s (%s): %s", c->pid,
              client_state_names[c->state], pg_end_name(why), detail);
-    pg_listen_client_gone(c);
+    pg_notify_client_gone(c);
     if (c->server)
         pg_pool_release(c->server, true);
     pg_unpin(c);

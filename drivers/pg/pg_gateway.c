@@ -65,8 +65,6 @@ static void on_janitor(uv_timer_t *h)
     pg_gateway *gw = h->data;
     uint64_t now = gw_now(gw->ctx);
     pg_core_tick(gw, now);
-    for (gw_list *pi = gw->pools.next; pi != &gw->pools; pi = pi->next)
-        pg_listen_tick(gw_container_of(pi, pg_pool, node), now);
     pg_gateway_run_ready(gw);
 }
 
@@ -235,7 +233,5 @@ void pg_gateway_stop(gw_ctx *ctx)
     close_own(&gw->prepare, &gw->prepare_open);
     close_own(&gw->check, &gw->check_open);
     pg_core_shutdown(gw);
-    for (gw_list *pi = gw->pools.next; pi != &gw->pools; pi = pi->next)
-        pg_listen_stop(gw_container_of(pi, pg_pool, node));
     pg_gateway_maybe_free(gw);
 }

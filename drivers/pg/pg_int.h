@@ -43,7 +43,8 @@
 struct pg_pool;
 struct pg_client;
 struct pg_server;
-typedef struct pg_listener pg_listener;
+typedef struct pg_notify pg_notify;
+typedef struct pg_listen_conn pg_listen_conn;
 
 typedef enum pg_conn_kind {
     PG_CONN_CLIENT,
@@ -178,10 +179,10 @@ typedef struct pg_client {
     /* Why the client keeps its server until it disconnects (transaction mode; pg_pin.c), or
      * NULL. A static string. */
     const char *pinned;
-    /* LISTEN emulation (pg_listen.c): its channels, and a LISTEN query being confirmed. */
+    /* LISTEN emulation (pg_notify.c): its channels, and a LISTEN query being confirmed. */
     gw_list subs;             /* pg_sub.client_node */
-    gw_list listen_node;      /* listener->waiters while listen_wait */
-    uint64_t listen_seq;      /* the listener command its answer waits for */
+    gw_list listen_node;      /* notify->waiters while listen_wait */
+    uint64_t listen_seq;      /* the listening connection's command its answer waits for */
     gw_buf listen_reply;      /* the command tags of that query, sent with its answer */
     bool listen_wait;         /* input waits for the answer */
     const char *listen_error; /* SQLSTATE of a LISTEN refused for a limit, else NULL */
@@ -208,7 +209,8 @@ typedef struct pg_pool {
     uint64_t last_fail; /* when the last connection attempt failed, 0 if it did not */
     char last_error[256];
     char last_sqlstate[6]; /* the server's SQLSTATE when it refused the login, else "" */
-    pg_listener *listener; /* LISTEN emulation's own connection, NULL until the first LISTEN */
+    pg_notify *notify;     /* LISTEN emulation's channels (core), NULL until the first LISTEN */
+    pg_listen_conn *listen_conn; /* its listening connection (shell), NULL while there is none */
 } pg_pool;
 
 typedef struct pg_gateway {
@@ -273,6 +275,13 @@ void pg_core_shutdown(pg_gateway *gw);
 void pg_cancel_request(pg_gateway *gw, uint32_t pid, uint32_t key);
 void pg_server_cancel_done(pg_gateway *gw, uint32_t server_id);
 /* The I/O errors that end connections arrive through pg_client_close / pg_server_close. */
+/* LISTEN emulation's listening connection (pg_shell_listen_open): logged in; the oldest
+ * command sent finished; lost (its commands dropped, p->listen_conn already NULL); a
+ * notification arrived on it. */
+void pg_notify_opened(pg_pool *p);
+void pg_notify_cmd_done(pg_pool *p);
+void pg_notify_lost(pg_pool *p, const char *why);
+void pg_notify_deliver(pg_pool *p, const char *channel, uint32_t be_pid, const char *payload);
 
 /* The core's part of the gateway object: lists, indexes, buffers (pg_core_free frees them and
  * every pool, once no client or server is left). */
@@ -390,6 +399,21 @@ bool pg_sql_may_reset(const char *sql, size_t len);
 int pg_relay_idle_local(pg_client *c, uint8_t t, const uint8_t *msg, size_t total);
 /* The server's session went back to its connection defaults (DISCARD ALL, RESET ALL). */
 int pg_server_params_reset(pg_server *s);
+
+/* pg_notify.c: LISTEN emulation's channels, subscriptions and notification routing. */
+/* A query made only of LISTEN/UNLISTEN from an idle client in transaction mode: 1 when taken
+ * (answered now or once the listening connection confirms; c->listen_wait until then), 0 when
+ * it is something else, -1 when the client was closed. */
+int pg_notify_query(pg_client *c, const char *sql, size_t len);
+void pg_notify_client_gone(pg_client *c);
+/* Moves held notifications to the client's output when it is at a message boundary. */
+void pg_notify_flush(pg_client *c);
+/* From pg_core_tick: the listening connection's connect timeout, and its reopening after a
+ * loss while clients still listen. */
+void pg_notify_tick(pg_pool *p, uint64_t now);
+/* Shutdown: the listening connection is closed and not reopened. */
+void pg_notify_stop(pg_pool *p);
+void pg_notify_free(pg_pool *p);
 
 /* pg_pin.c */
 /* Why running sql would leave session state Sluice cannot carry between servers (a static

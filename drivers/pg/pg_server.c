@@ -235,7 +235,7 @@ void pg_server_process(pg_server *s)
     if (c && !s->conn.pass_left) {
         /* At a message boundary towards the client: notifications held back may go, and a
          * client that stopped for its queue bound may go on. */
-        pg_listen_flush(c);
+        pg_notify_flush(c);
         if (c->conn.in_blocked)
             pg_conn_mark_process(&c->conn);
     }
