@@ -312,6 +312,15 @@ Test(pg_core, listen_routes_each_notification_to_its_own_listeners)
     expect_notifications(c2, "b2");
 }
 
+Test(pg_core, unlisten_alone_needs_no_listening_connection)
+{
+    pg_client *c = logged_in();
+    size_t n = expect_answer(c, "UNLISTEN *", "CZ");
+    cr_assert_str_eq((const char *)out + 5, "UNLISTEN");
+    cr_assert_eq(out[n - 1], 'I');
+    cr_assert_eq(w.listen_opens, 0, "nothing to listen on: no connection opened");
+}
+
 Test(pg_core, notification_waits_for_the_end_of_a_row_being_streamed)
 {
     pg_client *c = logged_in();

@@ -34,8 +34,8 @@ Test(pg_pqerr, network_errors_are_not_refusals)
 {
     char st[6] = "xxxxx", msg[64] = "untouched";
     const char *texts[] = {
-        "connection to server at \"127.0.0.1\", port 1 failed: Connection refused\n"
-        "\tIs the server running on that host and accepting TCP/IP connections?\n",
+        ("connection to server at \"127.0.0.1\", port 1 failed: Connection refused\n"
+         "\tIs the server running on that host and accepting TCP/IP connections?\n"),
         "could not translate host name \"nohost\" to address: Name or service not known\n",
         "LOCATION:  auth_failed, auth.c:323\n",
         "FATAL:  28p01: lower case is no SQLSTATE\n",
