@@ -12,16 +12,15 @@
 #ifndef SLUICE_PG_INT_H
 #define SLUICE_PG_INT_H
 
-#include <libpq-fe.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
-#include <uv.h>
 
 #include "drivers/pg/pg_end.h"
 #include "drivers/pg/pg_params.h"
 #include "drivers/pg/pg_stmt.h"
 #include "gateway/buf.h"
-#include "gateway/gw.h"
+#include "gateway/ctx.h"
 #include "gateway/htable.h"
 #include "gateway/list.h"
 
@@ -51,14 +50,9 @@ typedef enum pg_conn_kind {
     PG_CONN_SERVER,
 } pg_conn_kind;
 
-/* What clients and servers share: a stream, its input and output buffers, and flow control. */
+/* What clients and servers share: input and output buffers, and flow control. Their socket
+ * belongs to the shell, which allocates each client and server together with its handles. */
 typedef struct pg_conn {
-    union {
-        uv_handle_t handle;
-        uv_stream_t stream;
-        uv_tcp_t tcp;
-        uv_pipe_t pipe;
-    } h;
     struct pg_gateway *gw;
     gw_buf in;          /* received, not yet processed */
     gw_buf out;         /* built during this loop iteration, written at its end */
@@ -69,7 +63,7 @@ typedef struct pg_conn {
     pg_conn_kind kind;
     pg_end end;        /* why it ended, recorded as it enters its CLOSING state */
     bool pass_drop;    /* the streamed message is being dropped, not forwarded */
-    bool stream_open;  /* h was initialised and needs uv_close */
+    bool stream_open;  /* the shell's stream handle was initialised and needs closing */
     bool reading;      /* uv_read_start is in effect */
     bool need_process; /* input is waiting for processing (set when ready is queued) */
     bool in_blocked;   /* processing stopped because output or queued requests hit a bound */
@@ -112,9 +106,6 @@ typedef struct pg_server {
     struct pg_client *client; /* the linked client in PG_SV_ACTIVE, else NULL */
     gw_list pool_node;        /* pool->servers */
     gw_list idle_node;        /* pool->idle while PG_SV_IDLE */
-    PGconn *pq;               /* owned: libpq made the connection and closes it (PQfinish) */
-    uv_poll_t *poll;          /* connect phase only; freed in its close callback */
-    int poll_fd;
     pg_server_state state;
     char tx;          /* transaction status of the last ReadyForQuery: I, T or E */
     pg_reqq q;        /* requests awaiting responses */
@@ -213,17 +204,10 @@ typedef struct pg_pool {
     pg_listen_conn *listen_conn; /* its listening connection (shell), NULL while there is none */
 } pg_pool;
 
+/* The core's part of the front end; the shell allocates it together with its listeners and
+ * timers (pg_gateway.c). */
 typedef struct pg_gateway {
     gw_ctx *ctx;
-    uv_tcp_t tcp;  /* listen_addr; for "*" the IPv6 wildcard */
-    uv_tcp_t tcp4; /* "*" on a host without IPv6: the IPv4 wildcard */
-    uv_pipe_t unix_sock;
-    uv_timer_t janitor;
-    uv_prepare_t prepare;
-    uv_check_t check;
-    int open_handles; /* handles of the gateway itself not yet closed */
-    bool tcp_open, tcp4_open, unix_open, janitor_open, prepare_open, check_open;
-    char *unix_path;
     gw_list clients;
     gw_list pools;
     gw_list ready;

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "drivers/pg/pg_int.h"
+#include "drivers/pg/pg_io.h"
 #include "drivers/pg/pg_shell.h"
 
 /* One SQL command for the listening connection. */

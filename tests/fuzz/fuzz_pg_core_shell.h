@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <uv.h> /* the fake's own loop, for the clock; the core includes no libuv */
 
 #include "drivers/pg/pg_int.h"
 
