@@ -1,56 +1,12 @@
 /*
- * gw: the gateway layer. One gw_ctx per event loop holds every piece of mutable state (no
- * globals), so a second loop thread can be added later without a rewrite.
+ * gw: the gateway layer for code that runs the loop (the drivers' shells and main): the context
+ * (gateway/ctx.h) together with libuv.
  */
 #ifndef SLUICE_GW_H
 #define SLUICE_GW_H
 
-#include <stdbool.h>
 #include <uv.h>
 
-#include "config/cfg.h"
-
-struct pg_gateway;
-struct mongo_gateway;
-
-typedef struct gw_ctx {
-    uv_loop_t *loop;
-    cfg *cfg;              /* the running config; owned; replaced whole on reload */
-    unsigned cfg_gen;      /* incremented at each reload, so derived settings know to refresh */
-    struct pg_gateway *pg; /* PostgreSQL front end, NULL when not started */
-    struct mongo_gateway *mongo; /* MongoDB front end, NULL when there is no [mongodb] entry */
-    uv_signal_t sig_int, sig_term, sig_hup;
-    bool stopping; /* shutdown requested: listeners closed, sessions draining */
-} gw_ctx;
-
-/* Logging to stderr with a level filter from ctx->cfg. Never blocks for long (stderr is a pipe
- * or terminal in practice). */
-#ifdef __GNUC__
-__attribute__((format(printf, 3, 4)))
-#endif
-void gw_log(const gw_ctx *ctx, cfg_log_level level, const char *fmt, ...);
-
-#define gw_error(ctx, ...) gw_log((ctx), CFG_LOG_ERROR, __VA_ARGS__)
-#define gw_warn(ctx, ...)  gw_log((ctx), CFG_LOG_WARNING, __VA_ARGS__)
-#define gw_info(ctx, ...)  gw_log((ctx), CFG_LOG_INFO, __VA_ARGS__)
-#define gw_debug(ctx, ...)                                                                         \
-    do {                                                                                           \
-        if ((ctx)->cfg->log_level >= CFG_LOG_DEBUG)                                                \
-            gw_log((ctx), CFG_LOG_DEBUG, __VA_ARGS__);                                             \
-    } while (0)
-
-/* Milliseconds of the loop's cached clock. */
-static inline uint64_t gw_now(const gw_ctx *ctx)
-{
-    return uv_now(ctx->loop);
-}
-
-/* Always-on assertion for states that must be impossible: logs and aborts. */
-#define gw_assert(cond)                                                                            \
-    do {                                                                                           \
-        if (!(cond))                                                                               \
-            gw__assert_fail(#cond, __FILE__, __LINE__);                                            \
-    } while (0)
-_Noreturn void gw__assert_fail(const char *what, const char *file, int line);
+#include "gateway/ctx.h"
 
 #endif

@@ -36,17 +36,24 @@ static void on_signal_closed(uv_handle_t *h)
     (void)h;
 }
 
-static void begin_shutdown(gw_ctx *ctx)
+/* The process's loop context and the signal handles main owns. */
+typedef struct gw_process {
+    gw_ctx ctx;
+    uv_signal_t sig_int, sig_term, sig_hup;
+} gw_process;
+
+static void begin_shutdown(gw_process *pr)
 {
+    gw_ctx *ctx = &pr->ctx;
     if (ctx->stopping)
         return;
     ctx->stopping = true;
     gw_info(ctx, "shutting down");
     pg_gateway_stop(ctx);
     mongo_gateway_stop(ctx);
-    uv_close((uv_handle_t *)&ctx->sig_int, on_signal_closed);
-    uv_close((uv_handle_t *)&ctx->sig_term, on_signal_closed);
-    uv_close((uv_handle_t *)&ctx->sig_hup, on_signal_closed);
+    uv_close((uv_handle_t *)&pr->sig_int, on_signal_closed);
+    uv_close((uv_handle_t *)&pr->sig_term, on_signal_closed);
+    uv_close((uv_handle_t *)&pr->sig_hup, on_signal_closed);
 }
 
 static void on_stop_signal(uv_signal_t *h, int signum)
@@ -60,7 +67,7 @@ static void on_stop_signal(uv_signal_t *h, int signum)
 static void on_hup(uv_signal_t *h, int signum)
 {
     (void)signum;
-    gw_ctx *ctx = h->data;
+    gw_ctx *ctx = &((gw_process *)h->data)->ctx;
     cfg *next = NULL;
     if (cfg_load(ctx->cfg->path, &next, stderr) != 0) {
         gw_error(ctx, "reload of %s failed; keeping the running configuration", ctx->cfg->path);
@@ -146,30 +153,31 @@ int main(int argc, char **argv)
 
     uv_loop_t loop;
     uv_loop_init(&loop);
-    gw_ctx ctx = {.loop = &loop, .cfg = conf, .cfg_gen = 1};
+    gw_process pr = {.ctx = {.loop = &loop, .cfg = conf, .cfg_gen = 1}};
+    gw_ctx *const ctx = &pr.ctx;
 
-    uv_signal_init(&loop, &ctx.sig_int);
-    uv_signal_init(&loop, &ctx.sig_term);
-    uv_signal_init(&loop, &ctx.sig_hup);
-    ctx.sig_int.data = ctx.sig_term.data = ctx.sig_hup.data = &ctx;
-    uv_signal_start(&ctx.sig_int, on_stop_signal, SIGINT);
-    uv_signal_start(&ctx.sig_term, on_stop_signal, SIGTERM);
-    uv_signal_start(&ctx.sig_hup, on_hup, SIGHUP);
+    uv_signal_init(&loop, &pr.sig_int);
+    uv_signal_init(&loop, &pr.sig_term);
+    uv_signal_init(&loop, &pr.sig_hup);
+    pr.sig_int.data = pr.sig_term.data = pr.sig_hup.data = &pr;
+    uv_signal_start(&pr.sig_int, on_stop_signal, SIGINT);
+    uv_signal_start(&pr.sig_term, on_stop_signal, SIGTERM);
+    uv_signal_start(&pr.sig_hup, on_hup, SIGHUP);
 
     int exit_code = 0;
-    if (pg_gateway_start(&ctx) != 0 || (conf->n_mongo > 0 && mongo_gateway_start(&ctx) != 0)) {
+    if (pg_gateway_start(ctx) != 0 || (conf->n_mongo > 0 && mongo_gateway_start(ctx) != 0)) {
         exit_code = 1;
-        begin_shutdown(&ctx);
+        begin_shutdown(&pr);
     } else {
-        gw_info(&ctx, "sluice started (pool_mode=%s)", cfg_pool_mode_name(conf->pool_mode));
+        gw_info(ctx, "sluice started (pool_mode=%s)", cfg_pool_mode_name(conf->pool_mode));
     }
 
     uv_run(&loop, UV_RUN_DEFAULT);
     if (uv_loop_close(&loop) != 0) {
-        gw_error(&ctx, "event loop closed with handles still open");
+        gw_error(ctx, "event loop closed with handles still open");
         exit_code = 1;
     }
-    cfg_free(ctx.cfg);
+    cfg_free(ctx->cfg);
     mongo_global_cleanup();
     return exit_code;
 }

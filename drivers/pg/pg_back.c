@@ -15,15 +15,22 @@ static bool head_is_skip_query(pg_server *s)
     return r && r->action == PG_REQ_SKIP && r->type == 'Q';
 }
 
-int pg_relay_server_header(pg_server *s, uint8_t t, bool *drop, bool *whole)
+/* Every backend message type after the login (PostgreSQL's protocol, "Message Formats"). */
+static const char after_login_types[] = "123ACcDdEGHInNsSTtVWZ";
+
+const char *pg_relay_server_header(pg_server *s, uint8_t t, bool *drop, bool *whole)
 {
     if (t == 'R' || t == 'K' || t == 'v')
-        return -1; /* login messages after login: the stream is out of sync */
+        return "login message from server after the login";
+    /* Streamed through as if it were row data, a type Sluice does not know would leave the
+     * client waiting for an end that never comes (PgBouncer also drops such a server). */
+    if (t == 0 || !strchr(after_login_types, t))
+        return "unknown message type from server";
     /* Messages that change state or pop the queue are handled whole (they are small);
      * row data, copy data and notices stream through. */
     *whole = strchr("123nsICZETSA", t) != NULL;
     *drop = !s->client || head_is_skip_query(s);
-    return 0;
+    return NULL;
 }
 
 static bool tag_is(const uint8_t *body, size_t len, const char *tag)

@@ -42,12 +42,13 @@ static void after_cancel(uv_work_t *req, int status)
 
 void pg_shell_cancel(pg_server *s)
 {
-    if (!s->pq || s->state != PG_SV_ACTIVE)
+    PGconn *pq = pg_io_server_of(s)->pq;
+    if (!pq || s->state != PG_SV_ACTIVE)
         return;
     cancel_work *w = calloc(1, sizeof *w);
     if (!w)
         return;
-    w->cancel = PQgetCancel(s->pq);
+    w->cancel = PQgetCancel(pq);
     w->ctx = pg_ctx(&s->conn);
     w->server_id = s->id;
     w->gw = s->conn.gw;

@@ -101,7 +101,7 @@ static void client_close(pg_client *c, pg_end why, const char *detail, bool flus
     c->conn.end = why;
     gw_debug(gw->ctx, "client %u closing in state %s (%s): %s", c->pid,
              client_state_names[c->state], pg_end_name(why), detail);
-    pg_listen_client_gone(c);
+    pg_notify_client_gone(c);
     if (c->server)
         pg_pool_release(c->server, true);
     pg_unpin(c);
@@ -133,7 +133,7 @@ void pg_client_fatal(pg_client *c, pg_end why, const char *sqlstate, const char 
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    if (sqlstate)
+    if (sqlstate && !pg_client_out_mid_message(c))
         pg_build_error(&c->conn.out, &c->conn.gw->bufs, "FATAL", sqlstate, msg);
     gw_info(pg_ctx(&c->conn), "client %u: %s (%s)", c->pid, msg, pg_end_name(why));
     client_close(c, why, msg, true);

@@ -324,7 +324,7 @@ static bool query_text(uint8_t t, const uint8_t *msg, size_t total, const char *
 int pg_relay_idle_local(pg_client *c, uint8_t t, const uint8_t *msg, size_t total)
 {
     if (t == 'Q' && c->pool->mode == CFG_POOL_TRANSACTION) {
-        int rc = pg_listen_query(c, (const char *)msg + 5, total - 6);
+        int rc = pg_notify_query(c, (const char *)msg + 5, total - 6);
         if (rc != 0)
             return rc;
     }

@@ -17,21 +17,41 @@
 
 #define PG_JANITOR_MS 100
 
+/* The front end as the shell allocates it: the core's part with the gateway's own handles. */
+typedef struct pg_io_gateway {
+    pg_gateway gw;
+    uv_tcp_t tcp;  /* listen_addr; for "*" the IPv6 wildcard */
+    uv_tcp_t tcp4; /* "*" on a host without IPv6: the IPv4 wildcard */
+    uv_pipe_t unix_sock;
+    uv_timer_t janitor;
+    uv_prepare_t prepare;
+    uv_check_t check;
+    int open_handles; /* handles of the gateway itself not yet closed */
+    bool tcp_open, tcp4_open, unix_open, janitor_open, prepare_open, check_open;
+    char *unix_path;
+} pg_io_gateway;
+
+static pg_io_gateway *io_of(pg_gateway *gw)
+{
+    return gw_container_of(gw, pg_io_gateway, gw);
+}
+
 void pg_gateway_maybe_free(pg_gateway *gw)
 {
-    if (!gw->stopping || gw->open_handles > 0 || gw->live > 0 || gw->pending_cancels > 0)
+    pg_io_gateway *io = io_of(gw);
+    if (!gw->stopping || io->open_handles > 0 || gw->live > 0 || gw->pending_cancels > 0)
         return;
     pg_core_free(gw);
     if (gw->ctx->pg == gw)
         gw->ctx->pg = NULL;
-    free(gw->unix_path);
-    free(gw);
+    free(io->unix_path);
+    free(io);
 }
 
 static void on_handle_closed(uv_handle_t *h)
 {
     pg_gateway *gw = h->data;
-    gw->open_handles--;
+    io_of(gw)->open_handles--;
     pg_gateway_maybe_free(gw);
 }
 
@@ -40,7 +60,7 @@ static void own(pg_gateway *gw, void *handle, bool *open)
 {
     ((uv_handle_t *)handle)->data = gw;
     *open = true;
-    gw->open_handles++;
+    io_of(gw)->open_handles++;
 }
 
 static void close_own(void *handle, bool *open)
@@ -65,8 +85,6 @@ static void on_janitor(uv_timer_t *h)
     pg_gateway *gw = h->data;
     uint64_t now = gw_now(gw->ctx);
     pg_core_tick(gw, now);
-    for (gw_list *pi = gw->pools.next; pi != &gw->pools; pi = pi->next)
-        pg_listen_tick(gw_container_of(pi, pg_pool, node), now);
     pg_gateway_run_ready(gw);
 }
 
@@ -77,7 +95,7 @@ static void on_connection(uv_stream_t *listener, int status)
         gw_warn(gw->ctx, "accept: %s", uv_strerror(status));
         return;
     }
-    pg_client_accept(gw, listener, listener == (uv_stream_t *)&gw->unix_sock);
+    pg_client_accept(gw, listener, listener == (uv_stream_t *)&io_of(gw)->unix_sock);
 }
 
 /* Opens a TCP listener on handle; on failure the handle (if it was initialised) is closing and
@@ -98,6 +116,7 @@ static int listen_on(pg_gateway *gw, uv_tcp_t *handle, bool *open, const struct 
 
 static int listen_tcp(pg_gateway *gw)
 {
+    pg_io_gateway *io = io_of(gw);
     gw_ctx *ctx = gw->ctx;
     const char *addr = ctx->cfg->listen_addr;
     int port = ctx->cfg->listen_port;
@@ -113,14 +132,14 @@ static int listen_tcp(pg_gateway *gw)
         gw_error(ctx, "listen_addr %s: %s", addr, uv_strerror(rc));
         return rc;
     }
-    rc = listen_on(gw, &gw->tcp, &gw->tcp_open, (struct sockaddr *)&ss);
+    rc = listen_on(gw, &io->tcp, &io->tcp_open, (struct sockaddr *)&ss);
     if (rc != 0 && strcmp(addr, "*") == 0) {
         /* No IPv6 on this host: fall back to every IPv4 address, on a handle of its own (the
          * first one may still be closing). */
         gw_info(ctx, "no IPv6 listener (%s), listening on IPv4 only", uv_strerror(rc));
         rc = uv_ip4_addr("0.0.0.0", port, (struct sockaddr_in *)&ss);
         if (rc == 0)
-            rc = listen_on(gw, &gw->tcp4, &gw->tcp4_open, (struct sockaddr *)&ss);
+            rc = listen_on(gw, &io->tcp4, &io->tcp4_open, (struct sockaddr *)&ss);
     }
     if (rc != 0) {
         gw_error(ctx, "could not listen on %s:%d: %s", addr, port, uv_strerror(rc));
@@ -132,34 +151,35 @@ static int listen_tcp(pg_gateway *gw)
 
 static int listen_unix(pg_gateway *gw)
 {
+    pg_io_gateway *io = io_of(gw);
     gw_ctx *ctx = gw->ctx;
     const char *dir = ctx->cfg->unix_socket_dir;
     if (!dir || !*dir)
         return 0;
     size_t n = strlen(dir) + 32;
-    gw->unix_path = malloc(n);
-    if (!gw->unix_path)
+    io->unix_path = malloc(n);
+    if (!io->unix_path)
         return -ENOMEM;
-    snprintf(gw->unix_path, n, "%s/.s.PGSQL.%d", dir, ctx->cfg->listen_port);
+    snprintf(io->unix_path, n, "%s/.s.PGSQL.%d", dir, ctx->cfg->listen_port);
     struct stat st;
     /* A socket left behind by a process that died; a live one would still refuse the bind. */
-    if (lstat(gw->unix_path, &st) == 0 && S_ISSOCK(st.st_mode))
-        unlink(gw->unix_path);
-    int rc = uv_pipe_init(ctx->loop, &gw->unix_sock, 0);
+    if (lstat(io->unix_path, &st) == 0 && S_ISSOCK(st.st_mode))
+        unlink(io->unix_path);
+    int rc = uv_pipe_init(ctx->loop, &io->unix_sock, 0);
     if (rc != 0) {
-        gw_error(ctx, "could not listen on %s: %s", gw->unix_path, uv_strerror(rc));
+        gw_error(ctx, "could not listen on %s: %s", io->unix_path, uv_strerror(rc));
         return rc;
     }
-    own(gw, &gw->unix_sock, &gw->unix_open);
-    rc = uv_pipe_bind(&gw->unix_sock, gw->unix_path);
+    own(gw, &io->unix_sock, &io->unix_open);
+    rc = uv_pipe_bind(&io->unix_sock, io->unix_path);
     if (rc == 0)
-        rc = uv_listen((uv_stream_t *)&gw->unix_sock, 4096, on_connection);
+        rc = uv_listen((uv_stream_t *)&io->unix_sock, 4096, on_connection);
     if (rc != 0) {
-        gw_error(ctx, "could not listen on %s: %s", gw->unix_path, uv_strerror(rc));
+        gw_error(ctx, "could not listen on %s: %s", io->unix_path, uv_strerror(rc));
         return rc;
     }
-    chmod(gw->unix_path, 0777);
-    gw_info(ctx, "listening on %s", gw->unix_path);
+    chmod(io->unix_path, 0777);
+    gw_info(ctx, "listening on %s", io->unix_path);
     return 0;
 }
 
@@ -188,27 +208,28 @@ void pg_scrub_environment(void)
 
 int pg_gateway_start(gw_ctx *ctx)
 {
-    pg_gateway *gw = calloc(1, sizeof *gw);
-    if (!gw)
+    pg_io_gateway *io = calloc(1, sizeof *io);
+    if (!io)
         return -ENOMEM;
+    pg_gateway *gw = &io->gw;
     ctx->pg = gw;
     pg_core_init(gw, ctx);
     if (uv_random(NULL, NULL, &gw->rng, sizeof gw->rng, 0, NULL) != 0)
         gw->rng = (uint64_t)uv_hrtime();
 
     /* On any failure the caller stops the gateway, which closes what was opened. */
-    int rc = uv_timer_init(ctx->loop, &gw->janitor);
+    int rc = uv_timer_init(ctx->loop, &io->janitor);
     if (rc == 0) {
-        own(gw, &gw->janitor, &gw->janitor_open);
-        rc = uv_timer_start(&gw->janitor, on_janitor, PG_JANITOR_MS, PG_JANITOR_MS);
+        own(gw, &io->janitor, &io->janitor_open);
+        rc = uv_timer_start(&io->janitor, on_janitor, PG_JANITOR_MS, PG_JANITOR_MS);
     }
-    if (rc == 0 && (rc = uv_prepare_init(ctx->loop, &gw->prepare)) == 0) {
-        own(gw, &gw->prepare, &gw->prepare_open);
-        rc = uv_prepare_start(&gw->prepare, on_prepare);
+    if (rc == 0 && (rc = uv_prepare_init(ctx->loop, &io->prepare)) == 0) {
+        own(gw, &io->prepare, &io->prepare_open);
+        rc = uv_prepare_start(&io->prepare, on_prepare);
     }
-    if (rc == 0 && (rc = uv_check_init(ctx->loop, &gw->check)) == 0) {
-        own(gw, &gw->check, &gw->check_open);
-        rc = uv_check_start(&gw->check, on_check);
+    if (rc == 0 && (rc = uv_check_init(ctx->loop, &io->check)) == 0) {
+        own(gw, &io->check, &io->check_open);
+        rc = uv_check_start(&io->check, on_check);
     }
     if (rc != 0) {
         gw_error(ctx, "could not start the PostgreSQL front end: %s", uv_strerror(rc));
@@ -225,17 +246,16 @@ void pg_gateway_stop(gw_ctx *ctx)
     pg_gateway *gw = ctx->pg;
     if (!gw || gw->stopping)
         return;
+    pg_io_gateway *io = io_of(gw);
     gw->stopping = true;
-    close_own(&gw->tcp, &gw->tcp_open);
-    close_own(&gw->tcp4, &gw->tcp4_open);
-    if (gw->unix_open)
-        unlink(gw->unix_path);
-    close_own(&gw->unix_sock, &gw->unix_open);
-    close_own(&gw->janitor, &gw->janitor_open);
-    close_own(&gw->prepare, &gw->prepare_open);
-    close_own(&gw->check, &gw->check_open);
+    close_own(&io->tcp, &io->tcp_open);
+    close_own(&io->tcp4, &io->tcp4_open);
+    if (io->unix_open)
+        unlink(io->unix_path);
+    close_own(&io->unix_sock, &io->unix_open);
+    close_own(&io->janitor, &io->janitor_open);
+    close_own(&io->prepare, &io->prepare_open);
+    close_own(&io->check, &io->check_open);
     pg_core_shutdown(gw);
-    for (gw_list *pi = gw->pools.next; pi != &gw->pools; pi = pi->next)
-        pg_listen_stop(gw_container_of(pi, pg_pool, node));
     pg_gateway_maybe_free(gw);
 }

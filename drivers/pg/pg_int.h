@@ -12,16 +12,15 @@
 #ifndef SLUICE_PG_INT_H
 #define SLUICE_PG_INT_H
 
-#include <libpq-fe.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
-#include <uv.h>
 
 #include "drivers/pg/pg_end.h"
 #include "drivers/pg/pg_params.h"
 #include "drivers/pg/pg_stmt.h"
 #include "gateway/buf.h"
-#include "gateway/gw.h"
+#include "gateway/ctx.h"
 #include "gateway/htable.h"
 #include "gateway/list.h"
 
@@ -43,21 +42,17 @@
 struct pg_pool;
 struct pg_client;
 struct pg_server;
-typedef struct pg_listener pg_listener;
+typedef struct pg_notify pg_notify;
+typedef struct pg_listen_conn pg_listen_conn;
 
 typedef enum pg_conn_kind {
     PG_CONN_CLIENT,
     PG_CONN_SERVER,
 } pg_conn_kind;
 
-/* What clients and servers share: a stream, its input and output buffers, and flow control. */
+/* What clients and servers share: input and output buffers, and flow control. Their socket
+ * belongs to the shell, which allocates each client and server together with its handles. */
 typedef struct pg_conn {
-    union {
-        uv_handle_t handle;
-        uv_stream_t stream;
-        uv_tcp_t tcp;
-        uv_pipe_t pipe;
-    } h;
     struct pg_gateway *gw;
     gw_buf in;          /* received, not yet processed */
     gw_buf out;         /* built during this loop iteration, written at its end */
@@ -68,7 +63,7 @@ typedef struct pg_conn {
     pg_conn_kind kind;
     pg_end end;        /* why it ended, recorded as it enters its CLOSING state */
     bool pass_drop;    /* the streamed message is being dropped, not forwarded */
-    bool stream_open;  /* h was initialised and needs uv_close */
+    bool stream_open;  /* the shell's stream handle was initialised and needs closing */
     bool reading;      /* uv_read_start is in effect */
     bool need_process; /* input is waiting for processing (set when ready is queued) */
     bool in_blocked;   /* processing stopped because output or queued requests hit a bound */
@@ -111,9 +106,6 @@ typedef struct pg_server {
     struct pg_client *client; /* the linked client in PG_SV_ACTIVE, else NULL */
     gw_list pool_node;        /* pool->servers */
     gw_list idle_node;        /* pool->idle while PG_SV_IDLE */
-    PGconn *pq;               /* owned: libpq made the connection and closes it (PQfinish) */
-    uv_poll_t *poll;          /* connect phase only; freed in its close callback */
-    int poll_fd;
     pg_server_state state;
     char tx;          /* transaction status of the last ReadyForQuery: I, T or E */
     pg_reqq q;        /* requests awaiting responses */
@@ -178,10 +170,10 @@ typedef struct pg_client {
     /* Why the client keeps its server until it disconnects (transaction mode; pg_pin.c), or
      * NULL. A static string. */
     const char *pinned;
-    /* LISTEN emulation (pg_listen.c): its channels, and a LISTEN query being confirmed. */
+    /* LISTEN emulation (pg_notify.c): its channels, and a LISTEN query being confirmed. */
     gw_list subs;             /* pg_sub.client_node */
-    gw_list listen_node;      /* listener->waiters while listen_wait */
-    uint64_t listen_seq;      /* the listener command its answer waits for */
+    gw_list listen_node;      /* notify->waiters while listen_wait */
+    uint64_t listen_seq;      /* the listening connection's command its answer waits for */
     gw_buf listen_reply;      /* the command tags of that query, sent with its answer */
     bool listen_wait;         /* input waits for the answer */
     const char *listen_error; /* SQLSTATE of a LISTEN refused for a limit, else NULL */
@@ -208,20 +200,14 @@ typedef struct pg_pool {
     uint64_t last_fail; /* when the last connection attempt failed, 0 if it did not */
     char last_error[256];
     char last_sqlstate[6]; /* the server's SQLSTATE when it refused the login, else "" */
-    pg_listener *listener; /* LISTEN emulation's own connection, NULL until the first LISTEN */
+    pg_notify *notify;     /* LISTEN emulation's channels (core), NULL until the first LISTEN */
+    pg_listen_conn *listen_conn; /* its listening connection (shell), NULL while there is none */
 } pg_pool;
 
+/* The core's part of the front end; the shell allocates it together with its listeners and
+ * timers (pg_gateway.c). */
 typedef struct pg_gateway {
     gw_ctx *ctx;
-    uv_tcp_t tcp;  /* listen_addr; for "*" the IPv6 wildcard */
-    uv_tcp_t tcp4; /* "*" on a host without IPv6: the IPv4 wildcard */
-    uv_pipe_t unix_sock;
-    uv_timer_t janitor;
-    uv_prepare_t prepare;
-    uv_check_t check;
-    int open_handles; /* handles of the gateway itself not yet closed */
-    bool tcp_open, tcp4_open, unix_open, janitor_open, prepare_open, check_open;
-    char *unix_path;
     gw_list clients;
     gw_list pools;
     gw_list ready;
@@ -273,6 +259,13 @@ void pg_core_shutdown(pg_gateway *gw);
 void pg_cancel_request(pg_gateway *gw, uint32_t pid, uint32_t key);
 void pg_server_cancel_done(pg_gateway *gw, uint32_t server_id);
 /* The I/O errors that end connections arrive through pg_client_close / pg_server_close. */
+/* LISTEN emulation's listening connection (pg_shell_listen_open): logged in; the oldest
+ * command sent finished; lost (its commands dropped, p->listen_conn already NULL); a
+ * notification arrived on it. */
+void pg_notify_opened(pg_pool *p);
+void pg_notify_cmd_done(pg_pool *p);
+void pg_notify_lost(pg_pool *p, const char *why);
+void pg_notify_deliver(pg_pool *p, const char *channel, uint32_t be_pid, const char *payload);
 
 /* The core's part of the gateway object: lists, indexes, buffers (pg_core_free frees them and
  * every pool, once no client or server is left). */
@@ -298,8 +291,18 @@ static inline bool pg_conn_closing(const pg_conn *c)
     return ((const pg_server *)c)->state == PG_SV_CLOSING;
 }
 
+/* Whether c's output ends part-way through a message its server is streaming to it: nothing
+ * else may be put into that output (it would land inside the message), and a client closed now
+ * gets only the part already relayed, then the end of its connection. */
+static inline bool pg_client_out_mid_message(const pg_client *c)
+{
+    const pg_server *s = c->server;
+    return s && s->conn.pass_left && !s->conn.pass_drop;
+}
+
 /* pg_client.c */
-/* Sends a FATAL error (when sqlstate is not NULL) and closes once it is written. */
+/* Sends a FATAL error (when sqlstate is not NULL) and closes once it is written. A client whose
+ * output is mid-message (pg_client_out_mid_message) is closed without the error. */
 void pg_client_fatal(pg_client *c, pg_end why, const char *sqlstate, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 /* Closes without a message (the client left, or its socket failed; detail is logged). */
@@ -347,10 +350,11 @@ int pg_relay_client_msg(pg_client *c, uint8_t t, const uint8_t *msg, size_t len)
 int pg_relay_parse_local(pg_client *c, const uint8_t *msg, size_t total);
 /* Whether a client message of this type must be complete before it can be relayed. */
 bool pg_relay_needs_whole(const pg_client *c, uint8_t t);
-/* A server message of type t begins: -1 when it cannot come now (a login message after the
- * login: the stream is out of sync); else *whole says it must be held whole and handed to
- * pg_relay_server_msg, *drop that its bytes go nowhere (no client, or an injected query's). */
-int pg_relay_server_header(pg_server *s, uint8_t t, bool *drop, bool *whole);
+/* A server message of type t begins: why the server connection must end when it cannot come
+ * now (a login message after the login, or a type the protocol does not have: the stream is out
+ * of sync); else NULL, *whole says it must be held whole and handed to pg_relay_server_msg,
+ * *drop that its bytes go nowhere (no client, or an injected query's). */
+const char *pg_relay_server_header(pg_server *s, uint8_t t, bool *drop, bool *whole);
 /* Handles a whole server message (msg holds its len bytes, header included). 0, or -1 when the
  * server was closed (already reported). */
 int pg_relay_server_msg(pg_server *s, uint8_t t, const uint8_t *msg, size_t len);
@@ -379,6 +383,21 @@ bool pg_sql_may_reset(const char *sql, size_t len);
 int pg_relay_idle_local(pg_client *c, uint8_t t, const uint8_t *msg, size_t total);
 /* The server's session went back to its connection defaults (DISCARD ALL, RESET ALL). */
 int pg_server_params_reset(pg_server *s);
+
+/* pg_notify.c: LISTEN emulation's channels, subscriptions and notification routing. */
+/* A query made only of LISTEN/UNLISTEN from an idle client in transaction mode: 1 when taken
+ * (answered now or once the listening connection confirms; c->listen_wait until then), 0 when
+ * it is something else, -1 when the client was closed. */
+int pg_notify_query(pg_client *c, const char *sql, size_t len);
+void pg_notify_client_gone(pg_client *c);
+/* Moves held notifications to the client's output when it is at a message boundary. */
+void pg_notify_flush(pg_client *c);
+/* From pg_core_tick: the listening connection's connect timeout, and its reopening after a
+ * loss while clients still listen. */
+void pg_notify_tick(pg_pool *p, uint64_t now);
+/* Shutdown: the listening connection is closed and not reopened. */
+void pg_notify_stop(pg_pool *p);
+void pg_notify_free(pg_pool *p);
 
 /* pg_pin.c */
 /* Why running sql would leave session state Sluice cannot carry between servers (a static

@@ -54,7 +54,7 @@ int pg_conn_flush(pg_conn *c)
         /* Nothing queued: write directly. A completed uv_write costs libuv an extra epoll_ctl
          * when it drains, one syscall per message on the hot path. */
         uv_buf_t b = uv_buf_init((char *)c->out.data, (unsigned)c->out.len);
-        int n = uv_try_write(&c->h.stream, &b, 1);
+        int n = uv_try_write(&pg_conn_stream(c)->stream, &b, 1);
         if (n == (int)c->out.len) {
             gw_buf_release(&c->out, &c->gw->bufs);
             return 0;
@@ -74,7 +74,7 @@ int pg_conn_flush(pg_conn *c)
     c->out.data = NULL;
     c->out.len = c->out.cap = 0;
     uv_buf_t b = uv_buf_init((char *)w->data + off, (unsigned)w->len);
-    int rc = uv_write(&w->req, &c->h.stream, &b, 1, on_write);
+    int rc = uv_write(&w->req, &pg_conn_stream(c)->stream, &b, 1, on_write);
     if (rc < 0) {
         gw_bufpool_put(&c->gw->bufs, w->data, w->cap);
         free(w);
@@ -90,7 +90,7 @@ void pg_conn_start_reading(pg_conn *c)
 {
     if (c->reading || pg_conn_closing(c) || !c->stream_open)
         return;
-    int rc = uv_read_start(&c->h.stream, pg_alloc_cb, on_read);
+    int rc = uv_read_start(&pg_conn_stream(c)->stream, pg_alloc_cb, on_read);
     if (rc == 0)
         c->reading = true;
     else
@@ -102,7 +102,7 @@ void pg_conn_stop_reading(pg_conn *c)
 {
     if (!c->reading)
         return;
-    uv_read_stop(&c->h.stream);
+    uv_read_stop(&pg_conn_stream(c)->stream);
     c->reading = false;
 }
 
@@ -144,7 +144,7 @@ void pg_gateway_run_ready(pg_gateway *gw)
 void pg_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     (void)suggested;
-    pg_conn *c = gw_container_of(h, pg_conn, h.handle);
+    pg_conn *c = h->data;
     if (gw_buf_reserve(&c->in, &c->gw->bufs, 4096) != 0) {
         *buf = uv_buf_init(NULL, 0); /* libuv reports UV_ENOBUFS to on_read */
         return;
@@ -155,7 +155,7 @@ void pg_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
     (void)buf;
-    pg_conn *c = gw_container_of(stream, pg_conn, h.stream);
+    pg_conn *c = stream->data;
     if (nread > 0) {
         c->in.len += (size_t)nread;
         pg_conn_input(c);

@@ -1,14 +1,53 @@
 /*
  * pg_io: what the shell's files share among themselves (never included by the core): the
- * end-of-iteration flush, the read buffer callback, accepting clients, freeing the gateway.
+ * handles that go with clients and servers, the end-of-iteration flush, the read buffer
+ * callback, accepting clients, freeing the gateway.
  */
 #ifndef SLUICE_PG_IO_H
 #define SLUICE_PG_IO_H
 
+#include <libpq-fe.h>
 #include <stdbool.h>
 #include <uv.h>
 
 #include "drivers/pg/pg_int.h"
+#include "gateway/gw.h"
+
+/* A connection's stream; handle.data points at its pg_conn. */
+typedef union pg_stream {
+    uv_handle_t handle;
+    uv_stream_t stream;
+    uv_tcp_t tcp;
+    uv_pipe_t pipe;
+} pg_stream;
+
+/* A client or server is allocated together with the handles the shell keeps for it (one
+ * allocation, and no pointer to follow on the hot path); it is freed in the last close callback,
+ * after pg_client_closed / pg_server_closed. */
+typedef struct pg_io_client {
+    pg_stream h;
+    pg_client c;
+} pg_io_client;
+
+typedef struct pg_io_server {
+    pg_stream h;
+    PGconn *pq;      /* owned: libpq made the connection and closes it (PQfinish) */
+    uv_poll_t *poll; /* connect phase only; freed in its close callback */
+    int poll_fd;
+    pg_server s;
+} pg_io_server;
+
+static inline pg_io_server *pg_io_server_of(pg_server *s)
+{
+    return gw_container_of(s, pg_io_server, s);
+}
+
+static inline pg_stream *pg_conn_stream(pg_conn *c)
+{
+    if (c->kind == PG_CONN_CLIENT)
+        return &gw_container_of(c, pg_io_client, c.conn)->h;
+    return &gw_container_of(c, pg_io_server, s.conn)->h;
+}
 
 /* Runs the ready list: processes marked input, writes output, re-evaluates reading. */
 void pg_gateway_run_ready(pg_gateway *gw);

@@ -116,7 +116,7 @@ pg_pool *pg_pool_get(pg_gateway *gw, const cfg_database *db, const char *dbname,
 void pg_pool_free(pg_pool *p, pg_gateway *gw)
 {
     gw_list_remove(&p->node);
-    pg_listen_free(p);
+    pg_notify_free(p);
     free_kw(p);
     pg_params_free(&p->defaults);
     free(p->dbname);
@@ -275,7 +275,7 @@ void pg_pool_release(pg_server *s, bool client_left)
             else
                 pg_conn_mark(&c->conn);
         }
-        pg_listen_flush(c);
+        pg_notify_flush(c);
     }
     if (s->state == PG_SV_CLOSING)
         return;

@@ -73,9 +73,13 @@ void pg_server_close(pg_server *s, pg_end why, const char *detail)
             server_state_names[s->state], pg_end_name(why), detail);
     pg_client *c = s->client;
     if (c) {
+        /* Part of a message from s already went to c: nothing can finish it, so c is closed
+         * with no error of Sluice's own (it would land inside that message). */
+        bool mid = pg_client_out_mid_message(c);
         s->client = NULL;
         c->server = NULL;
-        pg_client_fatal(c, PG_END_SERVER_GONE, "08006", "server connection lost: %s", detail);
+        pg_client_fatal(c, PG_END_SERVER_GONE, mid ? NULL : "08006", "server connection lost: %s",
+                        detail);
     }
     pg_server_set_state(s, PG_SV_CLOSING);
     gw_list_remove(&s->conn.ready);
@@ -192,8 +196,9 @@ void pg_server_process(pg_server *s)
         }
         size_t total = (size_t)mlen + 1;
         bool drop, whole;
-        if (pg_relay_server_header(s, t, &drop, &whole) != 0) {
-            pg_server_close(s, PG_END_PROTOCOL, "unexpected message from server");
+        const char *bad = pg_relay_server_header(s, t, &drop, &whole);
+        if (bad) {
+            pg_server_close(s, PG_END_PROTOCOL, bad);
             return;
         }
         if (total > (whole ? PG_SERVER_WHOLE_MAX : PG_SERVER_STREAM_MAX)) {
@@ -230,7 +235,7 @@ void pg_server_process(pg_server *s)
     if (c && !s->conn.pass_left) {
         /* At a message boundary towards the client: notifications held back may go, and a
          * client that stopped for its queue bound may go on. */
-        pg_listen_flush(c);
+        pg_notify_flush(c);
         if (c->conn.in_blocked)
             pg_conn_mark_process(&c->conn);
     }

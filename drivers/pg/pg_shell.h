@@ -1,7 +1,7 @@
 /*
  * pg_shell: the one downward interface of the PostgreSQL core. The core (framing, login,
  * relay, routing, pools: pg_client, pg_server, pg_pool, pg_reqq, pg_front, pg_sync, pg_back,
- * pg_pin, pg_tick, pg_conn and the pure helpers) produces bytes in a connection's output
+ * pg_pin, pg_notify, pg_tick, pg_conn and the pure helpers) produces bytes in a connection's output
  * buffer and asks the shell for actions through these functions; the shell (pg_io, pg_accept,
  * pg_connect, pg_cancel, pg_listen, pg_gateway) owns the libuv handles and libpq and calls up
  * only through the entry points listed in pg_int.h. Link-time substitution: unit tests and fuzz
@@ -11,7 +11,7 @@
  *   pg_gateway (listeners, janitor, loop hooks) -> pg_accept, pg_io, core entry points
  *   pg_io (read/write)                           -> pg_conn_input, pg_conn_input_ended,
  *                                                   pg_conn_close, pg_conn_wants_input
- *   pg_accept, pg_connect, pg_cancel             -> core entry points (pg_int.h)
+ *   pg_accept, pg_connect, pg_cancel, pg_listen  -> core entry points (pg_int.h)
  *   core                                         -> this header only
  */
 #ifndef SLUICE_PG_SHELL_H
@@ -43,19 +43,16 @@ void pg_shell_server_close(struct pg_server *s);
 /* Sends a CancelRequest for what s is running; pg_server_cancel_done follows. */
 void pg_shell_cancel(struct pg_server *s);
 
-/* LISTEN emulation (pg_listen.c) owns a libpq connection of its own and still mixes its
- * channel bookkeeping with that I/O: the core calls it through these. */
-/* A query made only of LISTEN/UNLISTEN from an idle client in transaction mode: 1 when taken
- * (answered now or once the listening connection confirms; c->listen_wait until then), 0 when
- * it is something else, -1 when the client was closed. */
-int pg_listen_query(struct pg_client *c, const char *sql, size_t len);
-void pg_listen_client_gone(struct pg_client *c);
-/* Moves held notifications to the client's output when it is at a message boundary. */
-void pg_listen_flush(struct pg_client *c);
-/* From the janitor: the listening connection's connect timeout, and its reopening after a
- * loss while clients still listen. */
-void pg_listen_tick(struct pg_pool *p, uint64_t now);
-void pg_listen_stop(struct pg_pool *p);
-void pg_listen_free(struct pg_pool *p);
+/* The listening connection of LISTEN emulation (pg_listen.c): one per pool, p->listen_conn
+ * while it exists. None of these calls up into the core; the connection's events arrive
+ * through pg_notify_opened, pg_notify_cmd_done, pg_notify_lost and pg_notify_deliver. */
+/* Starts connecting: 0, or -1 when the attempt failed at once (logged; no event follows). */
+int pg_shell_listen_open(struct pg_pool *p);
+/* Queues "LISTEN channel" (listen) or "UNLISTEN channel" behind the commands queued before;
+ * each command's end is reported with pg_notify_cmd_done, in order. 0, or -1 when it could not
+ * be queued (nothing changed). */
+int pg_shell_listen_send(struct pg_pool *p, bool listen, const char *channel);
+/* Drops the connection and its queued commands; no event follows. */
+void pg_shell_listen_close(struct pg_pool *p);
 
 #endif

@@ -94,6 +94,7 @@ restart_clients:
             }
         }
         pg_pool_maybe_connect(p);
+        pg_notify_tick(p, now);
     }
 }
 
@@ -118,5 +119,6 @@ void pg_core_shutdown(pg_gateway *gw)
             pg_server_close(gw_container_of(it, pg_server, pool_node), PG_END_SHUTDOWN,
                             "shutting down");
         }
+        pg_notify_stop(p);
     }
 }

@@ -1,8 +1,9 @@
 /*
  * libFuzzer harness: a hostile or broken server's bytes through the PostgreSQL core (fake
  * shell, no I/O). A client logs in and sends a query (the first byte picks simple or extended
- * protocol and how the server's bytes are cut into reads); the rest is what the server answers,
- * for a client that stays linked to it. Everything is freed per input.
+ * protocol, how the server's bytes are cut into reads, and whether the server closes after
+ * them); the rest is what the server answers, for a client that stays linked to it. Everything
+ * is freed per input.
  */
 #include <stdint.h>
 #include <string.h>
@@ -46,7 +47,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     if (fk_client_alive(&w, c))
         fk_client_input(&w, c, b, n);
-    size_t chunk = 1 + (mode >> 1) * 4;
+    size_t chunk = 1 + ((mode >> 1) & 0x3f) * 4;
     for (size_t pos = 0; pos < size;) {
         pg_server *s = fk_first_server(&w);
         if (!s || s->state == PG_SV_CONNECTING)
@@ -58,6 +59,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (fk_client_alive(&w, c))
             fk_client_output(&w, c, NULL, 0);
     }
+    pg_server *s = fk_first_server(&w);
+    if ((mode & 0x80) && s && s->state != PG_SV_CONNECTING)
+        fk_server_eof(&w, s);
     fk_fini(&w);
     return 0;
 }

@@ -19,7 +19,10 @@ static struct {
     size_t n_dead;
     uint32_t cancels[FK_MAX_CANCELS]; /* server ids whose cancel completes next step */
     size_t n_cancels;
-    gw_buf closed_out; /* what clients closed in this step were sent last */
+    gw_buf closed_out;    /* what clients closed in this step were sent last */
+    pg_pool *listen_pool; /* the pool whose listening connection is open, or NULL */
+    bool listen_opening;  /* it has not logged in yet */
+    size_t listen_cmds;   /* commands sent to it and not yet confirmed */
 } fk;
 
 static const char default_config[] = "[sluice]\n"
@@ -86,32 +89,53 @@ void pg_shell_cancel(pg_server *s)
     fk.cancels[fk.n_cancels++] = s->id;
 }
 
-/* LISTEN emulation needs its own libpq connection: the fake has none, so a LISTEN query goes
- * to the server like any other. */
-int pg_listen_query(pg_client *c, const char *sql, size_t len)
+/* The listening connection logs in and confirms every command at the end of the step they
+ * were sent in (one pool at a time: the first to open it). */
+int pg_shell_listen_open(pg_pool *p)
 {
-    (void)c, (void)sql, (void)len;
+    gw_assert(!p->listen_conn && !fk.listen_pool);
+    p->listen_conn = (pg_listen_conn *)&fk; /* only ever compared with NULL by the core */
+    fk.listen_pool = p;
+    fk.listen_opening = true;
+    fk.w->listen_opens++;
     return 0;
 }
-void pg_listen_client_gone(pg_client *c)
+
+int pg_shell_listen_send(pg_pool *p, bool listen, const char *channel)
 {
-    (void)c;
+    gw_assert(p == fk.listen_pool);
+    (void)channel;
+    fk.listen_cmds++;
+    if (listen)
+        fk.w->listens++;
+    else
+        fk.w->unlistens++;
+    return 0;
 }
-void pg_listen_flush(pg_client *c)
+
+void pg_shell_listen_close(pg_pool *p)
 {
-    (void)c;
+    gw_assert(p == fk.listen_pool);
+    p->listen_conn = NULL;
+    fk.listen_pool = NULL;
+    fk.listen_opening = false;
+    fk.listen_cmds = 0;
 }
-void pg_listen_tick(pg_pool *p, uint64_t now)
+
+/* Confirms what the listening connection was asked for. */
+static void listen_confirm(void)
 {
-    (void)p, (void)now;
-}
-void pg_listen_stop(pg_pool *p)
-{
-    (void)p;
-}
-void pg_listen_free(pg_pool *p)
-{
-    (void)p;
+    pg_pool *p = fk.listen_pool;
+    if (!p)
+        return;
+    if (fk.listen_opening) {
+        fk.listen_opening = false;
+        pg_notify_opened(p);
+    }
+    while (fk.listen_cmds && fk.listen_pool == p) {
+        fk.listen_cmds--;
+        pg_notify_cmd_done(p);
+    }
 }
 
 /* ---- the world ---- */
@@ -167,6 +191,7 @@ void fk_step(fk_world *w)
             c->need_process = false;
             pg_conn_input(c);
         }
+        listen_confirm();
         /* Cancels the shell sent land now (in the real shell, a thread-pool round later). */
         size_t n = fk.n_cancels;
         fk.n_cancels = 0;
@@ -230,6 +255,19 @@ void fk_client_input(fk_world *w, pg_client *c, const void *data, size_t len)
 void fk_server_input(fk_world *w, pg_server *s, const void *data, size_t len)
 {
     input(w, &s->conn, data, len);
+}
+
+void fk_notify(fk_world *w, const char *channel, const char *payload)
+{
+    if (fk.listen_pool)
+        pg_notify_deliver(fk.listen_pool, channel, 4243, payload);
+    fk_step(w);
+}
+
+void fk_server_eof(fk_world *w, pg_server *s)
+{
+    pg_conn_input_ended(&s->conn, true, NULL);
+    fk_step(w);
 }
 
 static const char *const server_params[] = {

@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <uv.h> /* the fake's own loop, for the clock; the core includes no libuv */
 
 #include "drivers/pg/pg_int.h"
 
@@ -23,6 +24,9 @@ typedef struct fk_world {
     pg_end last_server_end; /* why the last server closed */
     unsigned cancels;       /* cancels the core asked for */
     unsigned connects;      /* server connections the core asked for */
+    unsigned listen_opens;  /* listening connections the core opened */
+    unsigned listens;       /* LISTEN commands sent on them */
+    unsigned unlistens;     /* UNLISTEN commands sent on them */
 } fk_world;
 
 /* Sets up a core with config text (NULL: one transaction-mode database "db"). Returns 0. */
@@ -37,6 +41,11 @@ pg_client *fk_client(fk_world *w);
  * (marked connections processed, closed ones freed). */
 void fk_client_input(fk_world *w, pg_client *c, const void *data, size_t len);
 void fk_server_input(fk_world *w, pg_server *s, const void *data, size_t len);
+/* A notification on channel arrived on the open listening connection (from backend pid 4243);
+ * the step ends. */
+void fk_notify(fk_world *w, const char *channel, const char *payload);
+/* The server closed its end of the connection (what the shell reports at EOF); the step ends. */
+void fk_server_eof(fk_world *w, pg_server *s);
 /* Completes every pending connect with a fake server's parameters (fail: the server refuses
  * the login with SQLSTATE 28P01), and ends the step. */
 void fk_connect_all(fk_world *w, bool fail);

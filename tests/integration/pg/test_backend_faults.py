@@ -271,21 +271,7 @@ def check_garbage_outcome(data, eof, sent):
     return errors[-1]
 
 
-# Sluice bugs these tests found (drivers/pg), marked so the suite stays green until they are fixed:
-UNKNOWN_TYPE_RELAYED = (
-    "Sluice bug: a message of an unknown type from the server is streamed to the client as if it "
-    "were row data (pg_relay_server_header accepts any type byte), and the client then waits "
-    "for a ReadyForQuery that never comes, instead of getting an error")
-ERROR_SPLICED_MID_MESSAGE = (
-    "Sluice bug: when the server closes in the middle of a streamed DataRow, pg_server_close "
-    "appends its 08006 ErrorResponse to the client's output inside the unfinished message, so "
-    "the client's stream is corrupt (the DataRow swallows the error's first bytes)")
-KNOWN_BUGS = {"unknown_type": UNKNOWN_TYPE_RELAYED, "close_mid_datarow": ERROR_SPLICED_MID_MESSAGE}
-GARBAGE_CASES = [pytest.param(name, marks=pytest.mark.xfail(reason=KNOWN_BUGS[name], strict=True))
-                 if name in KNOWN_BUGS else name for name in sorted(GARBAGE)]
-
-
-@pytest.mark.parametrize("garbage", GARBAGE_CASES)
+@pytest.mark.parametrize("garbage", sorted(GARBAGE))
 def test_server_sending_garbage_costs_only_its_connection(sluice_factory, pg, fake_server,
                                                           garbage):
     dbs = {name: f"host=127.0.0.1 port={fake_server.port} dbname={name}" for name in GARBAGE}

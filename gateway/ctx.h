@@ -1,0 +1,55 @@
+/*
+ * ctx: the per-loop context, logging, the loop's clock and assertions: what code without I/O
+ * (the protocol cores) needs of the gateway layer. One gw_ctx per event loop holds every piece
+ * of mutable state (no globals), so a second loop thread can be added later without a rewrite.
+ * Includes no libuv header: gateway/gw.h adds the loop side.
+ */
+#ifndef SLUICE_GW_CTX_H
+#define SLUICE_GW_CTX_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config/cfg.h"
+
+struct uv_loop_s;
+struct pg_gateway;
+struct mongo_gateway;
+
+typedef struct gw_ctx {
+    struct uv_loop_s *loop; /* a uv_loop_t; only the shells and main look inside */
+    cfg *cfg;               /* the running config; owned; replaced whole on reload */
+    unsigned cfg_gen;       /* incremented at each reload, so derived settings know to refresh */
+    struct pg_gateway *pg;  /* PostgreSQL front end, NULL when not started */
+    struct mongo_gateway *mongo; /* MongoDB front end, NULL when there is no [mongodb] entry */
+    bool stopping;               /* shutdown requested: listeners closed, sessions draining */
+} gw_ctx;
+
+/* Logging to stderr with a level filter from ctx->cfg. Never blocks for long (stderr is a pipe
+ * or terminal in practice). */
+#ifdef __GNUC__
+__attribute__((format(printf, 3, 4)))
+#endif
+void gw_log(const gw_ctx *ctx, cfg_log_level level, const char *fmt, ...);
+
+#define gw_error(ctx, ...) gw_log((ctx), CFG_LOG_ERROR, __VA_ARGS__)
+#define gw_warn(ctx, ...)  gw_log((ctx), CFG_LOG_WARNING, __VA_ARGS__)
+#define gw_info(ctx, ...)  gw_log((ctx), CFG_LOG_INFO, __VA_ARGS__)
+#define gw_debug(ctx, ...)                                                                         \
+    do {                                                                                           \
+        if ((ctx)->cfg->log_level >= CFG_LOG_DEBUG)                                                \
+            gw_log((ctx), CFG_LOG_DEBUG, __VA_ARGS__);                                             \
+    } while (0)
+
+/* Milliseconds of the loop's cached clock (uv_now). */
+uint64_t gw_now(const gw_ctx *ctx);
+
+/* Always-on assertion for states that must be impossible: logs and aborts. */
+#define gw_assert(cond)                                                                            \
+    do {                                                                                           \
+        if (!(cond))                                                                               \
+            gw__assert_fail(#cond, __FILE__, __LINE__);                                            \
+    } while (0)
+_Noreturn void gw__assert_fail(const char *what, const char *file, int line);
+
+#endif
