@@ -23,6 +23,9 @@ typedef struct gw_ctx {
     struct pg_gateway *pg;  /* PostgreSQL front end, NULL when not started */
     struct mongo_gateway *mongo; /* MongoDB front end, NULL when there is no [mongodb] entry */
     bool stopping;               /* shutdown requested: listeners closed, sessions draining */
+    /* Per-process random secret from which an unknown user's fake SCRAM verifier is derived, so
+     * a login attempt answers the same way whether the user exists or not. */
+    uint8_t auth_seed[32];
 } gw_ctx;
 
 /* Logging to stderr with a level filter from ctx->cfg. Never blocks for long (stderr is a pipe

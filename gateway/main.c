@@ -155,6 +155,10 @@ int main(int argc, char **argv)
     uv_loop_init(&loop);
     gw_process pr = {.ctx = {.loop = &loop, .cfg = conf, .cfg_gen = 1}};
     gw_ctx *const ctx = &pr.ctx;
+    if (uv_random(NULL, NULL, ctx->auth_seed, sizeof ctx->auth_seed, 0, NULL) != 0) {
+        fprintf(stderr, "sluice: no random source for the authentication seed\n");
+        return 1;
+    }
 
     uv_signal_init(&loop, &pr.sig_int);
     uv_signal_init(&loop, &pr.sig_term);
