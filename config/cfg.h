@@ -42,6 +42,7 @@ typedef struct cfg_database {
     int pool_mode;          /* -1: use the main pool_mode, else a cfg_pool_mode */
     int max_db_connections; /* -1: use the main max_db_connections; 0 = unlimited */
     int line;               /* line in the file, for diagnostics */
+    char *auth_query, *auth_user, *auth_dbname; /* TEMP */
 } cfg_database;
 
 /* One line of [mongodb]: `name = listen_port=27018 uri=mongodb://... pool_size=10`. */
@@ -81,6 +82,9 @@ typedef struct cfg {
     uint32_t max_buffered_message; /* bytes held whole per client message, default 16 MB */
     cfg_auth_type auth_type;       /* default trust */
     cfg_log_level log_level;       /* default info */
+
+    struct auth_userlist *users; /* loaded from auth_file; NULL without one */
+    char *auth_query, *auth_user, *auth_dbname; /* TEMP until the config branch lands */
 
     cfg_database *dbs;
     size_t n_dbs;

@@ -43,6 +43,7 @@ struct pg_pool;
 struct pg_client;
 struct pg_server;
 typedef struct pg_notify pg_notify;
+typedef struct pg_login pg_login;
 typedef struct pg_listen_conn pg_listen_conn;
 
 typedef enum pg_conn_kind {
@@ -133,6 +134,12 @@ typedef struct pg_server {
     /* A reset took the server back to its own defaults where the client had other startup
      * values: they are SET again as soon as the server is idle between requests. */
     bool resync;
+    /* Sluice's own login to the server (pg_login.c), when libpq cannot do it: the exchange in
+     * progress while CONNECTING, NULL otherwise (and always for libpq's connections). */
+    pg_login *login;
+    bool own_login;       /* logged in by pg_login, not by libpq: cancels need backend_key */
+    uint32_t backend_pid; /* BackendKeyData of an own login */
+    uint32_t backend_key;
 } pg_server;
 
 /* Every state from STARTUP to ACTIVE is on gw->clients. */
@@ -178,7 +185,28 @@ typedef struct pg_client {
     bool listen_wait;         /* input waits for the answer */
     const char *listen_error; /* SQLSTATE of a LISTEN refused for a limit, else NULL */
     gw_buf notify; /* notifications held while a server message to it is half-way through */
+    struct pg_authq *authq; /* the shell's auth_query lookup for it in flight, else NULL */
 } pg_client;
+
+/* What a pool logs in to its servers with when the [databases] line gives no password
+ * (pg_login.c): the strongest credential learned so far, from the users file or from a client's
+ * login. Wiped when the pool is freed. */
+typedef enum pg_cred_kind {
+    PG_CRED_NONE,     /* nothing known: libpq logs in as the line says (trust, .pgpass off) */
+    PG_CRED_PASSWORD, /* the plaintext password: libpq logs in with it */
+    PG_CRED_MD5,      /* only PostgreSQL's md5 hash: Sluice answers an md5 challenge itself */
+    PG_CRED_SCRAM,    /* a SCRAM verifier and the ClientKey a client proved: Sluice answers the
+                       * server's SCRAM exchange itself (passthrough) */
+} pg_cred_kind;
+
+typedef struct pg_pool_cred {
+    pg_cred_kind kind;
+    char *password;                   /* PG_CRED_PASSWORD, owned */
+    char md5[40];                     /* PG_CRED_MD5: "md5" + 32 hex digits */
+    uint8_t client_key[32];           /* PG_CRED_SCRAM */
+    uint8_t server_key[32];           /* PG_CRED_SCRAM, to check the server's signature */
+    bool verifier_known;              /* a SCRAM verifier is known, its ClientKey not yet */
+} pg_pool_cred;
 
 typedef struct pg_pool {
     gw_list node; /* gw->pools */
@@ -202,6 +230,8 @@ typedef struct pg_pool {
     char last_sqlstate[6]; /* the server's SQLSTATE when it refused the login, else "" */
     pg_notify *notify;     /* LISTEN emulation's channels (core), NULL until the first LISTEN */
     pg_listen_conn *listen_conn; /* its listening connection (shell), NULL while there is none */
+    bool line_password;          /* the [databases] line gives the password: cred is unused */
+    pg_pool_cred cred;
 } pg_pool;
 
 /* The core's part of the front end; the shell allocates it together with its listeners and
@@ -248,6 +278,9 @@ void pg_server_connected(pg_server *s, int backend_pid);
 void pg_server_connect_failed(pg_server *s, const char *msg);
 /* An attempt failed before any server object existed. */
 void pg_server_start_failed(pg_pool *pool, const char *msg);
+/* The auth_query lookup of c ended: secret is the user's stored secret (NULL: no such user),
+ * or error says why the lookup failed. Both are copied if kept. */
+void pg_auth_lookup_done(pg_client *c, const char *secret, const char *error);
 /* A close callback ran: the core releases what it holds; the shell frees the object. */
 void pg_client_closed(pg_client *c);
 void pg_server_closed(pg_server *s);
@@ -335,6 +368,28 @@ void pg_pool_server_ready(pg_server *s);
 void pg_pool_connect_failed(pg_pool *p, const char *msg);
 void pg_pool_maybe_connect(pg_pool *p);
 uint32_t pg_pool_db_servers(pg_gateway *gw, const char *dbname);
+
+/* pg_login.c: the credential a pool logs in with, and Sluice's own login for the credentials
+ * libpq cannot use (an md5 hash, a SCRAM ClientKey). */
+/* Takes what the users file knows of the pool's server user (at pool creation and reload). */
+void pg_pool_cred_from_file(pg_pool *p, const gw_ctx *ctx);
+/* A client of the pool logged in: learn its plaintext password (NULL if it gave none) or the
+ * ClientKey its SCRAM proof revealed, with the verifier's ServerKey (NULL if none), when the
+ * pool's server user is that client's user. A pool whose connections failed for want of a
+ * credential retries at once. */
+void pg_pool_cred_learn(pg_pool *p, const char *password, const uint8_t *client_key,
+                        const uint8_t *server_key);
+void pg_pool_cred_clear(pg_pool *p);
+/* Whether new connections of p log in through pg_login (else through libpq, with
+ * pg_pool_cred_password added when the line has none). */
+bool pg_login_wanted(const pg_pool *p);
+const char *pg_pool_cred_password(const pg_pool *p);
+/* Shell entry point: the socket of an own-login server is connected; the core sends the startup
+ * packet and runs the login as the server's messages arrive (pg_login_process). */
+void pg_login_begin(pg_server *s);
+/* Handles the server's login messages in s->conn.in; on ReadyForQuery the server is connected. */
+void pg_login_process(pg_server *s);
+void pg_login_free(pg_server *s);
 
 /* The relay: what crosses a link, message by message. pg_reqq.c (request queue), pg_front.c
  * (client to server), pg_sync.c (session parameters), pg_back.c (server to client). */

@@ -43,6 +43,11 @@ void pg_shell_server_close(struct pg_server *s);
 /* Sends a CancelRequest for what s is running; pg_server_cancel_done follows. */
 void pg_shell_cancel(struct pg_server *s);
 
+/* Looks up the secret of c's user with auth_query (pg_authq.c); pg_auth_lookup_done follows,
+ * unless c closes first (pg_shell_client_close drops the lookup). 0, or -1 when no lookup
+ * could start (logged; nothing follows). */
+int pg_shell_auth_lookup(struct pg_client *c);
+
 /* The listening connection of LISTEN emulation (pg_listen.c): one per pool, p->listen_conn
  * while it exists. None of these calls up into the core; the connection's events arrive
  * through pg_notify_opened, pg_notify_cmd_done, pg_notify_lost and pg_notify_deliver. */
