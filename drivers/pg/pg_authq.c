@@ -115,8 +115,7 @@ static void read_answer(pg_authq *q)
         } else if (!answered) {
             answered = true;
             error = "auth_query failed";
-            gw_warn(pg_ctx(&q->client->conn), "auth_query failed: %s",
-                    PQresultErrorMessage(res));
+            gw_warn(pg_ctx(&q->client->conn), "auth_query failed: %s", PQresultErrorMessage(res));
         }
         PQclear(res);
     }

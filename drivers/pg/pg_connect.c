@@ -219,8 +219,8 @@ static PGconn *start_libpq(pg_pool *pool)
 {
     const char *pw = pg_pool_cred_password(pool);
     if (!pw)
-        return PQconnectStartParams((const char *const *)pool->kw,
-                                    (const char *const *)pool->val, 0);
+        return PQconnectStartParams((const char *const *)pool->kw, (const char *const *)pool->val,
+                                    0);
     size_t n = 0;
     while (pool->kw[n])
         n++;

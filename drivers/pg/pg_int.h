@@ -201,11 +201,11 @@ typedef enum pg_cred_kind {
 
 typedef struct pg_pool_cred {
     pg_cred_kind kind;
-    char *password;                   /* PG_CRED_PASSWORD, owned */
-    char md5[40];                     /* PG_CRED_MD5: "md5" + 32 hex digits */
-    uint8_t client_key[32];           /* PG_CRED_SCRAM */
-    uint8_t server_key[32];           /* PG_CRED_SCRAM, to check the server's signature */
-    bool verifier_known;              /* a SCRAM verifier is known, its ClientKey not yet */
+    char *password;         /* PG_CRED_PASSWORD, owned */
+    char md5[40];           /* PG_CRED_MD5: "md5" + 32 hex digits */
+    uint8_t client_key[32]; /* PG_CRED_SCRAM */
+    uint8_t server_key[32]; /* PG_CRED_SCRAM, to check the server's signature */
+    bool verifier_known;    /* a SCRAM verifier is known, its ClientKey not yet */
 } pg_pool_cred;
 
 typedef struct pg_pool {
