@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "auth/auth.h"
 #include "drivers/pg/pg_end.h"
 #include "drivers/pg/pg_params.h"
 #include "drivers/pg/pg_stmt.h"
@@ -24,6 +25,9 @@
 #include "gateway/htable.h"
 #include "gateway/list.h"
 
+/* Longest message a client may send during its login exchange (a password, a SASL message):
+ * PostgreSQL's own password packets stay far below it. */
+#define PG_AUTH_MSG_MAX 8192u
 /* Reading from one side pauses while the other side has this much unsent output. */
 #define PG_HIGH_WATER (256u * 1024u)
 /* Client messages larger than this are streamed to the server as they arrive. */
@@ -139,6 +143,8 @@ typedef struct pg_server {
 typedef enum pg_client_state {
     PG_CL_NEW,        /* transient: allocated, not yet accepted */
     PG_CL_STARTUP,    /* reading the startup packet; client_login_timeout runs */
+    PG_CL_AUTH,       /* proving who it is (pg_auth.c: c->auth holds the exchange's own
+                       * state); client_login_timeout runs */
     PG_CL_LOGIN_WAIT, /* waiting on pool->login_waiters for the pool's first server parameters */
     PG_CL_IDLE,       /* logged in, no server linked */
     PG_CL_WAITING,    /* has a request, queued on pool->waiters for a server */
@@ -146,6 +152,24 @@ typedef enum pg_client_state {
     PG_CL_CLOSING,    /* transient: off every list, flushing a last message or closing; freed in
                        * the close callback */
 } pg_client_state;
+
+/* What a client proved itself with, kept for Sluice's own login to the server as that user
+ * (server-side passthrough). Filled by pg_auth.c at a successful login; wiped with
+ * OPENSSL_cleanse and freed when the client closes (pg_auth_cred_wipe). */
+typedef struct pg_client_cred {
+    /* The user's stored secret (auth_file or auth_query), an owned copy: a reload may free the
+     * users list it came from. Valid when have_secret. */
+    auth_secret secret;
+    bool have_secret;
+    /* The cleartext password the client sent (auth_type plain, hba password), owned, or NULL. */
+    char *password;
+    /* The ClientKey recovered from a correct SCRAM proof: with the verifier's ServerKey it lets
+     * Sluice answer the server's SCRAM challenge as the client would. */
+    uint8_t client_key[AUTH_SHA256_LEN];
+    bool have_client_key;
+} pg_client_cred;
+
+struct pg_auth; /* the exchange under way in PG_CL_AUTH (pg_auth.c) */
 
 typedef struct pg_client {
     pg_conn conn;
@@ -177,7 +201,9 @@ typedef struct pg_client {
     gw_buf listen_reply;      /* the command tags of that query, sent with its answer */
     bool listen_wait;         /* input waits for the answer */
     const char *listen_error; /* SQLSTATE of a LISTEN refused for a limit, else NULL */
-    gw_buf notify; /* notifications held while a server message to it is half-way through */
+    gw_buf notify;        /* notifications held while a server message to it is half-way through */
+    struct pg_auth *auth; /* the login exchange, only in PG_CL_AUTH; owned */
+    pg_client_cred cred;  /* what it logged in with (see above) */
 } pg_client;
 
 typedef struct pg_pool {
@@ -259,6 +285,13 @@ void pg_core_shutdown(pg_gateway *gw);
 void pg_cancel_request(pg_gateway *gw, uint32_t pid, uint32_t key);
 void pg_server_cancel_done(pg_gateway *gw, uint32_t server_id);
 /* The I/O errors that end connections arrive through pg_client_close / pg_server_close. */
+/* The answer to pg_shell_auth_lookup: the user's secret as auth_query returned it (NULL: no
+ * such user), or error (the lookup failed: the client gets 28000, the log says why). Copied;
+ * must not be called once c's close began (the shell was told with pg_shell_auth_lookup_cancel). */
+void pg_auth_lookup_done(pg_client *c, const char *secret, const char *error);
+/* What a lookup is for: the user and the database the client logs in as (valid in PG_CL_AUTH). */
+const char *pg_auth_user(const pg_client *c);
+const char *pg_auth_dbname(const pg_client *c);
 /* LISTEN emulation's listening connection (pg_shell_listen_open): logged in; the oldest
  * command sent finished; lost (its commands dropped, p->listen_conn already NULL); a
  * notification arrived on it. */
@@ -308,9 +341,22 @@ void pg_client_fatal(pg_client *c, pg_end why, const char *sqlstate, const char 
 /* Closes without a message (the client left, or its socket failed; detail is logged). */
 void pg_client_close(pg_client *c, pg_end why, const char *detail);
 void pg_client_finish_login(pg_client *c);
+/* The client is who it says (or trust): join the pool of (dbname, user) and finish the login. */
+void pg_client_login(pg_client *c, const char *dbname, const char *user);
 void pg_client_set_state(pg_client *c, pg_client_state st);
 /* A cancel reached a client waiting for a server: its request ends with 57014. */
 void pg_client_cancel_wait(pg_client *c);
+
+/* pg_auth.c: the client's login exchange (auth_type, auth_file, auth_hba_file). */
+/* Starts it for a client whose startup packet named dbname and user: trust logs in at once
+ * (pg_client_login); other methods send their challenge and enter PG_CL_AUTH. */
+void pg_auth_begin(pg_client *c, const char *dbname, const char *user);
+/* A whole message of type t (body len bytes) from a client in PG_CL_AUTH. */
+void pg_auth_input(pg_client *c, uint8_t t, const uint8_t *body, size_t len);
+/* Its close began: a lookup under way is cancelled and the exchange freed. */
+void pg_auth_client_gone(pg_client *c);
+/* Its close callback ran: its credentials are wiped. */
+void pg_auth_cred_wipe(pg_client *c);
 
 /* pg_server.c */
 void pg_server_close(pg_server *s, pg_end why, const char *detail);
