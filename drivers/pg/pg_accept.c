@@ -55,7 +55,6 @@ static void on_client_shutdown(uv_shutdown_t *req, int status)
 
 void pg_shell_client_close(pg_client *c, bool flush)
 {
-    pg_shell_auth_lookup_drop(c);
     if (flush && c->conn.out.len > 0 && pg_conn_flush(&c->conn) == 0) {
         uv_shutdown_t *req = malloc(sizeof *req);
         if (req && uv_shutdown(req, &pg_conn_stream(&c->conn)->stream, on_client_shutdown) == 0)

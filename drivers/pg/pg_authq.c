@@ -1,5 +1,6 @@
 /*
- * pg_authq: auth_query, the shell's side. The secret of a user missing from the users file is
+ * pg_authq: the shell's side of client authentication: the client's address (for hba lines),
+ * and auth_query lookups. The secret of a user missing from the users file is
  * looked up on the server with auth_query (PgBouncer's default reads pg_shadow), over a libpq
  * connection of auth_user to auth_dbname (else the client's database), driven on the loop like
  * every server connection (PQconnectPoll, then PQsendQueryParams and PQconsumeInput on
@@ -8,7 +9,8 @@
  * One connection per lookup, closed with the answer: lookups happen once per login of a user
  * missing from the file, and a connection that lives only as long as one lookup cannot be left
  * in a state another lookup inherits. A lookup belongs to its client: when the client closes
- * first (client_login_timeout bounds how long it waits), the lookup is dropped with it.
+ * first (client_login_timeout bounds how long it waits), the lookup is dropped with it
+ * (pg_shell_auth_lookup_cancel).
  *
  * Calls up into the core only through pg_auth_lookup_done.
  */
@@ -142,9 +144,8 @@ static void on_poll(uv_poll_t *h, int status, int events)
             goto failed;
         PQsetnonblocking(q->pq, 1);
         const cfg *cf = ctx->cfg;
-        const cfg_database *db = cfg_find_database(cf, q->client->pool->dbname);
-        const char *sql = db && db->auth_query ? db->auth_query : cf->auth_query;
-        const char *user = q->client->pool->user;
+        const char *sql = cfg_db_auth_query(cf, cfg_find_database(cf, pg_auth_dbname(q->client)));
+        const char *user = pg_auth_user(q->client);
         if (!sql || !*sql)
             sql = default_query;
         if (!PQsendQueryParams(q->pq, sql, 1, NULL, &user, NULL, NULL, 0))
@@ -160,46 +161,74 @@ static void on_poll(uv_poll_t *h, int status, int events)
         read_answer(q);
     return;
 failed:
-    gw_warn(ctx, "auth_query lookup for %s failed: %s", q->client->pool->user,
+    gw_warn(ctx, "auth_query lookup for %s failed: %s", pg_auth_user(q->client),
             PQerrorMessage(q->pq));
     finish(q, NULL, "auth_query lookup failed");
 }
 
-/* The pool's keywords with auth_user as the user, auth_dbname as the database when given, and
+/* The database line's keywords with auth_user as the user and auth_dbname (else the client's
+ * database) as the database, TLS and GSS off and ~/.pgpass ignored as for pool connections, and
  * auth_user's password from the users file when the line gives none. */
-static PGconn *start(const pg_pool *p, const cfg *cf)
+static PGconn *start(const pg_client *c, const cfg *cf)
 {
-    const cfg_database *db = cfg_find_database(cf, p->dbname);
-    const char *auth_user = db && db->auth_user ? db->auth_user : cf->auth_user;
-    const char *auth_db = db && db->auth_dbname ? db->auth_dbname : cf->auth_dbname;
-    size_t n = 0;
-    while (p->kw[n])
-        n++;
-    const char **kw = calloc(n + 2, sizeof *kw), **val = calloc(n + 2, sizeof *val);
+    const cfg_database *db = cfg_find_database(cf, pg_auth_dbname(c));
+    const char *auth_user = cfg_db_auth_user(cf, db);
+    const char *auth_db = cfg_db_auth_dbname(cf, db);
+    if (!db || !auth_user || !*auth_user)
+        return NULL;
+    if (!auth_db || !*auth_db)
+        auth_db = pg_auth_dbname(c);
+    size_t n = db->n_conn, k = 0;
+    const char **kw = calloc(n + 7, sizeof *kw), **val = calloc(n + 7, sizeof *val);
     PGconn *pq = NULL;
-    if (!kw || !val || !auth_user || !*auth_user)
+    if (!kw || !val)
         goto out;
-    bool has_pw = false;
+    bool has_pw = false, has_db = false, has_ssl = false, has_gss = false, has_pass = false;
     for (size_t i = 0; i < n; i++) {
-        kw[i] = p->kw[i];
-        val[i] = p->val[i];
-        if (strcmp(kw[i], "user") == 0)
-            val[i] = auth_user;
-        else if (strcmp(kw[i], "dbname") == 0 && auth_db && *auth_db)
-            val[i] = auth_db;
-        else if (strcmp(kw[i], "password") == 0)
-            has_pw = true;
+        const char *key = db->conn[i].key;
+        if (strcmp(key, "user") == 0)
+            continue;
+        has_pw |= strcmp(key, "password") == 0;
+        has_ssl |= strcmp(key, "sslmode") == 0;
+        has_gss |= strcmp(key, "gssencmode") == 0;
+        has_pass |= strcmp(key, "passfile") == 0;
+        kw[k] = key;
+        val[k] = db->conn[i].value;
+        if (strcmp(key, "dbname") == 0) {
+            has_db = true;
+            if (cfg_db_auth_dbname(cf, db) && *cfg_db_auth_dbname(cf, db))
+                val[k] = auth_db;
+        }
+        k++;
     }
+#define ADD(K, V) (kw[k] = (K), val[k] = (V), k++)
+    ADD("user", auth_user);
+    if (!has_db)
+        ADD("dbname", auth_db);
+    if (!has_ssl)
+        ADD("sslmode", "disable");
+    if (!has_gss)
+        ADD("gssencmode", "disable");
+    if (!has_pass)
+        ADD("passfile", "/dev/null/no-passfile");
     const auth_secret *s = cf->users ? auth_userlist_find(cf->users, auth_user) : NULL;
-    if (!has_pw && s && s->kind == AUTH_SECRET_PLAIN) {
-        kw[n] = "password";
-        val[n] = s->text;
-    }
+    if (!has_pw && s && s->kind == AUTH_SECRET_PLAIN)
+        ADD("password", s->text);
+#undef ADD
     pq = PQconnectStartParams(kw, val, 0);
 out:
     free(kw);
     free(val);
     return pq;
+}
+
+int pg_shell_client_peer(const pg_client *c, struct sockaddr_storage *out)
+{
+    pg_stream *h = pg_conn_stream((pg_conn *)&c->conn);
+    if (h->handle.type != UV_TCP)
+        return 0;
+    int len = (int)sizeof *out;
+    return uv_tcp_getpeername(&h->tcp, (struct sockaddr *)out, &len) == 0 ? 1 : -1;
 }
 
 int pg_shell_auth_lookup(pg_client *c)
@@ -208,10 +237,10 @@ int pg_shell_auth_lookup(pg_client *c)
     pg_authq *q = calloc(1, sizeof *q);
     if (!q)
         return -1;
-    q->pq = start(c->pool, ctx->cfg);
+    q->pq = start(c, ctx->cfg);
     if (!q->pq || PQstatus(q->pq) == CONNECTION_BAD) {
-        gw_warn(ctx, "auth_query lookup for %s could not start: %s", c->pool->user,
-                q->pq ? PQerrorMessage(q->pq) : "auth_user is not set");
+        gw_warn(ctx, "auth_query lookup for %s could not start: %s", pg_auth_user(c),
+                q->pq ? PQerrorMessage(q->pq) : "no auth_user or no database line");
         PQfinish(q->pq);
         free(q);
         return -1;
@@ -227,7 +256,7 @@ int pg_shell_auth_lookup(pg_client *c)
     return 0;
 }
 
-void pg_shell_auth_lookup_drop(pg_client *c)
+void pg_shell_auth_lookup_cancel(pg_client *c)
 {
     pg_authq *q = c->authq;
     if (!q)

@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "auth/auth.h"
 #include "drivers/pg/pg_end.h"
 #include "drivers/pg/pg_params.h"
 #include "drivers/pg/pg_stmt.h"
@@ -24,6 +25,9 @@
 #include "gateway/htable.h"
 #include "gateway/list.h"
 
+/* Longest message a client may send during its login exchange (a password, a SASL message):
+ * PostgreSQL's own password packets stay far below it. */
+#define PG_AUTH_MSG_MAX 8192u
 /* Reading from one side pauses while the other side has this much unsent output. */
 #define PG_HIGH_WATER (256u * 1024u)
 /* Client messages larger than this are streamed to the server as they arrive. */
@@ -146,6 +150,8 @@ typedef struct pg_server {
 typedef enum pg_client_state {
     PG_CL_NEW,        /* transient: allocated, not yet accepted */
     PG_CL_STARTUP,    /* reading the startup packet; client_login_timeout runs */
+    PG_CL_AUTH,       /* proving who it is (pg_auth.c: c->auth holds the exchange's own
+                       * state); client_login_timeout runs */
     PG_CL_LOGIN_WAIT, /* waiting on pool->login_waiters for the pool's first server parameters */
     PG_CL_IDLE,       /* logged in, no server linked */
     PG_CL_WAITING,    /* has a request, queued on pool->waiters for a server */
@@ -153,6 +159,24 @@ typedef enum pg_client_state {
     PG_CL_CLOSING,    /* transient: off every list, flushing a last message or closing; freed in
                        * the close callback */
 } pg_client_state;
+
+/* What a client proved itself with, kept for Sluice's own login to the server as that user
+ * (server-side passthrough). Filled by pg_auth.c at a successful login; wiped with
+ * OPENSSL_cleanse and freed when the client closes (pg_auth_cred_wipe). */
+typedef struct pg_client_cred {
+    /* The user's stored secret (auth_file or auth_query), an owned copy: a reload may free the
+     * users list it came from. Valid when have_secret. */
+    auth_secret secret;
+    bool have_secret;
+    /* The cleartext password the client sent (auth_type plain, hba password), owned, or NULL. */
+    char *password;
+    /* The ClientKey recovered from a correct SCRAM proof: with the verifier's ServerKey it lets
+     * Sluice answer the server's SCRAM challenge as the client would. */
+    uint8_t client_key[AUTH_SHA256_LEN];
+    bool have_client_key;
+} pg_client_cred;
+
+struct pg_auth; /* the exchange under way in PG_CL_AUTH (pg_auth.c) */
 
 typedef struct pg_client {
     pg_conn conn;
@@ -186,6 +210,8 @@ typedef struct pg_client {
     const char *listen_error; /* SQLSTATE of a LISTEN refused for a limit, else NULL */
     gw_buf notify; /* notifications held while a server message to it is half-way through */
     struct pg_authq *authq; /* the shell's auth_query lookup for it in flight, else NULL */
+    struct pg_auth *auth;   /* the login exchange, only in PG_CL_AUTH; owned */
+    pg_client_cred cred;    /* what it logged in with (see above) */
 } pg_client;
 
 /* What a pool logs in to its servers with when the [databases] line gives no password
@@ -292,6 +318,13 @@ void pg_core_shutdown(pg_gateway *gw);
 void pg_cancel_request(pg_gateway *gw, uint32_t pid, uint32_t key);
 void pg_server_cancel_done(pg_gateway *gw, uint32_t server_id);
 /* The I/O errors that end connections arrive through pg_client_close / pg_server_close. */
+/* The answer to pg_shell_auth_lookup: the user's secret as auth_query returned it (NULL: no
+ * such user), or error (the lookup failed: the client gets 28000, the log says why). Copied;
+ * must not be called once c's close began (the shell was told with pg_shell_auth_lookup_cancel). */
+void pg_auth_lookup_done(pg_client *c, const char *secret, const char *error);
+/* What a lookup is for: the user and the database the client logs in as (valid in PG_CL_AUTH). */
+const char *pg_auth_user(const pg_client *c);
+const char *pg_auth_dbname(const pg_client *c);
 /* LISTEN emulation's listening connection (pg_shell_listen_open): logged in; the oldest
  * command sent finished; lost (its commands dropped, p->listen_conn already NULL); a
  * notification arrived on it. */
@@ -341,9 +374,22 @@ void pg_client_fatal(pg_client *c, pg_end why, const char *sqlstate, const char 
 /* Closes without a message (the client left, or its socket failed; detail is logged). */
 void pg_client_close(pg_client *c, pg_end why, const char *detail);
 void pg_client_finish_login(pg_client *c);
+/* The client is who it says (or trust): join the pool of (dbname, user) and finish the login. */
+void pg_client_login(pg_client *c, const char *dbname, const char *user);
 void pg_client_set_state(pg_client *c, pg_client_state st);
 /* A cancel reached a client waiting for a server: its request ends with 57014. */
 void pg_client_cancel_wait(pg_client *c);
+
+/* pg_auth.c: the client's login exchange (auth_type, auth_file, auth_hba_file). */
+/* Starts it for a client whose startup packet named dbname and user: trust logs in at once
+ * (pg_client_login); other methods send their challenge and enter PG_CL_AUTH. */
+void pg_auth_begin(pg_client *c, const char *dbname, const char *user);
+/* A whole message of type t (body len bytes) from a client in PG_CL_AUTH. */
+void pg_auth_input(pg_client *c, uint8_t t, const uint8_t *body, size_t len);
+/* Its close began: a lookup under way is cancelled and the exchange freed. */
+void pg_auth_client_gone(pg_client *c);
+/* Its close callback ran: its credentials are wiped. */
+void pg_auth_cred_wipe(pg_client *c);
 
 /* pg_server.c */
 void pg_server_close(pg_server *s, pg_end why, const char *detail);
@@ -373,12 +419,11 @@ uint32_t pg_pool_db_servers(pg_gateway *gw, const char *dbname);
  * libpq cannot use (an md5 hash, a SCRAM ClientKey). */
 /* Takes what the users file knows of the pool's server user (at pool creation and reload). */
 void pg_pool_cred_from_file(pg_pool *p, const gw_ctx *ctx);
-/* A client of the pool logged in: learn its plaintext password (NULL if it gave none) or the
- * ClientKey its SCRAM proof revealed, with the verifier's ServerKey (NULL if none), when the
- * pool's server user is that client's user. A pool whose connections failed for want of a
- * credential retries at once. */
-void pg_pool_cred_learn(pg_pool *p, const char *password, const uint8_t *client_key,
-                        const uint8_t *server_key);
+/* A client of the pool logged in with cr: when the pool's server user is that client's user,
+ * the pool learns the best credential in it (the client's own cleartext password, a plaintext
+ * secret, the ClientKey its SCRAM proof revealed with the verifier's ServerKey, an md5 hash). A
+ * pool whose last attempt failed tries again at once with a new credential. */
+void pg_pool_cred_learn(pg_pool *p, const pg_client_cred *cr);
 void pg_pool_cred_clear(pg_pool *p);
 /* Whether new connections of p log in through pg_login (else through libpq, with
  * pg_pool_cred_password added when the line has none). */

@@ -64,8 +64,6 @@ void pg_gateway_maybe_free(pg_gateway *gw);
 void pg_io_server_maybe_free(pg_io_server *io);
 /* pg_dial.c: a connection for pg_login (see pg_shell_connect). */
 pg_server *pg_dial_connect(pg_pool *pool);
-/* pg_authq.c: drops c's auth_query lookup, if any. */
-void pg_shell_auth_lookup_drop(pg_client *c);
 /* pg_accept.c */
 void pg_client_accept(pg_gateway *gw, uv_stream_t *listener, bool is_unix);
 

@@ -101,22 +101,31 @@ void pg_pool_cred_from_file(pg_pool *p, const gw_ctx *ctx)
     }
 }
 
-void pg_pool_cred_learn(pg_pool *p, const char *password, const uint8_t *client_key,
-                        const uint8_t *server_key)
+void pg_pool_cred_learn(pg_pool *p, const pg_client_cred *cr)
 {
     const char *user = pool_kw(p, "user");
     /* A forced user logs in with its own secret, never with what a client proved about itself. */
     if (p->line_password || !user || strcmp(user, p->user) != 0)
         return;
     pg_cred_kind before = p->cred.kind;
+    const auth_secret *s = cr->have_secret ? &cr->secret : NULL;
+    const char *password = cr->password;
+    if (!password && s && s->kind == AUTH_SECRET_PLAIN)
+        password = s->text;
     if (password) {
         if (before != PG_CRED_PASSWORD || strcmp(p->cred.password, password) != 0)
             set_password(p, password);
-    } else if (client_key && server_key && before != PG_CRED_PASSWORD) {
+    } else if (before == PG_CRED_PASSWORD) {
+        /* a plaintext password beats anything derived from a secret */
+    } else if (s && s->kind == AUTH_SECRET_SCRAM && cr->have_client_key) {
         pg_pool_cred_clear(p);
         p->cred.kind = PG_CRED_SCRAM;
-        memcpy(p->cred.client_key, client_key, sizeof p->cred.client_key);
-        memcpy(p->cred.server_key, server_key, sizeof p->cred.server_key);
+        memcpy(p->cred.client_key, cr->client_key, sizeof p->cred.client_key);
+        memcpy(p->cred.server_key, s->scram.server_key, sizeof p->cred.server_key);
+    } else if (s && s->kind == AUTH_SECRET_MD5 && before != PG_CRED_SCRAM) {
+        pg_pool_cred_clear(p);
+        p->cred.kind = PG_CRED_MD5;
+        snprintf(p->cred.md5, sizeof p->cred.md5, "%s", s->text);
     }
     /* Attempts that failed for want of this credential are not held back by the retry delay. */
     if (before != p->cred.kind && p->last_fail) {
@@ -382,11 +391,4 @@ void pg_login_process(pg_server *s)
     /* Connected: what arrived behind ReadyForQuery (nothing, normally) is the relay's. */
     if (rc == 1 && s->conn.in.len > 0)
         pg_conn_mark_process(&s->conn);
-}
-
-/* TEMP: the client login (another branch) defines this. */
-void pg_auth_lookup_done(pg_client *c, const char *secret, const char *error)
-{
-    (void)secret;
-    pg_client_fatal(c, PG_END_LOGIN_REFUSED, "28P01", "%s", error ? error : "no such user");
 }
