@@ -57,6 +57,11 @@ def stored_secret(pg, user):
         conn.close()
 
 
+def server_log(pg):
+    with open(os.path.join(pg.dir, "log")) as f:
+        return f.read()
+
+
 def write_users(tmp_path, entries):
     path = tmp_path / "users.txt"
     path.write_text("".join(f'"{u}" "{s}"\n' for u, s in entries.items()))
@@ -137,10 +142,14 @@ def test_verifier_unlike_the_servers_gets_the_servers_refusal(sluice_factory, pw
     user, secret = [x.strip('"') for x in other.split(" ", 1)]
     assert user == "alice" and secret.startswith("SCRAM-SHA-256$")
     users = write_users(tmp_path, {"alice": secret, "carol": stored_secret(pwpg, "carol")})
-    s = start(sluice_factory, pwpg, users, auth_type="scram-sha-256")
-    with pytest.raises(psycopg2.OperationalError) as ei:
-        login(s, "alice", "alice-pw")
-    assert "password authentication failed" in str(ei.value)
+    s = start(sluice_factory, pwpg, users, auth_type="scram-sha-256", server_login_retry=600)
+    before = server_log(pwpg).count('password authentication failed for user "alice"')
+    for _ in range(5):
+        with pytest.raises(psycopg2.OperationalError) as ei:
+            login(s, "alice", "alice-pw")
+        assert "password authentication failed" in str(ei.value)
+    after = server_log(pwpg).count('password authentication failed for user "alice"')
+    assert after - before == 1, "one refused login, then server_login_retry holds off the rest"
     conn = login(s, "carol", "carol-pw")
     assert whoami(conn)[0] == "carol"
     conn.close()
