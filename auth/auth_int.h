@@ -74,8 +74,8 @@ int auth__scram_client_first_nonce(auth_scram_client *c, const char *user, const
 int auth__scram_random_nonce(char out[AUTH__B64_LEN(18) + 1]);
 
 /* ---- the file loaders ---- */
-/* The whole file at path, caller frees *text (not NUL-terminated). 0, or negative errno (errno
- * set too). */
+/* The whole regular file at path (anything else is -EINVAL), caller frees *text (not
+ * NUL-terminated). 0, or negative errno (errno set too). */
 int auth__read_file(const char *path, char **text, size_t *len);
 void auth__diag(FILE *diag, const char *name, int line, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
