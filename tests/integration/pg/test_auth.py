@@ -94,10 +94,10 @@ def psql(s, user, password=PASSWORD, host="127.0.0.1", sql="SELECT current_user"
                           capture_output=True, text=True, timeout=60, env=env)
 
 
-def pgbench(s, user, password=PASSWORD):
+def pgbench(s, user, password=PASSWORD, host="127.0.0.1"):
     """pgbench -C (a new login per transaction) through Sluice; returns (exit status, output)."""
     env = dict(os.environ, PGPASSWORD=password)
-    p = subprocess.run(["pgbench", "-n", "-C", "-S", "-c", "2", "-t", "5", "-h", "127.0.0.1",
+    p = subprocess.run(["pgbench", "-n", "-C", "-S", "-c", "2", "-t", "5", "-h", host,
                         "-p", str(s.port), "-U", user, "postgres"],
                        capture_output=True, text=True, timeout=120, env=env)
     return p.returncode, p.stdout + p.stderr
@@ -198,6 +198,8 @@ def test_plain_over_the_unix_socket(sluice_factory, roles):
     assert p.returncode == 0 and p.stdout.strip() == "alice", p.stderr
     assert "password authentication failed for user \"alice\"" in refused(s, "alice", "nope",
                                                                           host=s.dir)
+    rc, out = pgbench(s, "bob", host=s.dir)
+    assert rc == 0, out
 
 
 def test_plain_over_tcp_is_refused_unless_allowed(sluice_factory, roles):
@@ -311,6 +313,11 @@ def test_hba_lines(sluice_factory, roles, tmp_path):
     login(s, "bob").close()
     login(s, "carol").close()
     login(s, "dave", host=s.dir).close()  # local password
+    for user in ("bob", "carol"):
+        rc, out = pgbench(s, user)
+        assert rc == 0, out
+        p = psql(s, user)
+        assert p.returncode == 0 and p.stdout.strip() == user, p.stderr
     assert 'password authentication failed for user "dave"' in refused(s, "dave", "x",
                                                                        host=s.dir)
     for user, text in (("rejected", 'pg_hba.conf rejects connection for host "127.0.0.1", '
