@@ -32,6 +32,9 @@
 #define SHA256_SALT       28
 #define SHA1_SALT         16
 
+_Static_assert(SHA256_SALT <= AUTH_MAX_KEY && SHA256_SALT <= AUTH_MAX_SALT,
+               "a fake salt is padded from a key");
+
 /* mongod numbers every conversation 1: one at a time per connection. */
 #define CONVERSATION_ID 1
 
@@ -176,9 +179,18 @@ static int sasl_start(mongo_client *c, const bson_t *cmd, char out[AUTH_SCRAM_MS
                                     true);
         OPENSSL_cleanse(&v, sizeof v);
         if (rc == 0 && !real) {
-            /* The fake looks like what a real user of this mechanism gets. */
-            s->scram.v.sha1 = sha1;
-            s->scram.v.iterations = sha1 ? SHA1_ITERATIONS : SHA256_ITERATIONS;
+            /* The fake looks like what a real user of this mechanism gets, salt length
+             * included: libmongoc refuses a salt that is not the digest length - 4, which
+             * would set an unknown user apart. The extra bytes come from the fake's own
+             * seed-derived key, so the salt stays the same at every attempt. */
+            auth_scram_verifier *fv = &s->scram.v;
+            fv->sha1 = sha1;
+            fv->iterations = sha1 ? SHA1_ITERATIONS : SHA256_ITERATIONS;
+            size_t want = sha1 ? SHA1_SALT : SHA256_SALT;
+            if (fv->salt_len < want) {
+                memcpy(fv->salt + fv->salt_len, fv->stored_key, want - fv->salt_len);
+                fv->salt_len = want;
+            }
         }
     }
     if (rc == 0)
@@ -360,6 +372,7 @@ void mongo__auth_hello(mongo_client *c, const bson_t *request, bson_t *reply)
         return;
     char out[AUTH_SCRAM_MSG_MAX];
     auth_failure fail;
+    mongo_debug(c->front, "client %d: a login inside hello (speculativeAuthenticate)", c->conn_id);
     if (sasl_start(c, &spec, out, &fail) != 0) {
         /* As mongod: the hello succeeds without the field, and the driver logs in the long way.
          * The failure still counts; the hello reply is the answer to it. */

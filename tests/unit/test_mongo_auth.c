@@ -369,6 +369,35 @@ Test(mongo_auth, an_unknown_user_gets_the_same_salt_each_time)
     cr_assert_str_eq(strstr(a, ",s="), strstr(b, ",s="));
 }
 
+/* The salt's length in a server-first. */
+static int salt_length(const char *server_first)
+{
+    const char *p = strstr(server_first, ",s="), *end = strstr(server_first, ",i=");
+    cr_assert(p && end);
+    uint8_t salt[128];
+    int n = EVP_DecodeBlock(salt, (const uint8_t *)p + 3, (int)(end - p - 3));
+    for (const char *q = end; q > p && q[-1] == '='; q--)
+        n--;
+    return n;
+}
+
+Test(mongo_auth, salts_have_the_length_libmongoc_requires)
+{
+    /* The digest length - 4, for real and fake users alike. */
+    fake_conn *c = mongo_fake_client(&fs);
+    scram_client s;
+    char server_first[512];
+    const char *names[] = {"alice", "nobody", "mark"};
+    for (int i = 0; i < 3; i++) {
+        start(c, &s, false, names[i], "x", true, server_first);
+        cr_assert_eq(salt_length(server_first), 28, "%s", names[i]);
+        cr_assert(strstr(server_first, ",i=15000"), "%s", server_first);
+        start(c, &s, true, names[i], "x", true, server_first);
+        cr_assert_eq(salt_length(server_first), 16, "%s", names[i]);
+        cr_assert(strstr(server_first, ",i=10000"), "%s", server_first);
+    }
+}
+
 Test(mongo_auth, the_login_holds_whatever_database_the_client_names)
 {
     fake_conn *c = mongo_fake_client(&fs);
