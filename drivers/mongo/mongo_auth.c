@@ -2,8 +2,9 @@
  * mongo_auth: clients log in to Sluice itself (auth_type=scram-sha-256 on the [mongodb] line),
  * with SCRAM-SHA-256 or SCRAM-SHA-1 over saslStart/saslContinue, or speculatively inside hello,
  * as mongod speaks them. Users come from auth_file, shared with the PostgreSQL front end:
- *   - a plaintext secret serves both mechanisms: the credentials are derived at each login with
- *     a fresh salt and MongoDB's default iteration counts;
+ *   - a plaintext secret serves both mechanisms: the credentials are derived with a random salt
+ *     and MongoDB's default iteration counts at the user's first login, and kept
+ *     (mongo_creds.c);
  *   - a SCRAM-SHA-256 verifier (PostgreSQL's format; MongoDB derives its SCRAM-SHA-256
  *     credentials the same way) serves SCRAM-SHA-256 only, since SCRAM-SHA-1 hashes
  *     "user:mongo:password" and needs the password;
@@ -17,7 +18,7 @@
  * Core (mongo_core.h): no I/O; the users and the fake-verifier seed come through the shell.
  */
 #include <errno.h>
-#include <openssl/rand.h>
+#include <openssl/crypto.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,13 +27,7 @@
 #include "drivers/mongo/mongo_core.h"
 #include "drivers/mongo/mongo_wire.h"
 
-/* mongod's defaults for new credentials, and its salt lengths (digest length - 4). */
-#define SHA256_ITERATIONS 15000
-#define SHA1_ITERATIONS   10000
-#define SHA256_SALT       28
-#define SHA1_SALT         16
-
-_Static_assert(SHA256_SALT <= AUTH_MAX_KEY && SHA256_SALT <= AUTH_MAX_SALT,
+_Static_assert(MONGO_SHA256_SALT <= AUTH_MAX_KEY && MONGO_SHA256_SALT <= AUTH_MAX_SALT,
                "a fake salt is padded from a key");
 
 /* mongod numbers every conversation 1: one at a time per connection. */
@@ -95,7 +90,8 @@ static void end_conversation(mongo_client *c)
 
 /* The verifier a secret gives for one mechanism; false when it gives none (md5, or a
  * SCRAM-SHA-256 verifier asked for SCRAM-SHA-1): the exchange then runs against a fake one. */
-static bool verifier_for(const auth_secret *s, const char *user, bool sha1, auth_scram_verifier *v)
+static bool verifier_for(mongo_client *c, const auth_userlist *users, const auth_secret *s,
+                         const char *user, bool sha1, auth_scram_verifier *v)
 {
     if (!s)
         return false;
@@ -103,14 +99,8 @@ static bool verifier_for(const auth_secret *s, const char *user, bool sha1, auth
         *v = s->scram;
         return true;
     }
-    if (s->kind != AUTH_SECRET_PLAIN)
-        return false;
-    uint8_t salt[SHA256_SALT];
-    size_t salt_len = sha1 ? SHA1_SALT : SHA256_SALT;
-    if (RAND_bytes(salt, (int)salt_len) != 1)
-        return false;
-    return auth_scram_derive(sha1, user, s->text, salt, salt_len,
-                             sha1 ? SHA1_ITERATIONS : SHA256_ITERATIONS, v) == 0;
+    return s->kind == AUTH_SECRET_PLAIN &&
+           mongo__creds_get(c->front, users, user, s->text, sha1, v) == 0;
 }
 
 /* The SASL message of a saslStart or saslContinue: BinData, as drivers send it; false with
@@ -174,7 +164,7 @@ static int sasl_start(mongo_client *c, const bson_t *cmd, char out[AUTH_SCRAM_MS
         const auth_userlist *users = mongo_shell_users(f);
         const auth_secret *secret = users ? auth_userlist_find(users, user) : NULL;
         auth_scram_verifier v;
-        bool real = verifier_for(secret, user, sha1, &v);
+        bool real = verifier_for(c, users, secret, user, sha1, &v);
         rc = auth_scram_server_init(&s->scram, real ? &v : NULL, user, mongo_shell_auth_seed(f),
                                     true);
         OPENSSL_cleanse(&v, sizeof v);
@@ -185,8 +175,8 @@ static int sasl_start(mongo_client *c, const bson_t *cmd, char out[AUTH_SCRAM_MS
              * seed-derived key, so the salt stays the same at every attempt. */
             auth_scram_verifier *fv = &s->scram.v;
             fv->sha1 = sha1;
-            fv->iterations = sha1 ? SHA1_ITERATIONS : SHA256_ITERATIONS;
-            size_t want = sha1 ? SHA1_SALT : SHA256_SALT;
+            fv->iterations = sha1 ? MONGO_SHA1_ITERATIONS : MONGO_SHA256_ITERATIONS;
+            size_t want = sha1 ? MONGO_SHA1_SALT : MONGO_SHA256_SALT;
             if (fv->salt_len < want) {
                 memcpy(fv->salt + fv->salt_len, fv->stored_key, want - fv->salt_len);
                 fv->salt_len = want;

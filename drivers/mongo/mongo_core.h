@@ -248,6 +248,8 @@ typedef struct mongo_front {
     gw_htable cursors, txns, open_txns;
     mongo_limits limits;
     bool have_limits;
+    gw_htable creds;       /* mongo_cred: plaintext users' derived SCRAM credentials */
+    const void *creds_of;  /* the users list creds came from (compared, never read) */
     bson_oid_t service_id; /* what hello says to drivers in load-balanced mode */
     uint64_t last_fail;    /* clock of the last failed connect, 0 after a success */
     char last_error[256];
@@ -291,6 +293,12 @@ bool mongo__is_hello(const char *cmd);
 uint8_t *mongo__hello_reply(mongo_client *c, const uint8_t *msg, size_t len, size_t *out_len);
 
 /* mongo_auth.c: clients logging in to Sluice. */
+/* mongod's defaults for new SCRAM credentials, and its salt lengths (the digest length - 4:
+ * libmongoc refuses any other). */
+#define MONGO_SHA256_ITERATIONS 15000
+#define MONGO_SHA1_ITERATIONS   10000
+#define MONGO_SHA256_SALT       28
+#define MONGO_SHA1_SALT         16
 #define MONGO_AUTH_MAX_FAILURES 10          /* failed logins before the connection is closed */
 #define MONGO_PREAUTH_MAX       (64 * 1024) /* largest message before a login */
 /* Whether cmd is one mongo__auth_command answers (saslStart, saslContinue, authenticate,
@@ -305,6 +313,17 @@ bool mongo__auth_command(mongo_client *c, const char *cmd, const bson_t *body, b
 void mongo__auth_hello(mongo_client *c, const bson_t *request, bson_t *reply);
 /* Frees c's login state. */
 void mongo__auth_free(mongo_client *c);
+
+/* mongo_creds.c: plaintext users' SCRAM credentials, derived once and kept. */
+struct auth_userlist;
+struct auth_scram_verifier;
+void mongo__creds_init(mongo_front *f);
+void mongo__creds_free(mongo_front *f);
+/* The credentials of user, whose plaintext secret in users is password, for SCRAM-SHA-1 or
+ * SCRAM-SHA-256: derived with a random salt and MongoDB's iterations at the first login, kept
+ * while the secret stays the same. 0 and *v, or a negative error. */
+int mongo__creds_get(mongo_front *f, const struct auth_userlist *users, const char *user,
+                     const char *password, bool sha1, struct auth_scram_verifier *v);
 
 /* mongo_client.c */
 void mongo__client_close(mongo_client *c, mongo_end why, const char *detail);

@@ -398,6 +398,45 @@ Test(mongo_auth, salts_have_the_length_libmongoc_requires)
     }
 }
 
+/* The salt part of a server-first, in out. */
+static void salt_of(const char *server_first, char *out, size_t cap)
+{
+    const char *p = strstr(server_first, ",s="), *end = strstr(server_first, ",i=");
+    cr_assert(p && end);
+    snprintf(out, cap, "%.*s", (int)(end - p - 3), p + 3);
+}
+
+Test(mongo_auth, a_plaintext_users_credentials_are_kept_until_the_secret_changes)
+{
+    fake_conn *c = mongo_fake_client(&fs);
+    scram_client s;
+    char server_first[512], a[128], b[128], sha1[128];
+    start(c, &s, false, "alice", "secret", true, server_first);
+    salt_of(server_first, a, sizeof a);
+    start(c, &s, false, "alice", "secret", true, server_first);
+    salt_of(server_first, b, sizeof b);
+    cr_assert_str_eq(a, b, "a real user's salt changes between attempts: it tells them apart");
+    start(c, &s, true, "alice", "secret", true, server_first);
+    salt_of(server_first, sha1, sizeof sha1);
+    cr_assert_str_neq(a, sha1, "SCRAM-SHA-1 has credentials of its own");
+    cr_assert_eq(login(c, false, "alice", "secret", true), 0);
+
+    /* A reload brings another list in which alice's password changed. */
+    const char text[] = "\"alice\" \"changed\"\n";
+    auth_userlist *next = NULL;
+    cr_assert_eq(auth_userlist_parse(text, strlen(text), "users2", &next, stderr), 0);
+    fs.users = next;
+    fake_conn *d = mongo_fake_client(&fs);
+    start(d, &s, false, "alice", "changed", true, server_first);
+    salt_of(server_first, b, sizeof b);
+    cr_assert_str_neq(a, b, "credentials of the old password were kept");
+    cr_assert_eq(login(d, false, "alice", "secret", true), 18);
+    cr_assert_eq(login(d, false, "alice", "changed", true), 0);
+    cr_assert_eq(login(d, false, "bob", "hunter2", true), 18, "bob left the list");
+    fs.users = users;
+    auth_userlist_free(next);
+}
+
 Test(mongo_auth, the_login_holds_whatever_database_the_client_names)
 {
     fake_conn *c = mongo_fake_client(&fs);
