@@ -170,6 +170,28 @@ def test_libmongoc_with_credentials_in_the_uri(auth_sluice):
     assert r.returncode == 1 and "Authentication failed" in r.stderr, r.stderr
 
 
+def test_a_reload_of_auth_file_takes_effect_without_dropping_clients(auth_sluice, users_file):
+    import signal
+    import time
+    kept = client(auth_sluice, username="alice", password="secret", maxPoolSize=1)
+    crud(kept)
+    with open(users_file, "a") as f:
+        f.write('"alice" "changed"\n')  # the later line wins
+    auth_sluice.proc.send_signal(signal.SIGHUP)
+    deadline = time.time() + 10
+    while "configuration reloaded" not in auth_sluice.log() and time.time() < deadline:
+        time.sleep(0.05)
+    assert "configuration reloaded" in auth_sluice.log()
+    with client(auth_sluice, username="alice", password="secret") as c:
+        with pytest.raises(OperationFailure) as e:
+            c.admin.command("ping")
+        assert e.value.code == 18
+    with client(auth_sluice, username="alice", password="changed") as c:
+        crud(c)
+    crud(kept)  # logged in before the reload: still in
+    kept.close()
+
+
 # ---- hostile clients ----
 
 def command(sock, doc, request_id=1):
