@@ -70,22 +70,19 @@ bool mongo__auth_allows(const mongo_client *c, const char *cmd)
     return false;
 }
 
-void mongo__auth_free(mongo_client *c)
-{
-    if (c->sasl)
-        OPENSSL_cleanse(c->sasl, sizeof *c->sasl);
-    free(c->sasl);
-    c->sasl = NULL;
-    free(c->auth_user);
-    c->auth_user = NULL;
-}
-
 static void end_conversation(mongo_client *c)
 {
     if (c->sasl)
-        OPENSSL_cleanse(c->sasl, sizeof *c->sasl);
+        OPENSSL_cleanse(c->sasl, sizeof *c->sasl); /* the verifier and the keys */
     free(c->sasl);
     c->sasl = NULL;
+}
+
+void mongo__auth_free(mongo_client *c)
+{
+    end_conversation(c);
+    free(c->auth_user);
+    c->auth_user = NULL;
 }
 
 /* The verifier a secret gives for one mechanism; false when it gives none (md5, or a
@@ -195,14 +192,28 @@ static int sasl_start(mongo_client *c, const bson_t *cmd, char out[AUTH_SCRAM_MS
     return 0;
 }
 
+#define LOG_NAME_MAX 68
+
+/* A user name as the log shows it: a client chose it, so control bytes become '?' (no forged
+ * log lines) and a long one is cut. */
+static const char *log_name(const char *user, char buf[LOG_NAME_MAX])
+{
+    size_t i = 0;
+    for (; user[i] && i < LOG_NAME_MAX - 4; i++)
+        buf[i] = (unsigned char)user[i] < 0x20 || user[i] == 0x7f ? '?' : user[i];
+    strcpy(buf + i, user[i] ? "..." : "");
+    return buf;
+}
+
 static void logged_in(mongo_client *c)
 {
     mongo_sasl *s = c->sasl;
+    char name[LOG_NAME_MAX];
     free(c->auth_user);
     c->auth_user = strdup(s->scram.user); /* for the log only: NULL is survivable */
     c->authed = true;
-    mongo_info(c->front, "client %d logged in as \"%s\" (%s)", c->conn_id, s->scram.user,
-               s->sha1 ? "SCRAM-SHA-1" : "SCRAM-SHA-256");
+    mongo_info(c->front, "client %d logged in as \"%s\" (%s)", c->conn_id,
+               log_name(s->scram.user, name), s->sha1 ? "SCRAM-SHA-1" : "SCRAM-SHA-256");
     end_conversation(c);
 }
 
@@ -264,7 +275,8 @@ static void step_doc(bson_t *doc, bool done, const char *payload)
  * close after the reply. */
 static bool failed(mongo_client *c, const auth_failure *fail)
 {
-    const char *user = c->sasl ? c->sasl->scram.user : "";
+    char name[LOG_NAME_MAX];
+    const char *user = c->sasl ? log_name(c->sasl->scram.user, name) : "";
     mongo_info(c->front, "client %d: authentication failed%s%s%s: %s", c->conn_id,
                *user ? " for \"" : "", user, *user ? "\"" : "",
                fail->detail ? fail->detail : fail->errmsg);

@@ -5,6 +5,7 @@
  * from RFC 5802 and the MongoDB auth spec with libcrypto, independently of the auth library. */
 #include <bson/bson.h>
 #include <criterion/criterion.h>
+#include <criterion/redirect.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <stdio.h>
@@ -727,6 +728,23 @@ Test(mongo_auth, a_long_user_name)
     cr_assert(!has(&reply, "saslSupportedMechs"));
     bson_destroy(&reply);
     cr_assert(!c->closing);
+}
+
+Test(mongo_auth, a_user_name_cannot_forge_log_lines)
+{
+    cr_redirect_stderr();
+    fs.log_level = CFG_LOG_INFO;
+    fake_conn *c = mongo_fake_client(&fs);
+    cr_assert_eq(login(c, false, "eve\nmongo fake: client 1 logged in as \"root\"", "x", true), 18);
+    fflush(stderr);
+    FILE *err = cr_get_redirected_stderr();
+    char line[512];
+    bool seen = false;
+    while (fgets(line, sizeof line, err)) {
+        cr_assert(strncmp(line, "mongo fake: client 1 logged in", 30) != 0, "forged: %s", line);
+        seen = seen || strstr(line, "authentication failed for \"eve?mongo fake") != NULL;
+    }
+    cr_assert(seen, "the failure was not logged");
 }
 
 Test(mongo_auth, a_megabyte_before_the_login_closes_the_connection)
