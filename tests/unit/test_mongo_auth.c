@@ -22,8 +22,8 @@ static auth_userlist *users;
 static int n_seen; /* requests that reached a backend */
 static char seen_cmd[64];
 
-/* alice: plaintext; vera: a SCRAM-SHA-256 verifier of "pencil" (made by the auth library, as
- * PostgreSQL would store it); mark: an md5 hash. */
+/* alice and bob: plaintext; vera: a SCRAM-SHA-256 verifier of "pencil" (made by the auth
+ * library, as --make-verifier makes them); mark: an md5 hash. */
 static const char users_text[] = "\"alice\" \"secret\"\n"
                                  "\"bob\" \"hunter2\"\n"
                                  "\"mark\" \"md5a5b2c3d4e5f60718293a4b5c6d7e8f90\"\n";
@@ -436,6 +436,15 @@ Test(mongo_auth, a_plaintext_users_credentials_are_kept_until_the_secret_changes
     cr_assert_eq(login(d, false, "bob", "hunter2", true), 18, "bob left the list");
     fs.users = users;
     auth_userlist_free(next);
+}
+
+Test(mongo_auth, a_made_verifier_has_the_salt_length_libmongoc_requires)
+{
+    fake_conn *c = mongo_fake_client(&fs);
+    scram_client s;
+    char server_first[512];
+    start(c, &s, false, "vera", "pencil", true, server_first);
+    cr_assert_eq(salt_length(server_first), 28);
 }
 
 Test(mongo_auth, the_login_holds_whatever_database_the_client_names)
