@@ -91,7 +91,7 @@ int auth_plain_check(const auth_secret *s, const char *user, const char *passwor
 /* SASLprep (RFC 4013) of a UTF-8 password with PostgreSQL's rule: a password that is not valid
  * UTF-8 or that SASLprep rejects is used as its raw bytes. Caller frees *out. 0 or -ENOMEM. */
 int auth_saslprep(const char *password, char **out);
-/* Builds a SCRAM-SHA-256 verifier from a password (SASLprep applied, random 16-byte salt,
+/* Builds a SCRAM-SHA-256 verifier from a password (SASLprep applied, random 28-byte salt,
  * iterations (4096 when 0)). Caller frees *out, the "SCRAM-SHA-256$..." string. */
 int auth_scram_make_verifier(const char *password, int iterations, char **out);
 /* Derives verifier v from a password with the given salt and iterations. sha1 selects MongoDB's

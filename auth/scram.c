@@ -12,7 +12,10 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
-#define SALT_LEN 16 /* PostgreSQL's SCRAM_DEFAULT_SALT_LEN */
+/* MongoDB's SCRAM-SHA-256 salt length (the digest length - 4), which libmongoc insists on;
+ * PostgreSQL takes a verifier's salt of any length (its own default is 16), so one verifier
+ * line serves both front ends and every driver. */
+#define SALT_LEN 28
 
 bool auth__scram_printable(const char *s, size_t n)
 {

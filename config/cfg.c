@@ -95,6 +95,11 @@ static int finish_mongo(cfg__loader *l)
             m->query_timeout_ms = c->query_timeout_ms;
         if (m->query_wait_timeout_ms == UINT64_MAX)
             m->query_wait_timeout_ms = c->query_wait_timeout_ms;
+        if (m->auth_type == CFG_AUTH_SCRAM && (!c->auth_file || !*c->auth_file))
+            cfg__error(l, m->line,
+                       "mongodb entry '%s': auth_type scram-sha-256 needs auth_file in [sluice] "
+                       "(auth_query serves PostgreSQL clients only)",
+                       m->name);
         if (!m->listen_port)
             continue; /* reported as missing */
         for (size_t j = 0; j < i; j++)

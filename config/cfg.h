@@ -74,6 +74,9 @@ typedef struct cfg_mongo {
     uint64_t query_timeout_ms;      /* defaults to the main query_timeout */
     uint64_t query_wait_timeout_ms; /* defaults to the main query_wait_timeout */
     int max_client_conn;            /* clients of this line; 0 = not given: the main one */
+    /* CFG_AUTH_TRUST (default) or CFG_AUTH_SCRAM: clients log in to Sluice with SCRAM-SHA-256
+     * or SCRAM-SHA-1, as users of auth_file (required then). */
+    cfg_auth_type auth_type;
     int line;
 } cfg_mongo;
 

@@ -17,9 +17,9 @@ static const char *const pgbouncer_only[] = {"min_pool_size",   "reserve_pool",
                                              "timezone",        "max_db_client_connections",
                                              "server_lifetime", NULL};
 
-static const char *const mongo_keys[] = {
-    "listen_addr",        "listen_port",     "uri", "pool_size", "query_timeout",
-    "query_wait_timeout", "max_client_conn", NULL};
+static const char *const mongo_keys[] = {"listen_addr",     "listen_port",   "uri",
+                                         "pool_size",       "query_timeout", "query_wait_timeout",
+                                         "max_client_conn", "auth_type",     NULL};
 
 static bool in_list(const char *const *list, const char *s)
 {
@@ -236,6 +236,18 @@ static int mongo_key(cfg__loader *l, cfg_mongo *m, const char *k, const char *v)
             m->query_timeout_ms = ms;
         else
             m->query_wait_timeout_ms = ms;
+        return 0;
+    }
+    if (strcmp(k, "auth_type") == 0) {
+        /* MongoDB's own methods: SCRAM (both of its SHA variants) or none. */
+        if (strcmp(v, "trust") == 0)
+            m->auth_type = CFG_AUTH_TRUST;
+        else if (strcmp(v, "scram-sha-256") == 0)
+            m->auth_type = CFG_AUTH_SCRAM;
+        else
+            cfg__error(l, l->line,
+                       "mongodb entry '%s': auth_type: expected trust or scram-sha-256, got '%s'",
+                       m->name, v);
         return 0;
     }
     char where[256];

@@ -63,6 +63,7 @@ void mongo_core_client_closed(mongo_client *c)
     mongo_assert(c->state == MONGO_CL_CLOSING);
     mongo__buf_put(c->front, c->in, c->in_cap);
     mongo__buf_put(c->front, c->req, c->req_cap);
+    mongo__auth_free(c);
     free(c);
 }
 
@@ -137,15 +138,21 @@ static const char *failure_label(const mongo_client *c, bool network)
     return NULL;
 }
 
+/* Sends doc as the reply to response_to (destroys doc). */
+static void reply_doc(mongo_client *c, int32_t response_to, bson_t *doc, bool close_after)
+{
+    size_t len;
+    uint8_t *m = mongo_build_msg(doc, mongo__next_id(c->front), response_to, c->r.checksum, &len);
+    bson_destroy(doc);
+    send_msg(c, m, len, len, close_after);
+}
+
 static void reply_error(mongo_client *c, int32_t response_to, int code, const char *code_name,
                         const char *errmsg, const char *label, bool close_after)
 {
     bson_t doc;
     mongo_error_doc(&doc, code, code_name, errmsg, label);
-    size_t len;
-    uint8_t *m = mongo_build_msg(&doc, mongo__next_id(c->front), response_to, c->r.checksum, &len);
-    bson_destroy(&doc);
-    send_msg(c, m, len, len, close_after);
+    reply_doc(c, response_to, &doc, close_after);
 }
 
 /* ---- the request in hand ---- */
@@ -267,14 +274,6 @@ static bool takes_max_time(const char *cmd)
     return true;
 }
 
-/* Authentication would change the state of a shared server connection: Sluice authenticates
- * to the server itself, so clients connect without credentials. */
-static bool is_auth(const char *cmd)
-{
-    return strcmp(cmd, "saslStart") == 0 || strcmp(cmd, "saslContinue") == 0 ||
-           strcmp(cmd, "authenticate") == 0 || strcmp(cmd, "logout") == 0;
-}
-
 /* Adds maxTimeMS to the body of the request in hand (re-encoding the body, so only then). */
 static int add_max_time(mongo_client *c, const bson_t *body, uint64_t ms)
 {
@@ -359,15 +358,40 @@ static msg_outcome handle_message(mongo_client *c)
     c->r.more_to_come = (m.flags & MONGO_MSG_MORE_TO_COME) != 0;
     if (mongo__is_hello(m.command))
         return MSG_DISPATCH;
-    if (is_auth(m.command)) {
-        reply_error(c, h.request_id, 18, "AuthenticationFailed",
-                    "Sluice authenticates to the MongoDB server itself: connect to it without "
-                    "credentials",
-                    NULL, false);
-        return MSG_DONE;
-    }
     bson_t body;
     bson_init_static(&body, m.body, m.body_len);
+    if (mongo__auth_is_command(m.command)) {
+        /* Never forwarded: a login would change the state of a shared server connection.
+         * Sluice logs in to the server itself, with the URI's credentials. */
+        if (!c->need_auth) {
+            reply_error(c, h.request_id, 18, "AuthenticationFailed",
+                        "Sluice authenticates to the MongoDB server itself: connect to it "
+                        "without credentials",
+                        NULL, false);
+            return MSG_DONE;
+        }
+        bson_t reply;
+        bool close_after = mongo__auth_command(c, m.command, &body, &reply);
+        reply_doc(c, h.request_id, &reply, close_after);
+        return close_after ? MSG_CLOSED : MSG_DONE;
+    }
+    if (!mongo__auth_allows(c, m.command)) {
+        snprintf(buf, sizeof buf, "command %s requires authentication", c->r.cmd);
+        mongo_debug(f, "client %d: %s", c->conn_id, buf);
+        if (!c->r.more_to_come)
+            reply_error(c, h.request_id, 13, "Unauthorized", buf, NULL, false);
+        return MSG_DONE;
+    }
+    if (c->need_auth && !c->authed && strcmp(m.command, "endSessions") == 0) {
+        /* Answered here: a client that has not logged in has no sessions of its own, and must
+         * not end anyone else's. */
+        if (!c->r.more_to_come) {
+            bson_t ok = BSON_INITIALIZER;
+            BSON_APPEND_DOUBLE(&ok, "ok", 1.0);
+            reply_doc(c, h.request_id, &ok, false);
+        }
+        return MSG_DONE;
+    }
     mongo_refusal refusal;
     if (mongo__sessions_note_request(c, &body, &refusal) != 0) {
         mongo_debug(f, "client %d: %s refused: %s", c->conn_id, c->r.cmd, refusal.errmsg);
@@ -416,6 +440,9 @@ static void process_input(mongo_client *c)
     mongo_front *f = c->front;
     int32_t max = f->have_limits ? f->limits.max_message : MONGO_DEFAULT_MAX;
     while (c->state == MONGO_CL_IDLE && c->pending_writes <= MONGO_WRITE_HIGH && c->in_len >= 16) {
+        /* Before a login nothing needs more: a stranger holds at most this much memory. */
+        if (c->need_auth && !c->authed && max > MONGO_PREAUTH_MAX)
+            max = MONGO_PREAUTH_MAX;
         int32_t len = mongo_get_i32(c->in);
         if (len < MONGO_HEADER_LEN + 5 || len > max) {
             char buf[128];
@@ -503,6 +530,7 @@ mongo_client *mongo_core_client_accepted(mongo_front *f, struct mongo_shell_conn
     c->io = io;
     c->front = f;
     c->conn_id = ++f->next_conn_id;
+    c->need_auth = f->auth_type == CFG_AUTH_SCRAM;
     gw_list_init(&c->wait_node);
     gw_list_init(&c->cursors);
     gw_list_init(&c->txns);

@@ -99,6 +99,7 @@ void mongo_core_front_init(mongo_front *f, struct mongo_shell_front *shell, cons
     gw_list_init(&f->internal);
     bson_oid_init(&f->service_id, NULL);
     mongo__sessions_init(f);
+    mongo__creds_init(f);
 }
 
 void mongo_core_front_free(mongo_front *f)
@@ -113,6 +114,7 @@ void mongo_core_front_free(mongo_front *f)
     }
     f->n_internal = 0;
     mongo__sessions_free(f);
+    mongo__creds_free(f);
     while (f->n_spare > 0)
         free(f->spare[--f->n_spare]);
 }

@@ -145,6 +145,12 @@ typedef struct mongo_client {
     size_t pending_writes; /* bytes queued towards the client */
     int32_t conn_id;       /* the connectionId its hello reports */
     bool reading;          /* asked the shell to read */
+    /* Login to Sluice (mongo_auth.c), when the front's auth_type at accept asked for one. */
+    bool need_auth;          /* only the handshake and the SASL commands until authed */
+    bool authed;             /* logged in (as auth_user) */
+    uint8_t auth_failures;   /* failed logins on this connection, for good */
+    struct mongo_sasl *sasl; /* the conversation under way, NULL between them */
+    char *auth_user;         /* who it logged in as, for the log; NULL when not known */
 } mongo_client;
 
 /* A backend connection's state. It says which front lists the connection is on (backends from
@@ -229,7 +235,8 @@ typedef struct mongo_front {
     char name[64];
     /* The line's settings, refreshed by the shell (the config object is replaced on reload). */
     int pool_size;
-    int max_clients; /* max_client_conn of the line */
+    int max_clients;         /* max_client_conn of the line */
+    cfg_auth_type auth_type; /* CFG_AUTH_SCRAM: clients log in (mongo_auth.c); read at accept */
     uint64_t query_timeout_ms, query_wait_timeout_ms;
     bool stopping; /* shutting down: no new connections, nothing goes back to the pool */
     gw_list clients, backends, idle, waiters;
@@ -241,6 +248,8 @@ typedef struct mongo_front {
     gw_htable cursors, txns, open_txns;
     mongo_limits limits;
     bool have_limits;
+    gw_htable creds;       /* mongo_cred: plaintext users' derived SCRAM credentials */
+    const void *creds_of;  /* the users list creds came from (compared, never read) */
     bson_oid_t service_id; /* what hello says to drivers in load-balanced mode */
     uint64_t last_fail;    /* clock of the last failed connect, 0 after a success */
     char last_error[256];
@@ -282,6 +291,39 @@ int mongo__read_room(mongo_front *f, uint8_t **in, size_t len, size_t *cap, uint
 bool mongo__is_hello(const char *cmd);
 /* The answer to a hello/isMaster in msg (an OP_MSG or OP_QUERY), or NULL; *len its length. */
 uint8_t *mongo__hello_reply(mongo_client *c, const uint8_t *msg, size_t len, size_t *out_len);
+
+/* mongo_auth.c: clients logging in to Sluice. */
+/* mongod's defaults for new SCRAM credentials, and its salt lengths (the digest length - 4:
+ * libmongoc refuses any other). */
+#define MONGO_SHA256_ITERATIONS 15000
+#define MONGO_SHA1_ITERATIONS   10000
+#define MONGO_SHA256_SALT       28
+#define MONGO_SHA1_SALT         16
+#define MONGO_AUTH_MAX_FAILURES 10          /* failed logins before the connection is closed */
+#define MONGO_PREAUTH_MAX       (64 * 1024) /* largest message before a login */
+/* Whether cmd is one mongo__auth_command answers (saslStart, saslContinue, authenticate,
+ * logout). */
+bool mongo__auth_is_command(const char *cmd);
+/* Whether c may run cmd now: it logged in, needs no login, or cmd works before one. */
+bool mongo__auth_allows(const mongo_client *c, const char *cmd);
+/* Answers such a command in reply (initialised here; the caller destroys it). Returns true
+ * when c has failed too often and must close after the reply. */
+bool mongo__auth_command(mongo_client *c, const char *cmd, const bson_t *body, bson_t *reply);
+/* Adds saslSupportedMechs and speculativeAuthenticate to the hello reply being built. */
+void mongo__auth_hello(mongo_client *c, const bson_t *request, bson_t *reply);
+/* Frees c's login state. */
+void mongo__auth_free(mongo_client *c);
+
+/* mongo_creds.c: plaintext users' SCRAM credentials, derived once and kept. */
+struct auth_userlist;
+struct auth_scram_verifier;
+void mongo__creds_init(mongo_front *f);
+void mongo__creds_free(mongo_front *f);
+/* The credentials of user, whose plaintext secret in users is password, for SCRAM-SHA-1 or
+ * SCRAM-SHA-256: derived with a random salt and MongoDB's iterations at the first login, kept
+ * while the secret stays the same. 0 and *v, or a negative error. */
+int mongo__creds_get(mongo_front *f, const struct auth_userlist *users, const char *user,
+                     const char *password, bool sha1, struct auth_scram_verifier *v);
 
 /* mongo_client.c */
 void mongo__client_close(mongo_client *c, mongo_end why, const char *detail);

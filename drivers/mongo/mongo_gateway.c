@@ -109,6 +109,7 @@ static void copy_settings(mongo_shell_front *sf, const cfg_mongo *m)
     f->max_clients = m->max_client_conn > 0 ? m->max_client_conn : main_max > 0 ? main_max : 100;
     f->query_timeout_ms = m->query_timeout_ms;
     f->query_wait_timeout_ms = m->query_wait_timeout_ms;
+    f->auth_type = m->auth_type;
 }
 
 /* The config object is replaced whole on reload: copy each front's settings from its line,

@@ -42,6 +42,7 @@ static void hello_doc(mongo_client *c, const bson_t *request, bson_t *doc)
      * connection, which is how Sluice keeps them (mongo_session.c); it requires a serviceId. */
     if (bson_iter_init_find(&it, request, "loadBalanced") && bson_iter_as_bool(&it))
         BSON_APPEND_OID(doc, "serviceId", &c->front->service_id);
+    mongo__auth_hello(c, request, doc);
     BSON_APPEND_DOUBLE(doc, "ok", 1.0);
 }
 

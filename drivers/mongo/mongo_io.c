@@ -22,6 +22,16 @@ uint64_t mongo_shell_now(const mongo_front *f)
     return gw_now(shell_of(f)->gw->ctx);
 }
 
+const struct auth_userlist *mongo_shell_users(const mongo_front *f)
+{
+    return shell_of(f)->gw->ctx->cfg->users;
+}
+
+const uint8_t *mongo_shell_auth_seed(const mongo_front *f)
+{
+    return shell_of(f)->gw->ctx->auth_seed;
+}
+
 void mongo_shell_log(const mongo_front *f, cfg_log_level level, const char *fmt, ...)
 {
     const gw_ctx *ctx = shell_of(f)->gw->ctx;

@@ -19,6 +19,7 @@
 struct mongo_front;
 struct mongo_client;
 struct mongo_backend;
+struct auth_userlist;
 
 /* Milliseconds of the loop's cached clock. */
 uint64_t mongo_shell_now(const struct mongo_front *f);
@@ -28,6 +29,12 @@ uint64_t mongo_shell_now(const struct mongo_front *f);
 __attribute__((format(printf, 3, 4)))
 #endif
 void mongo_shell_log(const struct mongo_front *f, cfg_log_level level, const char *fmt, ...);
+
+/* The running config's users (auth_file), or NULL. Valid until the core returns to the shell
+ * (a reload replaces them). */
+const struct auth_userlist *mongo_shell_users(const struct mongo_front *f);
+/* The per-process secret (32 bytes) unknown users' fake SCRAM verifiers derive from. */
+const uint8_t *mongo_shell_auth_seed(const struct mongo_front *f);
 
 /* Text for a negative error a shell call returned. */
 const char *mongo_shell_strerror(int err);

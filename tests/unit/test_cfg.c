@@ -580,6 +580,39 @@ Test(cfg, users_and_hba_files_are_loaded_with_the_config)
     unlink(cfgpath);
 }
 
+Test(cfg, mongodb_auth_type)
+{
+    const char *users = temp_file(0, "\"alice\" \"secret\"\n");
+    char text[512];
+    snprintf(text, sizeof text,
+             "[sluice]\nauth_file = %s\n[mongodb]\nm = listen_port=27018 uri=mongodb://h/ "
+             "auth_type=scram-sha-256\nn = listen_port=27019 uri=mongodb://h/\n"
+             "o = listen_port=27020 uri=mongodb://h/ auth_type=trust\n",
+             users);
+    cfg *c = loads(text);
+    cr_assert_eq(c->mongo[0].auth_type, CFG_AUTH_SCRAM);
+    cr_assert_eq(c->mongo[1].auth_type, CFG_AUTH_TRUST, "trust when not given");
+    cr_assert_eq(c->mongo[2].auth_type, CFG_AUTH_TRUST);
+    cr_assert_eq(c->auth_type, CFG_AUTH_TRUST, "the PostgreSQL auth_type is another key");
+    cr_assert_not_null(auth_userlist_find(c->users, "alice"));
+    cfg_free(c);
+    unlink(users);
+
+    /* The users come from auth_file only: auth_query looks up PostgreSQL users. */
+    FAILS_WITH("[mongodb]\nm = listen_port=27018 uri=x auth_type=scram-sha-256\n",
+               "test.ini:2: mongodb entry 'm': auth_type scram-sha-256 needs auth_file in "
+               "[sluice]");
+    FAILS_WITH("[sluice]\nauth_user = pgbouncer\n[mongodb]\n"
+               "m = listen_port=27018 uri=x auth_type=scram-sha-256\n",
+               "test.ini:4: mongodb entry 'm': auth_type scram-sha-256 needs auth_file");
+    FAILS_WITH("[mongodb]\nm = listen_port=27018 uri=x auth_type=md5\n",
+               "test.ini:2: mongodb entry 'm': auth_type: expected trust or scram-sha-256, got "
+               "'md5'");
+    FAILS_WITH("[mongodb]\nm = listen_port=27018 uri=x auth_typ=trust\n",
+               "test.ini:2: unknown key 'auth_typ' in mongodb entry 'm'; did you mean "
+               "'auth_type'?");
+}
+
 Test(cfg, no_diag_stream_still_fails)
 {
     cfg *c = (cfg *)1;

@@ -70,31 +70,13 @@ static void teardown(void)
 
 TestSuite(mongo_core, .init = setup, .fini = teardown);
 
-static void send_doc(fake_conn *c, bson_t *doc, int32_t id)
-{
-    size_t n;
-    uint8_t *m = mongo_build_msg(doc, id, 0, false, &n);
-    bson_destroy(doc);
-    cr_assert_not_null(m);
-    mongo_fake_client_send(c, m, n);
-    free(m);
-    mongo_fake_run(&fs);
-}
+#define send_doc mongo_fake_send_doc
 
 /* The next reply to c: its header, and its body copied into *body. */
 static mongo_header next_reply(fake_conn *c, bson_t *body)
 {
-    size_t len;
-    const uint8_t *r = mongo_fake_next_reply(c, &len);
-    cr_assert_not_null(r, "no reply");
-    mongo_header h = mongo_header_read(r);
-    cr_assert_eq(h.opcode, MONGO_OP_MSG);
-    mongo_msg m;
-    const char *why;
-    cr_assert_eq(mongo_msg_scan(r, len, &m, &why), 0, "%s", why);
-    bson_t view;
-    cr_assert(bson_init_static(&view, m.body, m.body_len));
-    bson_copy_to(&view, body);
+    mongo_header h;
+    cr_assert(mongo_fake_reply_doc(c, &h, body), "no reply (or not an OP_MSG)");
     return h;
 }
 

@@ -46,6 +46,16 @@ void mongo_shell_log(const mongo_front *f, cfg_log_level level, const char *fmt,
     va_end(ap);
 }
 
+const struct auth_userlist *mongo_shell_users(const mongo_front *f)
+{
+    return f->shell->users;
+}
+
+const uint8_t *mongo_shell_auth_seed(const mongo_front *f)
+{
+    return f->shell->auth_seed;
+}
+
 const char *mongo_shell_strerror(int err)
 {
     return strerror(-err);
@@ -357,4 +367,31 @@ const uint8_t *mongo_fake_next_reply(fake_conn *c, size_t *len)
     c->out_off += (size_t)n;
     *len = (size_t)n;
     return p;
+}
+
+void mongo_fake_send_doc(fake_conn *c, bson_t *doc, int32_t id)
+{
+    size_t n;
+    uint8_t *m = mongo_build_msg(doc, id, 0, false, &n);
+    bson_destroy(doc);
+    if (!m)
+        abort();
+    mongo_fake_client_send(c, m, n);
+    free(m);
+    mongo_fake_run(c->fs);
+}
+
+bool mongo_fake_reply_doc(fake_conn *c, mongo_header *h, bson_t *body)
+{
+    size_t len;
+    const uint8_t *r = mongo_fake_next_reply(c, &len);
+    mongo_msg m;
+    const char *why;
+    bson_t view;
+    if (!r || mongo_header_read(r).opcode != MONGO_OP_MSG ||
+        mongo_msg_scan(r, len, &m, &why) != 0 || !bson_init_static(&view, m.body, m.body_len))
+        return false;
+    *h = mongo_header_read(r);
+    bson_copy_to(&view, body);
+    return true;
 }

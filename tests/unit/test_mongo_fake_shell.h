@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "drivers/mongo/mongo_core.h"
+#include "drivers/mongo/mongo_wire.h"
 
 typedef struct fake_write {
     uint8_t *msg;
@@ -48,13 +49,15 @@ struct mongo_shell_front {
     fake_conn *conns;
     char (*targets)[MONGO_HOST_LEN]; /* connects asked for, not yet answered */
     size_t n_targets;
-    unsigned n_connects;      /* connects asked for in all */
-    bool refuse_connects;     /* answer connects with a failure */
-    bool hold_connects;       /* leave connects unanswered */
-    fake_responder responder; /* NULL: backends never answer */
-    size_t out_keep;          /* bytes of client output kept (default 1 MiB) */
-    mongo_limits limits;      /* what a backend's handshake reports */
-    bool quiet;               /* no log output at all */
+    unsigned n_connects;               /* connects asked for in all */
+    bool refuse_connects;              /* answer connects with a failure */
+    bool hold_connects;                /* leave connects unanswered */
+    fake_responder responder;          /* NULL: backends never answer */
+    size_t out_keep;                   /* bytes of client output kept (default 1 MiB) */
+    mongo_limits limits;               /* what a backend's handshake reports */
+    bool quiet;                        /* no log output at all */
+    const struct auth_userlist *users; /* what mongo_shell_users answers (the driver's) */
+    uint8_t auth_seed[32];
 };
 typedef struct mongo_shell_front fake_shell;
 
@@ -77,5 +80,10 @@ void mongo_fake_answer_ok(fake_shell *fs, fake_conn *b, const uint8_t *msg, size
 
 /* The first client message in c->out (and its length), consumed; NULL when none. */
 const uint8_t *mongo_fake_next_reply(fake_conn *c, size_t *len);
+/* Sends doc (destroyed) from client c as an OP_MSG with requestID id, then runs. */
+void mongo_fake_send_doc(fake_conn *c, bson_t *doc, int32_t id);
+/* The next OP_MSG to c: its header in *h and its body copied into *body (caller destroys).
+ * False when there is none (or it is not a well-formed OP_MSG). */
+bool mongo_fake_reply_doc(fake_conn *c, mongo_header *h, bson_t *body);
 
 #endif

@@ -87,8 +87,9 @@ class Sluice:
         self.conf = os.path.join(tmp, "sluice.ini")
         self.log_path = os.path.join(tmp, "sluice.log")
         main = {"query_wait_timeout": opts.pop("query_wait_timeout", 120)}
-        if "server_connect_timeout" in opts:
-            main["server_connect_timeout"] = opts.pop("server_connect_timeout")
+        for key in ("server_connect_timeout", "auth_file"):
+            if key in opts:
+                main[key] = opts.pop(key)
         line = {"listen_port": self.port, "pool_size": opts.pop("pool_size", 10),
                 "uri": opts.pop("uri", f"mongodb://127.0.0.1:{backend_port}/?appname=sluice")}
         line.update(opts)
