@@ -26,6 +26,7 @@
 #include "auth/scram.h"
 #include "drivers/mongo/mongo_core.h"
 #include "drivers/mongo/mongo_wire.h"
+#include "gateway/creds.h"
 
 _Static_assert(MONGO_SHA256_SALT <= AUTH_MAX_KEY && MONGO_SHA256_SALT <= AUTH_MAX_SALT,
                "a fake salt is padded from a key");
@@ -87,8 +88,8 @@ void mongo__auth_free(mongo_client *c)
 
 /* The verifier a secret gives for one mechanism; false when it gives none (md5, or a
  * SCRAM-SHA-256 verifier asked for SCRAM-SHA-1): the exchange then runs against a fake one. */
-static bool verifier_for(mongo_client *c, const auth_userlist *users, const auth_secret *s,
-                         const char *user, bool sha1, auth_scram_verifier *v)
+static bool verifier_for(mongo_client *c, const auth_secret *s, const char *user, bool sha1,
+                         auth_scram_verifier *v)
 {
     if (!s)
         return false;
@@ -96,8 +97,14 @@ static bool verifier_for(mongo_client *c, const auth_userlist *users, const auth
         *v = s->scram;
         return true;
     }
-    return s->kind == AUTH_SECRET_PLAIN &&
-           mongo__creds_get(c->front, users, user, s->text, sha1, v) == 0;
+    if (s->kind != AUTH_SECRET_PLAIN)
+        return false;
+    mongo_front *f = c->front;
+    if (!f->creds && !(f->creds = gw_creds_new()))
+        return false;
+    /* Derived once with MongoDB's salt length and iterations (gateway/creds.c says why). */
+    return gw_creds_get(f->creds, user, s->text, sha1, sha1 ? MONGO_SHA1_SALT : MONGO_SHA256_SALT,
+                        sha1 ? MONGO_SHA1_ITERATIONS : MONGO_SHA256_ITERATIONS, v) == 0;
 }
 
 /* The SASL message of a saslStart or saslContinue: BinData, as drivers send it; false with
@@ -161,7 +168,7 @@ static int sasl_start(mongo_client *c, const bson_t *cmd, char out[AUTH_SCRAM_MS
         const auth_userlist *users = mongo_shell_users(f);
         const auth_secret *secret = users ? auth_userlist_find(users, user) : NULL;
         auth_scram_verifier v;
-        bool real = verifier_for(c, users, secret, user, sha1, &v);
+        bool real = verifier_for(c, secret, user, sha1, &v);
         rc = auth_scram_server_init(&s->scram, real ? &v : NULL, user, mongo_shell_auth_seed(f),
                                     true);
         OPENSSL_cleanse(&v, sizeof v);

@@ -8,6 +8,7 @@
 
 #include "drivers/mongo/mongo_core.h"
 #include "drivers/mongo/mongo_wire.h"
+#include "gateway/creds.h"
 
 #define MONGO_EXPIRE_TICKS 100 /* cursors are expired every this many ticks (10 s) */
 
@@ -99,7 +100,6 @@ void mongo_core_front_init(mongo_front *f, struct mongo_shell_front *shell, cons
     gw_list_init(&f->internal);
     bson_oid_init(&f->service_id, NULL);
     mongo__sessions_init(f);
-    mongo__creds_init(f);
 }
 
 void mongo_core_front_free(mongo_front *f)
@@ -114,7 +114,8 @@ void mongo_core_front_free(mongo_front *f)
     }
     f->n_internal = 0;
     mongo__sessions_free(f);
-    mongo__creds_free(f);
+    gw_creds_free(f->creds);
+    f->creds = NULL;
     while (f->n_spare > 0)
         free(f->spare[--f->n_spare]);
 }

@@ -248,10 +248,9 @@ typedef struct mongo_front {
     gw_htable cursors, txns, open_txns;
     mongo_limits limits;
     bool have_limits;
-    gw_htable creds;       /* mongo_cred: plaintext users' derived SCRAM credentials */
-    const void *creds_of;  /* the users list creds came from (compared, never read) */
-    bson_oid_t service_id; /* what hello says to drivers in load-balanced mode */
-    uint64_t last_fail;    /* clock of the last failed connect, 0 after a success */
+    struct gw_creds *creds; /* plaintext users' derived SCRAM credentials; NULL: none yet */
+    bson_oid_t service_id;  /* what hello says to drivers in load-balanced mode */
+    uint64_t last_fail;     /* clock of the last failed connect, 0 after a success */
     char last_error[256];
     uint32_t next_request_id;
     int32_t next_conn_id;
@@ -313,17 +312,6 @@ bool mongo__auth_command(mongo_client *c, const char *cmd, const bson_t *body, b
 void mongo__auth_hello(mongo_client *c, const bson_t *request, bson_t *reply);
 /* Frees c's login state. */
 void mongo__auth_free(mongo_client *c);
-
-/* mongo_creds.c: plaintext users' SCRAM credentials, derived once and kept. */
-struct auth_userlist;
-struct auth_scram_verifier;
-void mongo__creds_init(mongo_front *f);
-void mongo__creds_free(mongo_front *f);
-/* The credentials of user, whose plaintext secret in users is password, for SCRAM-SHA-1 or
- * SCRAM-SHA-256: derived with a random salt and MongoDB's iterations at the first login, kept
- * while the secret stays the same. 0 and *v, or a negative error. */
-int mongo__creds_get(mongo_front *f, const struct auth_userlist *users, const char *user,
-                     const char *password, bool sha1, struct auth_scram_verifier *v);
 
 /* mongo_client.c */
 void mongo__client_close(mongo_client *c, mongo_end why, const char *detail);

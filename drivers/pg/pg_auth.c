@@ -23,6 +23,7 @@
 #include "drivers/pg/pg_int.h"
 #include "drivers/pg/pg_shell.h"
 #include "drivers/pg/pg_wire.h"
+#include "gateway/creds.h"
 
 /* The exchange's states; auth_set is the one place that changes them. */
 typedef enum pg_auth_state {
@@ -167,7 +168,7 @@ static int send_request(pg_client *c, uint32_t code, const void *data, size_t le
 }
 
 /* The verifier the SCRAM exchange runs against: the stored one, one derived from a stored
- * plaintext password (fresh salt, as PgBouncer does), or NULL for the fake one. */
+ * plaintext password (once, then kept: gateway/creds.c says why), or NULL for the fake one. */
 static int scram_verifier(pg_client *c, auth_scram_verifier *tmp, const auth_scram_verifier **v)
 {
     struct pg_auth *a = c->auth;
@@ -184,10 +185,12 @@ static int scram_verifier(pg_client *c, auth_scram_verifier *tmp, const auth_scr
                 a->user);
         return 0;
     }
-    uint8_t salt[SCRAM_SALT_LEN];
-    if (RAND_bytes(salt, sizeof salt) != 1)
+    pg_gateway *gw = c->conn.gw;
+    if (!gw->creds && !(gw->creds = gw_creds_new()))
         return -ENOMEM;
-    int rc = auth_scram_derive(false, a->user, s->text, salt, sizeof salt, SCRAM_ITERATIONS, tmp);
+    /* The fake verifier's salt length and iterations: the two look alike to a client. */
+    int rc =
+        gw_creds_get(gw->creds, a->user, s->text, false, SCRAM_SALT_LEN, SCRAM_ITERATIONS, tmp);
     if (rc == 0)
         *v = tmp;
     return rc;

@@ -6,6 +6,7 @@
 #include <errno.h>
 
 #include "drivers/pg/pg_int.h"
+#include "gateway/creds.h"
 
 void pg_conn_init(pg_conn *c, pg_gateway *gw, pg_conn_kind kind)
 {
@@ -47,6 +48,8 @@ void pg_core_free(pg_gateway *gw)
     gw_htable_free(&gw->keys);
     pg_stmt_registry_destroy(&gw->stmts);
     gw_bufpool_destroy(&gw->bufs);
+    gw_creds_free(gw->creds);
+    gw->creds = NULL;
 }
 
 void pg_conn_mark(pg_conn *c)

@@ -281,6 +281,7 @@ typedef struct pg_gateway {
     uint32_t pinned_clients; /* clients now pinned to their server (pg_pin.c) */
     uint64_t pinned_total;   /* clients ever pinned */
     bool stopping;
+    struct gw_creds *creds; /* SCRAM credentials of plaintext users (pg_auth.c), lazily made */
 } pg_gateway;
 
 /* ---- The core's entry points: the shell (pg_shell.h) calls up only through these. ---- */

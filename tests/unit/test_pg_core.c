@@ -632,6 +632,42 @@ Test(pg_core, auth_scram_failures_look_the_same)
                       "password authentication failed for user \"bob\"");
 }
 
+/* The "s=...,i=..." part of the server-first message a SCRAM client gets as user (the client
+ * then leaves). */
+static void salt_offered(const char *user, char *salt, size_t cap)
+{
+    pg_client *c = start_as(user);
+    char data[AUTH_SCRAM_MSG_MAX * 2], first[AUTH_SCRAM_MSG_MAX];
+    cr_assert_eq(auth_request(c, data, sizeof data), PG_AUTH_REQ_SASL);
+    auth_scram_client sc;
+    cr_assert_eq(auth_scram_client_init_password(&sc, "x"), 0);
+    cr_assert_eq(auth_scram_client_first(&sc, first), 0);
+    send_sasl_initial(c, "SCRAM-SHA-256", first);
+    cr_assert_eq(auth_request(c, data, sizeof data), PG_AUTH_REQ_SASL_CONTINUE);
+    const char *s = strstr(data, ",s=");
+    cr_assert_not_null(s);
+    snprintf(salt, cap, "%s", s + 1);
+    pg_conn_input_ended(&c->conn, true, NULL);
+    fk_step(&w);
+}
+
+/* A plaintext user's verifier is derived once and kept: the same salt at every attempt, like a
+ * stored verifier's and an unknown user's, and of the same shape as the unknown user's. */
+Test(pg_core, auth_scram_salts_do_not_tell_plaintext_users_from_unknown_ones)
+{
+    auth_world("scram-sha-256", NULL);
+    char a1[128], a2[128], n1[128], n2[128];
+    salt_offered("alice", a1, sizeof a1);
+    salt_offered("alice", a2, sizeof a2);
+    salt_offered("nobody", n1, sizeof n1);
+    salt_offered("nobody", n2, sizeof n2);
+    cr_assert_str_eq(a1, a2, "a plaintext user keeps its salt");
+    cr_assert_str_eq(n1, n2, "an unknown user keeps its salt");
+    cr_assert_str_neq(a1, n1);
+    cr_assert_eq(strlen(a1), strlen(n1), "same salt length and iterations: %s vs %s", a1, n1);
+    cr_assert_str_eq(strstr(a1, ",i="), strstr(n1, ",i="));
+}
+
 /* A SCRAM exchange taken to the client-final step; returns the client-final it would send in
  * final, and leaves the client waiting for it. */
 static pg_client *scram_until_final(auth_scram_client *sc, char final[AUTH_SCRAM_MSG_MAX])
