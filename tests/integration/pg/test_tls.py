@@ -17,7 +17,7 @@ import time
 import psycopg2
 import pytest
 
-from pgutil import error_fields, message, read_messages, read_to_eof, startup_packet
+from pgutil import accepted_sockets, error_fields, message, read_messages, read_to_eof, startup_packet
 
 HANG = 20
 SSL_REQUEST = struct.pack("!II", 8, 80877103)
@@ -101,6 +101,13 @@ def wait_for(predicate, timeout=HANG):
             return True
         time.sleep(0.05)
     return predicate()
+
+
+def idle_fds(s, pg):
+    """Sluice's descriptors once it holds no client connection (the start-up probe's included),
+    not counting its server connections."""
+    assert wait_for(lambda: accepted_sockets(s.pid, s.port) == 0)
+    return s.fd_count(pg.port)
 
 
 def fatal(msgs):
@@ -353,7 +360,7 @@ def test_client_hello_to_a_listener_without_tls(sluice_factory):
 
 def test_hostile_tls_clients_leave_nothing_behind(sluice_factory, certs, pg):
     s = tls_sluice(sluice_factory, certs)
-    base = s.fd_count(pg.port)
+    base = idle_fds(s, pg)
     # Garbage after 'S'.
     g = socket.create_connection(("127.0.0.1", s.port), timeout=HANG)
     g.sendall(SSL_REQUEST)
@@ -394,14 +401,14 @@ def test_hostile_tls_clients_leave_nothing_behind(sluice_factory, certs, pg):
     c.close()
     for h in halves:
         h.close()
-    assert wait_for(lambda: s.fd_count(pg.port) == base), (s.fd_count(pg.port), base)
+    assert wait_for(lambda: idle_fds(s, pg) == base), (s.fd_count(pg.port), base)
     assert s.running()
     assert "client: TLS failed" in s.log()
 
 
 def test_tls_client_that_stops_reading_mid_result(sluice_factory, certs, pg):
     s = tls_sluice(sluice_factory, certs)
-    base = s.fd_count(pg.port)
+    base = idle_fds(s, pg)
     t = tls_socket(s, alpn=["postgresql"], direct=True)
     t.sendall(startup_packet())
     msgs, _ = read_messages(t, timeout=HANG)
@@ -417,5 +424,5 @@ def test_tls_client_that_stops_reading_mid_result(sluice_factory, certs, pg):
     for o in others + [c]:
         o.close()
     t.close()
-    assert wait_for(lambda: s.fd_count(pg.port) == base), (s.fd_count(pg.port), base)
+    assert wait_for(lambda: idle_fds(s, pg) == base), (s.fd_count(pg.port), base)
     assert query(connect(s, sslmode="require")) == "postgres"
