@@ -1,12 +1,14 @@
 /*
- * pg_io (shell): reading and writing the sockets of clients and servers.
+ * pg_io (shell): reading and writing clients and servers through their gw_transport (plain, or
+ * TLS for clients that asked for it), and the transport's callbacks.
  *
  * Output the core builds while handling events is not written at once: the connection is put on
  * the gateway's ready list and written once per loop iteration (uv_prepare and uv_check both run
  * the list), so a burst of messages becomes one write. Whether a connection is read is the
  * core's decision (pg_conn_wants_input: reading one side pauses while the other side has
  * PG_HIGH_WATER bytes unsent, which bounds memory for large results and COPY); this file only
- * applies it. Calls up through pg_conn_input, pg_conn_input_ended and pg_conn_close.
+ * applies it. Calls up through pg_conn_input, pg_conn_input_ended, pg_conn_close (and, for a
+ * direct-TLS client without ALPN, pg_client_fatal).
  */
 #include <errno.h>
 #include <stdlib.h>
