@@ -206,6 +206,23 @@ def test_prefer_serves_both_and_disable_answers_n(sluice_factory, certs):
     assert not c.info.ssl_in_use and query(c) == "postgres"
 
 
+def test_gssencrequest_still_gets_n(sluice_factory, certs):
+    s = tls_sluice(sluice_factory, certs)
+    sock = socket.create_connection(("127.0.0.1", s.port), timeout=HANG)
+    sock.sendall(struct.pack("!II", 8, 80877104))
+    assert sock.recv(1) == b"N"
+    # The client may then ask for TLS on the same connection, as libpq does.
+    sock.sendall(SSL_REQUEST)
+    assert sock.recv(1) == b"S"
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    t = ctx.wrap_socket(sock)
+    t.sendall(startup_packet())
+    msgs, eof = read_messages(t, timeout=HANG)
+    assert not eof and msgs[-1] == (b"Z", b"I"), msgs
+
+
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_old_protocol_versions_are_refused(sluice_factory, certs):
     s = tls_sluice(sluice_factory, certs)
