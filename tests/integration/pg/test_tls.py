@@ -63,9 +63,10 @@ def roles(pg):
     conn = pg.connect()
     conn.autocommit = True
     cur = conn.cursor()
-    for name in ("certuser", "intruder", "sslonly", "nossl"):
-        cur.execute(f"DROP ROLE IF EXISTS {name}")
-        cur.execute(f"CREATE ROLE {name} LOGIN")
+    # Created when missing, never dropped: other test files of the run share the server.
+    for name in ("certuser", "intruder", "tls_sslonly", "tls_nossl"):
+        cur.execute(f"DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{name}') "
+                    f"THEN CREATE ROLE {name} LOGIN; END IF; END$$")
     conn.close()
 
 
@@ -264,19 +265,19 @@ def test_verify_full_requires_a_client_certificate(sluice_factory, certs, roles)
 
 def test_hba_hostssl_hostnossl_and_cert(sluice_factory, certs, roles, tmp_path):
     hba = tmp_path / "hba.conf"
-    hba.write_text("hostssl   all sslonly  127.0.0.1/32 trust\n"
-                   "hostnossl all nossl    127.0.0.1/32 trust\n"
+    hba.write_text("hostssl   all tls_sslonly 127.0.0.1/32 trust\n"
+                   "hostnossl all tls_nossl   127.0.0.1/32 trust\n"
                    "hostssl   all certuser 127.0.0.1/32 cert\n"
                    "host      all postgres 127.0.0.1/32 trust\n")
     s = tls_sluice(sluice_factory, certs, mode="prefer", auth_type="hba",
                    auth_hba_file=str(hba))
-    assert query(connect(s, user="sslonly", sslmode="require")) == "sslonly"
-    err = refused(s, user="sslonly", sslmode="disable")
-    assert 'no pg_hba.conf entry for host "127.0.0.1", user "sslonly"' in err, err
+    assert query(connect(s, user="tls_sslonly", sslmode="require")) == "tls_sslonly"
+    err = refused(s, user="tls_sslonly", sslmode="disable")
+    assert 'no pg_hba.conf entry for host "127.0.0.1", user "tls_sslonly"' in err, err
     assert "no encryption" in err
-    assert query(connect(s, user="nossl", sslmode="disable")) == "nossl"
-    err = refused(s, user="nossl", sslmode="require")
-    assert 'user "nossl"' in err and "SSL encryption" in err, err
+    assert query(connect(s, user="tls_nossl", sslmode="disable")) == "tls_nossl"
+    err = refused(s, user="tls_nossl", sslmode="require")
+    assert 'user "tls_nossl"' in err and "SSL encryption" in err, err
     c = connect(s, user="certuser", sslmode="require", sslcert=certs("certuser.crt"),
                 sslkey=certs("certuser.key"))
     assert query(c) == "certuser"
