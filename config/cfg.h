@@ -34,6 +34,16 @@ typedef enum cfg_auth_type {
     CFG_AUTH_HBA,       /* the method of the first matching auth_hba_file line */
 } cfg_auth_type;
 
+/* client_tls_sslmode: PgBouncer's values and meanings for the client side. */
+typedef enum cfg_tls_mode {
+    CFG_TLS_DISABLE = 0, /* no TLS: SSLRequest is answered 'N' */
+    CFG_TLS_ALLOW,       /* TLS when the client asks for it */
+    CFG_TLS_PREFER,      /* the same, on the accepting side */
+    CFG_TLS_REQUIRE,     /* a TCP client without TLS is refused (28000) */
+    CFG_TLS_VERIFY_CA,   /* and it must present a certificate signed by client_tls_ca_file */
+    CFG_TLS_VERIFY_FULL, /* the same on the accepting side (no host name to check) */
+} cfg_tls_mode;
+
 /* A comma-separated list of names (admin_users, stats_users), owned by the cfg. */
 typedef struct cfg_names {
     char **names;
@@ -113,7 +123,16 @@ typedef struct cfg {
     cfg_names admin_users; /* stored for the admin console */
     cfg_names stats_users;
     bool auth_plain_without_tls; /* default 0: cleartext passwords only over Unix sockets */
-    cfg_log_level log_level;     /* default info */
+    /* TLS for clients (PgBouncer's client_tls_* keys); paths as given, see cfg_resolve_path. */
+    cfg_tls_mode client_tls_sslmode; /* default disable */
+    char *client_tls_key_file;
+    char *client_tls_cert_file;
+    char *client_tls_ca_file;
+    char *client_tls_protocols; /* default "secure" (TLS 1.2 and 1.3) */
+    char *client_tls_ciphers;   /* default "default" */
+    char *client_tls_ecdhcurve; /* default "auto" */
+    char *client_tls_dheparams; /* default "auto" */
+    cfg_log_level log_level;    /* default info */
 
     /* Loaded with the file, so --check validates them and a reload re-reads them. */
     struct auth_userlist *users; /* auth_file's users; NULL without auth_file */
@@ -131,6 +150,10 @@ typedef struct cfg {
  * NULL) as one line "path:line: message"; unknown keys suggest the nearest valid name.
  */
 int cfg_load(const char *path, cfg **out, FILE *diag);
+/* path as given when absolute, else relative to c's file's directory; "" stays "". Caller
+ * frees; NULL when out of memory. */
+char *cfg_resolve_path(const cfg *c, const char *path);
+const char *cfg_tls_mode_name(cfg_tls_mode m);
 
 /* Same as cfg_load but from a string in memory; name is used in diagnostics. */
 int cfg_load_string(const char *text, const char *name, cfg **out, FILE *diag);

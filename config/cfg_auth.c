@@ -12,7 +12,7 @@
 /* path as given when absolute, else relative to the config file's directory. Caller frees. */
 static char *resolve(const char *cfg_path, const char *path)
 {
-    if (path[0] == '/')
+    if (path[0] == '/' || path[0] == 0)
         return strdup(path);
     const char *slash = strrchr(cfg_path, '/');
     size_t dir = slash ? (size_t)(slash - cfg_path) + 1 : 0;
@@ -106,11 +106,25 @@ int cfg__load_auth(cfg__loader *l)
                        "up",
                        cfg_auth_type_name(c->auth_type));
         break;
-    case CFG_AUTH_TRUST:
     case CFG_AUTH_CERT:
+    case CFG_AUTH_TRUST:
         break;
     }
+    if (c->client_tls_sslmode != CFG_TLS_DISABLE &&
+        (!nonempty(c->client_tls_key_file) || !nonempty(c->client_tls_cert_file)))
+        cfg__error(l, key_line(l, "client_tls_sslmode"),
+                   "client_tls_sslmode %s needs client_tls_key_file and client_tls_cert_file",
+                   cfg_tls_mode_name(c->client_tls_sslmode));
+    if (c->client_tls_sslmode >= CFG_TLS_VERIFY_CA && !nonempty(c->client_tls_ca_file))
+        cfg__error(l, key_line(l, "client_tls_sslmode"),
+                   "client_tls_sslmode %s needs client_tls_ca_file",
+                   cfg_tls_mode_name(c->client_tls_sslmode));
     return 0;
+}
+
+char *cfg_resolve_path(const cfg *c, const char *path)
+{
+    return resolve(c->path ? c->path : "", path);
 }
 
 const char *cfg_db_auth_user(const cfg *c, const cfg_database *db)

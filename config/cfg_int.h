@@ -17,17 +17,18 @@
 #include "config/cfg.h"
 
 typedef enum cfg_type {
-    CFG_T_STR,  /* char *, owned by the cfg */
-    CFG_T_INT,  /* int, 1..CFG__INT_MAX */
-    CFG_T_INT0, /* int, 0..CFG__INT_MAX */
-    CFG_T_PORT, /* int, 1..65535 */
-    CFG_T_MS,   /* uint64_t milliseconds, given in seconds or with a unit */
-    CFG_T_SIZE, /* uint32_t bytes, 1024..INT32_MAX, with an optional kB/MB/GB suffix */
-    CFG_T_MODE, /* cfg_pool_mode */
-    CFG_T_AUTH, /* cfg_auth_type */
-    CFG_T_LIST, /* cfg_names, from a comma-separated list */
-    CFG_T_BOOL, /* bool: 0/1, off/on, no/yes, false/true */
-    CFG_T_LOG,  /* cfg_log_level */
+    CFG_T_STR,     /* char *, owned by the cfg */
+    CFG_T_INT,     /* int, 1..CFG__INT_MAX */
+    CFG_T_INT0,    /* int, 0..CFG__INT_MAX */
+    CFG_T_PORT,    /* int, 1..65535 */
+    CFG_T_MS,      /* uint64_t milliseconds, given in seconds or with a unit */
+    CFG_T_SIZE,    /* uint32_t bytes, 1024..INT32_MAX, with an optional kB/MB/GB suffix */
+    CFG_T_MODE,    /* cfg_pool_mode */
+    CFG_T_AUTH,    /* cfg_auth_type */
+    CFG_T_LIST,    /* cfg_names, from a comma-separated list */
+    CFG_T_BOOL,    /* bool: 0/1, off/on, no/yes, false/true */
+    CFG_T_LOG,     /* cfg_log_level */
+    CFG_T_TLSMODE, /* cfg_tls_mode */
 } cfg_type;
 
 typedef enum cfg_reload {
@@ -46,7 +47,7 @@ typedef struct cfg_key {
 } cfg_key;
 
 #define CFG__INT_MAX  1000000
-#define CFG__MAX_KEYS 32
+#define CFG__MAX_KEYS 48
 
 extern const cfg_key cfg__keys[]; /* ends with a row whose name is NULL */
 

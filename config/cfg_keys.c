@@ -59,7 +59,8 @@ const cfg_key cfg__keys[] = {
     {"auth_type", CFG_T_AUTH, OFF(auth_type), "trust", CFG_RELOAD,
      "How PostgreSQL clients authenticate: `trust` (anyone), `plain` (cleartext password), `md5` "
      "(md5 challenge; SCRAM for a user whose secret is a SCRAM verifier), `scram-sha-256`, "
-     "`cert` (needs TLS, which Sluice lacks: every client is refused with SQLSTATE 28000), "
+     "`cert` (the CN of the client's TLS certificate, verified against client_tls_ca_file, is "
+     "the user name), "
      "`hba` (the method of the first matching auth_hba_file line)."},
     {"auth_file", CFG_T_STR, OFF(auth_file), "", CFG_RELOAD,
      "Users file in PgBouncer's format (`\"user\" \"secret\"` per line; the secret is a password, "
@@ -81,9 +82,32 @@ const cfg_key cfg__keys[] = {
     {"stats_users", CFG_T_LIST, OFF(stats_users), "", CFG_RELOAD,
      "Comma-separated users allowed read-only admin console commands (stored for later use)."},
     {"auth_plain_without_tls", CFG_T_BOOL, OFF(auth_plain_without_tls), "0", CFG_RELOAD,
-     "Whether a TCP client may send a cleartext password (auth_type plain, hba `password`); "
-     "Sluice has no TLS yet, so by default only Unix-socket clients may (others get SQLSTATE "
-     "28000)."},
+     "Whether a TCP client without TLS may send a cleartext password (auth_type plain, hba "
+     "`password`); by default only TLS and Unix-socket clients may (others get SQLSTATE 28000)."},
+    {"client_tls_sslmode", CFG_T_TLSMODE, OFF(client_tls_sslmode), "disable", CFG_RELOAD,
+     "TLS for clients: `disable` (SSLRequest answered `N`), `allow` and `prefer` (TLS when the "
+     "client asks), `require` (a TCP client without TLS gets SQLSTATE 28000 before any "
+     "password is asked), `verify-ca` and `verify-full` (also a client certificate signed by "
+     "client_tls_ca_file). Applies to new connections."},
+    {"client_tls_key_file", CFG_T_STR, OFF(client_tls_key_file), "", CFG_RELOAD,
+     "Private key (PEM) of the certificate Sluice shows clients; re-read on reload."},
+    {"client_tls_cert_file", CFG_T_STR, OFF(client_tls_cert_file), "", CFG_RELOAD,
+     "Certificate (PEM, chain allowed) Sluice shows clients; re-read on reload."},
+    {"client_tls_ca_file", CFG_T_STR, OFF(client_tls_ca_file), "", CFG_RELOAD,
+     "CAs (PEM) that sign client certificates: asked for with verify-ca and verify-full, and "
+     "checked when given (auth_type cert)."},
+    {"client_tls_protocols", CFG_T_STR, OFF(client_tls_protocols), "secure", CFG_RELOAD,
+     "TLS versions for clients: `secure` (tlsv1.2 and tlsv1.3), `all`, `legacy`, or a list of "
+     "tlsv1.0, tlsv1.1, tlsv1.2, tlsv1.3 (the range they span)."},
+    {"client_tls_ciphers", CFG_T_STR, OFF(client_tls_ciphers), "default", CFG_RELOAD,
+     "TLS 1.2 cipher list in OpenSSL's syntax; `default` and `secure`: AEAD ciphers with "
+     "forward secrecy; `compat`, `legacy`: `HIGH:!aNULL`. TLS 1.3 suites are OpenSSL's."},
+    {"client_tls_ecdhcurve", CFG_T_STR, OFF(client_tls_ecdhcurve), "auto", CFG_RELOAD,
+     "Elliptic-curve groups for the key exchange, OpenSSL's list syntax; `auto`: OpenSSL's "
+     "defaults."},
+    {"client_tls_dheparams", CFG_T_STR, OFF(client_tls_dheparams), "auto", CFG_RELOAD,
+     "Finite-field DHE key exchange for TLS 1.2: `none`, or `auto` / `legacy` (OpenSSL's "
+     "built-in groups sized to the certificate)."},
     {"log_level", CFG_T_LOG, OFF(log_level), "info", CFG_RELOAD,
      "`error`, `warning`, `info` or `debug`."},
     {NULL, 0, 0, NULL, 0, NULL},
@@ -99,6 +123,16 @@ static const char *const auth_names[] = {"trust", "plain", "md5", "scram-sha-256
                                          "cert",  "hba",   NULL};
 /* PgBouncer's other methods, so a config written for it gets "not supported", not "unknown". */
 static const char *const pgbouncer_auth[] = {"any", "pam", "ldap", "peer", NULL};
+
+/* In cfg_tls_mode order. */
+static const char *const tls_mode_names[] = {"disable",   "allow",       "prefer", "require",
+                                             "verify-ca", "verify-full", NULL};
+
+const char *cfg_tls_mode_name(cfg_tls_mode m)
+{
+    return (size_t)m < sizeof tls_mode_names / sizeof tls_mode_names[0] - 1 ? tls_mode_names[m]
+                                                                            : "?";
+}
 
 static const char *const bool_names[] = {"0", "off", "no", "false", "1", "on", "yes", "true", NULL};
 
@@ -215,6 +249,17 @@ int cfg__set_key(cfg__loader *l, const cfg_key *k, const char *v, int line)
         cfg__error(l, line, "%s: expected 0 or 1 (off/on, no/yes, false/true), got '%s'", k->name,
                    v);
         return -1;
+    case CFG_T_TLSMODE:
+        for (int i = 0; tls_mode_names[i]; i++)
+            if (strcmp(v, tls_mode_names[i]) == 0) {
+                *(cfg_tls_mode *)field = (cfg_tls_mode)i;
+                return 0;
+            }
+        cfg__error(l, line,
+                   "%s: expected disable, allow, prefer, require, verify-ca or verify-full, "
+                   "got '%s'",
+                   k->name, v);
+        return -1;
     case CFG_T_LOG:
         for (int i = 0; log_names[i]; i++)
             if (strcmp(v, log_names[i]) == 0) {
@@ -262,6 +307,8 @@ static const char *type_unit(cfg_type t)
         return "0 \\| 1";
     case CFG_T_LOG:
         return "error \\| warning \\| info \\| debug";
+    case CFG_T_TLSMODE:
+        return "disable \\| allow \\| prefer \\| require \\| verify-ca \\| verify-full";
     }
     return "?";
 }
@@ -292,6 +339,8 @@ static bool same_value(const cfg_key *k, const cfg *a, const cfg *b)
         return *(const cfg_auth_type *)fa == *(const cfg_auth_type *)fb;
     case CFG_T_LOG:
         return *(const cfg_log_level *)fa == *(const cfg_log_level *)fb;
+    case CFG_T_TLSMODE:
+        return *(const cfg_tls_mode *)fa == *(const cfg_tls_mode *)fb;
     case CFG_T_BOOL:
         return *(const bool *)fa == *(const bool *)fb;
     case CFG_T_LIST: {

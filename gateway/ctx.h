@@ -23,6 +23,9 @@ typedef struct gw_ctx {
     struct pg_gateway *pg;  /* PostgreSQL front end, NULL when not started */
     struct mongo_gateway *mongo; /* MongoDB front end, NULL when there is no [mongodb] entry */
     bool stopping;               /* shutdown requested: listeners closed, sessions draining */
+    /* The TLS context for clients built from the client_tls_* keys (gateway/tls.h), NULL when
+     * client_tls_sslmode is disable. Replaced at reload; sessions hold their own reference. */
+    struct gw_tls_conf *client_tls;
     /* Per-process random secret from which an unknown user's fake SCRAM verifier is derived, so
      * a login attempt answers the same way whether the user exists or not. */
     uint8_t auth_seed[32];

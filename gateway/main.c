@@ -17,6 +17,7 @@
 #include "drivers/mongo/mongo.h"
 #include "drivers/pg/pg.h"
 #include "gateway/gw.h"
+#include "gateway/tls_cfg.h"
 #include "gateway/htable.h"
 
 static void usage(FILE *out)
@@ -174,6 +175,17 @@ static void on_hup(uv_signal_t *h, int signum)
         cfg_free(next);
         return;
     }
+    gw_tls_conf *tls = NULL;
+    char err[512];
+    if (gw_tls_conf_from_cfg(next, &tls, err, sizeof err) != 0) {
+        gw_error(ctx, "reload of %s refused: client TLS: %s; keeping the running configuration",
+                 ctx->cfg->path, err);
+        cfg_free(next);
+        return;
+    }
+    /* Connections already in TLS keep the context they began with (they hold a reference). */
+    gw_tls_conf_release(ctx->client_tls);
+    ctx->client_tls = tls;
     cfg *old = ctx->cfg;
     if (strcmp(old->listen_addr, next->listen_addr) != 0 || old->listen_port != next->listen_port ||
         strcmp(old->unix_socket_dir, next->unix_socket_dir) != 0)
@@ -243,7 +255,16 @@ int main(int argc, char **argv)
     int rc = cfg_load(config_path, &conf, stderr);
     if (rc == 0 && mongo_config_check(conf, stderr) != 0)
         rc = -1;
+    gw_tls_conf *client_tls = NULL;
+    if (rc == 0) {
+        char err[512];
+        if (gw_tls_conf_from_cfg(conf, &client_tls, err, sizeof err) != 0) {
+            fprintf(stderr, "%s: client TLS: %s\n", config_path, err);
+            rc = -1;
+        }
+    }
     if (check_only || rc != 0) {
+        gw_tls_conf_release(client_tls);
         if (rc == 0)
             printf("%s: configuration is valid\n", config_path);
         cfg_free(conf);
@@ -256,7 +277,7 @@ int main(int argc, char **argv)
 
     uv_loop_t loop;
     uv_loop_init(&loop);
-    gw_process pr = {.ctx = {.loop = &loop, .cfg = conf, .cfg_gen = 1}};
+    gw_process pr = {.ctx = {.loop = &loop, .cfg = conf, .cfg_gen = 1, .client_tls = client_tls}};
     gw_ctx *const ctx = &pr.ctx;
     if (uv_random(NULL, NULL, ctx->auth_seed, sizeof ctx->auth_seed, 0, NULL) != 0) {
         fprintf(stderr, "sluice: no random source for the authentication seed\n");
@@ -285,6 +306,7 @@ int main(int argc, char **argv)
         exit_code = 1;
     }
     cfg_free(ctx->cfg);
+    gw_tls_conf_release(ctx->client_tls);
     mongo_global_cleanup();
     return exit_code;
 }

@@ -17,30 +17,32 @@ void pg_client_accept(pg_gateway *gw, uv_stream_t *listener, bool is_unix)
         return;
     }
     pg_client *c = &io->c;
-    int rc = is_unix ? uv_pipe_init(ctx->loop, &io->h.pipe, 0) : uv_tcp_init(ctx->loop, &io->h.tcp);
+    int rc =
+        is_unix ? uv_pipe_init(ctx->loop, &io->t.h.pipe, 0) : uv_tcp_init(ctx->loop, &io->t.h.tcp);
     if (rc != 0) {
         gw_error(ctx, "accepting a client: %s", uv_strerror(rc));
         free(io); /* a failed init leaves nothing registered with the loop */
         return;
     }
-    io->h.handle.data = &c->conn;
+    pg_conn_transport_init(&io->t, &c->conn, gw);
     c->conn.stream_open = true;
     gw->live++;
     pg_client_start(c, gw);
-    if ((rc = uv_accept(listener, &io->h.stream)) != 0) {
+    if ((rc = uv_accept(listener, &io->t.h.stream)) != 0) {
         pg_client_close(c, PG_END_IO_ERROR, uv_strerror(rc));
         return;
     }
     if (!is_unix)
-        uv_tcp_nodelay(&io->h.tcp, 1);
+        uv_tcp_nodelay(&io->t.h.tcp, 1);
     pg_conn_start_reading(&c->conn);
 }
 
 static void on_client_closed(uv_handle_t *h)
 {
-    pg_io_client *io = gw_container_of(h, pg_io_client, h.handle);
+    pg_io_client *io = gw_container_of(h, pg_io_client, t.h.handle);
     pg_gateway *gw = io->c.conn.gw;
     pg_client_closed(&io->c);
+    gw_transport_release(&io->t);
     free(io);
     gw->live--;
     pg_gateway_maybe_free(gw);
@@ -55,11 +57,40 @@ static void on_client_shutdown(uv_shutdown_t *req, int status)
 
 void pg_shell_client_close(pg_client *c, bool flush)
 {
+    gw_transport *t = pg_conn_transport(&c->conn);
     if (flush && c->conn.out.len > 0 && pg_conn_flush(&c->conn) == 0) {
+        gw_transport_close_notify(t);
         uv_shutdown_t *req = malloc(sizeof *req);
         if (req && uv_shutdown(req, &pg_conn_stream(&c->conn)->stream, on_client_shutdown) == 0)
             return;
         free(req);
     }
     uv_close(&pg_conn_stream(&c->conn)->handle, on_client_closed);
+}
+
+int pg_shell_client_tls_start(pg_client *c)
+{
+    gw_tls_conf *conf = pg_ctx(&c->conn)->client_tls;
+    gw_transport *t = pg_conn_transport(&c->conn);
+    if (!conf || t->tls)
+        return 1;
+    /* The 'S' goes out in clear, before any byte of the handshake (libuv keeps writes in
+     * order). */
+    if (gw_buf_append(&c->conn.out, &c->conn.gw->bufs, "S", 1) != 0 ||
+        pg_conn_flush(&c->conn) != 0 || gw_transport_start_tls(t, conf, false) != 0)
+        return -1;
+    return 0;
+}
+
+bool pg_shell_client_tls(const pg_client *c)
+{
+    return gw_transport_is_tls(pg_conn_transport((pg_conn *)&c->conn));
+}
+
+int pg_shell_client_cert_cn(const pg_client *c, char *out, size_t cap)
+{
+    const gw_transport *t = pg_conn_transport((pg_conn *)&c->conn);
+    if (!t->tls || !gw_tls_ready(t->tls))
+        return 0;
+    return gw_tls_peer_cn(t->tls, out, cap);
 }

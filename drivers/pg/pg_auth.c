@@ -276,7 +276,8 @@ static int hba_method(pg_client *c, const char *dbname, const char *user, auth_m
 {
     const cfg *conf = pg_ctx(&c->conn)->cfg;
     struct sockaddr_storage ss;
-    auth_hba_client hc = {.tls = false, .database = dbname, .user = user};
+    bool tls = pg_shell_client_tls(c);
+    auth_hba_client hc = {.tls = tls, .database = dbname, .user = user};
     char host[INET6_ADDRSTRLEN + 8];
     if (peer(c, &ss, &hc.addr, host, sizeof host) != 0) {
         pg_client_fatal(c, PG_END_LOGIN_REFUSED, "28000",
@@ -286,17 +287,16 @@ static int hba_method(pg_client *c, const char *dbname, const char *user, auth_m
     int line = 0;
     if (!conf->hba || auth_hba_match(conf->hba, &hc, m, &line) != 0) {
         pg_client_fatal(c, PG_END_LOGIN_REFUSED, "28000",
-                        "no pg_hba.conf entry for host \"%s\", user \"%s\", database \"%s\", no "
-                        "encryption",
-                        host, user, dbname);
+                        "no pg_hba.conf entry for host \"%s\", user \"%s\", database \"%s\", %s",
+                        host, user, dbname, tls ? "SSL encryption" : "no encryption");
         return -1;
     }
     gw_debug(pg_ctx(&c->conn), "client: user \"%s\" from %s matches hba line %d", user, host, line);
     if (*m == AUTH_M_REJECT) {
         pg_client_fatal(c, PG_END_LOGIN_REFUSED, "28000",
                         "pg_hba.conf rejects connection for host \"%s\", user \"%s\", database "
-                        "\"%s\", no encryption",
-                        host, user, dbname);
+                        "\"%s\", %s",
+                        host, user, dbname, tls ? "SSL encryption" : "no encryption");
         return -1;
     }
     return 0;
@@ -327,13 +327,12 @@ static int pick_method(pg_client *c, const char *dbname, const char *user, auth_
             return -1;
         break;
     }
-    if (*m == AUTH_M_CERT) {
-        /* No TLS yet, so no certificate can ever be presented. */
+    if (*m == AUTH_M_CERT && !pg_shell_client_tls(c)) {
         pg_client_fatal(c, PG_END_LOGIN_REFUSED, "28000",
                         "certificate authentication requires an SSL connection");
         return -1;
     }
-    if (*m == AUTH_M_PASSWORD && !conf->auth_plain_without_tls) {
+    if (*m == AUTH_M_PASSWORD && !conf->auth_plain_without_tls && !pg_shell_client_tls(c)) {
         /* Refused before the client sends its password: it must not cross the network in
          * clear. A Unix socket does not leave the machine. */
         struct sockaddr_storage ss;
@@ -341,7 +340,7 @@ static int pick_method(pg_client *c, const char *dbname, const char *user, auth_
         if (rc != 0) {
             pg_client_fatal(c, PG_END_LOGIN_REFUSED, "28000",
                             "cleartext password authentication is allowed only over a Unix "
-                            "socket (Sluice has no TLS; see auth_plain_without_tls)");
+                            "socket or TLS (see auth_plain_without_tls)");
             return -1;
         }
     }
@@ -355,6 +354,25 @@ void pg_auth_begin(pg_client *c, const char *dbname, const char *user)
     auth_method m = AUTH_M_REJECT;
     if (pick_method(c, dbname, user, &m) != 0)
         return;
+    if (m == AUTH_M_CERT) {
+        /* The certificate verified against client_tls_ca_file during the handshake; its CN
+         * must be the user (PostgreSQL's cert method without a user name map). */
+        char cn[256];
+        int r = pg_shell_client_cert_cn(c, cn, sizeof cn);
+        if (r == 0) {
+            pg_client_fatal(c, PG_END_LOGIN_REFUSED, "28000",
+                            "connection requires a valid client certificate");
+            return;
+        }
+        if (r < 0 || strcmp(cn, user) != 0) {
+            gw_info(ctx, "client: certificate CN \"%s\" does not match user \"%s\"",
+                    r < 0 ? "(unusable)" : cn, user);
+            pg_client_fatal(c, PG_END_LOGIN_REFUSED, "28000",
+                            "certificate authentication failed for user \"%s\"", user);
+            return;
+        }
+        m = AUTH_M_TRUST;
+    }
     if (m == AUTH_M_TRUST) {
         pg_client_login(c, dbname, user);
         return;

@@ -224,7 +224,7 @@ out:
 
 int pg_shell_client_peer(const pg_client *c, struct sockaddr_storage *out)
 {
-    pg_stream *h = pg_conn_stream((pg_conn *)&c->conn);
+    gw_stream *h = pg_conn_stream((pg_conn *)&c->conn);
     if (h->handle.type != UV_TCP)
         return 0;
     int len = (int)sizeof *out;

@@ -99,7 +99,7 @@ void pg_shell_cancel(pg_server *s)
         w->addr_len = sizeof w->addr;
         w->be_pid = s->backend_pid;
         w->be_key = s->backend_key;
-        ready = uv_fileno(&io->h.handle, &fd) == 0 &&
+        ready = uv_fileno(&io->t.h.handle, &fd) == 0 &&
                 getpeername(fd, (struct sockaddr *)&w->addr, &w->addr_len) == 0;
     }
     if (!ready || uv_queue_work(w->ctx->loop, &w->req, do_cancel, after_cancel) != 0) {

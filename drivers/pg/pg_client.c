@@ -241,8 +241,9 @@ static int parse_options(pg_client *c, const char *opts)
     return prev ? -1 : 0;
 }
 
-/* Handles one startup-phase packet (body without the length word). */
-static void handle_startup(pg_client *c, const uint8_t *body, size_t len)
+/* Handles one startup-phase packet (body without the length word); after: bytes the client sent
+ * behind it. */
+static void handle_startup(pg_client *c, const uint8_t *body, size_t len, size_t after)
 {
     pg_gateway *gw = c->conn.gw;
     gw_ctx *ctx = gw->ctx;
@@ -252,8 +253,23 @@ static void handle_startup(pg_client *c, const uint8_t *body, size_t len)
         pg_client_fatal(c, PG_END_PROTOCOL, "08P01", "%s", why);
         return;
     }
+    if (su.code == PG_CODE_SSL && after > 0) {
+        /* Bytes sent behind an SSLRequest, before any answer, would be taken as if they had
+         * come through the TLS session once it is up (CVE-2021-23214): refused, in clear. */
+        pg_client_fatal(c, PG_END_PROTOCOL, "08P01", "received unencrypted data after SSL request");
+        return;
+    }
+    if (su.code == PG_CODE_SSL && !pg_shell_client_tls(c)) {
+        int rc = pg_shell_client_tls_start(c);
+        if (rc == 0)
+            return; /* 'S' written; the handshake follows */
+        if (rc < 0) {
+            pg_client_close(c, PG_END_NO_MEMORY, "could not start TLS");
+            return;
+        }
+    }
     if (su.code == PG_CODE_SSL || su.code == PG_CODE_GSSENC) {
-        /* No encryption: plain text follows. */
+        /* No encryption (or already encrypted: a second SSLRequest): plain text follows. */
         if (gw_buf_append(&c->conn.out, &gw->bufs, "N", 1) != 0)
             pg_client_close(c, PG_END_NO_MEMORY, "out of memory");
         pg_conn_mark(&c->conn);
@@ -268,6 +284,17 @@ static void handle_startup(pg_client *c, const uint8_t *body, size_t len)
         pg_build_negotiate(&c->conn.out, &gw->bufs, 0, su.pq_opts, su.n_pq_opts) != 0) {
         pg_client_fatal(c, PG_END_NO_MEMORY, "53200", "out of memory");
         return;
+    }
+    if (ctx->cfg->client_tls_sslmode >= CFG_TLS_REQUIRE && !pg_shell_client_tls(c)) {
+        /* Refused before any credential is asked. A Unix-socket client does not cross the
+         * network (and libpq never asks for TLS there), as with PgBouncer. */
+        struct sockaddr_storage ss;
+        if (pg_shell_client_peer(c, &ss) != 0) {
+            pg_client_fatal(c, PG_END_LOGIN_REFUSED, "28000",
+                            "SSL required: client_tls_sslmode is %s",
+                            cfg_tls_mode_name(ctx->cfg->client_tls_sslmode));
+            return;
+        }
     }
     if (c->rejected) {
         pg_client_fatal(c, PG_END_LIMIT, "53300",
@@ -389,7 +416,7 @@ void pg_client_process(pg_client *c)
                 break;
             }
             pos += len;
-            handle_startup(c, p + 4, len - 4);
+            handle_startup(c, p + 4, len - 4, avail - len);
             continue;
         }
         if (c->state == PG_CL_AUTH) {

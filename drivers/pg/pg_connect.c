@@ -43,6 +43,7 @@ static void server_free(pg_io_server *io)
     if (io->pq)
         PQfinish(io->pq); /* sends Terminate; the socket is non-blocking by now */
     pg_server_closed(&io->s);
+    gw_transport_release(&io->t);
     free(io);
     gw->live--;
     pg_gateway_maybe_free(gw);
@@ -63,7 +64,7 @@ void pg_io_server_maybe_free(pg_io_server *io)
 
 static void on_stream_closed(uv_handle_t *h)
 {
-    pg_io_server *io = gw_container_of(h, pg_io_server, h.handle);
+    pg_io_server *io = gw_container_of(h, pg_io_server, t.h.handle);
     io->s.conn.stream_open = false;
     pg_io_server_maybe_free(io);
 }
@@ -101,7 +102,7 @@ void pg_shell_server_close(pg_server *s)
     gw_assert(server_handles(io) > 0);
     close_poll(io, false);
     if (s->conn.stream_open)
-        uv_close(&io->h.handle, on_stream_closed);
+        uv_close(&io->t.h.handle, on_stream_closed);
 }
 
 static void on_poll(uv_poll_t *h, int status, int events);
@@ -160,22 +161,23 @@ static void connected(pg_io_server *io)
     struct sockaddr_storage ss;
     socklen_t sl = sizeof ss;
     bool is_unix = getsockname(fd, (struct sockaddr *)&ss, &sl) == 0 && ss.ss_family == AF_UNIX;
-    int rc = is_unix ? uv_pipe_init(ctx->loop, &io->h.pipe, 0) : uv_tcp_init(ctx->loop, &io->h.tcp);
+    int rc =
+        is_unix ? uv_pipe_init(ctx->loop, &io->t.h.pipe, 0) : uv_tcp_init(ctx->loop, &io->t.h.tcp);
     if (rc != 0) {
         close(fd);
         pg_server_connect_failed(s, uv_strerror(rc));
         return;
     }
-    io->h.handle.data = &s->conn;
+    pg_conn_transport_init(&io->t, &s->conn, s->conn.gw);
     s->conn.stream_open = true; /* initialised: closed through on_stream_closed from now on */
-    rc = is_unix ? uv_pipe_open(&io->h.pipe, fd) : uv_tcp_open(&io->h.tcp, fd);
+    rc = is_unix ? uv_pipe_open(&io->t.h.pipe, fd) : uv_tcp_open(&io->t.h.tcp, fd);
     if (rc != 0) {
         close(fd);
         pg_server_connect_failed(s, uv_strerror(rc));
         return;
     }
     if (!is_unix)
-        uv_tcp_nodelay(&io->h.tcp, 1);
+        uv_tcp_nodelay(&io->t.h.tcp, 1);
     close_poll(io, true);
     pg_server_connected(s, PQbackendPID(io->pq));
 }

@@ -44,8 +44,8 @@ static void on_connected(uv_connect_t *req, int status)
         pg_server_connect_failed(s, msg);
         return;
     }
-    if (io->h.handle.type == UV_TCP)
-        uv_tcp_nodelay(&io->h.tcp, 1);
+    if (io->t.h.handle.type == UV_TCP)
+        uv_tcp_nodelay(&io->t.h.tcp, 1);
     pg_conn_start_reading(&s->conn);
     pg_login_begin(s);
 }
@@ -53,7 +53,7 @@ static void on_connected(uv_connect_t *req, int status)
 static void connect_tcp(pg_io_server *io, const struct sockaddr *sa)
 {
     io->connect.data = io;
-    int rc = uv_tcp_connect(&io->connect, &io->h.tcp, sa, on_connected);
+    int rc = uv_tcp_connect(&io->connect, &io->t.h.tcp, sa, on_connected);
     if (rc != 0)
         pg_server_connect_failed(&io->s, uv_strerror(rc));
 }
@@ -117,14 +117,15 @@ pg_server *pg_dial_connect(pg_pool *pool)
         return NULL;
     }
     io->s.conn.gw = gw;
-    int rc = is_unix ? uv_pipe_init(ctx->loop, &io->h.pipe, 0) : uv_tcp_init(ctx->loop, &io->h.tcp);
+    int rc =
+        is_unix ? uv_pipe_init(ctx->loop, &io->t.h.pipe, 0) : uv_tcp_init(ctx->loop, &io->t.h.tcp);
     if (rc != 0) {
         free(io);
         pg_server_start_failed(pool, uv_strerror(rc));
         return NULL;
     }
     /* From here on the stream's close callback frees the server. */
-    io->h.handle.data = &io->s.conn;
+    pg_conn_transport_init(&io->t, &io->s.conn, gw);
     io->s.conn.stream_open = true;
     gw->live++;
     pg_server_init(&io->s, pool);
@@ -138,7 +139,7 @@ pg_server *pg_dial_connect(pg_pool *pool)
             return s;
         }
         io->connect.data = io;
-        uv_pipe_connect(&io->connect, &io->h.pipe, path, on_connected);
+        uv_pipe_connect(&io->connect, &io->t.h.pipe, path, on_connected);
         return s;
     }
     struct sockaddr_storage ss;

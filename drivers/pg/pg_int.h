@@ -61,7 +61,8 @@ typedef struct pg_conn {
     struct pg_gateway *gw;
     gw_buf in;          /* received, not yet processed */
     gw_buf out;         /* built during this loop iteration, written at its end */
-    size_t pending;     /* bytes handed to uv_write whose callback has not run */
+    size_t pending;     /* bytes on the wire (ciphertext under TLS) queued in uv_write requests
+                         * whose callback has not run */
     gw_list ready;      /* on gw->ready while it has output to flush or input to process */
     uint32_t pass_left; /* bytes of the current message still to stream through */
     size_t want_in;     /* a whole message of this many bytes is awaited in `in` (0: none) */
@@ -69,7 +70,7 @@ typedef struct pg_conn {
     pg_end end;        /* why it ended, recorded as it enters its CLOSING state */
     bool pass_drop;    /* the streamed message is being dropped, not forwarded */
     bool stream_open;  /* the shell's stream handle was initialised and needs closing */
-    bool reading;      /* uv_read_start is in effect */
+    bool reading;      /* the transport reads (uv_read_start is in effect) */
     bool need_process; /* input is waiting for processing (set when ready is queued) */
     bool in_blocked;   /* processing stopped because output or queued requests hit a bound */
 } pg_conn;

@@ -1,12 +1,14 @@
 /*
- * pg_io (shell): reading and writing the sockets of clients and servers.
+ * pg_io (shell): reading and writing clients and servers through their gw_transport (plain, or
+ * TLS for clients that asked for it), and the transport's callbacks.
  *
  * Output the core builds while handling events is not written at once: the connection is put on
  * the gateway's ready list and written once per loop iteration (uv_prepare and uv_check both run
  * the list), so a burst of messages becomes one write. Whether a connection is read is the
  * core's decision (pg_conn_wants_input: reading one side pauses while the other side has
  * PG_HIGH_WATER bytes unsent, which bounds memory for large results and COPY); this file only
- * applies it. Calls up through pg_conn_input, pg_conn_input_ended and pg_conn_close.
+ * applies it. Calls up through pg_conn_input, pg_conn_input_ended, pg_conn_close (and, for a
+ * direct-TLS client without ALPN, pg_client_fatal).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -15,27 +17,17 @@
 #include "drivers/pg/pg_io.h"
 #include "drivers/pg/pg_shell.h"
 
-typedef struct pg_wreq {
-    uv_write_t req;
-    pg_conn *conn;
-    uint8_t *data;
-    size_t len, cap;
-} pg_wreq;
-
-static void on_write(uv_write_t *req, int status)
+/* A queued write ended: output drained, so the other side may read again, and a client that
+ * stopped for its own output bound may go on. */
+static void on_written(gw_transport *t, size_t len, int status)
 {
-    pg_wreq *w = (pg_wreq *)req;
-    pg_conn *c = w->conn;
-    c->pending -= w->len;
-    gw_bufpool_put(&c->gw->bufs, w->data, w->cap);
-    free(w);
+    pg_conn *c = t->owner;
+    c->pending -= len;
     if (status < 0) {
         if (!pg_conn_closing(c))
             pg_conn_close(c, PG_END_IO_ERROR, uv_strerror(status));
         return;
     }
-    /* Output drained: the other side may read again, and a client that stopped for its own
-     * output bound may go on. */
     pg_conn *p = pg_conn_peer(c);
     if (p && p->reading == false)
         pg_conn_mark(p);
@@ -49,48 +41,21 @@ int pg_conn_flush(pg_conn *c)
 {
     if (c->out.len == 0 || !c->stream_open)
         return 0;
-    size_t off = 0;
-    if (c->pending == 0) {
-        /* Nothing queued: write directly. A completed uv_write costs libuv an extra epoll_ctl
-         * when it drains, one syscall per message on the hot path. */
-        uv_buf_t b = uv_buf_init((char *)c->out.data, (unsigned)c->out.len);
-        int n = uv_try_write(&pg_conn_stream(c)->stream, &b, 1);
-        if (n == (int)c->out.len) {
-            gw_buf_release(&c->out, &c->gw->bufs);
-            return 0;
-        }
-        if (n < 0 && n != UV_EAGAIN)
-            return n;
-        if (n > 0)
-            off = (size_t)n;
-    }
-    pg_wreq *w = malloc(sizeof *w);
-    if (!w)
-        return -ENOMEM;
-    w->conn = c;
-    w->data = c->out.data;
-    w->len = c->out.len - off;
-    w->cap = c->out.cap;
-    c->out.data = NULL;
-    c->out.len = c->out.cap = 0;
-    uv_buf_t b = uv_buf_init((char *)w->data + off, (unsigned)w->len);
-    int rc = uv_write(&w->req, &pg_conn_stream(c)->stream, &b, 1, on_write);
-    if (rc < 0) {
-        gw_bufpool_put(&c->gw->bufs, w->data, w->cap);
-        free(w);
-        return rc;
-    }
-    c->pending += w->len;
+    long q = gw_transport_send(pg_conn_transport(c), &c->out);
+    if (q < 0)
+        return (int)q;
+    c->pending += (size_t)q;
     return 0;
 }
-
-static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
 
 void pg_conn_start_reading(pg_conn *c)
 {
     if (c->reading || pg_conn_closing(c) || !c->stream_open)
         return;
-    int rc = uv_read_start(&pg_conn_stream(c)->stream, pg_alloc_cb, on_read);
+    gw_transport *t = pg_conn_transport(c);
+    if (t->tls_ended)
+        return; /* its end was reported; the close is under way */
+    int rc = gw_transport_read_start(t);
     if (rc == 0)
         c->reading = true;
     else
@@ -102,7 +67,7 @@ void pg_conn_stop_reading(pg_conn *c)
 {
     if (!c->reading)
         return;
-    uv_read_stop(&pg_conn_stream(c)->stream);
+    gw_transport_read_stop(pg_conn_transport(c));
     c->reading = false;
 }
 
@@ -141,31 +106,78 @@ void pg_gateway_run_ready(pg_gateway *gw)
     }
 }
 
-void pg_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+/* A client whose first byte starts a TLS record (a ClientHello: 0x16) asks for TLS directly,
+ * without an SSLRequest (PostgreSQL 17's sslnegotiation=direct). No startup packet can begin
+ * with that byte: its length would exceed any packet's. Without a TLS context the core refuses
+ * it as a bad startup packet. */
+static bool direct_tls(pg_conn *c, gw_transport *t)
 {
-    (void)suggested;
-    pg_conn *c = h->data;
-    if (gw_buf_reserve(&c->in, &c->gw->bufs, 4096) != 0) {
-        *buf = uv_buf_init(NULL, 0); /* libuv reports UV_ENOBUFS to on_read */
-        return;
+    if (c->kind != PG_CONN_CLIENT || t->tls)
+        return false;
+    pg_io_client *io = gw_container_of(c, pg_io_client, c.conn);
+    bool first = !io->saw_input;
+    io->saw_input = true;
+    if (!first || c->in.len == 0 || c->in.data[0] != 0x16 || !pg_ctx(c)->client_tls)
+        return false;
+    pg_client *cl = &io->c;
+    if (cl->state != PG_CL_STARTUP)
+        return false;
+    io->direct = true;
+    int rc = gw_transport_start_tls(t, pg_ctx(c)->client_tls, true);
+    if (rc != 0) {
+        gw_info(pg_ctx(c), "client: direct TLS handshake failed: %s",
+                rc == -ENOMEM ? "out of memory" : gw_tls_error(t->tls));
+        pg_client_close(cl, PG_END_PROTOCOL, "TLS handshake failed");
     }
-    *buf = uv_buf_init((char *)c->in.data + c->in.len, (unsigned)(c->in.cap - c->in.len));
+    return true;
 }
 
-static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+static void on_input(gw_transport *t)
 {
-    (void)buf;
-    pg_conn *c = stream->data;
-    if (nread > 0) {
-        c->in.len += (size_t)nread;
-        pg_conn_input(c);
-        if (!pg_conn_closing(c))
-            pg_conn_mark(c);
+    pg_conn *c = t->owner;
+    if (direct_tls(c, t) && (pg_conn_closing(c) || c->in.len == 0))
+        return;
+    pg_conn_input(c);
+    if (!pg_conn_closing(c))
+        pg_conn_mark(c);
+}
+
+static void on_ended(gw_transport *t, bool eof, bool tls_failed, const char *detail)
+{
+    pg_conn *c = t->owner;
+    if (pg_conn_closing(c))
+        return;
+    if (tls_failed) {
+        gw_info(pg_ctx(c), "client: TLS failed: %s", detail);
+        pg_conn_close(c, PG_END_PROTOCOL, detail);
         return;
     }
-    if (c->in.len == 0)
-        gw_buf_release(&c->in, &c->gw->bufs);
-    if (nread == 0)
-        return;
-    pg_conn_input_ended(c, nread == UV_EOF, uv_strerror((int)nread));
+    pg_conn_input_ended(c, eof, detail);
 }
+
+/* The handshake completed: output held back goes now; a direct-TLS client must have said it
+ * speaks postgresql through ALPN (PostgreSQL 17 refuses it otherwise, so a client cannot be
+ * steered into another protocol by a TLS-terminating middlebox). */
+static void on_tls_ready(gw_transport *t)
+{
+    pg_conn *c = t->owner;
+    if (pg_conn_closing(c) || c->kind != PG_CONN_CLIENT)
+        return;
+    pg_io_client *io = gw_container_of(c, pg_io_client, c.conn);
+    gw_debug(pg_ctx(c), "client: TLS established (%s%s)", gw_tls_version(t->tls),
+             io->direct ? ", direct" : "");
+    if (io->direct && !gw_tls_alpn_ok(t->tls)) {
+        pg_client_fatal(&io->c, PG_END_PROTOCOL, "08P01",
+                        "received direct SSL connection request without ALPN protocol "
+                        "negotiation extension");
+        return;
+    }
+    pg_conn_mark(c);
+}
+
+const gw_transport_cbs pg_transport_cbs = {
+    .input = on_input,
+    .ended = on_ended,
+    .written = on_written,
+    .tls_ready = on_tls_ready,
+};

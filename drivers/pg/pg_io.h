@@ -12,25 +12,23 @@
 
 #include "drivers/pg/pg_int.h"
 #include "gateway/gw.h"
+#include "gateway/transport.h"
 
-/* A connection's stream; handle.data points at its pg_conn. */
-typedef union pg_stream {
-    uv_handle_t handle;
-    uv_stream_t stream;
-    uv_tcp_t tcp;
-    uv_pipe_t pipe;
-} pg_stream;
+/* The callbacks of every client's and server's transport (pg_io.c); the owner is the pg_conn. */
+extern const gw_transport_cbs pg_transport_cbs;
 
 /* A client or server is allocated together with the handles the shell keeps for it (one
  * allocation, and no pointer to follow on the hot path); it is freed in the last close callback,
  * after pg_client_closed / pg_server_closed. */
 typedef struct pg_io_client {
-    pg_stream h;
+    gw_transport t; /* plain, or TLS once the client asked for it */
+    bool saw_input; /* something was read: a ClientHello now is not direct TLS */
+    bool direct;    /* TLS began with the ClientHello (no SSLRequest): ALPN is required */
     pg_client c;
 } pg_io_client;
 
 typedef struct pg_io_server {
-    pg_stream h;
+    gw_transport t;  /* plain: Sluice's server connections have no TLS yet */
     PGconn *pq;      /* owned: libpq made the connection and closes it (PQfinish) */
     uv_poll_t *poll; /* connect phase only; freed in its close callback */
     int poll_fd;
@@ -47,17 +45,27 @@ static inline pg_io_server *pg_io_server_of(pg_server *s)
     return gw_container_of(s, pg_io_server, s);
 }
 
-static inline pg_stream *pg_conn_stream(pg_conn *c)
+static inline gw_transport *pg_conn_transport(pg_conn *c)
 {
     if (c->kind == PG_CONN_CLIENT)
-        return &gw_container_of(c, pg_io_client, c.conn)->h;
-    return &gw_container_of(c, pg_io_server, s.conn)->h;
+        return &gw_container_of(c, pg_io_client, c.conn)->t;
+    return &gw_container_of(c, pg_io_server, s.conn)->t;
+}
+
+static inline gw_stream *pg_conn_stream(pg_conn *c)
+{
+    return &pg_conn_transport(c)->h;
+}
+
+/* Sets up the transport t of c (plain) once its handle was initialised. */
+static inline void pg_conn_transport_init(gw_transport *t, pg_conn *c, pg_gateway *gw)
+{
+    gw_transport_init(t, &pg_transport_cbs, c, &c->in, &gw->bufs);
 }
 
 /* Runs the ready list: processes marked input, writes output, re-evaluates reading. */
 void pg_gateway_run_ready(pg_gateway *gw);
 int pg_conn_flush(pg_conn *c);
-void pg_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 /* The gateway is freed once its own handles are closed and no client or server is left. */
 void pg_gateway_maybe_free(pg_gateway *gw);
 /* pg_connect.c: frees a closing server once nothing holds it any more. */

@@ -44,6 +44,17 @@ void pg_shell_server_close(struct pg_server *s);
 /* Sends a CancelRequest for what s is running; pg_server_cancel_done follows. */
 void pg_shell_cancel(struct pg_server *s);
 
+/* TLS for clients (pg_accept.c owns the transport). */
+/* The client sent an SSLRequest (and nothing after it): when a TLS context is configured, 'S'
+ * is written and the handshake follows on the client's next bytes (0); 1 when there is none
+ * (the core answers 'N'); -1 when it could not start (the core closes the client). */
+int pg_shell_client_tls_start(struct pg_client *c);
+/* Whether the client talks through TLS (after an SSLRequest or directly). */
+bool pg_shell_client_tls(const struct pg_client *c);
+/* The subject CN of the client's certificate when it presented one that verified against
+ * client_tls_ca_file: 1 with out filled; 0 when there is none; -1 when its CN is unusable. */
+int pg_shell_client_cert_cn(const struct pg_client *c, char *out, size_t cap);
+
 /* Client authentication (pg_auth.c). */
 /* The client's address, for hba lines and the cleartext-password rule: 1 with *out filled for
  * a TCP client, 0 for a Unix-socket client, -1 when it cannot be had. */

@@ -46,6 +46,25 @@ void pg_conn_stop_reading(pg_conn *c)
     c->reading = false;
 }
 
+/* No TLS in the fake shell: SSLRequest gets 'N'. */
+int pg_shell_client_tls_start(pg_client *c)
+{
+    (void)c;
+    return 1;
+}
+
+bool pg_shell_client_tls(const pg_client *c)
+{
+    (void)c;
+    return false;
+}
+
+int pg_shell_client_cert_cn(const pg_client *c, char *out, size_t cap)
+{
+    (void)c, (void)out, (void)cap;
+    return 0;
+}
+
 pg_server *pg_shell_connect(pg_pool *pool)
 {
     pg_server *s = calloc(1, sizeof *s);

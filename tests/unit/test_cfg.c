@@ -513,6 +513,33 @@ Test(cfg, auth_type_needs_its_files)
     cfg_free(loads("[sluice]\nauth_type = md5\n[databases]\na = host=x auth_user=pgb\n"));
 }
 
+Test(cfg, client_tls_keys)
+{
+    cfg *c = loads("[sluice]\n");
+    cr_assert_eq(c->client_tls_sslmode, CFG_TLS_DISABLE, "TLS is off unless asked for");
+    cr_assert_str_eq(c->client_tls_protocols, "secure");
+    cfg_free(c);
+    c = loads("[sluice]\nclient_tls_sslmode = verify-full\nclient_tls_key_file = k.pem\n"
+              "client_tls_cert_file = c.pem\nclient_tls_ca_file = /etc/ca.pem\n");
+    cr_assert_eq(c->client_tls_sslmode, CFG_TLS_VERIFY_FULL);
+    char *p = cfg_resolve_path(c, c->client_tls_key_file);
+    cr_assert_str_eq(p, "k.pem", "relative to the file's directory (test.ini has none)");
+    free(p);
+    p = cfg_resolve_path(c, c->client_tls_ca_file);
+    cr_assert_str_eq(p, "/etc/ca.pem");
+    free(p);
+    cfg_free(c);
+    FAILS_WITH("[sluice]\nclient_tls_sslmode = on\n",
+               "test.ini:2: client_tls_sslmode: expected disable, allow, prefer, require, "
+               "verify-ca or verify-full, got 'on'");
+    FAILS_WITH("[sluice]\nclient_tls_sslmode = require\n",
+               "test.ini:2: client_tls_sslmode require needs client_tls_key_file and "
+               "client_tls_cert_file");
+    FAILS_WITH("[sluice]\nclient_tls_sslmode = verify-ca\nclient_tls_key_file = k\n"
+               "client_tls_cert_file = c\n",
+               "test.ini:2: client_tls_sslmode verify-ca needs client_tls_ca_file");
+}
+
 /* Writes text to a new file in /tmp; returns its path (static buffer per slot). */
 static const char *temp_file(int slot, const char *text)
 {

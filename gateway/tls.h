@@ -1,0 +1,78 @@
+/*
+ * gw_tls: TLS as a filter between a socket and a connection's plaintext buffers, with no I/O of
+ * its own. Ciphertext read from the socket goes in through gw_tls_unseal, plaintext comes out
+ * into the connection's input buffer; plaintext to send goes in through gw_tls_seal, ciphertext
+ * comes out into a wire buffer the caller writes. OpenSSL reads and writes only through a BIO
+ * that points at those buffers, so it never blocks and never touches a socket; the loop drives
+ * the handshake by feeding what arrives (gateway/transport.c).
+ *
+ * gw_tls_conf is the SSL_CTX built from the client_tls_* keys. It is refcounted: every session
+ * holds a reference, so a reload that builds a new one leaves running sessions on the old.
+ * Includes no OpenSSL header.
+ */
+#ifndef SLUICE_GW_TLS_H
+#define SLUICE_GW_TLS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gateway/buf.h"
+
+typedef struct gw_tls_conf gw_tls_conf;
+typedef struct gw_tls gw_tls;
+
+/* What a server-side TLS context is built from (the client_tls_* keys; paths resolved). */
+typedef struct gw_tls_settings {
+    const char *key_file, *cert_file; /* both required */
+    const char *ca_file;              /* "" or NULL: none */
+    const char *protocols;            /* PgBouncer's syntax: "secure", "all", "tlsv1.2,tlsv1.3" */
+    const char *ciphers;              /* TLS 1.2 cipher list; "" = OpenSSL's default */
+    const char *ecdhcurve;            /* groups list, "auto" or "" = OpenSSL's default */
+    const char *dheparams;            /* "none", "auto", "legacy" (DHE key exchange) */
+    bool verify_peer;                 /* ask for a client certificate and require it */
+    bool verify_optional;             /* ask for one and check it when given (cert auth) */
+} gw_tls_settings;
+
+/* Builds a context. 0 and *out (one reference, caller releases); or -1 with a one-line reason
+ * in err (no partial object). */
+int gw_tls_conf_new(const gw_tls_settings *s, gw_tls_conf **out, char *err, size_t errlen);
+void gw_tls_conf_ref(gw_tls_conf *c);
+/* Drops a reference; the last one frees the context. NULL is ignored. */
+void gw_tls_conf_release(gw_tls_conf *c);
+/* Parses a protocols value into the lowest and highest versions (TLS1_2_VERSION...); 0 or -1. */
+int gw_tls_parse_protocols(const char *s, int *min, int *max);
+
+/* A server-side session on conf (takes a reference). direct: the client began with a TLS
+ * ClientHello instead of an SSLRequest, so ALPN "postgresql" is required (PostgreSQL 17).
+ * NULL when out of memory. */
+gw_tls *gw_tls_new(gw_tls_conf *conf, bool direct);
+void gw_tls_free(gw_tls *t);
+
+/* Results of gw_tls_unseal besides 0 ("nothing more to do for now"). */
+#define GW_TLS_EOF (-1000) /* the peer sent close_notify */
+
+/* Feeds n ciphertext bytes from the socket (all consumed: a partial record is kept inside the
+ * session). Plaintext they carried is appended to plain; ciphertext the session must send (its
+ * handshake messages, alerts) to wire. 0; GW_TLS_EOF; or a negative errno-style error with
+ * gw_tls_error saying why (the handshake failed, a bad record, a renegotiation attempt). */
+int gw_tls_unseal(gw_tls *t, const uint8_t *data, size_t n, gw_buf *plain, gw_buf *wire,
+                  gw_bufpool *pool);
+/* Encrypts n plaintext bytes into wire. Only once gw_tls_ready. 0 or negative error. */
+int gw_tls_seal(gw_tls *t, const uint8_t *data, size_t n, gw_buf *wire, gw_bufpool *pool);
+/* Appends a close_notify alert to wire (best effort). */
+void gw_tls_close_notify(gw_tls *t, gw_buf *wire, gw_bufpool *pool);
+/* The handshake completed. */
+bool gw_tls_ready(const gw_tls *t);
+/* Why the last call failed (static or session-owned text). */
+const char *gw_tls_error(const gw_tls *t);
+/* Whether ALPN selected "postgresql". */
+bool gw_tls_alpn_ok(const gw_tls *t);
+/* The peer presented a certificate that verified against the CA file: copies its subject CN
+ * (NUL-terminated) and returns 1; 0 without one; -1 when the CN is missing, too long or holds
+ * a NUL. */
+int gw_tls_peer_cn(const gw_tls *t, char *out, size_t cap);
+/* The protocol version's name ("TLSv1.3"), for logs. */
+const char *gw_tls_version(const gw_tls *t);
+
+#endif

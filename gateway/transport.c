@@ -1,0 +1,239 @@
+/*
+ * gw_transport: the plain and TLS kinds and the libuv reading and writing they share (see
+ * transport.h).
+ */
+#include <errno.h>
+#include <stdlib.h>
+
+#include "gateway/transport.h"
+
+typedef struct gw_wreq {
+    uv_write_t req;
+    gw_transport *t;
+    uint8_t *data;
+    size_t len, cap;
+} gw_wreq;
+
+static void on_write(uv_write_t *req, int status)
+{
+    gw_wreq *w = (gw_wreq *)req;
+    gw_transport *t = w->t;
+    size_t len = w->len;
+    t->queued -= len;
+    gw_bufpool_put(t->pool, w->data, w->cap);
+    free(w);
+    t->cbs->written(t, len, status);
+}
+
+/* Writes b's bytes to the socket, taking its memory. Returns the bytes queued for on_write. */
+static long write_raw(gw_transport *t, gw_buf *b)
+{
+    if (b->len == 0)
+        return 0;
+    size_t off = 0;
+    if (t->queued == 0) {
+        /* Nothing queued: write directly. A completed uv_write costs libuv an extra epoll_ctl
+         * when it drains, one syscall per message on the hot path. */
+        uv_buf_t ub = uv_buf_init((char *)b->data, (unsigned)b->len);
+        int n = uv_try_write(&t->h.stream, &ub, 1);
+        if (n == (int)b->len) {
+            gw_buf_release(b, t->pool);
+            return 0;
+        }
+        if (n < 0 && n != UV_EAGAIN)
+            return n;
+        if (n > 0)
+            off = (size_t)n;
+    }
+    gw_wreq *w = malloc(sizeof *w);
+    if (!w)
+        return -ENOMEM;
+    w->t = t;
+    w->data = b->data;
+    w->len = b->len - off;
+    w->cap = b->cap;
+    b->data = NULL;
+    b->len = b->cap = 0;
+    uv_buf_t ub = uv_buf_init((char *)w->data + off, (unsigned)w->len);
+    int rc = uv_write(&w->req, &t->h.stream, &ub, 1, on_write);
+    if (rc < 0) {
+        gw_bufpool_put(t->pool, w->data, w->cap);
+        free(w);
+        return rc;
+    }
+    t->queued += w->len;
+    return (long)w->len;
+}
+
+/* ---- plain ---- */
+
+static void plain_alloc(gw_transport *t, uv_buf_t *buf)
+{
+    if (gw_buf_reserve(t->in, t->pool, 4096) != 0) {
+        *buf = uv_buf_init(NULL, 0); /* libuv reports UV_ENOBUFS to on_read */
+        return;
+    }
+    *buf = uv_buf_init((char *)t->in->data + t->in->len, (unsigned)(t->in->cap - t->in->len));
+}
+
+static int plain_received(gw_transport *t, size_t n)
+{
+    t->in->len += n;
+    return 0;
+}
+
+static const gw_transport_ops plain_ops = {"plain", plain_alloc, plain_received, write_raw};
+
+/* ---- TLS ---- */
+
+static void tls_alloc(gw_transport *t, uv_buf_t *buf)
+{
+    /* One pooled block per read: a TLS record is at most 16 kB plus its overhead, and an idle
+     * connection holds nothing between reads. */
+    if (gw_buf_reserve(&t->raw, t->pool, GW_BUF_BLOCK) != 0) {
+        *buf = uv_buf_init(NULL, 0);
+        return;
+    }
+    *buf = uv_buf_init((char *)t->raw.data, (unsigned)t->raw.cap);
+}
+
+static int tls_feed(gw_transport *t, const uint8_t *data, size_t n)
+{
+    int rc = gw_tls_unseal(t->tls, data, n, t->in, &t->wire, t->pool);
+    /* Handshake messages and alerts go out even when the session just failed: the peer learns
+     * why from the alert. */
+    long q = write_raw(t, &t->wire);
+    if (rc == 0 && q < 0)
+        rc = (int)q;
+    return rc;
+}
+
+static int tls_received(gw_transport *t, size_t n)
+{
+    bool was_ready = gw_tls_ready(t->tls);
+    int rc = tls_feed(t, t->raw.data, n);
+    gw_buf_release(&t->raw, t->pool);
+    if (rc == 0 && !was_ready && gw_tls_ready(t->tls) && t->cbs->tls_ready)
+        t->cbs->tls_ready(t);
+    return rc;
+}
+
+static long tls_send(gw_transport *t, gw_buf *out)
+{
+    if (!gw_tls_ready(t->tls))
+        return 0; /* held until the handshake completed (tls_ready) */
+    int rc = gw_tls_seal(t->tls, out->data, out->len, &t->wire, t->pool);
+    gw_buf_release(out, t->pool);
+    if (rc != 0)
+        return rc;
+    return write_raw(t, &t->wire);
+}
+
+static const gw_transport_ops tls_ops = {"tls", tls_alloc, tls_received, tls_send};
+
+/* ---- shared ---- */
+
+void gw_transport_init(gw_transport *t, const gw_transport_cbs *cbs, void *owner, gw_buf *in,
+                       gw_bufpool *pool)
+{
+    t->ops = &plain_ops;
+    t->cbs = cbs;
+    t->owner = owner;
+    t->in = in;
+    t->pool = pool;
+    t->h.handle.data = t;
+}
+
+int gw_transport_start_tls(gw_transport *t, gw_tls_conf *conf, bool direct)
+{
+    t->tls = gw_tls_new(conf, direct);
+    if (!t->tls)
+        return -ENOMEM;
+    t->ops = &tls_ops;
+    if (!direct || t->in->len == 0)
+        return 0;
+    /* The ClientHello was read as plaintext: it moves into the session. The caller sees the
+     * outcome through the callbacks of the next read, or here when it already failed. */
+    gw_buf hello = *t->in;
+    *t->in = (gw_buf){0};
+    int rc = tls_feed(t, hello.data, hello.len);
+    gw_buf_release(&hello, t->pool);
+    if (rc != 0)
+        t->tls_ended = true;
+    return rc;
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    (void)suggested;
+    gw_transport *t = h->data;
+    t->ops->alloc(t, buf);
+}
+
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+    (void)buf;
+    gw_transport *t = stream->data;
+    if (nread > 0) {
+        int rc = t->ops->received(t, (size_t)nread);
+        if (rc == 0) {
+            t->cbs->input(t);
+            return;
+        }
+        t->tls_ended = true;
+        gw_transport_read_stop(t);
+        if (rc == GW_TLS_EOF)
+            t->cbs->ended(t, true, false, "end of TLS session");
+        else
+            t->cbs->ended(t, false, rc != -ENOMEM,
+                          rc == -ENOMEM ? "out of memory" : gw_tls_error(t->tls));
+        return;
+    }
+    gw_buf_release(&t->raw, t->pool);
+    if (t->in->len == 0)
+        gw_buf_release(t->in, t->pool);
+    if (nread == 0)
+        return;
+    t->cbs->ended(t, nread == UV_EOF, false, uv_strerror((int)nread));
+}
+
+int gw_transport_read_start(gw_transport *t)
+{
+    if (t->reading || t->tls_ended)
+        return 0;
+    int rc = uv_read_start(&t->h.stream, on_alloc, on_read);
+    if (rc == 0)
+        t->reading = true;
+    return rc;
+}
+
+void gw_transport_read_stop(gw_transport *t)
+{
+    if (!t->reading)
+        return;
+    uv_read_stop(&t->h.stream);
+    t->reading = false;
+}
+
+long gw_transport_send(gw_transport *t, gw_buf *out)
+{
+    if (out->len == 0)
+        return 0;
+    return t->ops->send(t, out);
+}
+
+void gw_transport_close_notify(gw_transport *t)
+{
+    if (!t->tls || t->tls_ended)
+        return;
+    gw_tls_close_notify(t->tls, &t->wire, t->pool);
+    (void)write_raw(t, &t->wire);
+}
+
+void gw_transport_release(gw_transport *t)
+{
+    gw_tls_free(t->tls);
+    t->tls = NULL;
+    gw_buf_release(&t->raw, t->pool);
+    gw_buf_release(&t->wire, t->pool);
+}

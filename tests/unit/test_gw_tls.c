@@ -1,0 +1,340 @@
+/*
+ * Unit tests of gw_tls without sockets: a server session fed by hand against an OpenSSL client
+ * on memory BIOs, with a key, certificates and a CA made in memory and written to temporary
+ * files.
+ */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include "gateway/tls.h"
+
+static gw_bufpool pool;
+static char dir[] = "/tmp/sluice-tls-unit-XXXXXX";
+static EVP_PKEY *ca_key;
+static X509 *ca_cert;
+
+static char *path_of(const char *name)
+{
+    static char paths[8][128];
+    static int next;
+    char *p = paths[next++ % 8];
+    snprintf(p, 128, "%s/%s", dir, name);
+    return p;
+}
+
+/* A certificate for cn signed by the CA (or self-signed when ca is NULL: the CA itself). */
+static X509 *make_cert(EVP_PKEY *key, const char *cn, bool ca)
+{
+    X509 *x = X509_new();
+    X509_set_version(x, 2);
+    ASN1_INTEGER_set(X509_get_serialNumber(x), (long)random());
+    X509_gmtime_adj(X509_getm_notBefore(x), -60);
+    X509_gmtime_adj(X509_getm_notAfter(x), 3600);
+    X509_set_pubkey(x, key);
+    X509_NAME *n = X509_get_subject_name(x);
+    X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0);
+    X509_set_issuer_name(x, ca ? n : X509_get_subject_name(ca_cert));
+    if (ca) {
+        X509V3_CTX v3;
+        X509V3_set_ctx(&v3, x, x, NULL, NULL, 0);
+        X509_EXTENSION *e = X509V3_EXT_conf_nid(NULL, &v3, NID_basic_constraints, "CA:TRUE");
+        X509_add_ext(x, e, -1);
+        X509_EXTENSION_free(e);
+    }
+    cr_assert(X509_sign(x, ca ? key : ca_key, EVP_sha256()) > 0);
+    return x;
+}
+
+static void write_pem(const char *name, EVP_PKEY *key, X509 *cert)
+{
+    FILE *f = fopen(path_of(name), "w");
+    cr_assert_not_null(f);
+    if (key)
+        PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL);
+    if (cert)
+        PEM_write_X509(f, cert);
+    fclose(f);
+}
+
+static void setup(void)
+{
+    gw_bufpool_init(&pool, 16);
+    cr_assert_not_null(mkdtemp(dir));
+    ca_key = EVP_EC_gen("P-256");
+    ca_cert = make_cert(ca_key, "test CA", true);
+    write_pem("ca.crt", NULL, ca_cert);
+    EVP_PKEY *k = EVP_EC_gen("P-256");
+    X509 *c = make_cert(k, "localhost", false);
+    write_pem("server.key", k, NULL);
+    write_pem("server.crt", NULL, c);
+    X509_free(c);
+    EVP_PKEY *k2 = EVP_EC_gen("P-256");
+    write_pem("other.key", k2, NULL);
+    EVP_PKEY_free(k2);
+    c = make_cert(k, "alice", false); /* a client certificate (the same key will do) */
+    write_pem("alice.pem", k, c);
+    X509_free(c);
+    EVP_PKEY_free(k);
+}
+
+static void teardown(void)
+{
+    const char *names[] = {"ca.crt", "server.key", "server.crt", "other.key", "alice.pem"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        unlink(path_of(names[i]));
+    rmdir(dir);
+    X509_free(ca_cert);
+    EVP_PKEY_free(ca_key);
+    gw_bufpool_destroy(&pool);
+}
+
+TestSuite(gw_tls, .init = setup, .fini = teardown);
+
+static gw_tls_conf *conf_with(const char *key, bool verify, char *err)
+{
+    gw_tls_settings s = {.key_file = path_of(key),
+                         .cert_file = path_of("server.crt"),
+                         .ca_file = path_of("ca.crt"),
+                         .protocols = "secure",
+                         .ciphers = "default",
+                         .ecdhcurve = "auto",
+                         .dheparams = "auto",
+                         .verify_peer = verify,
+                         .verify_optional = true};
+    gw_tls_conf *c = NULL;
+    int rc = gw_tls_conf_new(&s, &c, err, 256);
+    cr_assert_eq(rc, c ? 0 : -1);
+    return c;
+}
+
+/* The client end: an OpenSSL client on two memory BIOs. */
+typedef struct peer {
+    SSL_CTX *ctx;
+    SSL *ssl;
+    BIO *in, *out; /* in: what the server sent; out: what the client sends */
+} peer;
+
+static void peer_init(peer *p, const char *alpn, int max_version, const char *cert)
+{
+    p->ctx = SSL_CTX_new(TLS_client_method());
+    SSL_CTX_set_verify(p->ctx, SSL_VERIFY_NONE, NULL);
+    if (max_version)
+        SSL_CTX_set_max_proto_version(p->ctx, max_version);
+    if (cert) {
+        cr_assert_eq(SSL_CTX_use_certificate_file(p->ctx, path_of(cert), SSL_FILETYPE_PEM), 1);
+        cr_assert_eq(SSL_CTX_use_PrivateKey_file(p->ctx, path_of(cert), SSL_FILETYPE_PEM), 1);
+    }
+    p->ssl = SSL_new(p->ctx);
+    if (alpn)
+        SSL_set_alpn_protos(p->ssl, (const unsigned char *)alpn, (unsigned)strlen(alpn));
+    p->in = BIO_new(BIO_s_mem());
+    p->out = BIO_new(BIO_s_mem());
+    SSL_set_bio(p->ssl, p->in, p->out);
+    SSL_set_connect_state(p->ssl);
+}
+
+static void peer_free(peer *p)
+{
+    SSL_free(p->ssl);
+    SSL_CTX_free(p->ctx);
+}
+
+/* Moves the client's output into the server, chunk bytes per call (0: all at once); then the
+ * server's output to the client. Returns the last gw_tls_unseal result. */
+static int pump(peer *p, gw_tls *t, gw_buf *plain, size_t chunk)
+{
+    uint8_t buf[65536];
+    int rc = 0;
+    int n;
+    while ((n = BIO_read(p->out, buf, sizeof buf)) > 0) {
+        for (size_t off = 0; off < (size_t)n && rc == 0;) {
+            size_t len = chunk && (size_t)n - off > chunk ? chunk : (size_t)n - off;
+            gw_buf wire = {0};
+            rc = gw_tls_unseal(t, buf + off, len, plain, &wire, &pool);
+            if (wire.len)
+                BIO_write(p->in, wire.data, (int)wire.len);
+            gw_buf_release(&wire, &pool);
+            off += len;
+        }
+    }
+    return rc;
+}
+
+static int handshake(peer *p, gw_tls *t, gw_buf *plain, size_t chunk)
+{
+    int rc = 0;
+    for (int i = 0; i < 10 && rc == 0; i++) {
+        int r = SSL_do_handshake(p->ssl);
+        rc = pump(p, t, plain, chunk);
+        if (r == 1 && gw_tls_ready(t))
+            break;
+    }
+    return rc;
+}
+
+Test(gw_tls, handshake_and_data_both_ways_even_byte_by_byte)
+{
+    char err[256];
+    gw_tls_conf *c = conf_with("server.key", false, err);
+    cr_assert_not_null(c, "%s", err);
+    for (size_t chunk = 0; chunk <= 1; chunk++) {
+        peer p;
+        peer_init(&p, "\x0apostgresql", 0, NULL);
+        gw_tls *t = gw_tls_new(c, false);
+        gw_buf plain = {0};
+        cr_assert_eq(handshake(&p, t, &plain, chunk), 0, "%s", gw_tls_error(t));
+        cr_assert(gw_tls_ready(t));
+        cr_assert(gw_tls_alpn_ok(t));
+        cr_assert_str_eq(gw_tls_version(t), "TLSv1.3");
+        /* Client to server: 100 kB across several records. */
+        static uint8_t big[100000];
+        memset(big, 'a', sizeof big);
+        cr_assert_eq(SSL_write(p.ssl, big, sizeof big), (int)sizeof big);
+        cr_assert_eq(pump(&p, t, &plain, chunk ? 7 : 0), 0);
+        cr_assert_eq(plain.len, sizeof big);
+        cr_assert_eq(memcmp(plain.data, big, sizeof big), 0);
+        gw_buf_release(&plain, &pool);
+        /* Server to client. */
+        gw_buf wire = {0};
+        cr_assert_eq(gw_tls_seal(t, (const uint8_t *)"hello", 5, &wire, &pool), 0);
+        BIO_write(p.in, wire.data, (int)wire.len);
+        gw_buf_release(&wire, &pool);
+        char got[8] = {0};
+        cr_assert_eq(SSL_read(p.ssl, got, sizeof got), 5);
+        cr_assert_str_eq(got, "hello");
+        cr_assert_eq(gw_tls_peer_cn(t, got, sizeof got), 0, "no client certificate");
+        /* close_notify ends the stream. */
+        SSL_shutdown(p.ssl);
+        cr_assert_eq(pump(&p, t, &plain, 0), GW_TLS_EOF);
+        gw_buf_release(&plain, &pool);
+        gw_tls_free(t);
+        peer_free(&p);
+    }
+    gw_tls_conf_release(c);
+}
+
+Test(gw_tls, garbage_and_old_versions_fail_cleanly)
+{
+    char err[256];
+    gw_tls_conf *c = conf_with("server.key", false, err);
+    gw_tls *t = gw_tls_new(c, false);
+    gw_buf plain = {0}, wire = {0};
+    static const uint8_t junk[] = "\x16\x03\x01\x00\x05garbage and more garbage";
+    cr_assert_lt(gw_tls_unseal(t, junk, sizeof junk, &plain, &wire, &pool), 0);
+    cr_assert_gt(strlen(gw_tls_error(t)), 0);
+    cr_assert_eq(plain.len, 0);
+    gw_buf_release(&plain, &pool);
+    gw_buf_release(&wire, &pool);
+    gw_tls_free(t);
+
+    peer p;
+    peer_init(&p, NULL, TLS1_1_VERSION, NULL);
+    SSL_CTX_set_security_level(p.ctx, 0);
+    SSL_set_security_level(p.ssl, 0);
+    SSL_set_min_proto_version(p.ssl, TLS1_VERSION);
+    t = gw_tls_new(c, false);
+    cr_assert_lt(handshake(&p, t, &plain, 0), 0, "TLS 1.1 is below the default minimum");
+    gw_tls_free(t);
+    peer_free(&p);
+    gw_tls_conf_release(c);
+}
+
+Test(gw_tls, renegotiation_is_refused)
+{
+    char err[256];
+    gw_tls_conf *c = conf_with("server.key", false, err);
+    peer p;
+    peer_init(&p, NULL, TLS1_2_VERSION, NULL);
+    gw_tls *t = gw_tls_new(c, false);
+    gw_buf plain = {0};
+    cr_assert_eq(handshake(&p, t, &plain, 0), 0);
+    cr_assert_str_eq(gw_tls_version(t), "TLSv1.2");
+    cr_assert_eq(SSL_renegotiate(p.ssl), 1);
+    SSL_do_handshake(p.ssl);
+    /* The server answers a no_renegotiation alert (or fails): never a second handshake. */
+    int rc = pump(&p, t, &plain, 0);
+    char buf[16];
+    int r = SSL_read(p.ssl, buf, sizeof buf);
+    cr_assert(rc < 0 || r <= 0, "the renegotiation did not complete");
+    cr_assert_eq(plain.len, 0);
+    gw_buf_release(&plain, &pool);
+    gw_tls_free(t);
+    peer_free(&p);
+    gw_tls_conf_release(c);
+}
+
+Test(gw_tls, client_certificate_cn_and_verification)
+{
+    char err[256];
+    gw_tls_conf *c = conf_with("server.key", true, err);
+    cr_assert_not_null(c, "%s", err);
+    peer p;
+    peer_init(&p, NULL, 0, "alice.pem");
+    gw_tls *t = gw_tls_new(c, false);
+    gw_buf plain = {0};
+    cr_assert_eq(handshake(&p, t, &plain, 0), 0, "%s", gw_tls_error(t));
+    char cn[64];
+    cr_assert_eq(gw_tls_peer_cn(t, cn, sizeof cn), 1);
+    cr_assert_str_eq(cn, "alice");
+    cr_assert_eq(gw_tls_peer_cn(t, cn, 3), -1, "a CN longer than the room is unusable");
+    gw_tls_free(t);
+    peer_free(&p);
+
+    /* verify_peer: no certificate, no session. */
+    peer_init(&p, NULL, 0, NULL);
+    t = gw_tls_new(c, false);
+    int rc = handshake(&p, t, &plain, 0);
+    char buf[4];
+    if (rc == 0) /* TLS 1.3: the server's verdict comes after the client's Finished */
+        rc = gw_tls_ready(t) ? 0 : -1;
+    cr_assert(rc < 0 || SSL_read(p.ssl, buf, sizeof buf) <= 0);
+    cr_assert_eq(gw_tls_peer_cn(t, cn, sizeof cn), 0);
+    gw_buf_release(&plain, &pool);
+    gw_tls_free(t);
+    peer_free(&p);
+    gw_tls_conf_release(c);
+}
+
+Test(gw_tls, contexts_refuse_bad_files_with_a_reason)
+{
+    char err[256];
+    cr_assert_null(conf_with("other.key", false, err), "a key that is not the certificate's");
+    cr_assert(strstr(err, "mismatch") || strstr(err, "does not match"), "%s", err);
+    cr_assert_null(conf_with("missing.key", false, err));
+    cr_assert(strstr(err, "cannot load private key"), "%s", err);
+    gw_tls_settings s = {.key_file = path_of("server.key"),
+                         .cert_file = path_of("server.crt"),
+                         .protocols = "tlsv1.4"};
+    gw_tls_conf *c = (gw_tls_conf *)1;
+    cr_assert_eq(gw_tls_conf_new(&s, &c, err, sizeof err), -1);
+    cr_assert_null(c);
+    cr_assert(strstr(err, "client_tls_protocols"), "%s", err);
+    s.protocols = "secure";
+    s.verify_peer = true;
+    cr_assert_eq(gw_tls_conf_new(&s, &c, err, sizeof err), -1, "verifying needs a CA file");
+}
+
+Test(gw_tls_protocols, parse)
+{
+    int lo, hi;
+    cr_assert_eq(gw_tls_parse_protocols("secure", &lo, &hi), 0);
+    cr_assert(lo == TLS1_2_VERSION && hi == TLS1_3_VERSION);
+    cr_assert_eq(gw_tls_parse_protocols("tlsv1.3", &lo, &hi), 0);
+    cr_assert(lo == TLS1_3_VERSION && hi == TLS1_3_VERSION);
+    cr_assert_eq(gw_tls_parse_protocols("tlsv1.1, TLSv1.2", &lo, &hi), 0);
+    cr_assert(lo == TLS1_1_VERSION && hi == TLS1_2_VERSION);
+    cr_assert_eq(gw_tls_parse_protocols("all", &lo, &hi), 0);
+    cr_assert_eq(lo, TLS1_VERSION);
+    cr_assert_eq(gw_tls_parse_protocols("sslv3", &lo, &hi), -1);
+    cr_assert_eq(gw_tls_parse_protocols(",", &lo, &hi), -1);
+}
