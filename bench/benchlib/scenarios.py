@@ -76,7 +76,7 @@ def login_scenarios(quick):
     that must prove its password. The targets of each scenario log in as roles whose password
     the server keeps and asks for the scenario's way (bench/run, start_login_poolers)."""
     c = 20
-    amount = {"count": 10} if quick else {"seconds": 10}
+    amount = {"count": 5} if quick else {"seconds": 10}
     return [Scenario("logins", f"-C -S {auth} c={c}", "pgbench", c,
                      ["-S", "-C", "-c", str(c), "-j", "2"], auth=auth, unit="logins/s",
                      **amount) for auth in LOGIN_AUTH]
