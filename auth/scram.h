@@ -13,20 +13,21 @@
 
 #include "auth/auth.h"
 
-#define AUTH_SCRAM_MSG_MAX   512 /* longest message either end builds */
+#define AUTH_SCRAM_MSG_MAX   512  /* longest message either end builds */
 #define AUTH_SCRAM_INPUT_MAX 2048 /* longer peer messages are refused (-EINVAL) */
 
 /* Server side. States: first (expects client-first), final (expects client-final), done. */
 typedef struct auth_scram_server {
-    int step;                   /* 0: expects client-first; 1: expects client-final; 2: done */
-    bool fake;                  /* unknown user: the exchange runs against a made-up verifier */
-    bool mongo;                 /* MongoDB framing rules (no "n=" user check) */
+    int step;   /* 0: expects client-first; 1: expects client-final; 2: done */
+    bool fake;  /* unknown user: the exchange runs against a made-up verifier */
+    bool mongo; /* MongoDB rules: "n=" names the user (see server_first) */
+    char cbind; /* client-first's gs2 flag, 'n' or 'y', echoed in client-final */
     auth_scram_verifier v;
-    char nonce[128];            /* client nonce + server nonce */
+    char nonce[128]; /* client nonce + server nonce */
     char client_first_bare[AUTH_SCRAM_INPUT_MAX];
     char server_first[AUTH_SCRAM_MSG_MAX];
     uint8_t client_key[AUTH_MAX_KEY]; /* recovered from a correct proof (passthrough login) */
-    char user[256];             /* the "n=" name of a MongoDB client-first (unescaped) */
+    char user[256];                   /* the "n=" name of a MongoDB client-first (unescaped) */
 } auth_scram_server;
 
 /* The user name ("n=", unescaped) of a client-first message, for MongoDB, whose clients name
@@ -38,7 +39,10 @@ int auth_scram_parse_user(const char *msg, size_t len, char *user, size_t cap, c
  * same salt and the exchange fails only at the proof, as PostgreSQL does. */
 int auth_scram_server_init(auth_scram_server *s, const auth_scram_verifier *v, const char *user,
                            const uint8_t fake_seed[32], bool mongo);
-/* client-first in, server-first out. 0, or -EINVAL with *why (a protocol error). */
+/* client-first in, server-first out. 0, or -EINVAL with *why (a protocol error). PostgreSQL
+ * ignores the "n=" name (the startup packet names the user); with mongo it must be a valid
+ * saslname, it is stored unescaped in s->user, and it must equal the user given to init if one
+ * was. Extensions (in either client message) are refused: no client sends one. */
 int auth_scram_server_first(auth_scram_server *s, const char *msg, size_t len,
                             char out[AUTH_SCRAM_MSG_MAX], const char **why);
 /* client-final in; on a correct proof 0 and server-final ("v=...") out, with s->client_key set;
@@ -51,7 +55,7 @@ int auth_scram_server_final(auth_scram_server *s, const char *msg, size_t len,
  * from a client's proof and the verifier's ServerKey (SCRAM passthrough). */
 typedef struct auth_scram_client {
     int step;
-    bool have_key;   /* client_key/server_key given instead of a password */
+    bool have_key; /* client_key/server_key given instead of a password */
     bool sha1;
     char password[1024]; /* SASLprep'd */
     uint8_t client_key[AUTH_MAX_KEY];

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth/auth.h"
 #include "config/cfg.h"
 #include "config/cfg_int.h"
 
@@ -115,7 +116,9 @@ static int finish(cfg__loader *l)
         cfg__error(l, later_line(l, "min_pool_size", "default_pool_size"),
                    "min_pool_size (%d) is larger than default_pool_size (%d)", c->min_pool_size,
                    c->default_pool_size);
-    return finish_mongo(l);
+    if (finish_mongo(l) != 0)
+        return -1;
+    return cfg__load_auth(l);
 }
 
 static int load(cfg__loader *l, cfg **out)
@@ -174,6 +177,10 @@ void cfg_free(cfg *c)
     for (const cfg_key *k = cfg__keys; k->name; k++)
         if (k->type == CFG_T_STR)
             free(*(char **)((char *)c + k->offset));
+        else if (k->type == CFG_T_LIST)
+            cfg__free_names((cfg_names *)((char *)c + k->offset));
+    auth_userlist_free(c->users);
+    auth_hba_free(c->hba);
     for (size_t i = 0; i < c->n_dbs; i++) {
         for (size_t j = 0; j < c->dbs[i].n_conn; j++) {
             free(c->dbs[i].conn[j].key);
@@ -181,6 +188,9 @@ void cfg_free(cfg *c)
         }
         free(c->dbs[i].conn);
         free(c->dbs[i].name);
+        free(c->dbs[i].auth_user);
+        free(c->dbs[i].auth_dbname);
+        free(c->dbs[i].auth_query);
     }
     free(c->dbs);
     for (size_t i = 0; i < c->n_mongo; i++) {

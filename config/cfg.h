@@ -7,6 +7,7 @@
 #ifndef SLUICE_CFG_H
 #define SLUICE_CFG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -23,9 +24,24 @@ typedef enum cfg_log_level {
     CFG_LOG_DEBUG = 3,
 } cfg_log_level;
 
+/* How PostgreSQL clients prove who they are (PgBouncer's auth_type values and meanings). */
 typedef enum cfg_auth_type {
     CFG_AUTH_TRUST = 0, /* any client may log in as any user; the server authenticates Sluice */
+    CFG_AUTH_PLAIN,     /* cleartext password (AuthenticationCleartextPassword) */
+    CFG_AUTH_MD5,       /* md5 challenge; SCRAM for a user whose secret is a SCRAM verifier */
+    CFG_AUTH_SCRAM,     /* SCRAM-SHA-256 */
+    CFG_AUTH_CERT,      /* client certificate; needs TLS, so no client can satisfy it yet */
+    CFG_AUTH_HBA,       /* the method of the first matching auth_hba_file line */
 } cfg_auth_type;
+
+/* A comma-separated list of names (admin_users, stats_users), owned by the cfg. */
+typedef struct cfg_names {
+    char **names;
+    size_t n;
+} cfg_names;
+
+struct auth_userlist; /* auth/auth.h */
+struct auth_hba;
 
 /* One keyword=value pair, both NUL-terminated, owned by the cfg. */
 typedef struct cfg_kv {
@@ -41,7 +57,11 @@ typedef struct cfg_database {
     int pool_size;          /* -1: use default_pool_size */
     int pool_mode;          /* -1: use the main pool_mode, else a cfg_pool_mode */
     int max_db_connections; /* -1: use the main max_db_connections; 0 = unlimited */
-    int line;               /* line in the file, for diagnostics */
+    /* PgBouncer's per-database auth_query settings; NULL means the [sluice] value. */
+    char *auth_user;
+    char *auth_dbname;
+    char *auth_query;
+    int line; /* line in the file, for diagnostics */
 } cfg_database;
 
 /* One line of [mongodb]: `name = listen_port=27018 uri=mongodb://... pool_size=10`. */
@@ -80,7 +100,20 @@ typedef struct cfg {
     uint32_t max_packet_size;      /* bytes, default 2147483647 (PgBouncer's); min 1024 */
     uint32_t max_buffered_message; /* bytes held whole per client message, default 16 MB */
     cfg_auth_type auth_type;       /* default trust */
-    cfg_log_level log_level;       /* default info */
+    /* Paths as given; relative ones are read from the config file's directory. "" = none. */
+    char *auth_file;       /* PgBouncer's userlist format */
+    char *auth_hba_file;   /* pg_hba.conf subset, for auth_type hba */
+    char *auth_query;      /* looks up a user missing from auth_file; "" = no lookup */
+    char *auth_user;       /* the user auth_query runs as; "" = none (no lookup) */
+    char *auth_dbname;     /* the database auth_query runs in; "" = the client's */
+    cfg_names admin_users; /* stored for the admin console */
+    cfg_names stats_users;
+    bool auth_plain_without_tls; /* default 0: cleartext passwords only over Unix sockets */
+    cfg_log_level log_level;     /* default info */
+
+    /* Loaded with the file, so --check validates them and a reload re-reads them. */
+    struct auth_userlist *users; /* auth_file's users; NULL without auth_file */
+    struct auth_hba *hba;        /* auth_hba_file's rules; NULL without auth_hba_file */
 
     cfg_database *dbs;
     size_t n_dbs;
@@ -109,6 +142,16 @@ cfg_pool_mode cfg_db_pool_mode(const cfg *c, const cfg_database *db);
 int cfg_db_max_connections(const cfg *c, const cfg_database *db);
 
 const char *cfg_pool_mode_name(cfg_pool_mode m);
+const char *cfg_auth_type_name(cfg_auth_type t);
+
+/* The database's auth_user, auth_dbname and auth_query, else the [sluice] ones; NULL when
+ * neither sets one (auth_dbname NULL: the client's database). db may be NULL. */
+const char *cfg_db_auth_user(const cfg *c, const cfg_database *db);
+const char *cfg_db_auth_dbname(const cfg *c, const cfg_database *db);
+const char *cfg_db_auth_query(const cfg *c, const cfg_database *db);
+
+/* Whether names lists name. */
+bool cfg_names_has(const cfg_names *l, const char *name);
 
 /*
  * The [sluice] keys that differ between old and next and take effect only at a restart (the

@@ -8,20 +8,14 @@
 #include "config/cfg_int.h"
 
 /* Keys a [databases] line may carry besides libpq's, removed from conn[]. */
-static const char *const pool_keys[] = {"pool_size", "pool_mode", "max_db_connections", NULL};
+static const char *const pool_keys[] = {
+    "pool_size", "pool_mode", "max_db_connections", "auth_user", "auth_dbname", "auth_query", NULL};
 
 /* PgBouncer per-database settings Sluice lacks: named as such, not as unknown libpq keywords. */
-static const char *const pgbouncer_only[] = {"min_pool_size",
-                                             "reserve_pool",
-                                             "connect_query",
-                                             "auth_user",
-                                             "auth_query",
-                                             "auth_dbname",
-                                             "datestyle",
-                                             "timezone",
-                                             "max_db_client_connections",
-                                             "server_lifetime",
-                                             NULL};
+static const char *const pgbouncer_only[] = {"min_pool_size",   "reserve_pool",
+                                             "connect_query",   "datestyle",
+                                             "timezone",        "max_db_client_connections",
+                                             "server_lifetime", NULL};
 
 static const char *const mongo_keys[] = {
     "listen_addr",        "listen_port",     "uri", "pool_size", "query_timeout",
@@ -91,7 +85,7 @@ static bool check_libpq_keyword(cfg__loader *l, const char *db, const char *kw, 
                    db, kw);
         return false;
     }
-    const char **names = calloc(n + 4, sizeof *names);
+    const char **names = calloc(n + sizeof pool_keys / sizeof *pool_keys, sizeof *names);
     if (!names) {
         *oom = true;
         return false;
@@ -107,10 +101,32 @@ static bool check_libpq_keyword(cfg__loader *l, const char *db, const char *kw, 
     return false;
 }
 
-static int pool_key(cfg__loader *l, cfg_database *db, const char *k, const char *v)
+/* Moves *v into *field (the line's value, owned by the caller until then). */
+static void take_str(char **field, char **v)
+{
+    free(*field);
+    *field = *v;
+    *v = NULL;
+}
+
+/* A [databases] key that is not libpq's; takes the value when it keeps it. */
+static int pool_key(cfg__loader *l, cfg_database *db, const char *k, char **value)
 {
     long n;
     cfg_pool_mode mode;
+    const char *v = *value;
+    if (strcmp(k, "auth_user") == 0) {
+        take_str(&db->auth_user, value);
+        return 0;
+    }
+    if (strcmp(k, "auth_dbname") == 0) {
+        take_str(&db->auth_dbname, value);
+        return 0;
+    }
+    if (strcmp(k, "auth_query") == 0) {
+        take_str(&db->auth_query, value);
+        return 0;
+    }
     if (strcmp(k, "pool_mode") == 0) {
         if (cfg__parse_pool_mode(v, &mode) == 0)
             db->pool_mode = (int)mode;
@@ -164,7 +180,7 @@ int cfg__add_database(cfg__loader *l, const char *name, const char *value)
     }
     for (size_t i = 0; i < n && !oom; i++) {
         if (in_list(pool_keys, kv[i].key)) {
-            pool_key(l, &db, kv[i].key, kv[i].value);
+            pool_key(l, &db, kv[i].key, &kv[i].value);
         } else if (check_libpq_keyword(l, name, kv[i].key, &oom)) {
             db.conn[db.n_conn++] = kv[i];
             kv[i].key = kv[i].value = NULL;

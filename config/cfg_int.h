@@ -25,6 +25,8 @@ typedef enum cfg_type {
     CFG_T_SIZE, /* uint32_t bytes, 1024..INT32_MAX, with an optional kB/MB/GB suffix */
     CFG_T_MODE, /* cfg_pool_mode */
     CFG_T_AUTH, /* cfg_auth_type */
+    CFG_T_LIST, /* cfg_names, from a comma-separated list */
+    CFG_T_BOOL, /* bool: 0/1, off/on, no/yes, false/true */
     CFG_T_LOG,  /* cfg_log_level */
 } cfg_type;
 
@@ -107,5 +109,11 @@ int cfg__parse_size(const char *v, uint64_t *out);
 /* Decimal 0..max, nothing else on the line. */
 int cfg__parse_int(const char *v, long max, long *out);
 int cfg__parse_pool_mode(const char *v, cfg_pool_mode *out);
+/* "a, b,c" into names (duplicates kept once; empty items skipped). 0, or -1 on ENOMEM. */
+int cfg__parse_names(const char *v, cfg_names *out);
+void cfg__free_names(cfg_names *l);
+
+/* Loads auth_file and auth_hba_file and checks auth_type against them (cfg_auth.c). */
+int cfg__load_auth(cfg__loader *l);
 
 #endif

@@ -52,7 +52,33 @@ const cfg_key cfg__keys[] = {
      "and Close in transaction mode); a larger one ends the connection (SQLSTATE 54000). Other "
      "messages (COPY data, large values in session mode) stream through."},
     {"auth_type", CFG_T_AUTH, OFF(auth_type), "trust", CFG_RELOAD,
-     "Client authentication; only `trust` is supported so far."},
+     "How PostgreSQL clients authenticate: `trust` (anyone), `plain` (cleartext password), `md5` "
+     "(md5 challenge; SCRAM for a user whose secret is a SCRAM verifier), `scram-sha-256`, "
+     "`cert` (needs TLS, which Sluice lacks: every client is refused with SQLSTATE 28000), "
+     "`hba` (the method of the first matching auth_hba_file line)."},
+    {"auth_file", CFG_T_STR, OFF(auth_file), "", CFG_RELOAD,
+     "Users file in PgBouncer's format (`\"user\" \"secret\"` per line; the secret is a password, "
+     "an md5 hash or a SCRAM-SHA-256 verifier); relative to the config file's directory; "
+     "re-read on reload."},
+    {"auth_hba_file", CFG_T_STR, OFF(auth_hba_file), "", CFG_RELOAD,
+     "pg_hba.conf-style rules for auth_type hba; relative to the config file's directory; "
+     "re-read on reload."},
+    {"auth_query", CFG_T_STR, OFF(auth_query),
+     "SELECT usename, passwd FROM pg_shadow WHERE usename=$1", CFG_RELOAD,
+     "Looks up the secret of a user missing from auth_file, run as auth_user; empty disables "
+     "the lookup."},
+    {"auth_user", CFG_T_STR, OFF(auth_user), "", CFG_RELOAD,
+     "The user auth_query runs as; empty: no lookup (unless a database line sets one)."},
+    {"auth_dbname", CFG_T_STR, OFF(auth_dbname), "", CFG_RELOAD,
+     "The database auth_query runs in; empty: the one the client asked for."},
+    {"admin_users", CFG_T_LIST, OFF(admin_users), "", CFG_RELOAD,
+     "Comma-separated users allowed to run admin console commands (stored for later use)."},
+    {"stats_users", CFG_T_LIST, OFF(stats_users), "", CFG_RELOAD,
+     "Comma-separated users allowed read-only admin console commands (stored for later use)."},
+    {"auth_plain_without_tls", CFG_T_BOOL, OFF(auth_plain_without_tls), "0", CFG_RELOAD,
+     "Whether a TCP client may send a cleartext password (auth_type plain, hba `password`); "
+     "Sluice has no TLS yet, so by default only Unix-socket clients may (others get SQLSTATE "
+     "28000)."},
     {"log_level", CFG_T_LOG, OFF(log_level), "info", CFG_RELOAD,
      "`error`, `warning`, `info` or `debug`."},
     {NULL, 0, 0, NULL, 0, NULL},
@@ -63,9 +89,18 @@ _Static_assert(sizeof cfg__keys / sizeof cfg__keys[0] <= CFG__MAX_KEYS + 1,
 
 static const char *const log_names[] = {"error", "warning", "info", "debug", NULL};
 
-/* PgBouncer's methods, so a config written for it gets "not supported yet", not "unknown". */
-static const char *const pgbouncer_auth[] = {"any", "plain", "md5", "scram-sha-256", "cert", "hba",
-                                             "pam", "ldap",  NULL};
+/* In cfg_auth_type order. */
+static const char *const auth_names[] = {"trust", "plain", "md5", "scram-sha-256",
+                                         "cert",  "hba",   NULL};
+/* PgBouncer's other methods, so a config written for it gets "not supported", not "unknown". */
+static const char *const pgbouncer_auth[] = {"any", "pam", "ldap", "peer", NULL};
+
+static const char *const bool_names[] = {"0", "off", "no", "false", "1", "on", "yes", "true", NULL};
+
+const char *cfg_auth_type_name(cfg_auth_type t)
+{
+    return (size_t)t < sizeof auth_names / sizeof auth_names[0] - 1 ? auth_names[t] : "?";
+}
 
 const cfg_key *cfg__key(const char *name)
 {
@@ -77,16 +112,18 @@ const cfg_key *cfg__key(const char *name)
 
 static int set_auth(cfg__loader *l, const cfg_key *k, const char *v, int line, void *field)
 {
-    if (strcmp(v, "trust") == 0) {
-        *(cfg_auth_type *)field = CFG_AUTH_TRUST;
-        return 0;
-    }
+    for (size_t i = 0; auth_names[i]; i++)
+        if (strcmp(v, auth_names[i]) == 0) {
+            *(cfg_auth_type *)field = (cfg_auth_type)i;
+            return 0;
+        }
     for (size_t i = 0; pgbouncer_auth[i]; i++)
         if (strcmp(v, pgbouncer_auth[i]) == 0) {
-            cfg__error(l, line, "%s: '%s' is not supported yet; only trust is", k->name, v);
+            cfg__error(l, line, "%s: '%s' is not supported", k->name, v);
             return -1;
         }
-    cfg__error(l, line, "%s: expected trust, got '%s'", k->name, v);
+    cfg__error(l, line, "%s: expected trust, plain, md5, scram-sha-256, cert or hba, got '%s'",
+               k->name, v);
     return -1;
 }
 
@@ -154,6 +191,25 @@ int cfg__set_key(cfg__loader *l, const cfg_key *k, const char *v, int line)
         return 0;
     case CFG_T_AUTH:
         return set_auth(l, k, v, line, field);
+    case CFG_T_LIST: {
+        cfg_names names;
+        if (cfg__parse_names(v, &names) != 0) {
+            cfg__error(l, line, "out of memory");
+            return -1;
+        }
+        cfg__free_names(field);
+        *(cfg_names *)field = names;
+        return 0;
+    }
+    case CFG_T_BOOL:
+        for (int i = 0; bool_names[i]; i++)
+            if (strcmp(v, bool_names[i]) == 0) {
+                *(bool *)field = i >= 4;
+                return 0;
+            }
+        cfg__error(l, line, "%s: expected 0 or 1 (off/on, no/yes, false/true), got '%s'", k->name,
+                   v);
+        return -1;
     case CFG_T_LOG:
         for (int i = 0; log_names[i]; i++)
             if (strcmp(v, log_names[i]) == 0) {
@@ -194,7 +250,11 @@ static const char *type_unit(cfg_type t)
     case CFG_T_MODE:
         return "session \\| transaction";
     case CFG_T_AUTH:
-        return "trust";
+        return "trust \\| plain \\| md5 \\| scram-sha-256 \\| cert \\| hba";
+    case CFG_T_LIST:
+        return "list of names";
+    case CFG_T_BOOL:
+        return "0 \\| 1";
     case CFG_T_LOG:
         return "error \\| warning \\| info \\| debug";
     }
@@ -206,7 +266,8 @@ void cfg_write_reference(FILE *out)
     fputs("| key | type / unit | default | on reload | meaning |\n", out);
     fputs("|---|---|---|---|---|\n", out);
     for (const cfg_key *k = cfg__keys; k->name; k++)
-        fprintf(out, "| `%s` | %s | `%s` | %s | %s |\n", k->name, type_unit(k->type), k->def,
+        fprintf(out, "| `%s` | %s | %s%s%s | %s | %s |\n", k->name, type_unit(k->type),
+                *k->def ? "`" : "", *k->def ? k->def : "(empty)", *k->def ? "`" : "",
                 k->reload == CFG_RELOAD ? "applied" : "needs restart", k->doc);
 }
 
@@ -226,6 +287,17 @@ static bool same_value(const cfg_key *k, const cfg *a, const cfg *b)
         return *(const cfg_auth_type *)fa == *(const cfg_auth_type *)fb;
     case CFG_T_LOG:
         return *(const cfg_log_level *)fa == *(const cfg_log_level *)fb;
+    case CFG_T_BOOL:
+        return *(const bool *)fa == *(const bool *)fb;
+    case CFG_T_LIST: {
+        const cfg_names *na = (const cfg_names *)fa, *nb = (const cfg_names *)fb;
+        if (na->n != nb->n)
+            return false;
+        for (size_t i = 0; i < na->n; i++)
+            if (strcmp(na->names[i], nb->names[i]) != 0)
+                return false;
+        return true;
+    }
     case CFG_T_INT:
     case CFG_T_INT0:
     case CFG_T_PORT:

@@ -3,6 +3,7 @@
  * "0x10", "+5" and " 5" are rejected instead of meaning something surprising.
  */
 #include <ctype.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "config/cfg_int.h"
@@ -117,4 +118,53 @@ int cfg__parse_pool_mode(const char *v, cfg_pool_mode *out)
     else
         return -1;
     return 0;
+}
+
+void cfg__free_names(cfg_names *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free(l->names[i]);
+    free(l->names);
+    *l = (cfg_names){0};
+}
+
+int cfg__parse_names(const char *v, cfg_names *out)
+{
+    *out = (cfg_names){0};
+    size_t cap = 1;
+    for (const char *p = v; *p; p++)
+        cap += *p == ',';
+    out->names = calloc(cap, sizeof *out->names);
+    if (!out->names)
+        return -1;
+    for (const char *p = v; *p;) {
+        p = skip_space(p);
+        const char *end = strchr(p, ',');
+        if (!end)
+            end = p + strlen(p);
+        const char *next = *end ? end + 1 : end;
+        while (end > p && (end[-1] == ' ' || end[-1] == '\t'))
+            end--;
+        if (end > p) {
+            char *name = strndup(p, (size_t)(end - p));
+            if (!name) {
+                cfg__free_names(out);
+                return -1;
+            }
+            if (cfg_names_has(out, name))
+                free(name);
+            else
+                out->names[out->n++] = name;
+        }
+        p = next;
+    }
+    return 0;
+}
+
+bool cfg_names_has(const cfg_names *l, const char *name)
+{
+    for (size_t i = 0; i < l->n; i++)
+        if (strcmp(l->names[i], name) == 0)
+            return true;
+    return false;
 }

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "auth/auth.h"
 #include "config/cfg.h"
 #include "config/cfg_int.h"
 
@@ -74,6 +75,16 @@ Test(cfg, defaults_match_pgbouncer_names_and_values)
     cr_assert_eq(c->max_prepared_statements, 200);
     cr_assert_eq(c->max_packet_size, 2147483647u);
     cr_assert_eq(c->auth_type, CFG_AUTH_TRUST);
+    cr_assert_str_eq(c->auth_file, "");
+    cr_assert_str_eq(c->auth_hba_file, "");
+    cr_assert_str_eq(c->auth_query, "SELECT usename, passwd FROM pg_shadow WHERE usename=$1");
+    cr_assert_str_eq(c->auth_user, "");
+    cr_assert_str_eq(c->auth_dbname, "");
+    cr_assert_eq(c->admin_users.n, 0);
+    cr_assert_eq(c->stats_users.n, 0);
+    cr_assert_eq(c->auth_plain_without_tls, false);
+    cr_assert_null(c->users);
+    cr_assert_null(c->hba);
     cr_assert_eq(c->log_level, CFG_LOG_INFO);
     cr_assert_eq(c->n_dbs, 0);
     cr_assert_eq(c->n_mongo, 0);
@@ -304,6 +315,25 @@ Test(cfg, database_errors)
                "1000000, got '-1'");
 }
 
+Test(cfg, database_auth_settings)
+{
+    cfg *c = loads("[sluice]\nauth_user = pgb\nauth_query = SELECT 1\n[databases]\n"
+                   "a = host=x auth_user=own auth_dbname=postgres auth_query='SELECT p FROM u "
+                   "WHERE n=$1'\n"
+                   "b = host=y\n");
+    const cfg_database *a = cfg_find_database(c, "a"), *b = cfg_find_database(c, "b");
+    cr_assert_eq(a->n_conn, 1, "auth_* keys are not libpq's");
+    cr_assert_str_eq(cfg_db_auth_user(c, a), "own");
+    cr_assert_str_eq(cfg_db_auth_dbname(c, a), "postgres");
+    cr_assert_str_eq(cfg_db_auth_query(c, a), "SELECT p FROM u WHERE n=$1");
+    cr_assert_null(b->auth_user, "NULL: the [sluice] value");
+    cr_assert_str_eq(cfg_db_auth_user(c, b), "pgb");
+    cr_assert_null(cfg_db_auth_dbname(c, b), "no auth_dbname: the client's database");
+    cr_assert_str_eq(cfg_db_auth_query(c, b), "SELECT 1");
+    cr_assert_str_eq(cfg_db_auth_user(c, NULL), "pgb");
+    cfg_free(c);
+}
+
 /* ---- [mongodb] ---- */
 
 Test(cfg, mongodb_lines_take_main_defaults)
@@ -408,22 +438,141 @@ Test(cfg, syntax_errors_are_all_reported)
 
 Test(cfg, value_and_range_errors)
 {
-    FAILS_WITH("[sluice]\nauth_type = md5\nmin_pool_size = 30\nmax_client_conn = 0\n"
+    FAILS_WITH("[sluice]\nauth_type = pam\nmin_pool_size = 30\nmax_client_conn = 0\n"
                "log_level = verbose\nlisten_port = 5\nlisten_port = 6\ndefault_pool_size = "
                "2000000\nauth_type = trsut\n",
-               "test.ini:2: auth_type: 'md5' is not supported yet; only trust is",
+               "test.ini:2: auth_type: 'pam' is not supported",
                "test.ini:4: max_client_conn: expected a whole number from 1 to 1000000, got '0'",
                "test.ini:5: log_level: expected error, warning, info or debug, got 'verbose'",
                "test.ini:7: listen_port is set twice (first on line 6)",
                "test.ini:8: default_pool_size: expected a whole number from 1 to 1000000",
                "test.ini:9: auth_type is set twice (first on line 2)");
     FAILS_WITH("[sluice]\nauth_type = trsut\n",
-               "test.ini:2: auth_type: expected trust, got 'trsut'");
+               "test.ini:2: auth_type: expected trust, plain, md5, scram-sha-256, cert or hba, "
+               "got 'trsut'");
     FAILS_WITH("[sluice]\nmin_pool_size = 30\n",
                "test.ini:2: min_pool_size (30) is larger than default_pool_size (20)");
     FAILS_WITH("[sluice]\nmin_pool_size = 5\n\ndefault_pool_size = 4\n",
                "test.ini:4: min_pool_size (5) is larger than default_pool_size (4)");
     FAILS_WITH("[sluice]\nlisten_port =\n", "test.ini:2: listen_port: expected a port number");
+}
+
+Test(cfg, auth_keys)
+{
+    static const char *const types[] = {"trust", "plain", "md5", "scram-sha-256", "cert", "hba"};
+    for (int i = 0; i < 6; i++) {
+        char text[256];
+        snprintf(text, sizeof text,
+                 "[sluice]\nauth_type = %s\nauth_user = pgb\nauth_hba_file = %s\n", types[i],
+                 i == CFG_AUTH_HBA ? "/dev/null" : "");
+        cfg *c = loads(text);
+        cr_assert_eq(c->auth_type, (cfg_auth_type)i);
+        cr_assert_str_eq(cfg_auth_type_name(c->auth_type), types[i]);
+        cfg_free(c);
+    }
+    cfg *c = loads("[sluice]\nadmin_users = alice, bob,,alice ,\t carol\nstats_users = s\n"
+                   "auth_plain_without_tls = on\nauth_dbname = postgres\n");
+    cr_assert_eq(c->admin_users.n, 3, "empty items and repeats are dropped");
+    cr_assert_str_eq(c->admin_users.names[0], "alice");
+    cr_assert_str_eq(c->admin_users.names[1], "bob");
+    cr_assert_str_eq(c->admin_users.names[2], "carol");
+    cr_assert(cfg_names_has(&c->admin_users, "carol"));
+    cr_assert_not(cfg_names_has(&c->admin_users, "s"));
+    cr_assert_eq(c->stats_users.n, 1);
+    cr_assert(c->auth_plain_without_tls);
+    cr_assert_str_eq(c->auth_dbname, "postgres");
+    cfg_free(c);
+
+    static const char *const bools[] = {"0", "off", "no", "false", "1", "on", "yes", "true"};
+    for (int i = 0; i < 8; i++) {
+        char text[128];
+        snprintf(text, sizeof text, "[sluice]\nauth_plain_without_tls = %s\n", bools[i]);
+        c = loads(text);
+        cr_assert_eq(c->auth_plain_without_tls, i >= 4, "%s", bools[i]);
+        cfg_free(c);
+    }
+    FAILS_WITH("[sluice]\nauth_plain_without_tls = maybe\n",
+               "test.ini:2: auth_plain_without_tls: expected 0 or 1");
+}
+
+Test(cfg, auth_type_needs_its_files)
+{
+    FAILS_WITH("[sluice]\n\nauth_type = hba\n", "test.ini:3: auth_type hba needs auth_hba_file");
+    FAILS_WITH("[sluice]\nauth_type = md5\n",
+               "test.ini:2: auth_type md5 needs auth_file, or auth_user and auth_query to look "
+               "users up");
+    FAILS_WITH("[sluice]\nauth_type = scram-sha-256\nauth_user = pgb\nauth_query =\n",
+               "test.ini:2: auth_type scram-sha-256 needs auth_file");
+    FAILS_WITH("[sluice]\nauth_type = plain\n", "test.ini:2: auth_type plain needs auth_file");
+    /* A lookup configured on one database line is enough. */
+    cfg_free(loads("[sluice]\nauth_type = md5\n[databases]\na = host=x auth_user=pgb\n"));
+}
+
+/* Writes text to a new file in /tmp; returns its path (static buffer per slot). */
+static const char *temp_file(int slot, const char *text)
+{
+    static char paths[3][64];
+    snprintf(paths[slot], sizeof paths[slot], "/tmp/sluice-cfg-auth-XXXXXX");
+    int fd = mkstemp(paths[slot]);
+    cr_assert_geq(fd, 0);
+    FILE *f = fdopen(fd, "w");
+    fputs(text, f);
+    fclose(f);
+    return paths[slot];
+}
+
+Test(cfg, users_and_hba_files_are_loaded_with_the_config)
+{
+    const char *users = temp_file(0, "\"alice\" \"secret\"\n\"bob\" \"md5"
+                                     "0123456789abcdef0123456789abcdef\"\n");
+    const char *hba = temp_file(1, "local all all trust\nhost all all 127.0.0.1/32 md5\n");
+    char text[512];
+    snprintf(text, sizeof text, "[sluice]\nauth_type = hba\nauth_file = %s\nauth_hba_file = %s\n",
+             users, hba);
+    cfg *c = loads(text);
+    cr_assert_not_null(c->users);
+    cr_assert_not_null(c->hba);
+    cr_assert_eq(auth_userlist_count(c->users), 2);
+    const auth_secret *s = auth_userlist_find(c->users, "alice");
+    cr_assert_not_null(s);
+    cr_assert_eq(s->kind, AUTH_SECRET_PLAIN);
+    cr_assert_eq(auth_userlist_find(c->users, "bob")->kind, AUTH_SECRET_MD5);
+    cr_assert_null(auth_userlist_find(c->users, "carol"));
+    cfg_free(c);
+
+    /* A relative path is read from the config file's directory. */
+    const char *cfgpath = temp_file(2, "");
+    FILE *f = fopen(cfgpath, "w");
+    fprintf(f, "[sluice]\nauth_type = md5\nauth_file = %s\n", strrchr(users, '/') + 1);
+    fclose(f);
+    c = NULL;
+    cr_assert_eq(cfg_load(cfgpath, &c, NULL), 0);
+    cr_assert_not_null(auth_userlist_find(c->users, "alice"));
+    cfg_free(c);
+
+    /* Errors in either file name it and its line, and fail the load. */
+    f = fopen(users, "w");
+    fputs("\"alice\" \"x\"\n\"broken\n", f);
+    fclose(f);
+    char want[256];
+    snprintf(want, sizeof want, "%s:2:", users);
+    char want2[256];
+    snprintf(want2, sizeof want2, "test.ini:3: auth_file: '%s' could not be loaded", users);
+    FAILS_WITH(text, want, want2);
+
+    f = fopen(users, "w");
+    fputs("\"alice\" \"x\"\n", f);
+    fclose(f);
+    f = fopen(hba, "w");
+    fputs("local all all trust\nhost all all 300.1.1.1/8 md5\n", f);
+    fclose(f);
+    snprintf(want, sizeof want, "%s:2:", hba);
+    FAILS_WITH(text, want, "test.ini:4: auth_hba_file:");
+
+    unlink(hba);
+    FAILS_WITH(text, "test.ini:4: auth_hba_file:");
+    unlink(users);
+    unlink(cfgpath);
 }
 
 Test(cfg, no_diag_stream_still_fails)
@@ -513,7 +662,8 @@ Test(cfg, example_config_is_valid_and_shows_every_default)
     char *text = slurp("config/sluice.example.ini");
     for (const cfg_key *k = cfg__keys; k->name; k++) {
         char line[128];
-        snprintf(line, sizeof line, "\n%s = %s\n", k->name, k->def);
+        /* An empty default is written "key =", without the trailing blank. */
+        snprintf(line, sizeof line, *k->def ? "\n%s = %s\n" : "\n%s =\n", k->name, k->def);
         cr_assert(strstr(text, line), "the example sets %s to its default %s", k->name, k->def);
     }
     free(text);

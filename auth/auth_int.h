@@ -1,0 +1,83 @@
+/*
+ * auth_int.h: helpers shared by the auth files and their tests; not part of the auth API.
+ */
+#ifndef SLUICE_AUTH_INT_H
+#define SLUICE_AUTH_INT_H
+
+#include "auth/auth.h"
+#include "auth/scram.h"
+
+/* ---- base64 (RFC 4648 alphabet, padded), strict: no whitespace, no bytes after padding ---- */
+
+/* Characters auth__b64_encode writes for n bytes, without the NUL. */
+#define AUTH__B64_LEN(n) ((((n) + 2) / 3) * 4)
+
+/* Writes the encoding and a NUL into out (cap bytes). Its length, or -EINVAL when it does not
+ * fit. */
+int auth__b64_encode(const uint8_t *in, size_t n, char *out, size_t cap);
+/* Decodes len characters into out (cap bytes). The decoded length, or -EINVAL for a malformed
+ * text or one that decodes to more than cap bytes. */
+int auth__b64_decode(const char *in, size_t len, uint8_t *out, size_t cap);
+
+/* ---- digests: SHA-256, or SHA-1 for MongoDB's SCRAM-SHA-1 ---- */
+
+static inline size_t auth__key_len(bool sha1)
+{
+    return sha1 ? AUTH_SHA1_LEN : AUTH_SHA256_LEN;
+}
+/* out = H(in); out holds auth__key_len(sha1) bytes. 0, or -ENOMEM when libcrypto fails. */
+int auth__hash(bool sha1, const void *in, size_t n, uint8_t *out);
+/* out = HMAC(key, in). 0, or -ENOMEM when libcrypto fails. */
+int auth__hmac(bool sha1, const uint8_t *key, size_t key_len, const void *in, size_t n,
+               uint8_t *out);
+/* v's keys from a password already prepared (SASLprep'd, or MongoDB's md5 digest), the salt and
+ * iterations copied into v. 0, -EINVAL (bad salt or iterations) or -ENOMEM. */
+int auth__scram_keys(bool sha1, const char *password, const uint8_t *salt, size_t salt_len,
+                     int iterations, auth_scram_verifier *v);
+
+/* SCRAM's printable characters (RFC 5802 "printable": %x21-2B / %x2D-7E), which a nonce is
+ * made of. */
+bool auth__scram_printable(const char *s, size_t n);
+
+/* A peer's message is at most AUTH_SCRAM_INPUT_MAX bytes and has no NUL; else *why. */
+bool auth__scram_input_ok(const char *msg, size_t len, const char **why);
+/* The value of attribute `name` ("x=") at *p, up to the next ',' or end; *p moves past the
+ * ','. false when *p does not start with the attribute. */
+bool auth__scram_attr(const char **p, const char *end, char name, const char **val, size_t *vlen);
+/* val (vlen bytes) is the string want. */
+bool auth__scram_is(const char *val, size_t vlen, const char *want);
+
+/* A client-first message, parsed: pointers into the message. */
+typedef struct auth__scram_first {
+    char cbind;       /* gs2 flag: 'n' or 'y' */
+    const char *bare; /* client-first-message-bare: "n=...,r=..." */
+    size_t bare_len;
+    const char *user; /* the "n=" value, still escaped */
+    size_t user_len;
+    const char *nonce; /* printable, not empty */
+    size_t nonce_len;
+} auth__scram_first;
+
+/* Parses client-first strictly: gs2 header "n,," or "y,," (no channel binding, no authzid), no
+ * "m=" extension, "n=" then "r=" and nothing after. 0, or -EINVAL with *why. */
+int auth__scram_parse_first(const char *msg, size_t len, auth__scram_first *f, const char **why);
+
+/* ---- SCRAM with chosen nonces, for known-answer tests; the API calls these with random ones
+ * (server: 18 bytes base64'd, as PostgreSQL; client: the same). ---- */
+int auth__scram_server_first_nonce(auth_scram_server *s, const char *msg, size_t len,
+                                   const char *server_nonce, char out[AUTH_SCRAM_MSG_MAX],
+                                   const char **why);
+/* user goes into "n=" (escaped); NULL leaves it empty, as auth_scram_client_first does. */
+int auth__scram_client_first_nonce(auth_scram_client *c, const char *user, const char *nonce,
+                                   char out[AUTH_SCRAM_MSG_MAX]);
+/* A fresh nonce: 18 random bytes, base64'd (24 characters and a NUL). 0 or -ENOMEM. */
+int auth__scram_random_nonce(char out[AUTH__B64_LEN(18) + 1]);
+
+/* ---- the file loaders ---- */
+/* The whole file at path, caller frees *text (not NUL-terminated). 0, or negative errno (errno
+ * set too). */
+int auth__read_file(const char *path, char **text, size_t *len);
+void auth__diag(FILE *diag, const char *name, int line, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+#endif
