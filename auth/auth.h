@@ -124,8 +124,14 @@ typedef struct auth_hba_client {
  * the hba file's directory). 0 and *out, or -1. */
 int auth_hba_load(const char *path, auth_hba **out, FILE *diag);
 int auth_hba_parse(const char *text, size_t len, const char *name, auth_hba **out, FILE *diag);
-/* The method of the first line that matches, 0 with *m (and *line, the line's number), or
- * AUTH_FAIL when no line matches (the client gets 28000: "no pg_hba.conf entry for host ..."). */
+/* The method of the first line that matches, 0 with *m (and *line, the line's number, when line
+ * is not NULL), or AUTH_FAIL when no line matches (the client gets 28000: "no pg_hba.conf entry
+ * for host ..."). A Unix-socket client (addr NULL or AF_UNIX) matches only `local` lines; a TCP
+ * client only host lines (hostssl needs tls, hostnossl needs !tls) whose address matches; an
+ * IPv4-mapped IPv6 address (a dual-stack listener's IPv4 client) is matched as IPv4. `sameuser`
+ * matches the database named like the user; `replication` matches no client. Unlike PgBouncer,
+ * which skips a line it cannot parse, the loaders refuse the whole file: a skipped `reject` line
+ * would let clients in. */
 int auth_hba_match(const auth_hba *h, const auth_hba_client *c, auth_method *m, int *line);
 void auth_hba_free(auth_hba *h);
 

@@ -1,6 +1,7 @@
 /*
- * pg_client: a client session. Reads the startup packet, logs the client in (trust), then frames
- * its messages and relays them to a server taken from the pool when it has something to send.
+ * pg_client: a client session. Reads the startup packet, has the client authenticated (pg_auth.c),
+ * then frames its messages and relays them to a server taken from the pool when it has something
+ * to send.
  */
 #include <ctype.h>
 #include <stdarg.h>
@@ -12,19 +13,20 @@
 #include "drivers/pg/pg_shell.h"
 #include "drivers/pg/pg_wire.h"
 
-static const char *const client_state_names[] = {"new",     "startup", "login_wait", "idle",
-                                                 "waiting", "active",  "closing"};
+static const char *const client_state_names[] = {"new",  "startup", "auth",   "login_wait",
+                                                 "idle", "waiting", "active", "closing"};
 
 #define CL(st) (1u << PG_CL_##st)
 /* The states each state may be entered from. */
 static const unsigned client_from[] = {
     [PG_CL_NEW] = 0,
     [PG_CL_STARTUP] = CL(NEW),
-    [PG_CL_LOGIN_WAIT] = CL(STARTUP),
-    [PG_CL_IDLE] = CL(STARTUP) | CL(LOGIN_WAIT) | CL(WAITING) | CL(ACTIVE),
+    [PG_CL_AUTH] = CL(STARTUP),
+    [PG_CL_LOGIN_WAIT] = CL(STARTUP) | CL(AUTH),
+    [PG_CL_IDLE] = CL(STARTUP) | CL(AUTH) | CL(LOGIN_WAIT) | CL(WAITING) | CL(ACTIVE),
     [PG_CL_WAITING] = CL(IDLE),
     [PG_CL_ACTIVE] = CL(IDLE) | CL(WAITING),
-    [PG_CL_CLOSING] = CL(STARTUP) | CL(LOGIN_WAIT) | CL(IDLE) | CL(WAITING) | CL(ACTIVE),
+    [PG_CL_CLOSING] = CL(STARTUP) | CL(AUTH) | CL(LOGIN_WAIT) | CL(IDLE) | CL(WAITING) | CL(ACTIVE),
 };
 #undef CL
 
@@ -89,6 +91,7 @@ void pg_client_closed(pg_client *c)
     gw_buf_release(&c->conn.out, &gw->bufs);
     gw_buf_release(&c->notify, &gw->bufs);
     gw_buf_release(&c->listen_reply, &gw->bufs);
+    pg_auth_cred_wipe(c);
 }
 
 /* Detaches c from pools, servers and indexes, then closes it; with flush, pending output (a last
@@ -102,6 +105,7 @@ static void client_close(pg_client *c, pg_end why, const char *detail, bool flus
     gw_debug(gw->ctx, "client %u closing in state %s (%s): %s", c->pid,
              client_state_names[c->state], pg_end_name(why), detail);
     pg_notify_client_gone(c);
+    pg_auth_client_gone(c);
     if (c->server)
         pg_pool_release(c->server, true);
     pg_unpin(c);
@@ -310,12 +314,28 @@ static void handle_startup(pg_client *c, const uint8_t *body, size_t len)
                         "invalid command-line option in startup packet: \"%s\"", su.options);
         return;
     }
-    pg_pool *p = pg_pool_get(gw, db, dbname, su.user);
+    /* The pool is made only once the client is who it says: names an unauthenticated
+     * client makes up must not cost memory beyond its own connection. */
+    pg_auth_begin(c, dbname, su.user);
+}
+
+void pg_client_login(pg_client *c, const char *dbname, const char *user)
+{
+    pg_gateway *gw = c->conn.gw;
+    /* Looked up again: a reload during a long exchange may have changed [databases]. */
+    const cfg_database *db = cfg_find_database(gw->ctx->cfg, dbname);
+    if (!db) {
+        pg_client_fatal(c, PG_END_LOGIN_REFUSED, "3D000", "database \"%s\" does not exist", dbname);
+        return;
+    }
+    pg_pool *p = pg_pool_get(gw, db, dbname, user);
     if (!p) {
         pg_client_fatal(c, PG_END_NO_MEMORY, "53200", "out of memory");
         return;
     }
     c->pool = p;
+    /* What the client proved itself with may be what the pool logs in to its servers with. */
+    pg_pool_cred_learn(p, &c->cred);
     if (p->have_defaults) {
         pg_client_finish_login(c);
         return;
@@ -368,6 +388,24 @@ void pg_client_process(pg_client *c)
             }
             pos += len;
             handle_startup(c, p + 4, len - 4);
+            continue;
+        }
+        if (c->state == PG_CL_AUTH) {
+            /* Login messages are small and always read whole. */
+            if (avail < 5)
+                break;
+            uint32_t mlen = pg_get_u32(p + 1);
+            if (mlen < 4 || mlen - 4 > PG_AUTH_MSG_MAX) {
+                pg_client_fatal(c, PG_END_PROTOCOL, "08P01",
+                                "invalid length %u of an authentication message", mlen);
+                return;
+            }
+            if (avail < (size_t)mlen + 1) {
+                need = (size_t)mlen + 1 - avail;
+                break;
+            }
+            pos += (size_t)mlen + 1;
+            pg_auth_input(c, p[0], p + 5, mlen - 4);
             continue;
         }
         if (c->state != PG_CL_IDLE && c->state != PG_CL_ACTIVE)

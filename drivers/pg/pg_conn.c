@@ -90,7 +90,9 @@ bool pg_conn_wants_input(const pg_conn *c)
         size_t bound = c->want_in > PG_STREAM_OVER ? c->want_in : PG_STREAM_OVER;
         want = c->in.len < bound && c->out.len + c->pending < PG_HIGH_WATER;
     } else {
-        want = ((const pg_server *)c)->state != PG_SV_CONNECTING;
+        /* A connecting server is libpq's to read, unless Sluice runs the login itself. */
+        const pg_server *s = (const pg_server *)c;
+        want = s->state != PG_SV_CONNECTING || s->login;
     }
     /* Reading one side pauses while the other has PG_HIGH_WATER bytes unsent. */
     const pg_conn *p = pg_conn_peer(c);

@@ -48,18 +48,24 @@ static void server_free(pg_io_server *io)
     pg_gateway_maybe_free(gw);
 }
 
-/* Each open handle holds the server: poll (connect phase) and stream (afterwards). */
+/* Each open handle holds the server: poll (connect phase) and stream (afterwards); so does a
+ * host name lookup in flight (pg_dial.c). */
 static unsigned server_handles(const pg_io_server *io)
 {
-    return (io->poll ? 1u : 0u) + (io->s.conn.stream_open ? 1u : 0u);
+    return (io->poll ? 1u : 0u) + (io->s.conn.stream_open ? 1u : 0u) + (io->gai_pending ? 1u : 0u);
+}
+
+void pg_io_server_maybe_free(pg_io_server *io)
+{
+    if (io->s.state == PG_SV_CLOSING && server_handles(io) == 0)
+        server_free(io);
 }
 
 static void on_stream_closed(uv_handle_t *h)
 {
     pg_io_server *io = gw_container_of(h, pg_io_server, h.handle);
     io->s.conn.stream_open = false;
-    if (server_handles(io) == 0)
-        server_free(io);
+    pg_io_server_maybe_free(io);
 }
 
 static void on_poll_closed(uv_handle_t *h)
@@ -208,11 +214,36 @@ static void start_failed(pg_pool *pool, PGconn *pq, pg_io_server *io, const char
         PQfinish(pq); /* after the core copied msg: it may be its PQerrorMessage */
 }
 
+/* The pool's keywords, plus the password the pool learned when the line gives none. */
+static PGconn *start_libpq(pg_pool *pool)
+{
+    const char *pw = pg_pool_cred_password(pool);
+    if (!pw)
+        return PQconnectStartParams((const char *const *)pool->kw, (const char *const *)pool->val,
+                                    0);
+    size_t n = 0;
+    while (pool->kw[n])
+        n++;
+    const char **kw = calloc(n + 2, sizeof *kw), **val = calloc(n + 2, sizeof *val);
+    PGconn *pq = NULL;
+    if (kw && val) {
+        memcpy(kw, pool->kw, n * sizeof *kw);
+        memcpy(val, pool->val, n * sizeof *val);
+        kw[n] = "password";
+        val[n] = pw;
+        pq = PQconnectStartParams(kw, val, 0);
+    }
+    free(kw);
+    free(val);
+    return pq;
+}
+
 pg_server *pg_shell_connect(pg_pool *pool)
 {
     pg_gateway *gw = pool->gw;
-    PGconn *pq =
-        PQconnectStartParams((const char *const *)pool->kw, (const char *const *)pool->val, 0);
+    if (pg_login_wanted(pool))
+        return pg_dial_connect(pool);
+    PGconn *pq = start_libpq(pool);
     if (!pq || PQstatus(pq) == CONNECTION_BAD) {
         start_failed(pool, pq, NULL, pq ? PQerrorMessage(pq) : "out of memory");
         return NULL;

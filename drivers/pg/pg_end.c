@@ -25,6 +25,7 @@ static const struct {
     [PG_END_NO_MEMORY] = {"no_memory", "53200"},
     [PG_END_IO_ERROR] = {"io_error", NULL},
     [PG_END_SHUTDOWN] = {"shutdown", "57P01"},
+    [PG_END_AUTH_FAILED] = {"auth_failed", "28P01"},
 };
 
 const char *pg_end_name(pg_end why)

@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "auth/auth.h"
 #include "drivers/pg/pg_end.h"
 #include "drivers/pg/pg_params.h"
 #include "drivers/pg/pg_stmt.h"
@@ -24,6 +25,9 @@
 #include "gateway/htable.h"
 #include "gateway/list.h"
 
+/* Longest message a client may send during its login exchange (a password, a SASL message):
+ * PostgreSQL's own password packets stay far below it. */
+#define PG_AUTH_MSG_MAX 8192u
 /* Reading from one side pauses while the other side has this much unsent output. */
 #define PG_HIGH_WATER (256u * 1024u)
 /* Client messages larger than this are streamed to the server as they arrive. */
@@ -43,6 +47,7 @@ struct pg_pool;
 struct pg_client;
 struct pg_server;
 typedef struct pg_notify pg_notify;
+typedef struct pg_login pg_login;
 typedef struct pg_listen_conn pg_listen_conn;
 
 typedef enum pg_conn_kind {
@@ -133,12 +138,20 @@ typedef struct pg_server {
     /* A reset took the server back to its own defaults where the client had other startup
      * values: they are SET again as soon as the server is idle between requests. */
     bool resync;
+    /* Sluice's own login to the server (pg_login.c), when libpq cannot do it: the exchange in
+     * progress while CONNECTING, NULL otherwise (and always for libpq's connections). */
+    pg_login *login;
+    bool own_login;       /* logged in by pg_login, not by libpq: cancels need backend_key */
+    uint32_t backend_pid; /* BackendKeyData of an own login */
+    uint32_t backend_key;
 } pg_server;
 
 /* Every state from STARTUP to ACTIVE is on gw->clients. */
 typedef enum pg_client_state {
     PG_CL_NEW,        /* transient: allocated, not yet accepted */
     PG_CL_STARTUP,    /* reading the startup packet; client_login_timeout runs */
+    PG_CL_AUTH,       /* proving who it is (pg_auth.c: c->auth holds the exchange's own
+                       * state); client_login_timeout runs */
     PG_CL_LOGIN_WAIT, /* waiting on pool->login_waiters for the pool's first server parameters */
     PG_CL_IDLE,       /* logged in, no server linked */
     PG_CL_WAITING,    /* has a request, queued on pool->waiters for a server */
@@ -146,6 +159,24 @@ typedef enum pg_client_state {
     PG_CL_CLOSING,    /* transient: off every list, flushing a last message or closing; freed in
                        * the close callback */
 } pg_client_state;
+
+/* What a client proved itself with, kept for Sluice's own login to the server as that user
+ * (server-side passthrough). Filled by pg_auth.c at a successful login; wiped with
+ * OPENSSL_cleanse and freed when the client closes (pg_auth_cred_wipe). */
+typedef struct pg_client_cred {
+    /* The user's stored secret (auth_file or auth_query), an owned copy: a reload may free the
+     * users list it came from. Valid when have_secret. */
+    auth_secret secret;
+    bool have_secret;
+    /* The cleartext password the client sent (auth_type plain, hba password), owned, or NULL. */
+    char *password;
+    /* The ClientKey recovered from a correct SCRAM proof: with the verifier's ServerKey it lets
+     * Sluice answer the server's SCRAM challenge as the client would. */
+    uint8_t client_key[AUTH_SHA256_LEN];
+    bool have_client_key;
+} pg_client_cred;
+
+struct pg_auth; /* the exchange under way in PG_CL_AUTH (pg_auth.c) */
 
 typedef struct pg_client {
     pg_conn conn;
@@ -178,7 +209,30 @@ typedef struct pg_client {
     bool listen_wait;         /* input waits for the answer */
     const char *listen_error; /* SQLSTATE of a LISTEN refused for a limit, else NULL */
     gw_buf notify; /* notifications held while a server message to it is half-way through */
+    struct pg_authq *authq; /* the shell's auth_query lookup for it in flight, else NULL */
+    struct pg_auth *auth;   /* the login exchange, only in PG_CL_AUTH; owned */
+    pg_client_cred cred;    /* what it logged in with (see above) */
 } pg_client;
+
+/* What a pool logs in to its servers with when the [databases] line gives no password
+ * (pg_login.c): the strongest credential learned so far, from the users file or from a client's
+ * login. Wiped when the pool is freed. */
+typedef enum pg_cred_kind {
+    PG_CRED_NONE,     /* nothing known: libpq logs in as the line says (trust, .pgpass off) */
+    PG_CRED_PASSWORD, /* the plaintext password: libpq logs in with it */
+    PG_CRED_MD5,      /* only PostgreSQL's md5 hash: Sluice answers an md5 challenge itself */
+    PG_CRED_SCRAM,    /* a SCRAM verifier and the ClientKey a client proved: Sluice answers the
+                       * server's SCRAM exchange itself (passthrough) */
+} pg_cred_kind;
+
+typedef struct pg_pool_cred {
+    pg_cred_kind kind;
+    char *password;         /* PG_CRED_PASSWORD, owned */
+    char md5[40];           /* PG_CRED_MD5: "md5" + 32 hex digits */
+    uint8_t client_key[32]; /* PG_CRED_SCRAM */
+    uint8_t server_key[32]; /* PG_CRED_SCRAM, to check the server's signature */
+    bool verifier_known;    /* a SCRAM verifier is known, its ClientKey not yet */
+} pg_pool_cred;
 
 typedef struct pg_pool {
     gw_list node; /* gw->pools */
@@ -202,6 +256,8 @@ typedef struct pg_pool {
     char last_sqlstate[6]; /* the server's SQLSTATE when it refused the login, else "" */
     pg_notify *notify;     /* LISTEN emulation's channels (core), NULL until the first LISTEN */
     pg_listen_conn *listen_conn; /* its listening connection (shell), NULL while there is none */
+    bool line_password;          /* the [databases] line gives the password: cred is unused */
+    pg_pool_cred cred;
 } pg_pool;
 
 /* The core's part of the front end; the shell allocates it together with its listeners and
@@ -248,6 +304,9 @@ void pg_server_connected(pg_server *s, int backend_pid);
 void pg_server_connect_failed(pg_server *s, const char *msg);
 /* An attempt failed before any server object existed. */
 void pg_server_start_failed(pg_pool *pool, const char *msg);
+/* The auth_query lookup of c ended: secret is the user's stored secret (NULL: no such user),
+ * or error says why the lookup failed. Both are copied if kept. */
+void pg_auth_lookup_done(pg_client *c, const char *secret, const char *error);
 /* A close callback ran: the core releases what it holds; the shell frees the object. */
 void pg_client_closed(pg_client *c);
 void pg_server_closed(pg_server *s);
@@ -259,6 +318,13 @@ void pg_core_shutdown(pg_gateway *gw);
 void pg_cancel_request(pg_gateway *gw, uint32_t pid, uint32_t key);
 void pg_server_cancel_done(pg_gateway *gw, uint32_t server_id);
 /* The I/O errors that end connections arrive through pg_client_close / pg_server_close. */
+/* The answer to pg_shell_auth_lookup: the user's secret as auth_query returned it (NULL: no
+ * such user), or error (the lookup failed: the client gets 28000, the log says why). Copied;
+ * must not be called once c's close began (the shell was told with pg_shell_auth_lookup_cancel). */
+void pg_auth_lookup_done(pg_client *c, const char *secret, const char *error);
+/* What a lookup is for: the user and the database the client logs in as (valid in PG_CL_AUTH). */
+const char *pg_auth_user(const pg_client *c);
+const char *pg_auth_dbname(const pg_client *c);
 /* LISTEN emulation's listening connection (pg_shell_listen_open): logged in; the oldest
  * command sent finished; lost (its commands dropped, p->listen_conn already NULL); a
  * notification arrived on it. */
@@ -308,9 +374,22 @@ void pg_client_fatal(pg_client *c, pg_end why, const char *sqlstate, const char 
 /* Closes without a message (the client left, or its socket failed; detail is logged). */
 void pg_client_close(pg_client *c, pg_end why, const char *detail);
 void pg_client_finish_login(pg_client *c);
+/* The client is who it says (or trust): join the pool of (dbname, user) and finish the login. */
+void pg_client_login(pg_client *c, const char *dbname, const char *user);
 void pg_client_set_state(pg_client *c, pg_client_state st);
 /* A cancel reached a client waiting for a server: its request ends with 57014. */
 void pg_client_cancel_wait(pg_client *c);
+
+/* pg_auth.c: the client's login exchange (auth_type, auth_file, auth_hba_file). */
+/* Starts it for a client whose startup packet named dbname and user: trust logs in at once
+ * (pg_client_login); other methods send their challenge and enter PG_CL_AUTH. */
+void pg_auth_begin(pg_client *c, const char *dbname, const char *user);
+/* A whole message of type t (body len bytes) from a client in PG_CL_AUTH. */
+void pg_auth_input(pg_client *c, uint8_t t, const uint8_t *body, size_t len);
+/* Its close began: a lookup under way is cancelled and the exchange freed. */
+void pg_auth_client_gone(pg_client *c);
+/* Its close callback ran: its credentials are wiped. */
+void pg_auth_cred_wipe(pg_client *c);
 
 /* pg_server.c */
 void pg_server_close(pg_server *s, pg_end why, const char *detail);
@@ -335,6 +414,27 @@ void pg_pool_server_ready(pg_server *s);
 void pg_pool_connect_failed(pg_pool *p, const char *msg);
 void pg_pool_maybe_connect(pg_pool *p);
 uint32_t pg_pool_db_servers(pg_gateway *gw, const char *dbname);
+
+/* pg_login.c: the credential a pool logs in with, and Sluice's own login for the credentials
+ * libpq cannot use (an md5 hash, a SCRAM ClientKey). */
+/* Takes what the users file knows of the pool's server user (at pool creation and reload). */
+void pg_pool_cred_from_file(pg_pool *p, const gw_ctx *ctx);
+/* A client of the pool logged in with cr: when the pool's server user is that client's user,
+ * the pool learns the best credential in it (the client's own cleartext password, a plaintext
+ * secret, the ClientKey its SCRAM proof revealed with the verifier's ServerKey, an md5 hash). A
+ * pool whose last attempt failed tries again at once with a new credential. */
+void pg_pool_cred_learn(pg_pool *p, const pg_client_cred *cr);
+void pg_pool_cred_clear(pg_pool *p);
+/* Whether new connections of p log in through pg_login (else through libpq, with
+ * pg_pool_cred_password added when the line has none). */
+bool pg_login_wanted(const pg_pool *p);
+const char *pg_pool_cred_password(const pg_pool *p);
+/* Shell entry point: the socket of an own-login server is connected; the core sends the startup
+ * packet and runs the login as the server's messages arrive (pg_login_process). */
+void pg_login_begin(pg_server *s);
+/* Handles the server's login messages in s->conn.in; on ReadyForQuery the server is connected. */
+void pg_login_process(pg_server *s);
+void pg_login_free(pg_server *s);
 
 /* The relay: what crosses a link, message by message. pg_reqq.c (request queue), pg_front.c
  * (client to server), pg_sync.c (session parameters), pg_back.c (server to client). */

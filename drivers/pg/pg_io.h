@@ -34,6 +34,11 @@ typedef struct pg_io_server {
     PGconn *pq;      /* owned: libpq made the connection and closes it (PQfinish) */
     uv_poll_t *poll; /* connect phase only; freed in its close callback */
     int poll_fd;
+    /* Sluice's own login (pg_dial.c; pq is NULL then): the connect request, and the host name
+     * lookup, which holds the server while in flight. */
+    uv_connect_t connect;
+    uv_getaddrinfo_t gai;
+    bool gai_pending;
     pg_server s;
 } pg_io_server;
 
@@ -55,6 +60,10 @@ int pg_conn_flush(pg_conn *c);
 void pg_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 /* The gateway is freed once its own handles are closed and no client or server is left. */
 void pg_gateway_maybe_free(pg_gateway *gw);
+/* pg_connect.c: frees a closing server once nothing holds it any more. */
+void pg_io_server_maybe_free(pg_io_server *io);
+/* pg_dial.c: a connection for pg_login (see pg_shell_connect). */
+pg_server *pg_dial_connect(pg_pool *pool);
 /* pg_accept.c */
 void pg_client_accept(pg_gateway *gw, uv_stream_t *listener, bool is_unix);
 

@@ -79,6 +79,7 @@ void pg_pool_refresh(pg_pool *p, const gw_ctx *ctx)
         p->mode = cfg_db_pool_mode(ctx->cfg, db);
         p->db_max = cfg_db_max_connections(ctx->cfg, db);
     }
+    pg_pool_cred_from_file(p, ctx); /* the users file may have changed */
     p->cfg_gen = ctx->cfg_gen;
 }
 
@@ -117,6 +118,7 @@ void pg_pool_free(pg_pool *p, pg_gateway *gw)
 {
     gw_list_remove(&p->node);
     pg_notify_free(p);
+    pg_pool_cred_clear(p);
     free_kw(p);
     pg_params_free(&p->defaults);
     free(p->dbname);

@@ -88,6 +88,7 @@ void pg_server_close(pg_server *s, pg_end why, const char *detail)
     pg_server_stmts_clear(&s->stmts, &gw->stmts);
     pg_relay_set_unnamed(&s->unnamed, NULL, gw);
     pg_params_free(&s->params);
+    pg_login_free(s);
     pg_shell_server_close(s);
     pg_pool_maybe_connect(p);
 }
@@ -170,6 +171,10 @@ void pg_server_closed(pg_server *s)
 void pg_server_process(pg_server *s)
 {
     pg_gateway *gw = s->conn.gw;
+    if (s->login) {
+        pg_login_process(s);
+        return;
+    }
     size_t pos = 0, need = 0;
     while (!pg_conn_closing(&s->conn)) {
         const uint8_t *p = s->conn.in.data ? s->conn.in.data + pos : NULL;

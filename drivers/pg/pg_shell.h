@@ -20,6 +20,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 struct pg_conn;
 struct pg_client;
@@ -42,6 +43,19 @@ void pg_shell_client_close(struct pg_client *c, bool flush);
 void pg_shell_server_close(struct pg_server *s);
 /* Sends a CancelRequest for what s is running; pg_server_cancel_done follows. */
 void pg_shell_cancel(struct pg_server *s);
+
+/* Client authentication (pg_auth.c). */
+/* The client's address, for hba lines and the cleartext-password rule: 1 with *out filled for
+ * a TCP client, 0 for a Unix-socket client, -1 when it cannot be had. */
+int pg_shell_client_peer(const struct pg_client *c, struct sockaddr_storage *out);
+/* auth_query: looks up the secret of pg_auth_user(c) (as cfg_db_auth_user, in
+ * cfg_db_auth_dbname or else pg_auth_dbname(c), with cfg_db_auth_query) without blocking the
+ * loop; the answer comes through pg_auth_lookup_done, never from within this call. 0 when
+ * under way; -1 when no lookup can be made (logged; the client then fails as an unknown user
+ * would). */
+int pg_shell_auth_lookup(struct pg_client *c);
+/* c closes while its lookup is under way: its answer must be dropped. */
+void pg_shell_auth_lookup_cancel(struct pg_client *c);
 
 /* The listening connection of LISTEN emulation (pg_listen.c): one per pool, p->listen_conn
  * while it exists. None of these calls up into the core; the connection's events arrive

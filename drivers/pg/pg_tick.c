@@ -14,6 +14,7 @@ static bool check_client(pg_client *c, const cfg *conf, uint64_t now)
     uint64_t age = now - c->since;
     switch (c->state) {
     case PG_CL_STARTUP:
+    case PG_CL_AUTH:
     case PG_CL_LOGIN_WAIT:
         if (conf->client_login_timeout_ms && age > conf->client_login_timeout_ms) {
             pg_client_fatal(c, PG_END_LOGIN_TIMEOUT, "08P01",

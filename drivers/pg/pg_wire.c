@@ -191,6 +191,61 @@ int pg_build_auth_ok(gw_buf *b, gw_bufpool *p)
     return gw_buf_append(b, p, msg, sizeof msg);
 }
 
+int pg_build_auth_request(gw_buf *b, gw_bufpool *p, uint32_t code, const void *data, size_t len)
+{
+    size_t st;
+    uint8_t word[4];
+    int rc = pg_msg_begin(b, p, 'R', &st);
+    pg_put_u32(word, code);
+    rc = rc ? rc : pg_msg_put(b, p, word, 4);
+    if (len)
+        rc = rc ? rc : pg_msg_put(b, p, data, len);
+    return pg_msg_finish(b, st, rc);
+}
+
+int pg_build_auth_sasl(gw_buf *b, gw_bufpool *p)
+{
+    /* The list ends with an empty name. */
+    static const char mechs[] = "SCRAM-SHA-256\0";
+    return pg_build_auth_request(b, p, PG_AUTH_REQ_SASL, mechs, sizeof mechs);
+}
+
+int pg_parse_password(const uint8_t *body, size_t len, const char **password, const char **why)
+{
+    pg_reader r = pg_reader_make(body, len);
+    size_t n;
+    *password = pg_read_str(&r, &n);
+    if (r.err || r.pos != len) {
+        *why = "invalid password packet size";
+        return -1;
+    }
+    return 0;
+}
+
+int pg_parse_sasl_initial(const uint8_t *body, size_t len, const char **mech, const uint8_t **data,
+                          size_t *data_len, const char **why)
+{
+    pg_reader r = pg_reader_make(body, len);
+    *mech = pg_read_str(&r, NULL);
+    uint32_t n = pg_read_u32(&r);
+    *data = NULL;
+    *data_len = 0;
+    if (!r.err && n != UINT32_MAX) {
+        if (n != r.len - r.pos) {
+            *why = "invalid SASLInitialResponse length";
+            return -1;
+        }
+        *data = r.p + r.pos;
+        *data_len = n;
+        r.pos += n;
+    }
+    if (r.err || r.pos != len) {
+        *why = "invalid SASLInitialResponse message";
+        return -1;
+    }
+    return 0;
+}
+
 int pg_build_key_data(gw_buf *b, gw_bufpool *p, uint32_t pid, uint32_t key)
 {
     uint8_t msg[13] = {'K', 0, 0, 0, 12};

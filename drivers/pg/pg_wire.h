@@ -90,6 +90,26 @@ int pg_build_error(gw_buf *b, gw_bufpool *p, const char *severity, const char *s
                    const char *message);
 int pg_build_param_status(gw_buf *b, gw_bufpool *p, const char *key, const char *value);
 int pg_build_auth_ok(gw_buf *b, gw_bufpool *p);
+
+/* Authentication request codes (the Int32 after 'R'). */
+#define PG_AUTH_REQ_OK            0
+#define PG_AUTH_REQ_PASSWORD      3  /* AuthenticationCleartextPassword */
+#define PG_AUTH_REQ_MD5           5  /* AuthenticationMD5Password, 4-byte salt */
+#define PG_AUTH_REQ_SASL          10 /* AuthenticationSASL, a list of mechanisms */
+#define PG_AUTH_REQ_SASL_CONTINUE 11
+#define PG_AUTH_REQ_SASL_FINAL    12
+/* An AuthenticationXXX message: code, then len bytes of data (a salt, SCRAM text). */
+int pg_build_auth_request(gw_buf *b, gw_bufpool *p, uint32_t code, const void *data, size_t len);
+/* AuthenticationSASL offering SCRAM-SHA-256 only (no channel binding without TLS). */
+int pg_build_auth_sasl(gw_buf *b, gw_bufpool *p);
+
+/* The client's answers to those, all message type 'p' (body without the 5-byte header).
+ * PasswordMessage (cleartext or md5): one string filling the body exactly. */
+int pg_parse_password(const uint8_t *body, size_t len, const char **password, const char **why);
+/* SASLInitialResponse: mechanism name, Int32 length (-1: no data), data. *data is NULL when
+ * the client sent none. */
+int pg_parse_sasl_initial(const uint8_t *body, size_t len, const char **mech, const uint8_t **data,
+                          size_t *data_len, const char **why);
 int pg_build_key_data(gw_buf *b, gw_bufpool *p, uint32_t pid, uint32_t key);
 int pg_build_ready(gw_buf *b, gw_bufpool *p, char status);
 int pg_build_empty(gw_buf *b, gw_bufpool *p, uint8_t type); /* ParseComplete, CloseComplete .. */

@@ -2,6 +2,8 @@
  * The fake shell (see fuzz_pg_core_shell.h): implements drivers/pg/pg_shell.h with no I/O, so
  * the core can be driven byte by byte from a unit test or a fuzzer.
  */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -357,4 +359,34 @@ size_t fk_client_output(fk_world *w, pg_client *c, uint8_t *out, size_t cap)
 size_t fk_server_output(fk_world *w, pg_server *s, uint8_t *out, size_t cap)
 {
     return take(w, &s->conn.out, out, cap);
+}
+
+/* ---- authentication ---- */
+
+int pg_shell_client_peer(const pg_client *c, struct sockaddr_storage *out)
+{
+    (void)c;
+    if (fk.w->peer_unix)
+        return 0;
+    struct sockaddr_in *in = (struct sockaddr_in *)out;
+    memset(out, 0, sizeof *out);
+    in->sin_family = AF_INET;
+    in->sin_addr.s_addr = htonl(fk.w->peer_ipv4 ? fk.w->peer_ipv4 : 0x7f000001u);
+    return 1;
+}
+
+int pg_shell_auth_lookup(pg_client *c)
+{
+    fk.w->lookups++;
+    if (fk.w->lookup_unavailable)
+        return -1;
+    fk.w->lookup_client = c;
+    return 0;
+}
+
+void pg_shell_auth_lookup_cancel(pg_client *c)
+{
+    gw_assert(fk.w->lookup_client == c);
+    fk.w->lookup_client = NULL;
+    fk.w->lookup_cancels++;
 }

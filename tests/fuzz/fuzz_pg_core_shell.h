@@ -27,6 +27,16 @@ typedef struct fk_world {
     unsigned listen_opens;  /* listening connections the core opened */
     unsigned listens;       /* LISTEN commands sent on them */
     unsigned unlistens;     /* UNLISTEN commands sent on them */
+    /* Authentication: the peer the shell reports (Unix socket, else this IPv4 address in host
+     * order, 127.0.0.1 when 0), and auth_query lookups: how many were asked for, the client
+     * whose answer is awaited (the test answers with pg_auth_lookup_done), cancels, and
+     * whether the shell says none is possible. */
+    bool peer_unix;
+    uint32_t peer_ipv4;
+    unsigned lookups;
+    pg_client *lookup_client;
+    unsigned lookup_cancels;
+    bool lookup_unavailable;
 } fk_world;
 
 /* Sets up a core with config text (NULL: one transaction-mode database "db"). Returns 0. */

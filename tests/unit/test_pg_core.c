@@ -362,3 +362,518 @@ Test(pg_core, impossible_server_state_change_aborts, .signal = SIGABRT)
     cr_assert_eq(s->state, PG_SV_IDLE);
     pg_server_set_state(s, PG_SV_CONNECTING);
 }
+
+/* ---- client authentication (pg_auth.c) ---- */
+
+#include <stdio.h>
+#include <unistd.h>
+
+#include "auth/scram.h"
+
+static char users_path[64];
+
+/* A users file with one user per kind of secret, all with password "secret": alice plaintext,
+ * bob an md5 hash, carol a SCRAM verifier. */
+static void write_users(void)
+{
+    char md5[AUTH_MD5_LEN + 1], *verifier = NULL;
+    auth_md5_hash("secret", "bob", md5);
+    cr_assert_eq(auth_scram_make_verifier("secret", 0, &verifier), 0);
+    snprintf(users_path, sizeof users_path, "/tmp/sluice-pgauth-XXXXXX");
+    int fd = mkstemp(users_path);
+    cr_assert_geq(fd, 0);
+    FILE *f = fdopen(fd, "w");
+    fprintf(f, "\"alice\" \"secret\"\n\"bob\" \"%s\"\n\"carol\" \"%s\"\n", md5, verifier);
+    fclose(f);
+    free(verifier);
+}
+
+/* Starts the world with auth_type and extra [sluice] lines. */
+static void auth_world(const char *auth_type, const char *extra)
+{
+    fk_fini(&w); /* the suite's setup made a trust world */
+    write_users();
+    char conf[1024];
+    snprintf(conf, sizeof conf,
+             "[sluice]\nauth_type = %s\nauth_file = %s\nlog_level = error\n%s\n[databases]\n"
+             "db = host=127.0.0.1 port=1 dbname=db\n",
+             auth_type, users_path, extra ? extra : "");
+    cr_assert_eq(fk_init(&w, conf), 0, "%s", conf);
+    unlink(users_path); /* loaded: a reload would need it, no test reloads */
+}
+
+/* A client that sent a startup packet for user (database "db"). */
+static pg_client *start_as(const char *user)
+{
+    uint8_t b[256];
+    size_t n = 8;
+    pg_put_u32(b + 4, PG_PROTO_30);
+    n += (size_t)sprintf((char *)b + n, "user") + 1;
+    n += (size_t)sprintf((char *)b + n, "%s", user) + 1;
+    n += (size_t)sprintf((char *)b + n, "database") + 1;
+    n += (size_t)sprintf((char *)b + n, "db") + 1;
+    b[n++] = 0;
+    pg_put_u32(b, (uint32_t)n);
+    pg_client *c = fk_client(&w);
+    fk_client_input(&w, c, b, n);
+    return c;
+}
+
+/* The one authentication request c was sent: its code, and its data in data (NUL-ended). */
+static uint32_t auth_request(pg_client *c, char *data, size_t cap)
+{
+    size_t n = fk_client_output(&w, c, out, sizeof out);
+    cr_assert_geq(n, 9, "an authentication request was sent");
+    cr_assert_eq(out[0], 'R');
+    uint32_t len = pg_get_u32(out + 1);
+    cr_assert_eq(n, (size_t)len + 1, "one message");
+    size_t dl = len - 8;
+    cr_assert_lt(dl, cap);
+    memcpy(data, out + 9, dl);
+    data[dl] = 0;
+    return pg_get_u32(out + 5);
+}
+
+static void send_password(pg_client *c, const char *pw)
+{
+    static uint8_t b[16384];
+    fk_client_input(&w, c, b, msg(b, 'p', pw, strlen(pw) + 1));
+}
+
+static void send_sasl_initial(pg_client *c, const char *mech, const char *data)
+{
+    uint8_t b[4096], body[4096];
+    size_t n = strlen(mech) + 1;
+    memcpy(body, mech, n);
+    pg_put_u32(body + n, data ? (uint32_t)strlen(data) : UINT32_MAX);
+    n += 4;
+    if (data) {
+        memcpy(body + n, data, strlen(data));
+        n += strlen(data);
+    }
+    fk_client_input(&w, c, b, msg(b, 'p', body, n));
+}
+
+static void send_sasl(pg_client *c, const char *data, size_t len)
+{
+    static uint8_t b[16384];
+    fk_client_input(&w, c, b, msg(b, 'p', data, len));
+}
+
+/* The login ends as for trust: the pool's first server connects, then AuthenticationOk,
+ * parameters, BackendKeyData, ReadyForQuery. */
+static void expect_logged_in(pg_client *c)
+{
+    cr_assert(fk_client_alive(&w, c));
+    cr_assert_eq(c->state, PG_CL_LOGIN_WAIT);
+    cr_assert_null(c->auth, "the exchange is freed");
+    fk_connect_all(&w, false);
+    size_t n = fk_client_output(&w, c, out, sizeof out);
+    char t[64];
+    types(out, n, t, sizeof t, 0, NULL);
+    cr_assert_str_eq(t, "RSSSSSSSSKZ", "got %s", t);
+    cr_assert_eq(pg_get_u32(out + 5), PG_AUTH_REQ_OK);
+    cr_assert_eq(c->state, PG_CL_IDLE);
+}
+
+/* As expect_fatal, and the message text. */
+static void expect_fatal_text(pg_client *c, pg_end why, const char *sqlstate, const char *text)
+{
+    cr_assert(!fk_client_alive(&w, c));
+    cr_assert_eq(w.last_client_end, why, "ended %s, not %s", pg_end_name(w.last_client_end),
+                 pg_end_name(why));
+    size_t n = fk_client_output(&w, NULL, out, sizeof out);
+    cr_assert_gt(n, 5);
+    cr_assert_eq(out[0], 'E');
+    cr_assert_str_eq(pg_error_field(out + 5, n - 5, 'C'), sqlstate);
+    if (text)
+        cr_assert_str_eq(pg_error_field(out + 5, n - 5, 'M'), text);
+}
+
+/* Runs a SCRAM exchange as a client with password; returns what the last step answered
+ * (the client is logged in or closed). */
+static void scram_login(pg_client *c, const char *password, bool expect_ok)
+{
+    char data[AUTH_SCRAM_MSG_MAX * 2];
+    cr_assert_eq(auth_request(c, data, sizeof data), PG_AUTH_REQ_SASL);
+    cr_assert_str_eq(data, "SCRAM-SHA-256", "SCRAM-SHA-256 and the empty end of the list");
+    auth_scram_client sc;
+    char first[AUTH_SCRAM_MSG_MAX], final[AUTH_SCRAM_MSG_MAX];
+    cr_assert_eq(auth_scram_client_init_password(&sc, password), 0);
+    cr_assert_eq(auth_scram_client_first(&sc, first), 0);
+    send_sasl_initial(c, "SCRAM-SHA-256", first);
+    cr_assert_eq(c->state, PG_CL_AUTH);
+    cr_assert_eq(auth_request(c, data, sizeof data), PG_AUTH_REQ_SASL_CONTINUE);
+    const char *why = NULL;
+    cr_assert_eq(auth_scram_client_final(&sc, data, strlen(data), final, &why), 0, "%s", why);
+    send_sasl(c, final, strlen(final));
+    if (!expect_ok)
+        return;
+    cr_assert(fk_client_alive(&w, c));
+    /* SASLFinal comes at once; AuthenticationOk once the pool's server is there. */
+    size_t n = fk_client_output(&w, c, out, sizeof out);
+    cr_assert_eq(out[0], 'R');
+    cr_assert_eq(pg_get_u32(out + 5), PG_AUTH_REQ_SASL_FINAL);
+    cr_assert_eq(n, pg_get_u32(out + 1) + 1u);
+    cr_assert_eq(auth_scram_client_verify(&sc, (const char *)out + 9, n - 9, &why), 0,
+                 "the server proved it knows the verifier");
+    expect_logged_in(c);
+    cr_assert(c->cred.have_client_key, "the ClientKey is kept for the server login");
+}
+
+Test(pg_core, auth_plain_over_a_unix_socket)
+{
+    auth_world("plain", NULL);
+    w.peer_unix = true;
+    pg_client *c = start_as("alice");
+    char data[64];
+    cr_assert_eq(auth_request(c, data, sizeof data), PG_AUTH_REQ_PASSWORD);
+    cr_assert_eq(c->state, PG_CL_AUTH);
+    send_password(c, "secret");
+    expect_logged_in(c);
+    cr_assert_str_eq(c->cred.password, "secret", "kept for the server login");
+    cr_assert(c->cred.have_secret);
+    cr_assert_eq(c->cred.secret.kind, AUTH_SECRET_PLAIN);
+}
+
+Test(pg_core, auth_plain_over_tcp_needs_the_operator_to_allow_it)
+{
+    auth_world("plain", NULL);
+    pg_client *c = start_as("alice");
+    expect_fatal(c, PG_END_LOGIN_REFUSED, "28000");
+    fk_fini(&w);
+    cr_assert_eq(fk_init(&w, NULL), 0);
+    auth_world("plain", "auth_plain_without_tls = 1");
+    c = start_as("alice");
+    char data[64];
+    cr_assert_eq(auth_request(c, data, sizeof data), PG_AUTH_REQ_PASSWORD);
+    send_password(c, "secret");
+    expect_logged_in(c);
+}
+
+Test(pg_core, auth_wrong_password_and_unknown_user_look_the_same)
+{
+    auth_world("plain", "auth_plain_without_tls = 1");
+    char data[64];
+    pg_client *c = start_as("alice");
+    cr_assert_eq(auth_request(c, data, sizeof data), PG_AUTH_REQ_PASSWORD);
+    send_password(c, "wrong");
+    expect_fatal_text(c, PG_END_AUTH_FAILED, "28P01",
+                      "password authentication failed for user \"alice\"");
+    c = start_as("nobody");
+    cr_assert_eq(auth_request(c, data, sizeof data), PG_AUTH_REQ_PASSWORD,
+                 "an unknown user is asked for a password too");
+    send_password(c, "secret");
+    expect_fatal_text(c, PG_END_AUTH_FAILED, "28P01",
+                      "password authentication failed for user \"nobody\"");
+}
+
+/* An md5 login as user with password; the challenge must be md5. */
+static void md5_login(pg_client *c, const char *user, const char *password)
+{
+    char data[64], hash[AUTH_MD5_LEN + 1], resp[AUTH_MD5_LEN + 1];
+    cr_assert_eq(auth_request(c, data, sizeof data), PG_AUTH_REQ_MD5);
+    auth_md5_hash(password, user, hash);
+    auth_md5_response(hash, (const uint8_t *)data, resp);
+    send_password(c, resp);
+}
+
+Test(pg_core, auth_md5_with_md5_and_plaintext_secrets)
+{
+    auth_world("md5", NULL);
+    pg_client *c = start_as("bob");
+    md5_login(c, "bob", "secret");
+    expect_logged_in(c);
+    cr_assert_eq(c->cred.secret.kind, AUTH_SECRET_MD5);
+    cr_assert_null(c->cred.password);
+
+    pg_client *a = start_as("alice");
+    md5_login(a, "alice", "secret");
+    expect_logged_in(a);
+    cr_assert_eq(a->cred.secret.kind, AUTH_SECRET_PLAIN);
+
+    pg_client *x = start_as("bob");
+    md5_login(x, "bob", "wrong");
+    expect_fatal_text(x, PG_END_AUTH_FAILED, "28P01",
+                      "password authentication failed for user \"bob\"");
+    x = start_as("nobody");
+    md5_login(x, "nobody", "secret");
+    expect_fatal_text(x, PG_END_AUTH_FAILED, "28P01",
+                      "password authentication failed for user \"nobody\"");
+}
+
+Test(pg_core, auth_md5_asks_a_scram_user_for_scram)
+{
+    auth_world("md5", NULL);
+    scram_login(start_as("carol"), "secret", true);
+}
+
+Test(pg_core, auth_scram_with_verifier_and_plaintext_secrets)
+{
+    auth_world("scram-sha-256", NULL);
+    scram_login(start_as("carol"), "secret", true);
+    scram_login(start_as("alice"), "secret", true);
+}
+
+Test(pg_core, auth_scram_failures_look_the_same)
+{
+    auth_world("scram-sha-256", NULL);
+    pg_client *c = start_as("carol");
+    scram_login(c, "wrong", false);
+    expect_fatal_text(c, PG_END_AUTH_FAILED, "28P01",
+                      "password authentication failed for user \"carol\"");
+    c = start_as("nobody");
+    scram_login(c, "secret", false);
+    expect_fatal_text(c, PG_END_AUTH_FAILED, "28P01",
+                      "password authentication failed for user \"nobody\"");
+    c = start_as("bob"); /* an md5 hash cannot serve SCRAM */
+    scram_login(c, "secret", false);
+    expect_fatal_text(c, PG_END_AUTH_FAILED, "28P01",
+                      "password authentication failed for user \"bob\"");
+}
+
+/* A SCRAM exchange taken to the client-final step; returns the client-final it would send in
+ * final, and leaves the client waiting for it. */
+static pg_client *scram_until_final(auth_scram_client *sc, char final[AUTH_SCRAM_MSG_MAX])
+{
+    pg_client *c = start_as("carol");
+    char data[AUTH_SCRAM_MSG_MAX * 2], first[AUTH_SCRAM_MSG_MAX];
+    cr_assert_eq(auth_request(c, data, sizeof data), PG_AUTH_REQ_SASL);
+    cr_assert_eq(auth_scram_client_init_password(sc, "secret"), 0);
+    cr_assert_eq(auth_scram_client_first(sc, first), 0);
+    send_sasl_initial(c, "SCRAM-SHA-256", first);
+    cr_assert_eq(auth_request(c, data, sizeof data), PG_AUTH_REQ_SASL_CONTINUE);
+    const char *why;
+    cr_assert_eq(auth_scram_client_final(sc, data, strlen(data), final, &why), 0);
+    return c;
+}
+
+Test(pg_core, auth_hostile_sasl_inputs_are_protocol_errors)
+{
+    auth_world("scram-sha-256", NULL);
+    auth_scram_client sc;
+    char final[AUTH_SCRAM_MSG_MAX], bad[AUTH_SCRAM_MSG_MAX * 8];
+
+    /* A second SASLInitialResponse where the client-final belongs. */
+    pg_client *c = scram_until_final(&sc, final);
+    send_sasl_initial(c, "SCRAM-SHA-256", "n,,n=,r=abc");
+    expect_fatal(c, PG_END_PROTOCOL, "08P01");
+
+    /* Bad base64 in the proof. */
+    c = scram_until_final(&sc, final);
+    snprintf(bad, sizeof bad, "%.*sp=!!!notbase64!!!", (int)(strstr(final, "p=") - final), final);
+    send_sasl(c, bad, strlen(bad));
+    expect_fatal(c, PG_END_PROTOCOL, "08P01");
+
+    /* A nonce that is not the server's. */
+    c = scram_until_final(&sc, final);
+    char *r = strstr(final, "r=");
+    r[2] = r[2] == 'A' ? 'B' : 'A';
+    send_sasl(c, final, strlen(final));
+    expect_fatal(c, PG_END_PROTOCOL, "08P01");
+
+    /* A truncated client-final. */
+    c = scram_until_final(&sc, final);
+    send_sasl(c, final, strlen(final) / 2);
+    expect_fatal(c, PG_END_PROTOCOL, "08P01");
+
+    /* A proof of the wrong length (valid base64 of 8 bytes). */
+    c = scram_until_final(&sc, final);
+    snprintf(bad, sizeof bad, "%.*sp=AAAAAAAAAAA=", (int)(strstr(final, "p=") - final), final);
+    send_sasl(c, bad, strlen(bad));
+    cr_assert(!fk_client_alive(&w, c));
+    cr_assert(w.last_client_end == PG_END_PROTOCOL || w.last_client_end == PG_END_AUTH_FAILED);
+    fk_client_output(&w, NULL, NULL, 0);
+
+    /* A client-final over AUTH_SCRAM_INPUT_MAX. */
+    c = scram_until_final(&sc, final);
+    memset(bad, 'x', sizeof bad);
+    send_sasl(c, bad, AUTH_SCRAM_INPUT_MAX + 1);
+    expect_fatal(c, PG_END_PROTOCOL, "08P01");
+
+    /* Another mechanism, no initial response, a malformed client-first. */
+    c = start_as("carol");
+    fk_client_output(&w, c, NULL, 0);
+    send_sasl_initial(c, "SCRAM-SHA-256-PLUS", "p=tls-server-end-point,,n=,r=abc");
+    expect_fatal(c, PG_END_PROTOCOL, "08P01");
+    c = start_as("carol");
+    fk_client_output(&w, c, NULL, 0);
+    send_sasl_initial(c, "SCRAM-SHA-256", NULL);
+    expect_fatal(c, PG_END_PROTOCOL, "08P01");
+    c = start_as("carol");
+    fk_client_output(&w, c, NULL, 0);
+    send_sasl_initial(c, "SCRAM-SHA-256", "garbage");
+    expect_fatal(c, PG_END_PROTOCOL, "08P01");
+}
+
+Test(pg_core, auth_out_of_order_and_oversize_messages)
+{
+    auth_world("md5", NULL);
+    /* A Query before the login ends. */
+    pg_client *c = start_as("bob");
+    fk_client_output(&w, c, NULL, 0);
+    uint8_t b[64];
+    fk_client_input(&w, c, b, msg(b, 'Q', "SELECT 1", 9));
+    expect_fatal_text(c, PG_END_PROTOCOL, "08P01",
+                      "expected password response, got message type 81");
+    /* A password message over the bound. */
+    c = start_as("bob");
+    fk_client_output(&w, c, NULL, 0);
+    static char big[9000];
+    memset(big, 'x', sizeof big - 1);
+    send_password(c, big);
+    expect_fatal(c, PG_END_PROTOCOL, "08P01");
+    /* A password message whose string does not fill it. */
+    c = start_as("bob");
+    fk_client_output(&w, c, NULL, 0);
+    fk_client_input(&w, c, b, msg(b, 'p', "md5\0junk", 8));
+    expect_fatal(c, PG_END_PROTOCOL, "08P01");
+    /* Terminate during the exchange: a plain goodbye. */
+    c = start_as("bob");
+    fk_client_output(&w, c, NULL, 0);
+    fk_client_input(&w, c, b, msg(b, 'X', "", 0));
+    cr_assert(!fk_client_alive(&w, c));
+    cr_assert_eq(w.last_client_end, PG_END_CLIENT_LEFT);
+    /* The login timeout covers the exchange. */
+    c = start_as("bob");
+    fk_client_output(&w, c, NULL, 0);
+    pg_core_tick(w.gw, gw_now(&w.ctx) + 61000);
+    fk_step(&w);
+    expect_fatal(c, PG_END_LOGIN_TIMEOUT, "08P01");
+}
+
+Test(pg_core, auth_password_message_under_trust_is_a_protocol_error)
+{
+    pg_client *c = logged_in();
+    uint8_t b[64];
+    fk_client_input(&w, c, b, msg(b, 'p', "secret", 7));
+    expect_fatal(c, PG_END_PROTOCOL, "08P01");
+}
+
+Test(pg_core, auth_huge_user_name_in_startup_is_refused)
+{
+    auth_world("md5", NULL);
+    static uint8_t b[1 << 20];
+    size_t n = 8;
+    pg_put_u32(b + 4, PG_PROTO_30);
+    memcpy(b + n, "user", 5);
+    n += 5;
+    memset(b + n, 'u', sizeof b - n - 2);
+    n = sizeof b;
+    b[n - 2] = b[n - 1] = 0;
+    pg_put_u32(b, (uint32_t)n);
+    pg_client *c = fk_client(&w);
+    fk_client_input(&w, c, b, n);
+    expect_fatal(c, PG_END_PROTOCOL, "08P01");
+}
+
+/* hba: writes the rules and starts an hba world on them. */
+static void hba_world(const char *rules)
+{
+    char hba[64];
+    snprintf(hba, sizeof hba, "/tmp/sluice-pghba-XXXXXX");
+    int fd = mkstemp(hba);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(write(fd, rules, strlen(rules)), (ssize_t)strlen(rules));
+    close(fd);
+    char extra[128];
+    snprintf(extra, sizeof extra, "auth_hba_file = %s", hba);
+    auth_world("hba", extra);
+    unlink(hba);
+}
+
+Test(pg_core, auth_hba_picks_the_first_matching_line)
+{
+    hba_world("local all all trust\n"
+              "host all alice 127.0.0.1/32 reject\n"
+              "host all bob 127.0.0.1/32 md5\n"
+              "host all carol 127.0.0.1/32 scram-sha-256\n"
+              "host all dave 127.0.0.1/32 password\n"
+              "host all erin 127.0.0.1/32 cert\n");
+    w.peer_unix = true;
+    pg_client *c = start_as("anyone");
+    fk_connect_all(&w, false);
+    cr_assert(fk_client_alive(&w, c));
+    cr_assert_eq(c->state, PG_CL_IDLE, "local trust");
+    fk_client_output(&w, c, NULL, 0);
+
+    w.peer_unix = false;
+    c = start_as("alice");
+    expect_fatal_text(c, PG_END_LOGIN_REFUSED, "28000",
+                      "pg_hba.conf rejects connection for host \"127.0.0.1\", user \"alice\", "
+                      "database \"db\", no encryption");
+    c = start_as("bob");
+    md5_login(c, "bob", "secret");
+    cr_assert(fk_client_alive(&w, c));
+    c = start_as("carol");
+    scram_login(c, "secret", false);
+    cr_assert(fk_client_alive(&w, c));
+    c = start_as("dave");
+    expect_fatal(c, PG_END_LOGIN_REFUSED, "28000"); /* password over TCP, not allowed */
+    c = start_as("erin");
+    expect_fatal_text(c, PG_END_LOGIN_REFUSED, "28000",
+                      "certificate authentication requires an SSL connection");
+    w.peer_ipv4 = 0x0a000001u; /* 10.0.0.1: outside every CIDR */
+    c = start_as("bob");
+    expect_fatal_text(c, PG_END_LOGIN_REFUSED, "28000",
+                      "no pg_hba.conf entry for host \"10.0.0.1\", user \"bob\", database "
+                      "\"db\", no encryption");
+}
+
+Test(pg_core, auth_query_hook_waits_for_the_shell)
+{
+    auth_world("md5", "auth_user = pgb");
+    /* A user missing from auth_file is looked up; the client waits. */
+    pg_client *c = start_as("zed");
+    cr_assert_eq(w.lookups, 1);
+    cr_assert_eq(w.lookup_client, c);
+    cr_assert_str_eq(pg_auth_user(c), "zed");
+    cr_assert_str_eq(pg_auth_dbname(c), "db");
+    cr_assert_eq(fk_client_output(&w, c, NULL, 0), 0, "no challenge before the answer");
+    char hash[AUTH_MD5_LEN + 1];
+    auth_md5_hash("pw", "zed", hash);
+    w.lookup_client = NULL;
+    pg_auth_lookup_done(c, hash, NULL);
+    fk_step(&w);
+    md5_login(c, "zed", "pw");
+    expect_logged_in(c);
+
+    /* Not found: the exchange runs and fails like a wrong password. */
+    c = start_as("yan");
+    w.lookup_client = NULL;
+    pg_auth_lookup_done(c, NULL, NULL);
+    fk_step(&w);
+    md5_login(c, "yan", "pw");
+    expect_fatal_text(c, PG_END_AUTH_FAILED, "28P01",
+                      "password authentication failed for user \"yan\"");
+
+    /* A failed lookup is an error of its own. */
+    c = start_as("xi");
+    w.lookup_client = NULL;
+    pg_auth_lookup_done(c, NULL, "connection refused");
+    fk_step(&w);
+    expect_fatal_text(c, PG_END_LOGIN_REFUSED, "28000",
+                      "authentication lookup failed for user \"xi\"");
+
+    /* A message during the lookup is out of order; the lookup is cancelled. */
+    c = start_as("wu");
+    uint8_t b[64];
+    fk_client_input(&w, c, b, msg(b, 'p', "x", 2));
+    expect_fatal(c, PG_END_PROTOCOL, "08P01");
+    cr_assert_eq(w.lookup_cancels, 1);
+    cr_assert_null(w.lookup_client);
+
+    /* No lookup possible: an unknown user. */
+    w.lookup_unavailable = true;
+    c = start_as("vo");
+    md5_login(c, "vo", "pw");
+    expect_fatal(c, PG_END_AUTH_FAILED, "28P01");
+}
+
+Test(pg_core, auth_cert_is_refused_without_tls)
+{
+    auth_world("cert", NULL);
+    pg_client *c = start_as("alice");
+    expect_fatal_text(c, PG_END_LOGIN_REFUSED, "28000",
+                      "certificate authentication requires an SSL connection");
+}
