@@ -74,10 +74,52 @@ int auth__scram_client_first_nonce(auth_scram_client *c, const char *user, const
 int auth__scram_random_nonce(char out[AUTH__B64_LEN(18) + 1]);
 
 /* ---- the file loaders ---- */
-/* The whole file at path, caller frees *text (not NUL-terminated). 0, or negative errno (errno
- * set too). */
+/* The whole regular file at path (anything else is -EINVAL), caller frees *text (not
+ * NUL-terminated). 0, or negative errno (errno set too). */
 int auth__read_file(const char *path, char **text, size_t *len);
 void auth__diag(FILE *diag, const char *name, int line, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+
+/* ---- hba file: the words of a line and the name columns (hba_names.c) ---- */
+
+/* A database or user column. */
+typedef struct auth__hba_names {
+    bool all;
+    bool sameuser; /* database column: the database named like the user */
+    char **name;   /* literal names, from the line and its @files */
+    size_t n, cap;
+} auth__hba_names;
+
+typedef struct auth__hba_item {
+    char *s;     /* unquoted, NUL-terminated, inside the line's copy */
+    bool quoted; /* a quoted item is a name, never a keyword */
+    int field;
+} auth__hba_item;
+
+typedef struct auth__hba_toks {
+    auth__hba_item *it;
+    size_t n, cap;
+    int fields;
+    char *buf; /* the unquoted text of every item */
+} auth__hba_toks;
+
+/* Where a line comes from, for diagnostics and for @file names (relative to its directory). */
+typedef struct auth__hba_src {
+    FILE *diag;
+    const char *name;
+    int line;
+    int depth;
+} auth__hba_src;
+
+/* Splits [p, end) into items; '#' outside quotes ends the line. 0, or -EINVAL/-ENOMEM with *why.
+ * t->buf must hold end - p + 1 bytes. */
+int auth__hba_tokenize(const char *p, const char *end, auth__hba_toks *t, const char **why);
+/* Adds one item of a database (db) or user column: a keyword, a name or an @file. 0, or
+ * -EINVAL (diagnosed) / -ENOMEM. */
+int auth__hba_names_item(auth__hba_names *nm, const auth__hba_item *it, bool db,
+                         const auth__hba_src *src);
+/* name is in the column; user is the client's user, for sameuser (NULL in the user column). */
+bool auth__hba_names_match(const auth__hba_names *nm, const char *name, const char *user);
+void auth__hba_names_free(auth__hba_names *nm);
 
 #endif

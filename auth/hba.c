@@ -16,8 +16,6 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#define INCLUDE_DEPTH 10 /* @file inside @file: deep enough for any real use, and ends loops */
-
 typedef enum hba_type {
     HBA_LOCAL,     /* Unix-socket clients */
     HBA_HOST,      /* TCP clients, TLS or not */
@@ -25,18 +23,10 @@ typedef enum hba_type {
     HBA_HOSTNOSSL, /* TCP clients without TLS */
 } hba_type;
 
-/* A database or user column. */
-typedef struct hba_names {
-    bool all;
-    bool sameuser; /* database column: the database named like the user */
-    char **name;   /* literal names, from the line and its @files */
-    size_t n, cap;
-} hba_names;
-
 typedef struct hba_rule {
     hba_type type;
     int line;
-    hba_names db, user;
+    auth__hba_names db, user;
     bool addr_all;    /* "all", or a local line */
     int family;       /* AF_INET or AF_INET6 */
     uint8_t addr[16]; /* already masked */
@@ -48,212 +38,6 @@ struct auth_hba {
     hba_rule *r;
     size_t n, cap;
 };
-
-/* ---- tokens: a line's fields, each a comma-separated list of items ---- */
-
-typedef struct hba_item {
-    char *s;     /* unquoted, NUL-terminated, inside the line's copy */
-    bool quoted; /* a quoted item is a name, never a keyword */
-    int field;
-} hba_item;
-
-typedef struct hba_toks {
-    hba_item *it;
-    size_t n, cap;
-    int fields;
-    char *buf; /* the unquoted text of every item */
-} hba_toks;
-
-static bool space(char c)
-{
-    return c == ' ' || c == '\t' || c == '\r' || c == '\f' || c == '\v';
-}
-
-/* Splits [p, end) into items; '#' outside quotes ends the line. 0, or -EINVAL/-ENOMEM with *why.
- * t->buf must hold end - p + 1 bytes. */
-static int tokenize(const char *p, const char *end, hba_toks *t, const char **why)
-{
-    char *o = t->buf;
-    t->n = 0;
-    t->fields = 0;
-    bool more = false; /* the last item ended with a comma: the list goes on */
-    for (;;) {
-        while (p < end && space(*p))
-            p++;
-        if (p == end || *p == '#') {
-            if (more) {
-                *why = "a list ends with a comma";
-                return -EINVAL;
-            }
-            return 0;
-        }
-        if (t->n == t->cap) {
-            hba_item *grown = realloc(t->it, (t->cap = t->cap ? 2 * t->cap : 16) * sizeof *grown);
-            if (!grown) {
-                *why = "out of memory";
-                return -ENOMEM;
-            }
-            t->it = grown;
-        }
-        hba_item *it = &t->it[t->n++];
-        it->s = o;
-        it->quoted = *p == '"';
-        it->field = more ? t->fields - 1 : t->fields++;
-        if (it->quoted) {
-            for (p++;; p++) {
-                if (p == end) {
-                    *why = "unterminated quoted name";
-                    return -EINVAL;
-                }
-                if (*p == '"' && !(p + 1 < end && p[1] == '"'))
-                    break;
-                if (*p == '\0') {
-                    *why = "NUL byte in line";
-                    return -EINVAL;
-                }
-                *o++ = *p;
-                p += *p == '"';
-            }
-            p++;
-        } else {
-            for (; p < end && !space(*p) && *p != ',' && *p != '#'; p++) {
-                if (*p == '"' || *p == '\0') {
-                    *why = *p ? "a quote inside a name" : "NUL byte in line";
-                    return -EINVAL;
-                }
-                *o++ = *p;
-            }
-        }
-        *o++ = '\0';
-        if (p < end && !space(*p) && *p != ',' && *p != '#') {
-            *why = "a quote inside a name";
-            return -EINVAL;
-        }
-        while (p < end && space(*p))
-            p++;
-        more = p < end && *p == ',';
-        p += more;
-    }
-}
-
-/* ---- names ---- */
-
-static void names_free(hba_names *nm)
-{
-    for (size_t i = 0; i < nm->n; i++)
-        free(nm->name[i]);
-    free(nm->name);
-}
-
-static int names_add(hba_names *nm, const char *s)
-{
-    if (nm->n == nm->cap) {
-        char **grown = realloc(nm->name, (nm->cap = nm->cap ? 2 * nm->cap : 4) * sizeof *grown);
-        if (!grown)
-            return -ENOMEM;
-        nm->name = grown;
-    }
-    if (!(nm->name[nm->n] = strdup(s)))
-        return -ENOMEM;
-    nm->n++;
-    return 0;
-}
-
-/* Where a line comes from, for diagnostics and for @file names (relative to its directory). */
-typedef struct hba_src {
-    FILE *diag;
-    const char *name;
-    int line;
-    int depth;
-} hba_src;
-
-static int names_item(hba_names *nm, const hba_item *it, bool db, const hba_src *src);
-
-/* Adds the names of an @file: items separated by commas, blanks or lines; '#' comments. */
-static int names_file(hba_names *nm, const char *file, bool db, const hba_src *src)
-{
-    if (src->depth >= INCLUDE_DEPTH) {
-        auth__diag(src->diag, src->name, src->line, "@%s: includes nested too deep", file);
-        return -EINVAL;
-    }
-    const char *slash = strrchr(src->name, '/');
-    const size_t dir = file[0] == '/' || !slash ? 0 : (size_t)(slash - src->name) + 1;
-    char *path = malloc(dir + strlen(file) + 1);
-    if (!path)
-        return -ENOMEM;
-    memcpy(path, src->name, dir);
-    strcpy(path + dir, file);
-    char *text;
-    size_t len;
-    int rc = auth__read_file(path, &text, &len);
-    if (rc < 0) {
-        auth__diag(src->diag, src->name, src->line, "cannot read @%s (%s): %s", file, path,
-                   strerror(-rc));
-        free(path);
-        return rc;
-    }
-    hba_src inner = {.diag = src->diag, .name = path, .depth = src->depth + 1};
-    hba_toks t = {.buf = malloc(len + 1)};
-    rc = t.buf ? 0 : -ENOMEM;
-    for (const char *p = text, *end = text + len; rc == 0 && p < end;) {
-        const char *nl = memchr(p, '\n', (size_t)(end - p));
-        const char *eol = nl ? nl : end;
-        const char *why = NULL;
-        inner.line++;
-        if ((rc = tokenize(p, eol, &t, &why)) < 0)
-            auth__diag(src->diag, path, inner.line, "%s", why);
-        for (size_t i = 0; rc == 0 && i < t.n; i++)
-            rc = names_item(nm, &t.it[i], db, &inner);
-        p = eol + (nl != NULL);
-    }
-    free(t.buf);
-    free(t.it);
-    free(text);
-    free(path);
-    return rc;
-}
-
-static int names_item(hba_names *nm, const hba_item *it, bool db, const hba_src *src)
-{
-    const char *s = it->s;
-    if (it->quoted)
-        return names_add(nm, s);
-    if (strcmp(s, "all") == 0) {
-        nm->all = true;
-        return 0;
-    }
-    if (db && strcmp(s, "sameuser") == 0) {
-        nm->sameuser = true;
-        return 0;
-    }
-    if (db && strcmp(s, "replication") == 0)
-        return 0; /* only replication connections, which never reach Sluice */
-    if (s[0] == '@')
-        return names_file(nm, s + 1, db, src);
-    const char *unsupported = NULL;
-    if (s[0] == '+')
-        unsupported = "+group (role membership) is not supported";
-    else if (strcmp(s, "samerole") == 0 || strcmp(s, "samegroup") == 0)
-        unsupported = "samerole and samegroup are not supported";
-    else if (!db && strcmp(s, "sameuser") == 0)
-        unsupported = "sameuser belongs in the database column";
-    if (unsupported) {
-        auth__diag(src->diag, src->name, src->line, "%s (quote the name if it is one)",
-                   unsupported);
-        return -EINVAL;
-    }
-    return names_add(nm, s);
-}
-
-static bool names_match(const hba_names *nm, const char *name, const char *user)
-{
-    if (nm->all || (nm->sameuser && user && strcmp(name, user) == 0))
-        return true;
-    for (size_t i = 0; i < nm->n; i++)
-        if (strcmp(nm->name[i], name) == 0)
-            return true;
-    return false;
-}
 
 /* ---- addresses ---- */
 
@@ -346,7 +130,7 @@ static const struct {
 };
 
 /* The items of field f: first index in *first, their count returned. */
-static size_t field(const hba_toks *t, int f, size_t *first)
+static size_t field(const auth__hba_toks *t, int f, size_t *first)
 {
     size_t i = 0, n = 0;
     while (i < t->n && t->it[i].field < f)
@@ -358,7 +142,7 @@ static size_t field(const hba_toks *t, int f, size_t *first)
 }
 
 /* The one unquoted item of field f, or NULL with *why. */
-static char *single(const hba_toks *t, int f, const char *what, const char **why)
+static char *single(const auth__hba_toks *t, int f, const char *what, const char **why)
 {
     size_t i;
     const size_t n = field(t, f, &i);
@@ -373,19 +157,20 @@ static char *single(const hba_toks *t, int f, const char *what, const char **why
     return t->it[i].s;
 }
 
-static int parse_names(hba_names *nm, const hba_toks *t, int f, bool db, const hba_src *src)
+static int parse_names(auth__hba_names *nm, const auth__hba_toks *t, int f, bool db,
+                       const auth__hba_src *src)
 {
     size_t i;
     const size_t n = field(t, f, &i);
     int rc = 0;
     for (size_t k = 0; rc == 0 && k < n; k++)
-        rc = names_item(nm, &t->it[i + k], db, src);
+        rc = auth__hba_names_item(nm, &t->it[i + k], db, src);
     return rc;
 }
 
 /* One line's tokens into r. 0 (nothing to add when t is empty: r->line stays 0), or -EINVAL
  * (diagnosed) / -ENOMEM. */
-static int parse_rule(hba_rule *r, hba_toks *t, const hba_src *src)
+static int parse_rule(hba_rule *r, auth__hba_toks *t, const auth__hba_src *src)
 {
     const char *why = NULL;
     if (t->n == 0)
@@ -468,8 +253,8 @@ bad:
 
 static void rule_free(hba_rule *r)
 {
-    names_free(&r->db);
-    names_free(&r->user);
+    auth__hba_names_free(&r->db);
+    auth__hba_names_free(&r->user);
 }
 
 void auth_hba_free(auth_hba *h)
@@ -486,8 +271,8 @@ int auth_hba_parse(const char *text, size_t len, const char *name, auth_hba **ou
 {
     *out = NULL;
     auth_hba *h = calloc(1, sizeof *h);
-    hba_toks t = {.buf = malloc(len + 1)};
-    hba_src src = {.diag = diag, .name = name};
+    auth__hba_toks t = {.buf = malloc(len + 1)};
+    auth__hba_src src = {.diag = diag, .name = name};
     int errors = 0;
     bool oom = !h || !t.buf;
     if (oom) {
@@ -500,7 +285,7 @@ int auth_hba_parse(const char *text, size_t len, const char *name, auth_hba **ou
         const char *eol = nl ? nl : end;
         const char *why = NULL;
         src.line++;
-        int rc = tokenize(p, eol, &t, &why);
+        int rc = auth__hba_tokenize(p, eol, &t, &why);
         p = eol + (nl != NULL);
         if (rc < 0) {
             auth__diag(diag, name, src.line, "%s", why);
@@ -568,8 +353,8 @@ int auth_hba_match(const auth_hba *h, const auth_hba_client *c, auth_method *m, 
                         : r->type == HBA_LOCAL || (r->type == HBA_HOSTSSL && !c->tls) ||
                               (r->type == HBA_HOSTNOSSL && c->tls) || !addr_match(r, family, a))
             continue;
-        if (!names_match(&r->db, c->database ? c->database : "", c->user) ||
-            !names_match(&r->user, c->user ? c->user : "", NULL))
+        if (!auth__hba_names_match(&r->db, c->database ? c->database : "", c->user) ||
+            !auth__hba_names_match(&r->user, c->user ? c->user : "", NULL))
             continue;
         *m = r->method;
         if (line)

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 
 #define FILE_MAX (64 << 20) /* a users or hba file larger than this is a mistake */
 
@@ -29,6 +30,13 @@ int auth__read_file(const char *path, char **text, size_t *len)
     FILE *f = fopen(path, "rb");
     if (!f)
         return -errno;
+    /* A FIFO or a device (an @/dev/stdin include) would block the loader or never end. */
+    struct stat st;
+    if (fstat(fileno(f), &st) < 0 || !S_ISREG(st.st_mode)) {
+        fclose(f);
+        errno = EINVAL;
+        return -EINVAL;
+    }
     size_t cap = 0, n = 0;
     char *buf = NULL;
     int rc = 0;

@@ -36,7 +36,8 @@ int auth_scram_parse_user(const char *msg, size_t len, char *user, size_t cap, c
 
 /* Starts an exchange against v; v NULL means an unknown user: a verifier is derived from
  * fake_seed (a per-process random secret) and the user name, so the same user always gets the
- * same salt and the exchange fails only at the proof, as PostgreSQL does. */
+ * same salt and the exchange fails only at the proof, as PostgreSQL does (with a SHA-1 proof too:
+ * a MongoDB client may have picked SCRAM-SHA-1 for a user that does not exist). */
 int auth_scram_server_init(auth_scram_server *s, const auth_scram_verifier *v, const char *user,
                            const uint8_t fake_seed[32], bool mongo);
 /* client-first in, server-first out. 0, or -EINVAL with *why (a protocol error). PostgreSQL

@@ -133,8 +133,12 @@ int auth_scram_server_final(auth_scram_server *s, const char *msg, size_t len,
     const char *without_proof_end = p - 1;
     uint8_t proof[AUTH_MAX_KEY];
     const size_t klen = auth__key_len(s->v.sha1);
+    /* A fake exchange does not know which mechanism the client picked (MongoDB offers
+     * SCRAM-SHA-1 too): a proof of either length fails at the proof, not before it. */
+    int plen = -1;
     if (p == end || !auth__scram_attr(&p, end, 'p', &val, &vlen) || p != end ||
-        auth__b64_decode(val, vlen, proof, klen) != (int)klen) {
+        ((plen = auth__b64_decode(val, vlen, proof, sizeof proof)) != (int)klen &&
+         !(s->fake && plen == AUTH_SHA1_LEN))) {
         *why = "malformed SCRAM message (malformed proof in client-final-message)";
         return -EINVAL;
     }

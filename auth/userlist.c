@@ -130,6 +130,8 @@ static int by_user_then_line(const void *a, const void *b)
 /* Sorts l's entries and keeps the last line of each user. */
 static void dedupe(auth_userlist *l, const char *name, FILE *diag)
 {
+    if (l->n == 0)
+        return; /* l->e is NULL: qsort may not be given it */
     qsort(l->e, l->n, sizeof *l->e, by_user_then_line);
     size_t o = 0;
     for (size_t i = 0; i < l->n; i++) {
@@ -221,7 +223,7 @@ static int by_user(const void *key, const void *elem)
 
 const auth_secret *auth_userlist_find(const auth_userlist *l, const char *user)
 {
-    const entry *e = l ? bsearch(user, l->e, l->n, sizeof *l->e, by_user) : NULL;
+    const entry *e = l && l->n ? bsearch(user, l->e, l->n, sizeof *l->e, by_user) : NULL;
     return e ? &e->secret : NULL;
 }
 

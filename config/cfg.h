@@ -92,6 +92,7 @@ typedef struct cfg {
     char *server_reset_query; /* default "DISCARD ALL"; "" = none */
     /* Timeouts in milliseconds, 0 = disabled. The file gives seconds (fractions allowed). */
     uint64_t server_connect_timeout_ms;   /* default 15 s */
+    uint64_t server_login_retry_ms;       /* default 15 s */
     uint64_t query_timeout_ms;            /* default 0 */
     uint64_t query_wait_timeout_ms;       /* default 120 s */
     uint64_t idle_transaction_timeout_ms; /* default 0 */

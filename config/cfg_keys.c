@@ -29,6 +29,11 @@ const cfg_key cfg__keys[] = {
      "Server connections per database across all users; 0 = unlimited."},
     {"server_reset_query", CFG_T_STR, OFF(server_reset_query), "DISCARD ALL", CFG_RELOAD,
      "Run on a server connection before another client gets it in session mode; empty = none."},
+    {"server_login_retry", CFG_T_MS, OFF(server_login_retry_ms), "15", CFG_RELOAD,
+     "After a server refuses Sluice's credentials (SQLSTATE class 28: wrong password, no hba "
+     "entry), no new login to that pool is tried for this long, and clients that need one get "
+     "the server's error at once; a client whose own login brings a new credential "
+     "(passthrough) ends the wait. Other failures are retried after 0.5 s."},
     {"server_connect_timeout", CFG_T_MS, OFF(server_connect_timeout_ms), "15", CFG_RELOAD,
      "Time allowed to open a server connection, login included."},
     {"query_timeout", CFG_T_MS, OFF(query_timeout_ms), "0", CFG_RELOAD,

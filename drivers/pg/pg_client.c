@@ -70,6 +70,7 @@ void pg_client_start(pg_client *c, pg_gateway *gw)
     gw_list_init(&c->listen_node);
     pg_client_stmts_init(&c->stmts);
     pg_client_set_state(c, PG_CL_STARTUP);
+    c->accepted = c->since;
     /* Over the limit the client is still read, so it gets a proper error after its startup
      * packet instead of a silent close. */
     if (gw->n_clients >= (uint32_t)gw->ctx->cfg->max_client_conn) {

@@ -187,6 +187,8 @@ typedef struct pg_client {
     struct pg_server *server;
     pg_client_state state;
     uint64_t since;     /* entered the current state */
+    uint64_t accepted;  /* connected: client_login_timeout counts from here, whatever the
+                         * login states it goes through */
     uint32_t pid, key;  /* the BackendKeyData Sluice issued */
     pg_params params;   /* parameters this client chose (startup packet, its own SETs) */
     pg_params startup;  /* what its startup packet chose: where RESET and DISCARD ALL return */

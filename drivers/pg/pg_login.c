@@ -201,6 +201,8 @@ void pg_login_begin(pg_server *s)
     }
     s->own_login = true;
     s->login->step = LOGIN_AUTH;
+    gw_debug(pg_ctx(&s->conn), "server %u: Sluice logs in to %s/%s itself (%s passthrough)", s->id,
+             s->pool->dbname, s->pool->user, s->pool->cred.kind == PG_CRED_MD5 ? "md5" : "SCRAM");
     if (build_startup(s) != 0) {
         pg_server_connect_failed(s, "out of memory");
         return;

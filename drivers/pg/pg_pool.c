@@ -160,8 +160,21 @@ void pg_pool_maybe_connect(pg_pool *p)
     if (gw->stopping)
         return;
     pg_pool_refresh(p, gw->ctx);
-    if (p->last_fail && gw_now(gw->ctx) - p->last_fail < PG_CONNECT_RETRY_MS)
-        return;
+    if (p->last_fail) {
+        /* Credentials the server refused (class 28) would be refused again: the server is not
+         * asked for server_login_retry, and clients get its answer meanwhile instead of
+         * waiting. Other refusals are retried soon: a tool that gets 3D000 creates the
+         * database and connects again. */
+        bool refused = strncmp(p->last_sqlstate, "28", 2) == 0;
+        uint64_t wait = PG_CONNECT_RETRY_MS, retry = gw->ctx->cfg->server_login_retry_ms;
+        if (refused && retry > wait)
+            wait = retry;
+        if (gw_now(gw->ctx) - p->last_fail < wait) {
+            if (refused)
+                pg_pool_connect_failed(p, p->last_error);
+            return;
+        }
+    }
     /* One new connection per waiting client that no connecting server will serve. */
     uint32_t room = p->n_servers < (uint32_t)p->size ? (uint32_t)p->size - p->n_servers : 0;
     uint32_t want = count_list(&p->waiters, p->n_connecting + room);

@@ -772,3 +772,24 @@ Test(auth_userlist, load_from_disk)
     cr_assert_not_null(strstr(d, path));
     free(d);
 }
+
+Test(auth_scram, unknown_mongo_user_fails_at_the_proof_for_sha1_too)
+{
+    /* the mongo front end cannot know a missing user's mechanism: a 20-byte proof fails late */
+    auth_scram_server s;
+    char out[AUTH_SCRAM_MSG_MAX], m[256];
+    const char *why = NULL;
+    cr_assert_eq(auth_scram_server_init(&s, NULL, "ghost", seed, true), 0);
+    cr_assert_eq(auth_scram_server_first(&s, "n,,n=ghost,r=abc", 16, out, &why), 0);
+    snprintf(m, sizeof m, "c=biws,r=%s,p=AAAAAAAAAAAAAAAAAAAAAAAAAAA=", s.nonce);
+    cr_assert_eq(auth_scram_server_final(&s, m, strlen(m), out, &why), AUTH_FAIL, "%s", why);
+}
+
+Test(auth_userlist, empty_file)
+{
+    auth_userlist *l;
+    cr_assert_eq(auth_userlist_parse("", 0, "u.txt", &l, NULL), 0);
+    cr_assert_eq(auth_userlist_count(l), 0);
+    cr_assert_null(auth_userlist_find(l, "alice"));
+    auth_userlist_free(l);
+}

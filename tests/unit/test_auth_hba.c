@@ -268,3 +268,12 @@ Test(auth_hba, hostile_bytes)
     auth_hba_free(h);
     free(big);
 }
+
+Test(auth_hba, includes_only_regular_files)
+{
+    const char *text = "host all @/dev/null all md5\n";
+    auth_hba *h = (auth_hba *)1;
+    cr_assert_eq(auth_hba_parse(text, strlen(text), "hba.conf", &h, NULL), -1);
+    cr_assert_null(h);
+    cr_assert_eq(auth_hba_load("/dev/stdin", &h, NULL), -1);
+}

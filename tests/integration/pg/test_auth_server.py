@@ -8,8 +8,11 @@ works proves Sluice answered the server's challenge; postgres stays trusted for 
 and as auth_user.
 """
 import os
+import socket
+import struct
 import subprocess
 import threading
+import time
 
 import psycopg2
 import pytest
@@ -54,6 +57,11 @@ def stored_secret(pg, user):
         conn.close()
 
 
+def server_log(pg):
+    with open(os.path.join(pg.dir, "log")) as f:
+        return f.read()
+
+
 def write_users(tmp_path, entries):
     path = tmp_path / "users.txt"
     path.write_text("".join(f'"{u}" "{s}"\n' for u, s in entries.items()))
@@ -82,6 +90,7 @@ def test_scram_passthrough_logs_in_with_only_the_verifier(sluice_factory, pwpg, 
     conns = [login(s, "alice", "alice-pw") for _ in range(3)]
     for c in conns:
         assert whoami(c) == ("alice", pwpg.port)
+    assert "itself (SCRAM passthrough)" in s.log()
     assert "alice-pw" not in s.log()
     for c in conns:
         c.close()
@@ -111,6 +120,7 @@ def test_md5_passthrough_logs_in_with_only_the_hash(sluice_factory, pwpg, tmp_pa
     s = start(sluice_factory, pwpg, users, auth_type="md5")
     conn = login(s, "bob", "bob-pw")
     assert whoami(conn) == ("bob", pwpg.port)
+    assert "itself (md5 passthrough)" in s.log()
     conn.close()
 
 
@@ -119,6 +129,7 @@ def test_plaintext_from_users_file_logs_in_through_libpq(sluice_factory, pwpg, t
     s = start(sluice_factory, pwpg, users, auth_type="scram-sha-256")
     conn = login(s, "carol", "carol-pw")
     assert whoami(conn)[0] == "carol"
+    assert "passthrough" not in s.log(), "libpq logs in with the plaintext password"
     conn.close()
 
 
@@ -131,10 +142,14 @@ def test_verifier_unlike_the_servers_gets_the_servers_refusal(sluice_factory, pw
     user, secret = [x.strip('"') for x in other.split(" ", 1)]
     assert user == "alice" and secret.startswith("SCRAM-SHA-256$")
     users = write_users(tmp_path, {"alice": secret, "carol": stored_secret(pwpg, "carol")})
-    s = start(sluice_factory, pwpg, users, auth_type="scram-sha-256")
-    with pytest.raises(psycopg2.OperationalError) as ei:
-        login(s, "alice", "alice-pw")
-    assert "password authentication failed" in str(ei.value)
+    s = start(sluice_factory, pwpg, users, auth_type="scram-sha-256", server_login_retry=600)
+    before = server_log(pwpg).count('password authentication failed for user "alice"')
+    for _ in range(5):
+        with pytest.raises(psycopg2.OperationalError) as ei:
+            login(s, "alice", "alice-pw")
+        assert "password authentication failed" in str(ei.value)
+    after = server_log(pwpg).count('password authentication failed for user "alice"')
+    assert after - before == 1, "one refused login, then server_login_retry holds off the rest"
     conn = login(s, "carol", "carol-pw")
     assert whoami(conn)[0] == "carol"
     conn.close()
@@ -145,6 +160,7 @@ def test_auth_query_finds_a_user_missing_from_the_file(sluice_factory, pwpg, tmp
     s = start(sluice_factory, pwpg, users, auth_type="scram-sha-256", auth_user="postgres")
     conn = login(s, "carol", "carol-pw")
     assert whoami(conn)[0] == "carol"
+    assert "itself (SCRAM passthrough)" in s.log(), "the looked-up verifier logs in"
     conn.close()
     with pytest.raises(psycopg2.OperationalError) as wrong:
         login(s, "carol", "not-it")
@@ -162,3 +178,78 @@ def test_auth_query_failure_is_an_error_not_a_hang(sluice_factory, pwpg, tmp_pat
         login(s, "carol", "carol-pw", connect_timeout=30)
     assert "timeout" not in str(ei.value)
     assert "auth_query failed" in s.log()
+
+
+def test_slow_auth_query_holds_up_nobody_and_a_client_leaving_drops_it(sluice_factory, pwpg,
+                                                                        tmp_path):
+    """A lookup that takes seconds: another user (in the file) logs in and works meanwhile; a
+    client that gives up mid-lookup leaves nothing behind."""
+    users = write_users(tmp_path, {"alice": stored_secret(pwpg, "alice")})
+    s = start(sluice_factory, pwpg, users, auth_type="scram-sha-256", auth_user="postgres",
+              auth_query="SELECT usename, passwd FROM pg_shadow, pg_sleep(3) WHERE usename=$1")
+    slow = {}
+
+    def carol():
+        try:
+            slow["conn"] = login(s, "carol", "carol-pw")
+        except psycopg2.Error as e:
+            slow["error"] = e
+
+    t = threading.Thread(target=carol)
+    t.start()
+    time.sleep(0.5)
+    conn = login(s, "alice", "alice-pw")
+    assert whoami(conn)[0] == "alice"
+    assert t.is_alive(), "alice logged in while carol's lookup was still running"
+    t.join()
+    assert whoami(slow["conn"])[0] == "carol"
+    slow["conn"].close()
+    conn.close()
+
+
+def test_client_leaving_mid_lookup_drops_the_lookup(sluice_factory, pwpg, tmp_path):
+    """A raw client sends its startup packet, then vanishes while its lookup runs (for a minute):
+    the lookup's connection closes with it, not when the query would have answered."""
+    users = write_users(tmp_path, {"alice": stored_secret(pwpg, "alice")})
+    s = start(sluice_factory, pwpg, users, auth_type="scram-sha-256", auth_user="postgres",
+              auth_query="SELECT usename, passwd FROM pg_shadow, pg_sleep(60) WHERE usename=$1")
+    base = s.fd_count()
+    sock = socket.create_connection(("127.0.0.1", s.port))
+    body = b"user\0carol\0database\0postgres\0\0"
+    sock.sendall(struct.pack("!II", 8 + len(body), 196608) + body)
+    deadline = time.time() + 10
+    while s.fd_count() < base + 2 and time.time() < deadline:
+        time.sleep(0.1)
+    assert s.fd_count() == base + 2, "the client and its lookup's connection"
+    sock.close()
+    deadline = time.time() + 10
+    while s.fd_count() > base and time.time() < deadline:
+        time.sleep(0.1)
+    assert s.fd_count() == base, "the lookup's connection closed with its client"
+    conn = login(s, "alice", "alice-pw")
+    assert whoami(conn)[0] == "alice"
+    conn.close()
+
+
+def test_learned_key_opens_new_server_connections(sluice_factory, pwpg, tmp_path):
+    """The pool keeps the ClientKey: after its server connection is killed, the next query
+    gets a new one through the same passthrough login."""
+    users = write_users(tmp_path, {"alice": stored_secret(pwpg, "alice")})
+    s = start(sluice_factory, pwpg, users, auth_type="scram-sha-256", pool_mode="session")
+    conn = login(s, "alice", "alice-pw")
+    cur = conn.cursor()
+    cur.execute("SELECT pg_backend_pid()")
+    pid = cur.fetchone()[0]
+    conn.close()
+    admin = pwpg.connect()
+    admin.autocommit = True
+    admin.cursor().execute("SELECT pg_terminate_backend(%s)", (pid,))
+    admin.close()
+    time.sleep(0.3)
+    conn = login(s, "alice", "alice-pw")
+    cur = conn.cursor()
+    cur.execute("SELECT pg_backend_pid(), current_user")
+    new_pid, user = cur.fetchone()
+    assert user == "alice" and new_pid != pid
+    assert s.log().count("itself (SCRAM passthrough)") >= 2
+    conn.close()
