@@ -124,7 +124,7 @@ def write_report(path, results, meta):
               f"{meta['pool_size']}.",
               f"- **sluice**: Sluice, transaction mode, default_pool_size {meta['pool_size']}; "
               "MongoDB pool_size 10."]
-    if meta.get("login_users_file"):
+    if any(r["group"] == "logins" for r in results):
         lines.append(
             "- **logins**: `pgbench -C -S`, a new connection per transaction, each proving its "
             "password. Every target has its own role per auth_type, whose password the server "
@@ -133,7 +133,7 @@ def write_report(path, results, meta):
             "and a second Sluice per auth_type (`auth_type = scram-sha-256` / `md5`, otherwise "
             "configured as above) read one users file holding those secrets exactly as "
             "pg_authid stores them, and log in to the server as the client's user with them "
-            "(SCRAM and md5 passthrough): no plaintext password is written anywhere.")
+            "(SCRAM and md5 passthrough): neither pooler is given a plaintext password.")
     lines.append("")
     if meta.get("unavailable"):
         lines += ["## Not measured", ""]

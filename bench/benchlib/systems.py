@@ -153,7 +153,7 @@ class Postgres:
     def login_secrets(self):
         """{role: secret} of the login roles exactly as the server stores them (a SCRAM verifier
         or an md5 hash): what the poolers' users file holds, so that both log in to the server
-        by passthrough and no plaintext password is written anywhere."""
+        by passthrough and neither is given a plaintext password."""
         roles = ",".join(f"'{r}'" for r in login_roles())
         out = self.psql("SELECT rolname || ' ' || rolpassword FROM pg_authid "
                         f"WHERE rolname IN ({roles})", db="postgres")
