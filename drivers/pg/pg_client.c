@@ -286,8 +286,9 @@ static void handle_startup(pg_client *c, const uint8_t *body, size_t len)
         return;
     }
     const char *dbname = su.database && *su.database ? su.database : su.user;
-    const cfg_database *db = cfg_find_database(ctx->cfg, dbname);
-    if (!db) {
+    /* As PostgreSQL: a client that must prove who it is learns whether the database exists
+     * only once it has (pg_client_login checks then). */
+    if (ctx->cfg->auth_type == CFG_AUTH_TRUST && !cfg_find_database(ctx->cfg, dbname)) {
         pg_client_fatal(c, PG_END_LOGIN_REFUSED, "3D000", "database \"%s\" does not exist", dbname);
         return;
     }

@@ -253,3 +253,18 @@ def test_learned_key_opens_new_server_connections(sluice_factory, pwpg, tmp_path
     assert user == "alice" and new_pid != pid
     assert s.log().count("itself (SCRAM passthrough)") >= 2
     conn.close()
+
+
+def test_unknown_database_is_told_only_after_the_login(sluice_factory, pwpg, tmp_path):
+    """As PostgreSQL: whether a database exists is no business of a client that has not
+    proved who it is."""
+    users = write_users(tmp_path, {"alice": stored_secret(pwpg, "alice")})
+    s = start(sluice_factory, pwpg, users, auth_type="scram-sha-256")
+    with pytest.raises(psycopg2.OperationalError) as wrong:
+        psycopg2.connect(host="127.0.0.1", port=s.port, user="alice", password="nope",
+                         dbname="no_such_db")
+    assert "password authentication failed" in str(wrong.value)
+    with pytest.raises(psycopg2.OperationalError) as right:
+        psycopg2.connect(host="127.0.0.1", port=s.port, user="alice", password="alice-pw",
+                         dbname="no_such_db")
+    assert 'database "no_such_db" does not exist' in str(right.value)
