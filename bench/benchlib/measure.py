@@ -115,11 +115,12 @@ class PeakSampler:
 
 # ---- load generators ----
 
-def run_command(cmd, timeout, stdin=None):
+def run_command(cmd, timeout, stdin=None, env=None):
     """(returncode, stdout, stderr); a run that exceeds its time is killed, and its returncode
-    is None."""
+    is None. `env`: variables added to ours."""
     try:
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=stdin)
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=stdin,
+                           env=dict(os.environ, **env) if env else None)
         return p.returncode, p.stdout, p.stderr
     except subprocess.TimeoutExpired as e:
         out = e.stdout.decode(errors="replace") if isinstance(e.stdout, bytes) else e.stdout
@@ -143,16 +144,18 @@ def _error_lines(text, limit=600):
     return "\n".join(lines)[:limit]
 
 
-def run_pgbench(conn_args, db, args, seconds, count, logdir, timeout):
+def run_pgbench(conn_args, db, args, seconds, count, logdir, timeout, password=None):
     """One pgbench run with per-transaction logs (-l) for the percentiles. Errors are failed
     transactions plus aborted clients: pgbench stops a client at its first error, so an aborted
-    client is one error however many transactions it would have run."""
+    client is one error however many transactions it would have run. `password` goes to
+    libpq as PGPASSWORD."""
     os.makedirs(logdir, exist_ok=True)
     limit = ["-t", str(count)] if count else ["-T", str(seconds)]
     cmd = ["pgbench", *conn_args, "-n", *limit, "-l", "--log-prefix",
            os.path.join(logdir, "tx"), *args, db]
+    env = {"PGPASSWORD": password} if password else None
     t0 = time.time()
-    rc, out, err = run_command(cmd, timeout)
+    rc, out, err = run_command(cmd, timeout, env=env)
     elapsed = time.time() - t0
     text = out + err
     tps = re.search(r"tps = ([\d.]+) \((?:without|including)", text)
@@ -171,7 +174,8 @@ def run_pgbench(conn_args, db, args, seconds, count, logdir, timeout):
            "ops": int(processed.group(1)) if processed else 0,
            "failed_transactions": int(failed.group(1)) if failed else 0,
            "aborted_clients": len(aborted), "seconds": round(elapsed, 3),
-           "command": shlex.join(cmd), "timed_out": rc is None}
+           "command": shlex.join([f"{k}={v}" for k, v in (env or {}).items()] + cmd),
+           "timed_out": rc is None}
     res["errors"] = res["failed_transactions"] + res["aborted_clients"]
     if rc != 0 and not res["errors"]:
         res["errors"] = 1  # it ended badly without saying which client: count the run

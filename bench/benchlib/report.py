@@ -123,7 +123,18 @@ def write_report(path, results, meta):
               f"- **pgbouncer**: PgBouncer, transaction mode, default_pool_size "
               f"{meta['pool_size']}.",
               f"- **sluice**: Sluice, transaction mode, default_pool_size {meta['pool_size']}; "
-              "MongoDB pool_size 10.", ""]
+              "MongoDB pool_size 10."]
+    if any(r["group"] == "logins" for r in results):
+        lines.append(
+            "- **logins**: `pgbench -C -S`, a new connection per transaction, each proving its "
+            "password. Every target has its own role per auth_type, whose password the server "
+            "keeps as a SCRAM verifier or an md5 hash and asks for (hba scram-sha-256 / md5) "
+            "from 127.0.0.1; direct access logs in to the server with it. A second PgBouncer "
+            "and a second Sluice per auth_type (`auth_type = scram-sha-256` / `md5`, otherwise "
+            "configured as above) read one users file holding those secrets exactly as "
+            "pg_authid stores them, and log in to the server as the client's user with them "
+            "(SCRAM and md5 passthrough): neither pooler is given a plaintext password.")
+    lines.append("")
     if meta.get("unavailable"):
         lines += ["## Not measured", ""]
         lines += [f"- **{k}**: {v}" for k, v in meta["unavailable"].items()] + [""]

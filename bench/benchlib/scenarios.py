@@ -18,6 +18,8 @@ class Scenario:
     truncate: str = ""  # table emptied before each run, so runs start alike
     op: str = ""  # mongo_load --op
     prepared_statements: bool = False  # needs protocol-level prepared statements
+    auth: str = ""  # auth_type of a logins scenario: its targets ask for a password this way
+    unit: str = ""  # what the throughput counts, when not the load generator's own unit
 
     @property
     def est_seconds(self):
@@ -64,6 +66,20 @@ def pg_scenarios(quick):
                         script="INSERT INTO bench_insert (v, t) VALUES (1, 'single row');\n",
                         truncate="bench_insert"))
     return out
+
+
+LOGIN_AUTH = ("scram-sha-256", "md5")
+
+
+def login_scenarios(quick):
+    """New logins per second: pgbench -C opens a connection for every transaction, as a client
+    that must prove its password. The targets of each scenario log in as roles whose password
+    the server keeps and asks for the scenario's way (bench/run, start_login_poolers)."""
+    c = 20
+    amount = {"count": 5} if quick else {"seconds": 10}
+    return [Scenario("logins", f"-C -S {auth} c={c}", "pgbench", c,
+                     ["-S", "-C", "-c", str(c), "-j", "2"], auth=auth, unit="logins/s",
+                     **amount) for auth in LOGIN_AUTH]
 
 
 MONGO_DOCS = 1000  # prepared documents that find (by _id) and scan read

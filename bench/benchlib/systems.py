@@ -14,9 +14,28 @@ from .procs import (Process, as_service_user, descendant_named, free_port, give_
 DB = "sluice_bench"
 # Each pooler logs in to PostgreSQL as its own role (the `user=` of its [databases] line).
 POOLER_ROLE = {"pgbouncer": "bench_pgbouncer", "sluice": "bench_sluice"}
+# The logins scenarios: how the server stores the password of their roles (password_encryption)
+# and asks for it (the hba method), by auth_type.
+LOGIN_AUTH = {"scram-sha-256": "scram", "md5": "md5"}
+LOGIN_TARGETS = ("direct", "pgbouncer", "sluice")
+# Not a secret: a throwaway cluster's login roles. The server keeps it as a SCRAM verifier or an
+# md5 hash, and the poolers' users file holds exactly that, never this.
+LOGIN_PASSWORD = "bench-login"
 POOL_SIZE = 20
 # Room for 5,000 idle clients plus connections still being torn down from the previous step.
 MAX_CLIENT_CONN = 6000
+
+
+def login_role(auth, target):
+    """The role `target`'s clients log in as in the logins scenario for `auth`. One role per
+    target, with the same password, so that pg_stat_activity still tells whose server
+    connections are whose."""
+    return f"bench_{LOGIN_AUTH[auth]}_{target}"
+
+
+def login_roles():
+    """{role: auth_type} of every login role."""
+    return {login_role(a, t): a for a in LOGIN_AUTH for t in LOGIN_TARGETS}
 
 
 class Unavailable(Exception):
@@ -64,12 +83,17 @@ class Postgres:
             subprocess.run(as_service_user(args), check=True, capture_output=True, text=True,
                            timeout=120)
 
+        hba = os.path.join(self.dir, "pg_hba.conf")
+        with open(hba, "w") as f:
+            f.write(hba_text())
+        give_to_service_user(hba)
         try:
             run([f"{bindir}/initdb", "-D", self.data, "-A", "trust", "-U", self.user,
                  "--no-sync"])
             opts = (f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 "
                     "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
-                    "-c max_connections=1200 -c shared_buffers=256MB")
+                    "-c max_connections=1200 -c shared_buffers=256MB "
+                    f"-c hba_file={hba}")
             run([f"{bindir}/pg_ctl", "-D", self.data, "-o", opts, "-l",
                  os.path.join(self.dir, "log"), "-w", "-t", "60", "start"])
         except subprocess.CalledProcessError as e:
@@ -117,6 +141,49 @@ class Postgres:
                       "EXCEPTION WHEN duplicate_object THEN NULL; END $$", db="postgres")
             self.psql(f"GRANT ALL ON ALL TABLES IN SCHEMA public TO {role}; "
                       f"GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO {role}")
+        for role, auth in login_roles().items():
+            # ALTER as well as CREATE: on a running server the role may exist with a password
+            # stored the other way.
+            self.psql(f"SET password_encryption = '{auth}'; "
+                      f"DO $$ BEGIN CREATE ROLE {role} LOGIN; "
+                      "EXCEPTION WHEN duplicate_object THEN NULL; END $$; "
+                      f"ALTER ROLE {role} LOGIN PASSWORD '{LOGIN_PASSWORD}'", db="postgres")
+            self.psql(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}")
+
+    def login_secrets(self):
+        """{role: secret} of the login roles exactly as the server stores them (a SCRAM verifier
+        or an md5 hash): what the poolers' users file holds, so that both log in to the server
+        by passthrough and neither is given a plaintext password."""
+        roles = ",".join(f"'{r}'" for r in login_roles())
+        out = self.psql("SELECT rolname || ' ' || rolpassword FROM pg_authid "
+                        f"WHERE rolname IN ({roles})", db="postgres")
+        secrets = dict(line.split(" ", 1) for line in out.splitlines())
+        for role, auth in login_roles().items():
+            want = "SCRAM-SHA-256$" if auth == "scram-sha-256" else "md5"
+            if not secrets.get(role, "").startswith(want):
+                raise Unavailable(f"the server keeps {role}'s password as "
+                                  f"{secrets.get(role, 'nothing')[:14]!r}, not {want}...")
+        return secrets
+
+
+def hba_text():
+    """Our cluster's pg_hba.conf: the login roles must prove their password the way their
+    scenario says (so a pooler's passthrough is exercised too); everyone else is trusted."""
+    lines = ["# TYPE DATABASE USER ADDRESS METHOD"]
+    for auth in LOGIN_AUTH:
+        roles = ",".join(login_role(auth, t) for t in LOGIN_TARGETS)
+        lines.append(f"host all {roles} 127.0.0.1/32 {auth}")
+    lines += ["local all all trust", "host all all 127.0.0.1/32 trust",
+              "host all all ::1/128 trust"]
+    return "\n".join(lines) + "\n"
+
+
+def write_users_file(path, secrets):
+    """PgBouncer's userlist format; both poolers read this one file."""
+    with open(path, "w") as f:
+        for role, secret in sorted(secrets.items()):
+            f.write(f'"{role}" "{secret}"\n')
+    give_to_service_user(path)
 
 
 class Pooler:
@@ -134,12 +201,20 @@ class Pooler:
         self.process.stop()
 
 
-def sluice_config(pg, mongo_uri):
+def sluice_config(pg, mongo_uri, auth=None, users=None):
+    """Sluice's configuration: trusting every client and logging in to the server as its own
+    role; or, with `auth`, asking clients for their password that way (secrets from the users
+    file `users`) and logging in as the client's user, with the same secret (passthrough)."""
     port = free_port()
     text = (f"[sluice]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n"
             f"pool_mode = transaction\ndefault_pool_size = {POOL_SIZE}\n"
-            f"max_client_conn = {MAX_CLIENT_CONN}\nlog_level = warning\n\n"
-            f"[databases]\n* = host={pg.host} port={pg.port} user={POOLER_ROLE['sluice']}\n")
+            f"max_client_conn = {MAX_CLIENT_CONN}\nlog_level = warning\n")
+    db_line = f"* = host={pg.host} port={pg.port}"
+    if auth:
+        text += f"auth_type = {auth}\nauth_file = {users}\n"
+    else:
+        db_line += f" user={POOLER_ROLE['sluice']}"
+    text += f"\n[databases]\n{db_line}\n"
     mport = None
     if mongo_uri:
         mport = free_port()
@@ -147,15 +222,18 @@ def sluice_config(pg, mongo_uri):
     return text, port, mport
 
 
-def start_sluice(binary, workdir, pg, mongo_uri):
+def start_sluice(binary, workdir, pg, mongo_uri, auth=None, users=None):
+    """Sluice as sluice_config describes it; its files are named after `auth` when given, so
+    several instances can share workdir."""
     if not os.access(binary, os.X_OK):
         raise Unavailable(f"{binary} does not exist (build it: meson setup build && "
                           "ninja -C build)")
-    text, port, mport = sluice_config(pg, mongo_uri)
-    conf = os.path.join(workdir, "sluice.ini")
+    name = f"sluice-{auth}" if auth else "sluice"
+    text, port, mport = sluice_config(pg, mongo_uri, auth, users)
+    conf = os.path.join(workdir, f"{name}.ini")
     with open(conf, "w") as f:
         f.write(text)
-    proc = Process([binary, "-c", conf], os.path.join(workdir, "sluice.log"))
+    proc = Process([binary, "-c", conf], os.path.join(workdir, f"{name}.log"))
     try:
         wait_port(port, proc=proc)
         if mport:
@@ -163,7 +241,7 @@ def start_sluice(binary, workdir, pg, mongo_uri):
     except RuntimeError as e:
         proc.stop()
         raise Unavailable(f"Sluice did not start: {e}") from e
-    return Pooler("sluice", proc, port, text, mport)
+    return Pooler(name, proc, port, text, mport)
 
 
 def pgbouncer_version():
@@ -175,22 +253,32 @@ def pgbouncer_version():
     return tuple(int(x or 0) for x in m.groups()) if m else (0, 0, 0)
 
 
-def start_pgbouncer(workdir, pg):
+def start_pgbouncer(workdir, pg, auth=None, users=None):
     """PgBouncer in transaction mode with the same pool size as Sluice. Returns None when it is
-    not installed. It refuses to run as root, so as root it runs as the service user."""
+    not installed. It refuses to run as root, so as root it runs as the service user. Without
+    `auth` it trusts every client and logs in to the server as its own role; with `auth` it
+    asks clients for their password that way, with the secrets of the users file `users`, and
+    logs in as the client's user (its SCRAM passthrough needs a [databases] line without a
+    user)."""
     exe = shutil.which("pgbouncer")
     if not exe:
         return None
     port = free_port()
-    d = os.path.join(workdir, "pgbouncer")
+    name = f"pgbouncer-{auth}" if auth else "pgbouncer"
+    d = os.path.join(workdir, name)
     os.makedirs(d)
-    users = os.path.join(d, "users.txt")
-    with open(users, "w") as f:  # trust still wants every user listed
-        for u in (pg.user, POOLER_ROLE["pgbouncer"]):
-            f.write(f'"{u}" ""\n')
-    text = (f"[databases]\n* = host={pg.host} port={pg.port} user={POOLER_ROLE['pgbouncer']}\n\n"
+    if auth:
+        db_line = f"* = host={pg.host} port={pg.port}"
+    else:
+        db_line = f"* = host={pg.host} port={pg.port} user={POOLER_ROLE['pgbouncer']}"
+        auth, users = "trust", os.path.join(d, "users.txt")
+        with open(users, "w") as f:  # trust still wants every user listed
+            for u in (pg.user, POOLER_ROLE["pgbouncer"]):
+                f.write(f'"{u}" ""\n')
+        give_to_service_user(users)
+    text = (f"[databases]\n{db_line}\n\n"
             f"[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n"
-            f"auth_type = trust\nauth_file = {users}\npool_mode = transaction\n"
+            f"auth_type = {auth}\nauth_file = {users}\npool_mode = transaction\n"
             f"default_pool_size = {POOL_SIZE}\nmax_client_conn = {MAX_CLIENT_CONN}\n"
             # Logging 1,000s of logins per second would bill PgBouncer for our log file.
             f"log_connections = 0\nlog_disconnections = 0\nlogfile = {d}/pgbouncer.log\n")
@@ -200,7 +288,7 @@ def start_pgbouncer(workdir, pg):
     conf = os.path.join(d, "pgbouncer.ini")
     with open(conf, "w") as f:
         f.write(text)
-    give_to_service_user(d, conf, users)
+    give_to_service_user(d, conf)
     # With the default limit of 1,024 files it stops accepting long before 5,000 clients.
     args = ["bash", "-c", f"ulimit -n 20000 && exec {exe} {conf}"]
     proc = Process(as_service_user(args), os.path.join(d, "stdout.log"))
@@ -210,7 +298,7 @@ def start_pgbouncer(workdir, pg):
         proc.stop()
         raise Unavailable(f"PgBouncer did not start: {e}") from e
     proc.pid = descendant_named(proc.proc.pid, "pgbouncer") or proc.proc.pid
-    return Pooler("pgbouncer", proc, port, text)
+    return Pooler(name, proc, port, text)
 
 
 def mongo_host_port(uri):
