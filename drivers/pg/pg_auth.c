@@ -9,7 +9,8 @@
  * ctx->auth_seed, md5 gets a random salt. A client sees nothing that tells the two apart.
  *
  * The exchange lives in c->auth only while the client is in PG_CL_AUTH; what the client proved
- * itself with is kept in c->cred for the server login.
+ * itself with is kept in c->cred until its pool has learned it (pg_pool_cred_learn) for the
+ * server login, then wiped: a logged-in client holds no secret.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -57,7 +58,7 @@ static const unsigned auth_from[] = {
 struct pg_auth {
     pg_auth_state state;
     auth_method method;  /* the check: AUTH_M_PASSWORD, AUTH_M_MD5 or AUTH_M_SCRAM */
-    bool found;          /* the user's secret is known: c->cred.secret */
+    bool found;          /* the user's secret is known: c->cred->secret */
     char *dbname, *user; /* as the startup packet named them; owned */
     uint8_t salt[4];     /* of the md5 challenge */
     auth_scram_server scram;
@@ -98,7 +99,10 @@ void pg_auth_client_gone(pg_client *c)
 
 void pg_auth_cred_wipe(pg_client *c)
 {
-    pg_client_cred *cr = &c->cred;
+    pg_client_cred *cr = c->cred;
+    if (!cr)
+        return;
+    c->cred = NULL;
     if (cr->password) {
         OPENSSL_cleanse(cr->password, strlen(cr->password));
         free(cr->password);
@@ -110,6 +114,7 @@ void pg_auth_cred_wipe(pg_client *c)
         auth_secret_clear(&cr->secret);
     }
     OPENSSL_cleanse(cr, sizeof *cr);
+    free(cr);
 }
 
 const char *pg_auth_user(const pg_client *c)
@@ -149,6 +154,7 @@ static void succeed(pg_client *c)
     free_exchange(a);
     gw_debug(pg_ctx(&c->conn), "client: user \"%s\" authenticated", user);
     pg_client_login(c, dbname, user);
+    pg_auth_cred_wipe(c); /* the pool has learned what it needs */
     free(dbname);
     free(user);
 }
@@ -172,7 +178,7 @@ static int send_request(pg_client *c, uint32_t code, const void *data, size_t le
 static int scram_verifier(pg_client *c, auth_scram_verifier *tmp, const auth_scram_verifier **v)
 {
     struct pg_auth *a = c->auth;
-    const auth_secret *s = &c->cred.secret;
+    const auth_secret *s = &c->cred->secret;
     *v = NULL;
     if (!a->found)
         return 0;
@@ -202,7 +208,7 @@ static void challenge(pg_client *c)
     struct pg_auth *a = c->auth;
     auth_method m = a->method;
     /* PostgreSQL's rule: md5 with a SCRAM verifier on file means SCRAM. */
-    if (m == AUTH_M_MD5 && a->found && c->cred.secret.kind == AUTH_SECRET_SCRAM)
+    if (m == AUTH_M_MD5 && a->found && c->cred->secret.kind == AUTH_SECRET_SCRAM)
         m = AUTH_M_SCRAM;
     a->method = m;
     if (m == AUTH_M_PASSWORD) {
@@ -233,13 +239,13 @@ static void challenge(pg_client *c)
         auth_set(c, PG_AUTH_SASL_FIRST);
 }
 
-/* Keeps a copy of the stored secret text in c->cred. 0, -EINVAL (unusable), or -ENOMEM. */
+/* Keeps a copy of the stored secret text in c->cred-> 0, -EINVAL (unusable), or -ENOMEM. */
 static int keep_secret(pg_client *c, const char *text)
 {
     const char *why = NULL;
-    int rc = auth_secret_parse(text, &c->cred.secret, &why);
+    int rc = auth_secret_parse(text, &c->cred->secret, &why);
     if (rc == 0) {
-        c->cred.have_secret = true;
+        c->cred->have_secret = true;
         c->auth->found = true;
     } else if (rc == -EINVAL) {
         gw_warn(pg_ctx(&c->conn), "client: the stored secret of user \"%s\" is unusable: %s",
@@ -378,7 +384,8 @@ void pg_auth_begin(pg_client *c, const char *dbname, const char *user)
         return;
     }
     struct pg_auth *a = calloc(1, sizeof *a);
-    if (!a || !(a->dbname = strdup(dbname)) || !(a->user = strdup(user))) {
+    if (!a || !(a->dbname = strdup(dbname)) || !(a->user = strdup(user)) ||
+        !(c->cred = calloc(1, sizeof *c->cred))) {
         if (a)
             free_exchange(a);
         pg_client_fatal(c, PG_END_NO_MEMORY, "53200", "out of memory");
@@ -441,13 +448,13 @@ static void on_password(pg_client *c, const uint8_t *body, size_t len)
         fail(c, a->state == PG_AUTH_MD5 ? "no such user (md5)" : "no such user");
         return;
     }
-    int rc = a->state == PG_AUTH_MD5 ? auth_md5_check(&c->cred.secret, a->user, a->salt, pw)
-                                     : auth_plain_check(&c->cred.secret, a->user, pw);
+    int rc = a->state == PG_AUTH_MD5 ? auth_md5_check(&c->cred->secret, a->user, a->salt, pw)
+                                     : auth_plain_check(&c->cred->secret, a->user, pw);
     if (rc != 0) {
         fail(c, rc == AUTH_FAIL ? "wrong password" : "the check failed");
         return;
     }
-    if (a->state == PG_AUTH_PASSWORD && !(c->cred.password = strdup(pw))) {
+    if (a->state == PG_AUTH_PASSWORD && !(c->cred->password = strdup(pw))) {
         pg_client_fatal(c, PG_END_NO_MEMORY, "53200", "out of memory");
         return;
     }
@@ -508,8 +515,8 @@ static void on_sasl_final(pg_client *c, const uint8_t *body, size_t len)
     }
     if (scram_step_failed(c, rc, why) != 0)
         return;
-    memcpy(c->cred.client_key, a->scram.client_key, sizeof c->cred.client_key);
-    c->cred.have_client_key = true;
+    memcpy(c->cred->client_key, a->scram.client_key, sizeof c->cred->client_key);
+    c->cred->have_client_key = true;
     if (send_request(c, PG_AUTH_REQ_SASL_FINAL, msg, strlen(msg)) == 0)
         succeed(c);
 }

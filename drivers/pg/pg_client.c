@@ -364,7 +364,8 @@ void pg_client_login(pg_client *c, const char *dbname, const char *user)
     }
     c->pool = p;
     /* What the client proved itself with may be what the pool logs in to its servers with. */
-    pg_pool_cred_learn(p, &c->cred);
+    if (c->cred)
+        pg_pool_cred_learn(p, c->cred);
     if (p->have_defaults) {
         pg_client_finish_login(c);
         return;

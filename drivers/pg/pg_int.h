@@ -161,9 +161,10 @@ typedef enum pg_client_state {
                        * the close callback */
 } pg_client_state;
 
-/* What a client proved itself with, kept for Sluice's own login to the server as that user
- * (server-side passthrough). Filled by pg_auth.c at a successful login; wiped with
- * OPENSSL_cleanse and freed when the client closes (pg_auth_cred_wipe). */
+/* What a client proved itself with, for Sluice's own login to the server as that user
+ * (server-side passthrough). Allocated by pg_auth.c for the login exchange; its pool learns
+ * from it (pg_pool_cred_learn) once the login succeeds, and it is then wiped with
+ * OPENSSL_cleanse and freed (pg_auth_cred_wipe), as it is when the client closes first. */
 typedef struct pg_client_cred {
     /* The user's stored secret (auth_file or auth_query), an owned copy: a reload may free the
      * users list it came from. Valid when have_secret. */
@@ -214,7 +215,7 @@ typedef struct pg_client {
     gw_buf notify; /* notifications held while a server message to it is half-way through */
     struct pg_authq *authq; /* the shell's auth_query lookup for it in flight, else NULL */
     struct pg_auth *auth;   /* the login exchange, only in PG_CL_AUTH; owned */
-    pg_client_cred cred;    /* what it logged in with (see above) */
+    pg_client_cred *cred;   /* what it proved itself with, during its login only; owned */
 } pg_client;
 
 /* What a pool logs in to its servers with when the [databases] line gives no password

@@ -518,7 +518,8 @@ static void scram_login(pg_client *c, const char *password, bool expect_ok)
     cr_assert_eq(auth_scram_client_verify(&sc, (const char *)out + 9, n - 9, &why), 0,
                  "the server proved it knows the verifier");
     expect_logged_in(c);
-    cr_assert(c->cred.have_client_key, "the ClientKey is kept for the server login");
+    cr_assert_null(c->cred, "a logged-in client holds no secret");
+    cr_assert_neq(c->pool->cred.kind, PG_CRED_NONE, "its pool learned how to log in as it");
 }
 
 Test(pg_core, auth_plain_over_a_unix_socket)
@@ -531,9 +532,9 @@ Test(pg_core, auth_plain_over_a_unix_socket)
     cr_assert_eq(c->state, PG_CL_AUTH);
     send_password(c, "secret");
     expect_logged_in(c);
-    cr_assert_str_eq(c->cred.password, "secret", "kept for the server login");
-    cr_assert(c->cred.have_secret);
-    cr_assert_eq(c->cred.secret.kind, AUTH_SECRET_PLAIN);
+    cr_assert_null(c->cred, "a logged-in client holds no secret");
+    cr_assert_eq(c->pool->cred.kind, PG_CRED_PASSWORD);
+    cr_assert_str_eq(c->pool->cred.password, "secret", "the pool keeps it for the server login");
 }
 
 Test(pg_core, auth_plain_over_tcp_needs_the_operator_to_allow_it)
@@ -584,13 +585,12 @@ Test(pg_core, auth_md5_with_md5_and_plaintext_secrets)
     pg_client *c = start_as("bob");
     md5_login(c, "bob", "secret");
     expect_logged_in(c);
-    cr_assert_eq(c->cred.secret.kind, AUTH_SECRET_MD5);
-    cr_assert_null(c->cred.password);
+    cr_assert_eq(c->pool->cred.kind, PG_CRED_MD5, "md5 passthrough from the hash");
 
     pg_client *a = start_as("alice");
     md5_login(a, "alice", "secret");
     expect_logged_in(a);
-    cr_assert_eq(a->cred.secret.kind, AUTH_SECRET_PLAIN);
+    cr_assert_eq(a->pool->cred.kind, PG_CRED_PASSWORD, "the plaintext secret");
 
     pg_client *x = start_as("bob");
     md5_login(x, "bob", "wrong");
