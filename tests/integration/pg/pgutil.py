@@ -296,3 +296,13 @@ def raw_login(port, **params):
     msgs, eof = read_messages(s)
     assert not eof and msgs[-1] == (b"Z", b"I"), msgs
     return s, msgs
+
+
+def wait_for(predicate, timeout=10):
+    """Polls predicate until it holds or timeout seconds pass; returns its last value."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()

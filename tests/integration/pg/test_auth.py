@@ -15,13 +15,12 @@ import socket
 import struct
 import subprocess
 import tempfile
-import time
 
 import psycopg2
 import pytest
 
 from conftest import SLUICE_BIN
-from pgutil import error_fields, message, read_messages, read_to_eof, startup_packet
+from pgutil import error_fields, message, read_messages, read_to_eof, startup_packet, wait_for
 
 PASSWORD = "s3cret pass"
 HANG = 20
@@ -335,21 +334,12 @@ def test_hba_lines(sluice_factory, roles, tmp_path):
 
 # ---- reload ----
 
-def wait_for(predicate, timeout=HANG):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
-
-
 def test_reload_of_auth_file(sluice_factory, roles):
     s = start(sluice_factory, "md5", {"alice": PASSWORD})
     held = login(s, "alice")
     users_file(s.users_path, {"alice": "new password", "bob": roles["bob"]})
     s.reload()
-    assert wait_for(lambda: "configuration reloaded" in s.log())
+    assert wait_for(lambda: "configuration reloaded" in s.log(), HANG)
     login(s, "bob").close()  # added
     login(s, "alice", password="new password").close()  # changed
     assert 'password authentication failed for user "alice"' in refused(s, "alice")
@@ -360,7 +350,7 @@ def test_reload_of_auth_file(sluice_factory, roles):
     with open(s.users_path, "a") as f:
         f.write('"broken\n')
     s.reload()
-    assert wait_for(lambda: "keeping the running configuration" in s.log())
+    assert wait_for(lambda: "keeping the running configuration" in s.log(), HANG)
     assert "users.txt:" in s.log()
     login(s, "bob").close()
     held.close()

@@ -6,14 +6,7 @@ import time
 import psycopg2
 import pytest
 
-
-def wait_for(predicate, timeout=10):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
+from pgutil import wait_for
 
 
 def test_reload_applies_new_settings_without_dropping_clients(sluice_factory, pg):

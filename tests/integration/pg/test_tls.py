@@ -12,12 +12,12 @@ import ssl
 import struct
 import subprocess
 import tempfile
-import time
 
 import psycopg2
 import pytest
 
-from pgutil import accepted_sockets, error_fields, message, read_messages, read_to_eof, startup_packet
+from pgutil import (accepted_sockets, error_fields, message,
+                    read_messages, read_to_eof, startup_packet, wait_for)
 
 HANG = 20
 SSL_REQUEST = struct.pack("!II", 8, 80877103)
@@ -95,19 +95,10 @@ def refused(s, **kw):
     return str(e.value)
 
 
-def wait_for(predicate, timeout=HANG):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
-
-
 def idle_fds(s, pg):
     """Sluice's descriptors once it holds no client connection (the start-up probe's included),
     not counting its server connections."""
-    assert wait_for(lambda: accepted_sockets(s.pid, s.port) == 0)
+    assert wait_for(lambda: accepted_sockets(s.pid, s.port) == 0, HANG)
     return s.fd_count(pg.port)
 
 
@@ -338,13 +329,13 @@ def test_sighup_loads_a_new_certificate_for_new_connections(sluice_factory, cert
     key.write_bytes(open(certs("server2.key"), "rb").read())
     cert.write_bytes(open(certs("server2.crt"), "rb").read())
     s.reload()
-    assert wait_for(lambda: "configuration reloaded" in s.log())
+    assert wait_for(lambda: "configuration reloaded" in s.log(), HANG)
     assert peer_cert(s) == der_of(certs("server2.crt"))
     assert query(held, "SELECT repeat('z', 100000)") == "z" * 100000  # the old session goes on
     # A key that does not match its certificate: the reload is refused, the old context stays.
     key.write_bytes(open(certs("server.key"), "rb").read())
     s.reload()
-    assert wait_for(lambda: "refused: client TLS" in s.log()), s.log()[-2000:]
+    assert wait_for(lambda: "refused: client TLS" in s.log(), HANG), s.log()[-2000:]
     assert peer_cert(s) == der_of(certs("server2.crt"))
     assert query(held) == "postgres"
     # --check validates the files too.
@@ -419,7 +410,7 @@ def test_hostile_tls_clients_leave_nothing_behind(sluice_factory, certs, pg):
     c.close()
     for h in halves:
         h.close()
-    assert wait_for(lambda: idle_fds(s, pg) == base), (s.fd_count(pg.port), base)
+    assert wait_for(lambda: idle_fds(s, pg) == base, HANG), (s.fd_count(pg.port), base)
     assert s.running()
     assert "client: TLS failed" in s.log()
 
@@ -442,5 +433,5 @@ def test_tls_client_that_stops_reading_mid_result(sluice_factory, certs, pg):
     for o in others + [c]:
         o.close()
     t.close()
-    assert wait_for(lambda: idle_fds(s, pg) == base), (s.fd_count(pg.port), base)
+    assert wait_for(lambda: idle_fds(s, pg) == base, HANG), (s.fd_count(pg.port), base)
     assert query(connect(s, sslmode="require")) == "postgres"
