@@ -37,7 +37,7 @@ int auth__b64_decode(const char *in, size_t len, uint8_t *out, size_t cap)
     size_t o = 0;
     for (size_t i = 0; i < len; i += 4) {
         const bool last = i + 4 == len;
-        /* '=' only in the last quantum: "xx==" or "xxx=" */
+        /* '=' only in the last quantum: "ab==" or "abc=" */
         size_t pad = 0;
         if (last && in[i + 3] == '=')
             pad = in[i + 2] == '=' ? 2 : 1;

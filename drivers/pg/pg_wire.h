@@ -98,7 +98,7 @@ int pg_build_auth_ok(gw_buf *b, gw_bufpool *p);
 #define PG_AUTH_REQ_SASL          10 /* AuthenticationSASL, a list of mechanisms */
 #define PG_AUTH_REQ_SASL_CONTINUE 11
 #define PG_AUTH_REQ_SASL_FINAL    12
-/* An AuthenticationXXX message: code, then len bytes of data (a salt, SCRAM text). */
+/* An Authentication request (R) message: code, then len bytes of data (a salt, SCRAM text). */
 int pg_build_auth_request(gw_buf *b, gw_bufpool *p, uint32_t code, const void *data, size_t len);
 /* AuthenticationSASL offering SCRAM-SHA-256 only (no channel binding without TLS). */
 int pg_build_auth_sasl(gw_buf *b, gw_bufpool *p);

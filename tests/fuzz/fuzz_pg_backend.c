@@ -47,18 +47,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     if (fk_client_alive(&w, c))
         fk_client_input(&w, c, b, n);
-    size_t chunk = 1 + ((mode >> 1) & 0x3f) * 4;
-    for (size_t pos = 0; pos < size;) {
-        pg_server *s = fk_first_server(&w);
-        if (!s || s->state == PG_SV_CONNECTING)
-            break;
-        fk_server_output(&w, s, NULL, 0);
-        size_t k = size - pos < chunk ? size - pos : chunk;
-        fk_server_input(&w, s, data + pos, k);
-        pos += k;
-        if (fk_client_alive(&w, c))
-            fk_client_output(&w, c, NULL, 0);
-    }
+    fk_feed_server(&w, c, data, size, 1 + ((mode >> 1) & 0x3f) * 4, true);
     pg_server *s = fk_first_server(&w);
     if ((mode & 0x80) && s && s->state != PG_SV_CONNECTING)
         fk_server_eof(&w, s);

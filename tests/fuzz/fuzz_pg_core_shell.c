@@ -409,3 +409,19 @@ void pg_shell_auth_lookup_cancel(pg_client *c)
     fk.w->lookup_client = NULL;
     fk.w->lookup_cancels++;
 }
+
+void fk_feed_server(fk_world *w, pg_client *c, const uint8_t *data, size_t size, size_t chunk,
+                    bool connected_only)
+{
+    for (size_t pos = 0; pos < size;) {
+        pg_server *s = fk_first_server(w);
+        if (!s || (connected_only && s->state == PG_SV_CONNECTING))
+            break;
+        fk_server_output(w, s, NULL, 0);
+        size_t k = size - pos < chunk ? size - pos : chunk;
+        fk_server_input(w, s, data + pos, k);
+        pos += k;
+        if (fk_client_alive(w, c))
+            fk_client_output(w, c, NULL, 0);
+    }
+}

@@ -69,6 +69,11 @@ bool fk_client_alive(fk_world *w, const pg_client *c);
  * with c == NULL reads it). */
 size_t fk_client_output(fk_world *w, pg_client *c, uint8_t *out, size_t cap);
 size_t fk_server_output(fk_world *w, pg_server *s, uint8_t *out, size_t cap);
+/* Feeds data to the gateway's first server in reads of chunk bytes, draining what the core
+ * writes to it and to client c (while c lives) after each read; stops early when no server is
+ * left, or (connected_only) when the first one is still connecting. */
+void fk_feed_server(fk_world *w, pg_client *c, const uint8_t *data, size_t size, size_t chunk,
+                    bool connected_only);
 /* Ends a step: runs the ready list and frees what was closed. */
 void fk_step(fk_world *w);
 

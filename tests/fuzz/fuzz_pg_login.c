@@ -38,18 +38,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         pg_login_begin(s);
         fk_step(&w);
     }
-    size_t chunk = 1 + ((mode >> 1) & 0x3f) * 4;
-    for (size_t pos = 0; pos < size;) {
-        s = fk_first_server(&w);
-        if (!s)
-            break;
-        fk_server_output(&w, s, NULL, 0);
-        size_t k = size - pos < chunk ? size - pos : chunk;
-        fk_server_input(&w, s, data + pos, k);
-        pos += k;
-        if (fk_client_alive(&w, c))
-            fk_client_output(&w, c, NULL, 0);
-    }
+    fk_feed_server(&w, c, data, size, 1 + ((mode >> 1) & 0x3f) * 4, false);
     fk_fini(&w);
     return 0;
 }
