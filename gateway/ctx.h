@@ -13,16 +13,34 @@
 #include "config/cfg.h"
 
 struct uv_loop_s;
+struct gw_ctx;
 struct pg_gateway;
 struct mongo_gateway;
+
+/* How a requested shutdown treats sessions (the admin console's SHUTDOWN variants, signals). */
+typedef enum gw_shutdown_mode {
+    GW_SHUTDOWN_IMMEDIATE,        /* close everything now (SHUTDOWN, SIGINT) */
+    GW_SHUTDOWN_WAIT_FOR_SERVERS, /* stop accepting; end when every transaction has ended */
+    GW_SHUTDOWN_WAIT_FOR_CLIENTS, /* stop accepting; end when every client has left */
+} gw_shutdown_mode;
+
+/* What the process does when asked from inside the loop (the admin console's RELOAD and
+ * SHUTDOWN). Set by main; NULL where no process runs (unit tests). */
+typedef struct gw_process_ops {
+    /* Re-reads the config file and applies it: 0, or -1 when it was refused (logged, the
+     * running configuration kept). */
+    int (*reload)(struct gw_ctx *ctx);
+    void (*shutdown)(struct gw_ctx *ctx, gw_shutdown_mode mode);
+} gw_process_ops;
 
 typedef struct gw_ctx {
     struct uv_loop_s *loop; /* a uv_loop_t; only the shells and main look inside */
     cfg *cfg;               /* the running config; owned; replaced whole on reload */
     unsigned cfg_gen;       /* incremented at each reload, so derived settings know to refresh */
     struct pg_gateway *pg;  /* PostgreSQL front end, NULL when not started */
-    struct mongo_gateway *mongo; /* MongoDB front end, NULL when there is no [mongodb] entry */
-    bool stopping;               /* shutdown requested: listeners closed, sessions draining */
+    struct mongo_gateway *mongo;   /* MongoDB front end, NULL when there is no [mongodb] entry */
+    bool stopping;                 /* shutdown requested: listeners closed, sessions draining */
+    const gw_process_ops *process; /* NULL outside the sluice process */
     /* The TLS context for clients built from the client_tls_* keys (gateway/tls.h), NULL when
      * client_tls_sslmode is disable. Replaced at reload; sessions hold their own reference. */
     struct gw_tls_conf *client_tls;

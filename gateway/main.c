@@ -159,21 +159,31 @@ static void on_stop_signal(uv_signal_t *h, int signum)
     begin_shutdown(h->data);
 }
 
-/* SIGHUP: reload the file. Settings that need new listeners or pools are logged as needing a
- * restart; the running config object is replaced whole so nothing sees a half-applied change. */
-static void on_hup(uv_signal_t *h, int signum)
+/* The process gw_ctx belongs to (ctx is gw_process's first member). */
+static gw_process *process_of(gw_ctx *ctx)
 {
-    (void)signum;
-    gw_ctx *ctx = &((gw_process *)h->data)->ctx;
+    return (gw_process *)ctx;
+}
+
+static void process_shutdown(gw_ctx *ctx, gw_shutdown_mode mode)
+{
+    (void)mode; /* every mode drains the same way for now */
+    begin_shutdown(process_of(ctx));
+}
+
+/* Reloads the file. Settings that need new listeners or pools are logged as needing a restart;
+ * the running config object is replaced whole so nothing sees a half-applied change. */
+static int process_reload(gw_ctx *ctx)
+{
     cfg *next = NULL;
     if (cfg_load(ctx->cfg->path, &next, stderr) != 0) {
         gw_error(ctx, "reload of %s failed; keeping the running configuration", ctx->cfg->path);
-        return;
+        return -1;
     }
     if (mongo_config_check(next, stderr) != 0) {
         gw_error(ctx, "reload of %s failed; keeping the running configuration", ctx->cfg->path);
         cfg_free(next);
-        return;
+        return -1;
     }
     gw_tls_conf *tls = NULL;
     char err[512];
@@ -181,7 +191,7 @@ static void on_hup(uv_signal_t *h, int signum)
         gw_error(ctx, "reload of %s refused: client TLS: %s; keeping the running configuration",
                  ctx->cfg->path, err);
         cfg_free(next);
-        return;
+        return -1;
     }
     /* Connections already in TLS keep the context they began with (they hold a reference). */
     gw_tls_conf_release(ctx->client_tls);
@@ -195,6 +205,15 @@ static void on_hup(uv_signal_t *h, int signum)
     ctx->cfg = next;
     ctx->cfg_gen++;
     cfg_free(old);
+    return 0;
+}
+
+static const gw_process_ops process_ops = {.reload = process_reload, .shutdown = process_shutdown};
+
+static void on_hup(uv_signal_t *h, int signum)
+{
+    (void)signum;
+    process_reload(&((gw_process *)h->data)->ctx);
 }
 
 int main(int argc, char **argv)
@@ -277,7 +296,11 @@ int main(int argc, char **argv)
 
     uv_loop_t loop;
     uv_loop_init(&loop);
-    gw_process pr = {.ctx = {.loop = &loop, .cfg = conf, .cfg_gen = 1, .client_tls = client_tls}};
+    gw_process pr = {.ctx = {.loop = &loop,
+                             .cfg = conf,
+                             .cfg_gen = 1,
+                             .client_tls = client_tls,
+                             .process = &process_ops}};
     gw_ctx *const ctx = &pr.ctx;
     if (uv_random(NULL, NULL, ctx->auth_seed, sizeof ctx->auth_seed, 0, NULL) != 0) {
         fprintf(stderr, "sluice: no random source for the authentication seed\n");
