@@ -47,9 +47,24 @@ bool auth__scram_attr(const char **p, const char *end, char name, const char **v
 /* val (vlen bytes) is the string want. */
 bool auth__scram_is(const char *val, size_t vlen, const char *want);
 
+/* The one channel-binding type spoken (RFC 5929), as the gs2 header names it. */
+#define AUTH__CBIND_TYPE "tls-server-end-point"
+/* Longest base64 text of a cbind-input: the gs2 header "p=tls-server-end-point,," and the data */
+#define AUTH__CBIND_B64_MAX AUTH__B64_LEN(sizeof "p=" AUTH__CBIND_TYPE ",," - 1 + AUTH_CBIND_MAX)
+
+/* The gs2 header of flag ('n', 'y', or 'p' for AUTH__CBIND_TYPE; no authzid). */
+const char *auth__scram_gs2_header(char flag);
+/* c= of client-final: base64 of the gs2 header of flag and, for 'p', the binding data (len
+ * bytes). Writes a NUL-terminated text of at most AUTH__CBIND_B64_MAX characters; 0 or
+ * -EINVAL (data too long). */
+int auth__scram_cbind_input(char flag, const uint8_t *data, size_t len,
+                            char out[AUTH__CBIND_B64_MAX + 1]);
+
 /* A client-first message, parsed: pointers into the message. */
 typedef struct auth__scram_first {
-    char cbind;       /* gs2 flag: 'n' or 'y' */
+    char cbind;             /* gs2 flag: 'n', 'y' or 'p' */
+    const char *cbind_type; /* 'p': the binding type asked for (not checked here) */
+    size_t cbind_type_len;
     const char *bare; /* client-first-message-bare: "n=...,r=..." */
     size_t bare_len;
     const char *user; /* the "n=" value, still escaped */
@@ -58,8 +73,9 @@ typedef struct auth__scram_first {
     size_t nonce_len;
 } auth__scram_first;
 
-/* Parses client-first strictly: gs2 header "n,," or "y,," (no channel binding, no authzid), no
- * "m=" extension, "n=" then "r=" and nothing after. 0, or -EINVAL with *why. */
+/* Parses client-first strictly: gs2 header "n,,", "y,," or "p=<type>,," (no authzid), no "m="
+ * extension, "n=" then "r=" and nothing after. Whether the flag fits the mechanism and the
+ * connection is the server's question. 0, or -EINVAL with *why. */
 int auth__scram_parse_first(const char *msg, size_t len, auth__scram_first *f, const char **why);
 
 /* ---- SCRAM with chosen nonces, for known-answer tests; the API calls these with random ones

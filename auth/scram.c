@@ -143,26 +143,60 @@ static int unescape_name(const char *p, size_t n, char *user, size_t cap)
     return 0;
 }
 
+const char *auth__scram_gs2_header(char flag)
+{
+    return flag == 'p' ? "p=" AUTH__CBIND_TYPE ",," : flag == 'y' ? "y,," : "n,,";
+}
+
+int auth__scram_cbind_input(char flag, const uint8_t *data, size_t len,
+                            char out[AUTH__CBIND_B64_MAX + 1])
+{
+    const char *h = auth__scram_gs2_header(flag);
+    const size_t hlen = strlen(h);
+    uint8_t in[sizeof "p=" AUTH__CBIND_TYPE ",," - 1 + AUTH_CBIND_MAX];
+    if (flag != 'p')
+        len = 0;
+    if (len > AUTH_CBIND_MAX)
+        return -EINVAL;
+    memcpy(in, h, hlen);
+    if (len)
+        memcpy(in + hlen, data, len);
+    return auth__b64_encode(in, hlen + len, out, AUTH__CBIND_B64_MAX + 1) < 0 ? -EINVAL : 0;
+}
+
 int auth__scram_parse_first(const char *msg, size_t len, auth__scram_first *f, const char **why)
 {
     memset(f, 0, sizeof *f);
     if (!auth__scram_input_ok(msg, len, why))
         return -EINVAL;
     const char *p = msg, *end = msg + len;
-    /* gs2-cbind-flag: 'p' asks for channel binding, which is not offered without -PLUS. */
-    if (len < 3 || (p[0] != 'n' && p[0] != 'y') || p[1] != ',') {
-        *why = len >= 1 && p[0] == 'p' ? "client requires channel binding, which is not offered"
-                                       : "malformed SCRAM message (unexpected channel-binding "
-                                         "flag)";
+    /* gs2-cbind-flag: "n", "y" or "p=" cb-name (RFC 5802: letters, digits, '.' and '-'). */
+    if (len >= 2 && p[0] == 'p' && p[1] == '=') {
+        f->cbind = 'p';
+        f->cbind_type = p += 2;
+        while (p < end && *p != ',')
+            p++;
+        f->cbind_type_len = (size_t)(p - f->cbind_type);
+        if (p == end || f->cbind_type_len == 0 ||
+            strspn(f->cbind_type,
+                   "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-") <
+                f->cbind_type_len) {
+            *why = "malformed SCRAM message (bad channel-binding type)";
+            return -EINVAL;
+        }
+        p++;
+    } else if (len >= 3 && (p[0] == 'n' || p[0] == 'y') && p[1] == ',') {
+        f->cbind = p[0];
+        p += 2;
+    } else {
+        *why = "malformed SCRAM message (unexpected channel-binding flag)";
         return -EINVAL;
     }
-    f->cbind = p[0];
-    p += 2;
-    if (*p == 'a') {
+    if (p < end && *p == 'a') {
         *why = "client uses authorization identity, but it is not supported";
         return -EINVAL;
     }
-    if (*p != ',') {
+    if (p == end || *p != ',') {
         *why = "malformed SCRAM message (unexpected attribute in gs2 header)";
         return -EINVAL;
     }

@@ -18,6 +18,7 @@
 int auth_scram_client_init_password(auth_scram_client *c, const char *password)
 {
     memset(c, 0, sizeof *c);
+    c->cbind = 'n';
     char *prep;
     if (auth_saslprep(password, &prep) < 0)
         return -ENOMEM;
@@ -34,9 +35,20 @@ int auth_scram_client_init_keys(auth_scram_client *c, const uint8_t client_key[A
                                 const uint8_t server_key[AUTH_SHA256_LEN])
 {
     memset(c, 0, sizeof *c);
+    c->cbind = 'n';
     c->have_key = true;
     memcpy(c->client_key, client_key, AUTH_SHA256_LEN);
     memcpy(c->server_key, server_key, AUTH_SHA256_LEN);
+    return 0;
+}
+
+int auth_scram_client_bind(auth_scram_client *c, bool plus, const uint8_t *data, size_t len)
+{
+    if (c->step != 0 || len == 0 || len > AUTH_CBIND_MAX)
+        return -EINVAL;
+    c->cbind = plus ? 'p' : 'y';
+    memcpy(c->cbind_data, data, len);
+    c->cbind_len = len;
     return 0;
 }
 
@@ -46,8 +58,11 @@ int auth__scram_client_first_nonce(auth_scram_client *c, const char *user, const
     const size_t n = strlen(nonce);
     if (c->step != 0 || n == 0 || n >= sizeof c->nonce || !auth__scram_printable(nonce, n))
         return -EINVAL;
-    /* saslname: ',' and '=' escaped; 3 bytes per character at most, then ",r=", the nonce. */
-    char *b = c->client_first_bare, *const bend = b + sizeof c->client_first_bare - 3;
+    /* saslname: ',' and '=' escaped; 3 bytes per character at most, then ",r=", the nonce; the
+     * whole message has the gs2 header in front. */
+    const char *gs2 = auth__scram_gs2_header(c->cbind);
+    const size_t gs2_len = strlen(gs2);
+    char *b = c->client_first_bare, *const bend = b + sizeof c->client_first_bare - gs2_len;
     *b++ = 'n', *b++ = '=';
     for (const char *u = user ? user : ""; *u; u++) {
         if (bend - b < 3 + 3 + (ptrdiff_t)n + 1)
@@ -62,9 +77,9 @@ int auth__scram_client_first_nonce(auth_scram_client *c, const char *user, const
     memcpy(b, ",r=", 3);
     memcpy(b + 3, nonce, n + 1);
     memcpy(c->nonce, nonce, n + 1);
-    /* fits: the bare message is at most AUTH_SCRAM_MSG_MAX - 3 bytes with its NUL */
-    memcpy(out, "n,,", 3);
-    memcpy(out + 3, c->client_first_bare, (size_t)(b + 3 + n - c->client_first_bare) + 1);
+    /* fits: the bare message is at most AUTH_SCRAM_MSG_MAX - gs2_len bytes with its NUL */
+    memcpy(out, gs2, gs2_len);
+    memcpy(out + gs2_len, c->client_first_bare, (size_t)(b + 3 + n - c->client_first_bare) + 1);
     c->step = 1;
     return 0;
 }
@@ -140,7 +155,10 @@ int auth_scram_client_final(auth_scram_client *c, const char *msg, size_t len,
     }
     const size_t klen = auth__key_len(c->sha1);
     char final[AUTH_SCRAM_MSG_MAX];
-    const int flen = snprintf(final, sizeof final, "c=biws,r=%.*s", (int)nlen, nonce);
+    char cbind[AUTH__CBIND_B64_MAX + 1];
+    const int flen = auth__scram_cbind_input(c->cbind, c->cbind_data, c->cbind_len, cbind) < 0
+                         ? -1
+                         : snprintf(final, sizeof final, "c=%s,r=%.*s", cbind, (int)nlen, nonce);
     if (flen < 0 || (size_t)flen + 3 + AUTH__B64_LEN(klen) >= AUTH_SCRAM_MSG_MAX) {
         *why = "SCRAM nonce too long";
         return -EINVAL;

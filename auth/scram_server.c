@@ -46,6 +46,47 @@ int auth_scram_server_init(auth_scram_server *s, const auth_scram_verifier *v, c
     return fake_verifier(fake_seed, user ? user : "", &s->v);
 }
 
+int auth_scram_server_bind(auth_scram_server *s, bool plus, const uint8_t *data, size_t len,
+                           const char **why)
+{
+    if (len > AUTH_CBIND_MAX || (plus && len == 0)) {
+        *why = "channel binding data unavailable";
+        return -EINVAL;
+    }
+    s->plus = plus;
+    s->cbind_len = len;
+    if (len)
+        memcpy(s->cbind_data, data, len);
+    return 0;
+}
+
+/* The gs2 flag against the mechanism and the connection, in PostgreSQL's order and words. */
+static int check_cbind_flag(const auth_scram_server *s, const auth__scram_first *f,
+                            const char **why)
+{
+    if (f->cbind != 'p' && s->plus) {
+        *why = "malformed SCRAM message (The client selected SCRAM-SHA-256-PLUS, but the SCRAM "
+               "message does not include channel binding data.)";
+        return -EINVAL;
+    }
+    if (f->cbind == 'y' && s->cbind_len) {
+        /* RFC 5802: the client could bind, and believes we cannot although we offered -PLUS:
+         * the offer was tampered with on the way. */
+        *why = "SCRAM channel binding negotiation error";
+        return -EACCES;
+    }
+    if (f->cbind == 'p' && !s->plus) {
+        *why = "malformed SCRAM message (The client selected SCRAM-SHA-256 without channel "
+               "binding, but the SCRAM message includes channel binding data.)";
+        return -EINVAL;
+    }
+    if (f->cbind == 'p' && !auth__scram_is(f->cbind_type, f->cbind_type_len, AUTH__CBIND_TYPE)) {
+        *why = "unsupported SCRAM channel-binding type";
+        return -EINVAL;
+    }
+    return 0;
+}
+
 /* saslname unescaping, as auth_scram_parse_user does it, into s->user. */
 static int mongo_user(auth_scram_server *s, const char *msg, size_t len, const char **why)
 {
@@ -71,7 +112,8 @@ int auth__scram_server_first_nonce(auth_scram_server *s, const char *msg, size_t
     }
     auth__scram_first f;
     int rc = auth__scram_parse_first(msg, len, &f, why);
-    if (rc < 0 || (s->mongo && (rc = mongo_user(s, msg, len, why)) < 0))
+    if (rc < 0 || (rc = check_cbind_flag(s, &f, why)) < 0 ||
+        (s->mongo && (rc = mongo_user(s, msg, len, why)) < 0))
         return rc;
     const size_t snlen = strlen(server_nonce);
     if (f.nonce_len + snlen >= sizeof s->nonce) {
@@ -120,9 +162,20 @@ int auth_scram_server_final(auth_scram_server *s, const char *msg, size_t len,
         return -EINVAL;
     const char *p = msg, *end = msg + len, *val;
     size_t vlen;
-    /* Without channel binding, c= is the gs2 header again: "n,," or "y,," base64'd. */
-    if (!auth__scram_attr(&p, end, 'c', &val, &vlen) ||
-        !auth__scram_is(val, vlen, s->cbind == 'y' ? "eSws" : "biws")) {
+    /* c= is the gs2 header again, with our binding data after it when the client binds:
+     * "biws" for "n,,", "eSws" for "y,,". */
+    char want[AUTH__CBIND_B64_MAX + 1];
+    if (auth__scram_cbind_input(s->cbind, s->cbind_data, s->cbind_len, want) < 0 ||
+        !auth__scram_attr(&p, end, 'c', &val, &vlen)) {
+        *why = "unexpected SCRAM channel-binding attribute in client-final-message";
+        return -EINVAL;
+    }
+    if (s->cbind == 'p') {
+        if (vlen != strlen(want) || CRYPTO_memcmp(val, want, vlen) != 0) {
+            *why = "SCRAM channel binding check failed";
+            return -EACCES;
+        }
+    } else if (!auth__scram_is(val, vlen, want)) {
         *why = "unexpected SCRAM channel-binding attribute in client-final-message";
         return -EINVAL;
     }

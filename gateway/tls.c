@@ -20,6 +20,9 @@ struct gw_tls_conf {
     SSL_CTX *ctx;
     BIO_METHOD *bio; /* the feeding BIO's methods; lives as long as any session of the conf */
     unsigned refs;
+    /* tls-server-end-point of the certificate (SCRAM channel binding); len 0: undefined */
+    uint8_t end_point[EVP_MAX_MD_SIZE];
+    unsigned end_point_len;
 };
 
 struct gw_tls {
@@ -172,6 +175,24 @@ static int fail(char *err, size_t errlen, const char *what, const char *path)
     return -1;
 }
 
+/* RFC 5929 section 4.1: the certificate hashed with the digest of its own signature, SHA-256
+ * in place of MD5 or SHA-1. A signature with no single digest (Ed25519, Ed448) leaves it
+ * undefined: len 0, and -PLUS is not offered. Once per context: every login would ask. */
+static void end_point_hash(gw_tls_conf *c)
+{
+    X509 *cert = SSL_CTX_get0_certificate(c->ctx);
+    int md_nid = NID_undef;
+    c->end_point_len = 0;
+    if (!cert || !X509_get_signature_info(cert, &md_nid, NULL, NULL, NULL))
+        return;
+    if (md_nid == NID_md5 || md_nid == NID_sha1)
+        md_nid = NID_sha256;
+    const EVP_MD *md = md_nid == NID_undef ? NULL : EVP_get_digestbynid(md_nid);
+    if (!md || X509_digest(cert, md, c->end_point, &c->end_point_len) != 1)
+        c->end_point_len = 0;
+    ERR_clear_error();
+}
+
 int gw_tls_conf_new(const gw_tls_settings *s, gw_tls_conf **out, char *err, size_t errlen)
 {
     *out = NULL;
@@ -262,6 +283,7 @@ int gw_tls_conf_new(const gw_tls_settings *s, gw_tls_conf **out, char *err, size
     else if (s->verify_optional && s->ca_file && *s->ca_file)
         SSL_CTX_set_verify(x, SSL_VERIFY_PEER, NULL);
     SSL_CTX_set_alpn_select_cb(x, alpn_select, NULL);
+    end_point_hash(c);
     *out = c;
     return 0;
 bad:
@@ -282,6 +304,12 @@ void gw_tls_conf_release(gw_tls_conf *c)
     SSL_CTX_free(c->ctx);
     BIO_meth_free(c->bio);
     free(c);
+}
+
+size_t gw_tls_conf_end_point(const gw_tls_conf *c, const uint8_t **data)
+{
+    *data = c->end_point;
+    return c->end_point_len;
 }
 
 /* ---- Sessions ---- */
@@ -448,6 +476,15 @@ int gw_tls_peer_cn(const gw_tls *t, char *out, size_t cap)
     memcpy(out, d, (size_t)len);
     out[len] = 0;
     return 1;
+}
+
+size_t gw_tls_end_point(const gw_tls *t, const uint8_t **data)
+{
+    if (!SSL_is_init_finished(t->ssl)) {
+        *data = NULL;
+        return 0;
+    }
+    return gw_tls_conf_end_point(t->conf, data);
 }
 
 const char *gw_tls_version(const gw_tls *t)

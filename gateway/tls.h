@@ -40,6 +40,11 @@ int gw_tls_conf_new(const gw_tls_settings *s, gw_tls_conf **out, char *err, size
 void gw_tls_conf_ref(gw_tls_conf *c);
 /* Drops a reference; the last one frees the context. NULL is ignored. */
 void gw_tls_conf_release(gw_tls_conf *c);
+/* The tls-server-end-point channel binding data of the context's certificate (RFC 5929: its
+ * hash with its signature's digest, SHA-256 for MD5 and SHA-1), computed once when the context
+ * was built: its length with *data pointing into the context, or 0 when the certificate's
+ * signature names no single digest (Ed25519), and then there is no binding. */
+size_t gw_tls_conf_end_point(const gw_tls_conf *c, const uint8_t **data);
 /* Parses a protocols value into the lowest and highest versions (TLS1_2_VERSION...); 0 or -1. */
 int gw_tls_parse_protocols(const char *s, int *min, int *max);
 
@@ -72,6 +77,9 @@ bool gw_tls_alpn_ok(const gw_tls *t);
  * (NUL-terminated) and returns 1; 0 without one; -1 when the CN is missing, too long or holds
  * a NUL. */
 int gw_tls_peer_cn(const gw_tls *t, char *out, size_t cap);
+/* gw_tls_conf_end_point of the session's context, once the handshake completed (0 before);
+ * *data lives as long as the session. */
+size_t gw_tls_end_point(const gw_tls *t, const uint8_t **data);
 /* The protocol version's name ("TLSv1.3"), for logs. */
 const char *gw_tls_version(const gw_tls *t);
 

@@ -87,6 +87,13 @@ bool pg_shell_client_tls(const pg_client *c)
     return gw_transport_is_tls(pg_conn_transport((pg_conn *)&c->conn));
 }
 
+size_t pg_shell_client_tls_end_point(const pg_client *c, const uint8_t **data)
+{
+    const gw_transport *t = pg_conn_transport((pg_conn *)&c->conn);
+    *data = NULL;
+    return t->tls ? gw_tls_end_point(t->tls, data) : 0;
+}
+
 int pg_shell_client_cert_cn(const pg_client *c, char *out, size_t cap)
 {
     const gw_transport *t = pg_conn_transport((pg_conn *)&c->conn);

@@ -8,6 +8,10 @@
  * same 28P01 at its end as a wrong password: SCRAM runs against a fake verifier derived from
  * ctx->auth_seed, md5 gets a random salt. A client sees nothing that tells the two apart.
  *
+ * Over TLS, SCRAM-SHA-256-PLUS is offered too (before SCRAM-SHA-256, as PostgreSQL lists them):
+ * the exchange is then bound to Sluice's certificate (tls-server-end-point), so a client's proof
+ * cannot be relayed by a man in the middle holding another certificate.
+ *
  * The exchange lives in c->auth only while the client is in PG_CL_AUTH; what the client proved
  * itself with is kept in c->cred until its pool has learned it (pg_pool_cred_learn) for the
  * server login, then wiped: a logged-in client holds no secret.
@@ -162,8 +166,10 @@ static void succeed(pg_client *c)
 static int send_request(pg_client *c, uint32_t code, const void *data, size_t len)
 {
     pg_gateway *gw = c->conn.gw;
+    const uint8_t *cbind;
     int rc = code == PG_AUTH_REQ_SASL
-                 ? pg_build_auth_sasl(&c->conn.out, &gw->bufs)
+                 ? pg_build_auth_sasl(&c->conn.out, &gw->bufs,
+                                      pg_shell_client_tls_end_point(c, &cbind) > 0)
                  : pg_build_auth_request(&c->conn.out, &gw->bufs, code, data, len);
     if (rc != 0) {
         pg_client_fatal(c, PG_END_NO_MEMORY, "53200", "out of memory");
@@ -461,13 +467,17 @@ static void on_password(pg_client *c, const uint8_t *body, size_t len)
     succeed(c);
 }
 
-/* Ends the client when a SCRAM step failed for memory or a malformed message (08P01, as
- * PostgreSQL answers). Returns rc. */
+/* Ends the client when a SCRAM step failed for memory, channel binding (28000, PostgreSQL's
+ * words: why) or a malformed message (08P01, as PostgreSQL answers). Returns rc. */
 static int scram_step_failed(pg_client *c, int rc, const char *why)
 {
-    if (rc == -ENOMEM)
+    if (rc == -ENOMEM) {
         pg_client_fatal(c, PG_END_NO_MEMORY, "53200", "out of memory");
-    else if (rc != 0)
+    } else if (rc == -EACCES) {
+        gw_info(pg_ctx(&c->conn), "client: SCRAM channel binding refused for user \"%s\": %s",
+                c->auth->user, why);
+        pg_client_fatal(c, PG_END_LOGIN_REFUSED, "28000", "%s", why);
+    } else if (rc != 0)
         protocol_error(c, "malformed SCRAM message", why);
     return rc;
 }
@@ -482,7 +492,11 @@ static void on_sasl_first(pg_client *c, const uint8_t *body, size_t len)
         protocol_error(c, why, NULL);
         return;
     }
-    if (strcmp(mech, "SCRAM-SHA-256") != 0) {
+    /* -PLUS only where it was offered: over TLS, with a certificate that defines the data. */
+    const uint8_t *cbind;
+    const size_t cbind_len = pg_shell_client_tls_end_point(c, &cbind);
+    const bool plus = cbind_len > 0 && strcmp(mech, "SCRAM-SHA-256-PLUS") == 0;
+    if (!plus && strcmp(mech, "SCRAM-SHA-256") != 0) {
         protocol_error(c, "client selected an invalid SASL authentication mechanism", NULL);
         return;
     }
@@ -492,7 +506,9 @@ static void on_sasl_first(pg_client *c, const uint8_t *body, size_t len)
     }
     char msg[AUTH_SCRAM_MSG_MAX];
     why = NULL;
-    int rc = auth_scram_server_first(&a->scram, (const char *)data, n, msg, &why);
+    int rc = auth_scram_server_bind(&a->scram, plus, cbind, cbind_len, &why);
+    if (rc == 0)
+        rc = auth_scram_server_first(&a->scram, (const char *)data, n, msg, &why);
     if (scram_step_failed(c, rc, why) != 0)
         return;
     if (send_request(c, PG_AUTH_REQ_SASL_CONTINUE, msg, strlen(msg)) == 0)

@@ -13,7 +13,8 @@ typedef enum pg_end {
     PG_END_CANCEL_REQUEST,  /* a CancelRequest connection, done once handled */
     PG_END_PROTOCOL,        /* malformed or unexpected bytes from the peer (08P01) */
     PG_END_TOO_BIG,         /* a message over its bound (54000) */
-    PG_END_LOGIN_REFUSED,   /* the startup packet names something Sluice refuses */
+    PG_END_LOGIN_REFUSED,   /* the startup packet names something Sluice refuses, or the login
+                             * does (hba, certificate, SCRAM channel binding: 28000) */
     PG_END_LIMIT,           /* max_client_conn or another per-client limit (53300, 54000) */
     PG_END_LOGIN_TIMEOUT,   /* client_login_timeout */
     PG_END_WAIT_TIMEOUT,    /* query_wait_timeout */

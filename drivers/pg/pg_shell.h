@@ -55,6 +55,10 @@ bool pg_shell_client_tls(const struct pg_client *c);
  * client_tls_ca_file: 1 with out filled; 0 when there is none; -1 when its CN is unusable. */
 int pg_shell_client_cert_cn(const struct pg_client *c, char *out, size_t cap);
 
+/* The tls-server-end-point data of the client's TLS session (gw_tls_end_point): its length
+ * with *data valid while the client lives, or 0 without TLS or without such data. */
+size_t pg_shell_client_tls_end_point(const struct pg_client *c, const uint8_t **data);
+
 /* Client authentication (pg_auth.c). */
 /* The client's address, for hba lines and the cleartext-password rule: 1 with *out filled for
  * a TCP client, 0 for a Unix-socket client, -1 when it cannot be had. */

@@ -203,11 +203,13 @@ int pg_build_auth_request(gw_buf *b, gw_bufpool *p, uint32_t code, const void *d
     return pg_msg_finish(b, st, rc);
 }
 
-int pg_build_auth_sasl(gw_buf *b, gw_bufpool *p)
+int pg_build_auth_sasl(gw_buf *b, gw_bufpool *p, bool plus)
 {
     /* The list ends with an empty name. */
-    static const char mechs[] = "SCRAM-SHA-256\0";
-    return pg_build_auth_request(b, p, PG_AUTH_REQ_SASL, mechs, sizeof mechs);
+    static const char both[] = "SCRAM-SHA-256-PLUS\0SCRAM-SHA-256\0";
+    const char *mechs = plus ? both : both + sizeof "SCRAM-SHA-256-PLUS";
+    const size_t n = plus ? sizeof both : sizeof both - sizeof "SCRAM-SHA-256-PLUS";
+    return pg_build_auth_request(b, p, PG_AUTH_REQ_SASL, mechs, n);
 }
 
 int pg_parse_password(const uint8_t *body, size_t len, const char **password, const char **why)

@@ -100,8 +100,9 @@ int pg_build_auth_ok(gw_buf *b, gw_bufpool *p);
 #define PG_AUTH_REQ_SASL_FINAL    12
 /* An Authentication request (R) message: code, then len bytes of data (a salt, SCRAM text). */
 int pg_build_auth_request(gw_buf *b, gw_bufpool *p, uint32_t code, const void *data, size_t len);
-/* AuthenticationSASL offering SCRAM-SHA-256 only (no channel binding without TLS). */
-int pg_build_auth_sasl(gw_buf *b, gw_bufpool *p);
+/* AuthenticationSASL offering SCRAM-SHA-256-PLUS and SCRAM-SHA-256 (PostgreSQL's order) with
+ * plus, else SCRAM-SHA-256 only: channel binding needs TLS. */
+int pg_build_auth_sasl(gw_buf *b, gw_bufpool *p, bool plus);
 
 /* The client's answers to those, all message type 'p' (body without the 5-byte header).
  * PasswordMessage (cleartext or md5): one string filling the body exactly. */

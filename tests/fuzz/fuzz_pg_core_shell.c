@@ -59,6 +59,13 @@ bool pg_shell_client_tls(const pg_client *c)
     return false;
 }
 
+size_t pg_shell_client_tls_end_point(const pg_client *c, const uint8_t **data)
+{
+    (void)c;
+    *data = NULL;
+    return 0;
+}
+
 int pg_shell_client_cert_cn(const pg_client *c, char *out, size_t cap)
 {
     (void)c, (void)out, (void)cap;

@@ -1,7 +1,8 @@
 /*
  * Fuzzes the client end of SCRAM: server-first then server-final from the input, after a
  * client-first with the RFC examples' client nonce, logging in with the password "pencil" or
- * with the keys derived from it (passthrough).
+ * with the keys derived from it (passthrough); with the binding flags, over a connection with
+ * binding data, offered -PLUS or not.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -42,6 +43,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_CHECK(auth_scram_client_init_password(&c, "pencil") == 0);
     }
     c.sha1 = sha1;
+    const bool bind = in.flags & FUZZ_SCRAM_BIND, plus = bind && (in.flags & FUZZ_SCRAM_PLUS);
+    uint8_t cbind[32];
+    for (size_t i = 0; i < sizeof cbind; i++)
+        cbind[i] = (uint8_t)i;
+    FUZZ_CHECK(!bind || auth_scram_client_bind(&c, plus, cbind, sizeof cbind) == 0);
     char out[AUTH_SCRAM_MSG_MAX];
     const char *nonce = sha1 ? "fyko+d2lbbFgONRv9qkxdawL" : "rOprNGfwEbeRWgbNEkqO";
     FUZZ_CHECK(auth__scram_client_first_nonce(&c, "user", nonce, out) == 0);
@@ -50,7 +56,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_CHECK(rc == 0 || (rc == -EINVAL && why));
     if (rc != 0)
         return 0;
-    FUZZ_CHECK(strnlen(out, sizeof out) < sizeof out && strncmp(out, "c=biws,r=", 9) == 0);
+    const char *c64 =
+        plus   ? "c=cD10bHMtc2VydmVyLWVuZC1wb2ludCwsAAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=,r="
+        : bind ? "c=eSws,r="
+               : "c=biws,r=";
+    FUZZ_CHECK(strnlen(out, sizeof out) < sizeof out && strncmp(out, c64, strlen(c64)) == 0);
     why = NULL;
     rc = auth_scram_client_verify(&c, in.second, in.second_len, &why);
     FUZZ_CHECK(rc == 0 || ((rc == -EINVAL || rc == AUTH_FAIL) && why));

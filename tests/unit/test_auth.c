@@ -212,18 +212,28 @@ typedef struct kat {
     const char *password; /* fed to PBKDF2 as is */
     const char *cnonce, *snonce;
     const char *client_first, *server_first, *client_final, *server_final;
+    size_t cbind_len; /* bound with -PLUS to the data 00 01 02 ..; 0: not bound */
 } kat;
+
+static void cbind_data(uint8_t d[32])
+{
+    for (int i = 0; i < 32; i++)
+        d[i] = (uint8_t)i;
+}
+
+#define RFC7677_CNONCE       "rOprNGfwEbeRWgbNEkqO"
+#define RFC7677_SNONCE       "%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0"
+#define RFC7677_SERVER_FIRST "r=" RFC7677_CNONCE RFC7677_SNONCE ",s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096"
 
 /* RFC 7677 section 3 */
 static const kat rfc7677 = {
     .sha1 = false,
     .password = "pencil",
-    .cnonce = "rOprNGfwEbeRWgbNEkqO",
-    .snonce = "%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0",
-    .client_first = "n,,n=user,r=rOprNGfwEbeRWgbNEkqO",
-    .server_first = "r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,"
-                    "s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096",
-    .client_final = "c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,"
+    .cnonce = RFC7677_CNONCE,
+    .snonce = RFC7677_SNONCE,
+    .client_first = "n,,n=user,r=" RFC7677_CNONCE,
+    .server_first = RFC7677_SERVER_FIRST,
+    .client_final = "c=biws,r=" RFC7677_CNONCE RFC7677_SNONCE ","
                     "p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=",
     .server_final = "v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=",
 };
@@ -276,6 +286,9 @@ static void server_kat(const kat *k, bool mongo)
     cr_assert_eq(auth_scram_server_init(&s, &v, mongo ? "user" : NULL, seed, mongo), 0);
     char out[AUTH_SCRAM_MSG_MAX];
     const char *why = NULL;
+    uint8_t d[32];
+    cbind_data(d);
+    cr_assert_eq(auth_scram_server_bind(&s, k->cbind_len > 0, d, k->cbind_len, &why), 0);
     cr_assert_eq(auth__scram_server_first_nonce(&s, k->client_first, strlen(k->client_first),
                                                 k->snonce, out, &why),
                  0, "%s", why);
@@ -292,6 +305,9 @@ static void client_kat(const kat *k)
     auth_scram_client c;
     cr_assert_eq(auth_scram_client_init_password(&c, k->password), 0);
     c.sha1 = k->sha1;
+    uint8_t d[32];
+    cbind_data(d);
+    cr_assert(!k->cbind_len || auth_scram_client_bind(&c, true, d, k->cbind_len) == 0);
     char out[AUTH_SCRAM_MSG_MAX];
     const char *why = NULL;
     cr_assert_eq(auth__scram_client_first_nonce(&c, "user", k->cnonce, out), 0);
@@ -323,6 +339,158 @@ Test(auth_scram, mongo_sha1_spec_both_ends)
 {
     server_kat(&mongo_sha1, true);
     client_kat(&mongo_sha1);
+}
+
+/* ---- SCRAM-SHA-256-PLUS: channel binding (tls-server-end-point) ---- */
+
+/* RFC 7677's exchange bound to the binding data 00 01 .. 1f (as a certificate hash would be);
+ * the messages were computed independently from the RFC's formulas. */
+static const kat rfc7677_plus = {
+    .sha1 = false,
+    .password = "pencil",
+    .cnonce = RFC7677_CNONCE,
+    .snonce = RFC7677_SNONCE,
+    .client_first = "p=tls-server-end-point,,n=user,r=" RFC7677_CNONCE,
+    .server_first = RFC7677_SERVER_FIRST,
+    .client_final =
+        "c=cD10bHMtc2VydmVyLWVuZC1wb2ludCwsAAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=,"
+        "r=" RFC7677_CNONCE RFC7677_SNONCE ",p=nY1Wus9a+gM2DrbQ1msXFgyhW6KM5ktOxWiU+/P/EGY=",
+    .server_final = "v=RwppMGddhz/J0lFYaRReBjXcQeNUFP5Qc76Lo5Exrig=",
+    .cbind_len = 32,
+};
+
+/* A server for rfc7677_plus's verifier: bound with plus and data (len 0: none). */
+static void plus_server(auth_scram_server *s, bool plus, size_t len)
+{
+    uint8_t salt[AUTH_MAX_SALT], d[32];
+    size_t salt_len;
+    int it;
+    salt_of(&rfc7677_plus, salt, &salt_len, &it);
+    static auth_scram_verifier v;
+    cr_assert_eq(auth__scram_keys(false, "pencil", salt, salt_len, it, &v), 0);
+    cr_assert_eq(auth_scram_server_init(s, &v, NULL, seed, false), 0);
+    cbind_data(d);
+    const char *why = NULL;
+    cr_assert_eq(auth_scram_server_bind(s, plus, len ? d : NULL, len, &why), 0, "%s", why);
+}
+
+/* Server verdict on client-first then (if it passed) client-final; *why says why not. */
+static int plus_verdict(bool plus, size_t len, const char *first, const char *final,
+                        const char **why)
+{
+    auth_scram_server s;
+    plus_server(&s, plus, len);
+    char out[AUTH_SCRAM_MSG_MAX];
+    *why = NULL;
+    int rc =
+        auth__scram_server_first_nonce(&s, first, strlen(first), rfc7677_plus.snonce, out, why);
+    if (rc == 0)
+        rc = auth_scram_server_final(&s, final, strlen(final), out, why);
+    cr_assert(rc == 0 || *why);
+    return rc;
+}
+
+Test(auth_scram, plus_known_answer_both_ends)
+{
+    server_kat(&rfc7677_plus, false);
+    client_kat(&rfc7677_plus);
+}
+
+Test(auth_scram, plus_refusals_in_postgres_order)
+{
+    const kat *k = &rfc7677_plus;
+    const char *why;
+    /* -PLUS with no binding data to check against: the caller never offers it, and bind says no */
+    auth_scram_server s;
+    cr_assert_eq(auth_scram_server_init(&s, NULL, "u", seed, false), 0);
+    cr_assert_eq(auth_scram_server_bind(&s, true, NULL, 0, &why), -EINVAL);
+    uint8_t big[AUTH_CBIND_MAX + 1] = {0};
+    cr_assert_eq(auth_scram_server_bind(&s, false, big, sizeof big, &why), -EINVAL);
+
+    /* -PLUS, but the client says n or y: malformed (08P01 upstream) */
+    cr_assert_eq(plus_verdict(true, 32, rfc7677.client_first, "", &why), -EINVAL);
+    cr_assert(strstr(why, "does not include channel binding data"), "%s", why);
+    cr_assert_eq(plus_verdict(true, 32, "y,,n=user,r=rOprNGfwEbeRWgbNEkqO", "", &why), -EINVAL);
+    cr_assert(strstr(why, "does not include channel binding data"), "%s", why);
+    /* plain SCRAM over a connection that could bind: "y" is a downgrade (RFC 5802 section 6) */
+    cr_assert_eq(plus_verdict(false, 32, "y,,n=user,r=rOprNGfwEbeRWgbNEkqO", "", &why), -EACCES);
+    cr_assert_str_eq(why, "SCRAM channel binding negotiation error");
+    /* ... while without binding data (no TLS) "y" is honest and goes on */
+    cr_assert_eq(plus_verdict(false, 0, "y,,n=user,r=rOprNGfwEbeRWgbNEkqO", "c=eSws", &why),
+                 -EINVAL);
+    cr_assert(strstr(why, "nonce"), "passed the flag, stopped at the nonce: %s", why);
+    /* "p" under plain SCRAM, with or without TLS */
+    cr_assert_eq(plus_verdict(false, 32, k->client_first, "", &why), -EINVAL);
+    cr_assert(strstr(why, "includes channel binding data"), "%s", why);
+    cr_assert_eq(plus_verdict(false, 0, k->client_first, "", &why), -EINVAL);
+    /* other binding types, and malformed ones */
+    cr_assert_eq(plus_verdict(true, 32, "p=tls-unique,,n=,r=abc", "", &why), -EINVAL);
+    cr_assert_str_eq(why, "unsupported SCRAM channel-binding type");
+    static const char *bad[] = {"p=,,n=,r=abc",
+                                "p=tls server,,n=,r=abc",
+                                "p=tls-server-end-point",
+                                "p=tls-server-end-point,",
+                                "p=tls-server-end-point,a=x,n=,r=abc",
+                                "p",
+                                "p=x\x01,,n=,r=abc"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        cr_assert_eq(plus_verdict(true, 32, bad[i], "", &why), -EINVAL, "%s", bad[i]);
+}
+
+Test(auth_scram, plus_final_must_carry_our_binding_data)
+{
+    const kat *k = &rfc7677_plus;
+    const char *why;
+    cr_assert_eq(plus_verdict(true, 32, k->client_first, k->client_final, &why), 0, "%s", why);
+    /* the right proof for other binding data (the client saw another certificate): refused
+     * before the proof counts, 28000 upstream */
+    cr_assert_eq(plus_verdict(true, 31, k->client_first, k->client_final, &why), -EACCES);
+    cr_assert_str_eq(why, "SCRAM channel binding check failed");
+    char m[AUTH_SCRAM_MSG_MAX];
+    const char *rest = strstr(k->client_final, ",r=");
+    static const char *wrong[] = {
+        "biws",                             /* n,, */
+        "eSws",                             /* y,, */
+        "cD10bHMtc2VydmVyLWVuZC1wb2ludCws", /* no data */
+        "cD10bHMtc2VydmVyLWVuZC1wb2ludCwsAAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh4=", /* 1 bit */
+        "cD10bHMtc2VydmVyLWVuZC1wb2ludCwsAAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8fAA==",
+        "",
+    };
+    for (size_t i = 0; i < sizeof wrong / sizeof wrong[0]; i++) {
+        snprintf(m, sizeof m, "c=%s%s", wrong[i], rest);
+        cr_assert_eq(plus_verdict(true, 32, k->client_first, m, &why), -EACCES, "%s", wrong[i]);
+    }
+    snprintf(m, sizeof m, "r=x%s", rest);
+    cr_assert_eq(plus_verdict(true, 32, k->client_first, m, &why), -EINVAL, "no c=");
+    /* an unknown user's exchange fails at the binding the same way */
+    auth_scram_server s;
+    cr_assert_eq(auth_scram_server_init(&s, NULL, "ghost", seed, false), 0);
+    uint8_t d[32];
+    cbind_data(d);
+    cr_assert_eq(auth_scram_server_bind(&s, true, d, 31, &why), 0);
+    char out[AUTH_SCRAM_MSG_MAX];
+    cr_assert_eq(auth__scram_server_first_nonce(&s, k->client_first, strlen(k->client_first),
+                                                k->snonce, out, &why),
+                 0);
+    cr_assert_eq(auth_scram_server_final(&s, k->client_final, strlen(k->client_final), out, &why),
+                 -EACCES);
+}
+
+Test(auth_scram, client_binding_flags)
+{
+    auth_scram_client c;
+    uint8_t d[AUTH_CBIND_MAX + 1] = {0};
+    char out[AUTH_SCRAM_MSG_MAX];
+    cr_assert_eq(auth_scram_client_init_password(&c, "pw"), 0);
+    cr_assert_eq(auth_scram_client_bind(&c, true, d, 0), -EINVAL);
+    cr_assert_eq(auth_scram_client_bind(&c, true, d, sizeof d), -EINVAL);
+    cr_assert_eq(auth_scram_client_bind(&c, false, d, 32), 0);
+    cr_assert_eq(auth_scram_client_first(&c, out), 0);
+    cr_assert(strncmp(out, "y,,n=,r=", 8) == 0, "%s", out);
+    cr_assert_eq(auth_scram_client_bind(&c, true, d, 32), -EINVAL, "too late");
+    cr_assert_eq(auth_scram_client_init_password(&c, "pw"), 0);
+    cr_assert_eq(auth_scram_client_first(&c, out), 0);
+    cr_assert(strncmp(out, "n,,n=,r=", 8) == 0, "no binding by default: %s", out);
 }
 
 Test(auth_scram, mongo_sha1_derive)
@@ -443,7 +611,7 @@ Test(auth_scram, server_refuses_bad_client_first)
         "",
         "n",
         "n,",
-        "p=tls-server-end-point,,n=,r=abc", /* channel binding: no -PLUS offered */
+        "p=tls-server-end-point,,n=,r=abc", /* channel binding: no -PLUS picked */
         "n,a=admin,n=,r=abc",               /* authzid */
         "n,,m=ext,n=,r=abc",                /* mandatory extension */
         "n,,r=abc",                         /* no n= */

@@ -223,6 +223,81 @@ Test(gw_tls, handshake_and_data_both_ways_even_byte_by_byte)
     gw_tls_conf_release(c);
 }
 
+/* A context on a self-signed certificate of key signed with md (NULL: Ed25519 takes none). */
+static gw_tls_conf *self_signed(EVP_PKEY *key, const EVP_MD *md, X509 **cert)
+{
+    X509 *x = X509_new();
+    X509_set_version(x, 2);
+    ASN1_INTEGER_set(X509_get_serialNumber(x), 7);
+    X509_gmtime_adj(X509_getm_notBefore(x), -60);
+    X509_gmtime_adj(X509_getm_notAfter(x), 3600);
+    X509_set_pubkey(x, key);
+    X509_NAME *n = X509_get_subject_name(x);
+    X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)"localhost", -1, -1,
+                               0);
+    X509_set_issuer_name(x, n);
+    cr_assert(X509_sign(x, key, md) > 0);
+    write_pem("self.pem", key, x);
+    gw_tls_settings s = {.key_file = path_of("self.pem"), .cert_file = path_of("self.pem")};
+    gw_tls_conf *c = NULL;
+    char err[256];
+    cr_assert_eq(gw_tls_conf_new(&s, &c, err, sizeof err), 0, "%s", err);
+    unlink(path_of("self.pem"));
+    *cert = x;
+    return c;
+}
+
+/* tls-server-end-point is what the client computes from the certificate it received: its hash
+ * with the signature's digest, SHA-256 for SHA-1; none for Ed25519. */
+Test(gw_tls, end_point_is_the_certificate_hash_rfc5929)
+{
+    static const struct {
+        const char *alg;
+        int md_nid, want_nid; /* want_nid NID_undef: no binding data */
+    } cases[] = {{"P-256", NID_sha256, NID_sha256},
+                 {"P-384", NID_sha384, NID_sha384},
+                 {"P-256", NID_sha512, NID_sha512},
+                 {"P-256", NID_sha1, NID_sha256},
+                 {"ED25519", NID_undef, NID_undef}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        EVP_PKEY *k = strcmp(cases[i].alg, "ED25519") == 0
+                          ? EVP_PKEY_Q_keygen(NULL, NULL, "ED25519")
+                          : EVP_EC_gen(cases[i].alg);
+        const EVP_MD *md =
+            cases[i].md_nid == NID_undef ? NULL : EVP_get_digestbynid(cases[i].md_nid);
+        X509 *cert;
+        gw_tls_conf *c = self_signed(k, md, &cert);
+        const uint8_t *data;
+        size_t len = gw_tls_conf_end_point(c, &data);
+        if (cases[i].want_nid == NID_undef) {
+            cr_assert_eq(len, 0, "case %zu", i);
+        } else {
+            uint8_t want[EVP_MAX_MD_SIZE];
+            unsigned wlen = 0;
+            cr_assert_eq(X509_digest(cert, EVP_get_digestbynid(cases[i].want_nid), want, &wlen), 1);
+            cr_assert_eq(len, wlen, "case %zu", i);
+            cr_assert_eq(memcmp(data, want, len), 0, "case %zu", i);
+        }
+        /* A session says the same, once its handshake is done; the client got that certificate. */
+        gw_tls *t = gw_tls_new(c, false);
+        cr_assert_eq(gw_tls_end_point(t, &data), 0, "not before the handshake");
+        if (cases[i].want_nid != NID_undef) {
+            peer p;
+            peer_init(&p, NULL, 0, NULL);
+            gw_buf plain = {0};
+            cr_assert_eq(handshake(&p, t, &plain, 0), 0, "%s", gw_tls_error(t));
+            cr_assert_eq(X509_cmp(SSL_get0_peer_certificate(p.ssl), cert), 0);
+            cr_assert_eq(gw_tls_end_point(t, &data), len);
+            gw_buf_release(&plain, &pool);
+            peer_free(&p);
+        }
+        gw_tls_free(t);
+        gw_tls_conf_release(c);
+        X509_free(cert);
+        EVP_PKEY_free(k);
+    }
+}
+
 Test(gw_tls, garbage_and_old_versions_fail_cleanly)
 {
     char err[256];
