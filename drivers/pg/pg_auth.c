@@ -467,8 +467,9 @@ static void on_password(pg_client *c, const uint8_t *body, size_t len)
     succeed(c);
 }
 
-/* Ends the client when a SCRAM step failed for memory, channel binding (28000, PostgreSQL's
- * words: why) or a malformed message (08P01, as PostgreSQL answers). Returns rc. */
+/* Ends the client when a SCRAM step failed for memory, channel binding (28000) or a malformed
+ * message (08P01, as PostgreSQL answers). why is the auth library's text, already PostgreSQL's
+ * message ("malformed SCRAM message (...)"), so it goes out as is. Returns rc. */
 static int scram_step_failed(pg_client *c, int rc, const char *why)
 {
     if (rc == -ENOMEM) {
@@ -477,8 +478,9 @@ static int scram_step_failed(pg_client *c, int rc, const char *why)
         gw_info(pg_ctx(&c->conn), "client: SCRAM channel binding refused for user \"%s\": %s",
                 c->auth->user, why);
         pg_client_fatal(c, PG_END_LOGIN_REFUSED, "28000", "%s", why);
-    } else if (rc != 0)
-        protocol_error(c, "malformed SCRAM message", why);
+    } else if (rc != 0) {
+        protocol_error(c, why ? why : "malformed SCRAM message", NULL);
+    }
     return rc;
 }
 
