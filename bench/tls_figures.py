@@ -6,9 +6,20 @@ using sslmode=require against each, in one run on loopback.
   - a 40 MB result (SELECT repeat('x', 40000000)) fetched with psql, best of 3
   - bytes per idle logged-in client, plaintext and TLS (growth of the pooler's RSS over N
     clients)
+  - new TLS logins per second (pgbench -C -S -c 20, sslmode=require) with SCRAM-SHA-256 and
+    with trust, --rounds times per target, interleaved; the best round and the spread are shown.
+    With SCRAM, libpq binds the exchange (channel_binding=prefer) wherever -PLUS is offered:
+    PostgreSQL and Sluice offer it, PgBouncer 1.18 does not.
 
 Usage: bench/tls_figures.py [--sluice build/sluice] [--clients 3000] [--seconds 10]
-The certificates are made for the run with the openssl CLI. Prints a Markdown table.
+                            [--only throughput,idle,logins] [--rounds 3]
+The certificates are made for the run with the openssl CLI. Prints Markdown tables.
+
+The SCRAM logins: one role, bench_scram, with a SCRAM verifier on the server, which asks it
+for the verifier over TLS (hostssl ... scram-sha-256; every other role stays trusted). A second
+Sluice and a second PgBouncer run with auth_type = scram-sha-256 and a users file holding the
+verifier as pg_authid stores it, and log in to the server as the client's user by SCRAM
+passthrough.
 """
 import argparse
 import os
@@ -98,13 +109,18 @@ client_tls_cert_file = {d}/server.crt
 """
 
 
-def start_sluice(binary, d, pg_port, port):
-    conf = os.path.join(d, "sluice.ini")
+SCRAM_USER, SCRAM_PASSWORD = "bench_scram", "bench pass"
+
+
+def start_sluice(binary, d, pg_port, port, scram=False):
+    conf = os.path.join(d, "sluice-scram.ini" if scram else "sluice.ini")
+    auth = f"auth_type = scram-sha-256\nauth_file = {d}/scram-users.txt\n" if scram else ""
+    db = "" if scram else " user=postgres"
     with open(conf, "w") as f:
         f.write(f"""[sluice]
 {common_keys(d, port)}log_level = warning
-[databases]
-postgres = host=127.0.0.1 port={pg_port} dbname=postgres user=postgres
+{auth}[databases]
+postgres = host=127.0.0.1 port={pg_port} dbname=postgres{db}
 """)
     p = subprocess.Popen([binary, "-c", conf], stdout=open(os.path.join(d, "sluice.log"), "w"),
                          stderr=subprocess.STDOUT)
@@ -112,17 +128,19 @@ postgres = host=127.0.0.1 port={pg_port} dbname=postgres user=postgres
     return p
 
 
-def start_pgbouncer(d, pg_port, port):
-    conf = os.path.join(d, "pgbouncer.ini")
+def start_pgbouncer(d, pg_port, port, scram=False):
+    conf = os.path.join(d, "pgbouncer-scram.ini" if scram else "pgbouncer.ini")
     with open(os.path.join(d, "users.txt"), "w") as f:
         f.write('"postgres" ""\n')
+    auth, users = ("scram-sha-256", "scram-users.txt") if scram else ("trust", "users.txt")
+    db = "" if scram else " user=postgres"
     with open(conf, "w") as f:
         f.write(f"""[databases]
-postgres = host=127.0.0.1 port={pg_port} dbname=postgres user=postgres
+postgres = host=127.0.0.1 port={pg_port} dbname=postgres{db}
 [pgbouncer]
-{common_keys(d, port)}auth_type = trust
-auth_file = {d}/users.txt
-logfile = {d}/pgbouncer.log
+{common_keys(d, port)}auth_type = {auth}
+auth_file = {d}/{users}
+logfile = {d}/pgbouncer{"-scram" if scram else ""}.log
 """)
     args = ["bash", "-c", f"ulimit -n 20000 && exec pgbouncer {conf}"]
     if os.geteuid() == 0:
@@ -143,6 +161,35 @@ def pgbench(port, clients, seconds):
                        capture_output=True, text=True, env=env, timeout=seconds + 120)
     for line in p.stdout.splitlines():
         if line.startswith("tps ="):
+            return float(line.split()[2])
+    raise RuntimeError(f"port {port}: " + p.stdout + p.stderr)
+
+
+def scram_role(d, pg_port, data):
+    """bench_scram with a SCRAM verifier, asked for it over TLS; its verifier in a users file."""
+    def sql(q):
+        return run(["psql", "-X", "-At", "-h", "127.0.0.1", "-p", str(pg_port), "-U", "postgres",
+                    "-d", "postgres", "-c", q], text=True).stdout.strip()
+    sql(f"SET password_encryption = 'scram-sha-256'; DROP ROLE IF EXISTS {SCRAM_USER}; "
+        f"CREATE ROLE {SCRAM_USER} LOGIN PASSWORD '{SCRAM_PASSWORD}'; "
+        f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {SCRAM_USER}")
+    verifier = sql(f"SELECT rolpassword FROM pg_authid WHERE rolname = '{SCRAM_USER}'")
+    with open(os.path.join(d, "scram-users.txt"), "w") as f:
+        f.write(f'"{SCRAM_USER}" "{verifier}"\n')
+    hba = os.path.join(data, "pg_hba.conf")
+    as_postgres(["sh", "-c", f"{{ echo 'hostssl all {SCRAM_USER} 127.0.0.1/32 scram-sha-256'; "
+                             f"cat {hba}; }} > {hba}.new && mv {hba}.new {hba}"])
+    sql("SELECT pg_reload_conf()")
+
+
+def logins(port, user, seconds):
+    """New TLS logins per second: pgbench -C -S -c 20 with sslmode=require."""
+    env = dict(os.environ, PGSSLMODE="require", PGPASSWORD=SCRAM_PASSWORD)
+    p = subprocess.run(["pgbench", "-n", "-C", "-S", "-c", "20", "-j", "2", "-T", str(seconds),
+                        "-h", "127.0.0.1", "-p", str(port), "-U", user, "postgres"],
+                       capture_output=True, text=True, env=env, timeout=seconds + 120)
+    for line in p.stdout.splitlines():
+        if line.startswith("tps =") and "including" in line:
             return float(line.split()[2])
     raise RuntimeError(f"port {port}: " + p.stdout + p.stderr)
 
@@ -208,6 +255,8 @@ def main():
     ap.add_argument("--clients", type=int, default=3000)
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--debug-dir", default=None)
+    ap.add_argument("--only", default="throughput,idle,logins")
+    ap.add_argument("--rounds", type=int, default=3)
     a = ap.parse_args()
     d = tempfile.mkdtemp(prefix="sluice-tlsbench-")
     os.chmod(d, 0o755)
@@ -222,26 +271,45 @@ def main():
         procs.append(start_pgbouncer(d, pg_port, pb_port))
         targets = [("direct", pg_port, None), ("PgBouncer 1.18", pb_port, procs[1].pid),
                    ("Sluice", sl_port, procs[0].pid)]
-        rows = []
-        for name, port, pid in targets:
-            tps = pgbench(port, 100, a.seconds)
-            fetch = fetch_40mb(port)
-            rows.append((name, tps, fetch, pid, port))
-        print("| target | pgbench -S -c 100 TPS (sslmode=require) | 40 MB fetch, s (best of 3) |")
-        print("|---|---|---|")
-        for name, tps, fetch, _, _ in rows:
-            print(f"| {name} | {tps:.0f} | {fetch:.3f} |")
-        print()
-        print(f"| pooler | bytes per idle client, plaintext | bytes per idle client, TLS "
-              f"({a.clients} clients) |")
-        print("|---|---|---|")
-        for name, _, _, pid, port in rows[1:]:
-            if os.geteuid() == 0 and name.startswith("PgBouncer"):  # runuser's child
-                pid = int(subprocess.run(["pgrep", "-P", str(pid)], capture_output=True,
-                                         text=True).stdout.split()[0])
-            plain = idle_bytes(port, pid, a.clients, False)
-            tls = idle_bytes(port, pid, a.clients, True)
-            print(f"| {name} | {plain} | {tls} |")
+        if "throughput" in a.only:
+            rows = []
+            for name, port, pid in targets:
+                rows.append((name, pgbench(port, 100, a.seconds), fetch_40mb(port)))
+            print("| target | pgbench -S -c 100 TPS (sslmode=require) | "
+                  "40 MB fetch, s (best of 3) |")
+            print("|---|---|---|")
+            for name, tps, fetch in rows:
+                print(f"| {name} | {tps:.0f} | {fetch:.3f} |")
+            print()
+        if "idle" in a.only:
+            print(f"| pooler | bytes per idle client, plaintext | bytes per idle client, TLS "
+                  f"({a.clients} clients) |")
+            print("|---|---|---|")
+            for name, port, pid in targets[1:]:
+                if os.geteuid() == 0 and name.startswith("PgBouncer"):  # runuser's child
+                    pid = int(subprocess.run(["pgrep", "-P", str(pid)], capture_output=True,
+                                             text=True).stdout.split()[0])
+                plain = idle_bytes(port, pid, a.clients, False)
+                tls = idle_bytes(port, pid, a.clients, True)
+                print(f"| {name} | {plain} | {tls} |")
+            print()
+        if "logins" in a.only:
+            scram_role(d, pg_port, data)
+            slp, pbp = free_port(), free_port()
+            procs.append(start_sluice(os.path.abspath(a.sluice), d, pg_port, slp, scram=True))
+            procs.append(start_pgbouncer(d, pg_port, pbp, scram=True))
+            runs = [(m, name, port, user) for m, user, ports in
+                    (("SCRAM-SHA-256", SCRAM_USER, (pg_port, pbp, slp)),
+                     ("trust", "postgres", (pg_port, pb_port, sl_port)))
+                    for (name, _, _), port in zip(targets, ports)]
+            got = {}
+            for _ in range(a.rounds):  # interleaved: drift hits every target alike
+                for m, name, port, user in runs:
+                    got.setdefault((m, name), []).append(logins(port, user, a.seconds))
+            print(f"| auth | target | TLS logins/s, best of {a.rounds} | spread |")
+            print("|---|---|---|---|")
+            for (m, name), v in got.items():
+                print(f"| {m} | {name} | {max(v):.0f} | {min(v):.0f}-{max(v):.0f} |")
     finally:
         for p in procs:
             p.terminate()
