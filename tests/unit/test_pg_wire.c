@@ -98,6 +98,27 @@ Test(pg_wire, fixed_messages)
     gw_bufpool_destroy(&p);
 }
 
+/* AuthenticationSASL: -PLUS first (PostgreSQL's order) over TLS, SCRAM-SHA-256 alone without. */
+Test(pg_wire, sasl_offers)
+{
+    gw_bufpool p;
+    gw_bufpool_init(&p, 2);
+    for (int plus = 0; plus <= 1; plus++) {
+        gw_buf b = {0};
+        cr_assert_eq(pg_build_auth_sasl(&b, &p, plus), 0);
+        static const char both[] = "SCRAM-SHA-256-PLUS\0SCRAM-SHA-256\0";
+        const char *mechs = plus ? both : both + 19;
+        const size_t n = plus ? sizeof both : sizeof both - 19; /* with the list's empty end */
+        cr_assert_eq(b.len, 1 + 4 + 4 + n);
+        cr_assert_eq(b.data[0], 'R');
+        cr_assert_eq(pg_get_u32(b.data + 1), 4 + 4 + n);
+        cr_assert_eq(pg_get_u32(b.data + 5), PG_AUTH_REQ_SASL);
+        cr_assert_eq(memcmp(b.data + 9, mechs, n), 0);
+        gw_buf_release(&b, &p);
+    }
+    gw_bufpool_destroy(&p);
+}
+
 Test(pg_wire, reader_bounds)
 {
     const uint8_t body[] = {'a', 'b', 0, 0, 1};
