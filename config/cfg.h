@@ -97,6 +97,8 @@ typedef struct cfg {
     char *listen_addr;        /* default "127.0.0.1"; "*" means all addresses */
     int listen_port;          /* default 6432 */
     char *unix_socket_dir;    /* default "/tmp"; "" disables the Unix socket */
+    char *metrics_addr;       /* default "127.0.0.1"; the HTTP metrics and probe endpoint */
+    int metrics_port;         /* default 0 = no metrics endpoint */
     cfg_pool_mode pool_mode;  /* default transaction */
     int default_pool_size;    /* default 20 */
     int min_pool_size;        /* default 0 */

@@ -16,6 +16,11 @@ const cfg_key cfg__keys[] = {
      "TCP port for PostgreSQL clients."},
     {"unix_socket_dir", CFG_T_STR, OFF(unix_socket_dir), "/tmp", CFG_RESTART,
      "Directory of the Unix socket `.s.PGSQL.<listen_port>`; empty disables it."},
+    {"metrics_addr", CFG_T_STR, OFF(metrics_addr), "127.0.0.1", CFG_RESTART,
+     "Address of the HTTP endpoint for Prometheus (`/metrics`) and probes (`/health`, "
+     "`/ready`); `*` listens on every IPv4 address."},
+    {"metrics_port", CFG_T_PORT0, OFF(metrics_port), "0", CFG_RESTART,
+     "TCP port of that endpoint; 0 turns it off."},
     {"pool_mode", CFG_T_MODE, OFF(pool_mode), "transaction", CFG_RELOAD,
      "When a server connection goes back to the pool: at client disconnect (`session`) or at "
      "the end of each transaction (`transaction`)."},
@@ -195,12 +200,16 @@ int cfg__set_key(cfg__loader *l, const cfg_key *k, const char *v, int line)
         return 0;
     }
     case CFG_T_PORT:
-        if (cfg__parse_int(v, 65535, &n) != 0 || n < 1) {
-            cfg__error(l, line, "%s: expected a port number from 1 to 65535, got '%s'", k->name, v);
+    case CFG_T_PORT0: {
+        long min = k->type == CFG_T_PORT ? 1 : 0;
+        if (cfg__parse_int(v, 65535, &n) != 0 || n < min) {
+            cfg__error(l, line, "%s: expected a port number from %ld to 65535, got '%s'", k->name,
+                       min, v);
             return -1;
         }
         *(int *)field = (int)n;
         return 0;
+    }
     case CFG_T_MS:
         if (cfg__parse_duration_ms(v, &u) != 0) {
             cfg__error(l, line,
@@ -293,6 +302,8 @@ static const char *type_unit(cfg_type t)
         return "integer ≥ 0";
     case CFG_T_PORT:
         return "port 1–65535";
+    case CFG_T_PORT0:
+        return "port 0–65535";
     case CFG_T_MS:
         return "seconds";
     case CFG_T_SIZE:
@@ -355,6 +366,7 @@ static bool same_value(const cfg_key *k, const cfg *a, const cfg *b)
     case CFG_T_INT:
     case CFG_T_INT0:
     case CFG_T_PORT:
+    case CFG_T_PORT0:
         return *(const int *)fa == *(const int *)fb;
     }
     abort();

@@ -17,6 +17,7 @@
 #include "drivers/mongo/mongo.h"
 #include "drivers/pg/pg.h"
 #include "gateway/gw.h"
+#include "gateway/metrics.h"
 #include "gateway/tls_cfg.h"
 #include "gateway/htable.h"
 
@@ -137,6 +138,7 @@ static void on_signal_closed(uv_handle_t *h)
 typedef struct gw_process {
     gw_ctx ctx;
     uv_signal_t sig_int, sig_term, sig_hup;
+    gw_metrics *metrics; /* NULL when metrics_port is 0 */
 } gw_process;
 
 static void begin_shutdown(gw_process *pr)
@@ -316,13 +318,18 @@ int main(int argc, char **argv)
     uv_signal_start(&pr.sig_hup, on_hup, SIGHUP);
 
     int exit_code = 0;
-    if (pg_gateway_start(ctx) != 0 || (conf->n_mongo > 0 && mongo_gateway_start(ctx) != 0)) {
+    if (pg_gateway_start(ctx) != 0 || (conf->n_mongo > 0 && mongo_gateway_start(ctx) != 0) ||
+        gw_metrics_start(ctx, &pr.metrics) != 0) {
         exit_code = 1;
         begin_shutdown(&pr);
     } else {
         gw_info(ctx, "sluice started (pool_mode=%s)", cfg_pool_mode_name(conf->pool_mode));
     }
 
+    uv_run(&loop, UV_RUN_DEFAULT);
+    /* The metrics endpoint answers (/ready: 503) while the front ends drain, and does not keep
+     * the loop alive; close it now that they are done. */
+    gw_metrics_stop(pr.metrics);
     uv_run(&loop, UV_RUN_DEFAULT);
     if (uv_loop_close(&loop) != 0) {
         gw_error(ctx, "event loop closed with handles still open");
