@@ -15,7 +15,9 @@
 #include "auth/auth.h"
 #include "config/cfg.h"
 #include "drivers/mongo/mongo.h"
+#include "drivers/mongo/mongo_ready.h"
 #include "drivers/pg/pg.h"
+#include "drivers/pg/pg_ready.h"
 #include "gateway/gw.h"
 #include "gateway/metrics.h"
 #include "gateway/tls_cfg.h"
@@ -210,6 +212,9 @@ static int process_reload(gw_ctx *ctx)
     return 0;
 }
 
+/* What /ready asks the front ends. */
+static gw_metrics_reach_fn *const reach[] = {pg_servers_reachable, mongo_servers_reachable};
+
 static const gw_process_ops process_ops = {.reload = process_reload, .shutdown = process_shutdown};
 
 static void on_hup(uv_signal_t *h, int signum)
@@ -319,7 +324,7 @@ int main(int argc, char **argv)
 
     int exit_code = 0;
     if (pg_gateway_start(ctx) != 0 || (conf->n_mongo > 0 && mongo_gateway_start(ctx) != 0) ||
-        gw_metrics_start(ctx, &pr.metrics) != 0) {
+        gw_metrics_start(ctx, reach, 2, &pr.metrics) != 0) {
         exit_code = 1;
         begin_shutdown(&pr);
     } else {

@@ -2,7 +2,6 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "gateway/http.h"
 #include "gateway/metrics.h"
@@ -19,23 +18,28 @@ static const gw_http_limits limits = {
 struct gw_metrics {
     gw_ctx *ctx;
     gw_http *http;
-    double start_time; /* Unix time of gw_metrics_start, for process_start_time_seconds */
+    gw_metrics_reach_fn *const *reach;
+    size_t n_reach;
 };
 
-/* Why Sluice is not ready, or NULL when it is. */
-static const char *not_ready(const gw_metrics *m)
+/* Why Sluice is not ready (into why), or NULL when it is. */
+static const char *not_ready(const gw_metrics *m, char *why, size_t n)
 {
-    const gw_ctx *ctx = m->ctx;
+    gw_ctx *ctx = m->ctx;
     if (ctx->stopping)
         return "shutting down";
     if (!ctx->pg || (ctx->cfg->n_mongo > 0 && !ctx->mongo))
         return "not listening";
+    for (size_t i = 0; i < m->n_reach; i++)
+        if (!m->reach[i](ctx, why, n))
+            return why;
     return NULL;
 }
 
 static void serve_ready(gw_metrics *m, gw_http_reply *r)
 {
-    const char *why = not_ready(m);
+    char buf[512];
+    const char *why = not_ready(m, buf, sizeof buf);
     if (why) {
         r->status = 503;
         fprintf(r->body, "not ready: %s\n", why);
@@ -44,12 +48,37 @@ static void serve_ready(gw_metrics *m, gw_http_reply *r)
     }
 }
 
+/* The process_* families, named as the Prometheus client libraries name them. */
+static void write_process(FILE *f)
+{
+    gw_process_view p;
+    if (gw_process_read(&p) != 0)
+        return;
+    gw_prom_family(f, "process_cpu_seconds_total", "counter",
+                   "Total user and system CPU time spent in seconds.");
+    gw_prom_double(f, "process_cpu_seconds_total", NULL, 0,
+                   (double)(p.cpu_user_us + p.cpu_sys_us) / 1e6);
+    gw_prom_family(f, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
+    gw_prom_u64(f, "process_resident_memory_bytes", NULL, 0, p.rss_bytes);
+    gw_prom_family(f, "process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.");
+    gw_prom_u64(f, "process_virtual_memory_bytes", NULL, 0, p.vsize_bytes);
+    gw_prom_family(f, "process_open_fds", "gauge", "Number of open file descriptors.");
+    gw_prom_u64(f, "process_open_fds", NULL, 0, p.open_fds);
+    gw_prom_family(f, "process_max_fds", "gauge", "Maximum number of open file descriptors.");
+    gw_prom_u64(f, "process_max_fds", NULL, 0, p.max_fds);
+    gw_prom_family(f, "process_start_time_seconds", "gauge",
+                   "Start time of the process since unix epoch in seconds.");
+    gw_prom_double(f, "process_start_time_seconds", NULL, 0, (double)p.start_at / 1e6);
+}
+
 static void serve_metrics(gw_metrics *m, gw_http_reply *r)
 {
     r->content_type = GW_PROM_CONTENT_TYPE;
     gw_prom_family(r->body, "sluice_up", "gauge", "1 while Sluice runs and is not shutting down.");
     gw_prom_u64(r->body, "sluice_up", NULL, 0, m->ctx->stopping ? 0 : 1);
-    gw_metrics__process(r->body, m->start_time);
+    if (gw_metrics__pools(r->body, m->ctx) != 0)
+        r->status = 500; /* a partial exposition would read as pools gone */
+    write_process(r->body);
 }
 
 static void route(void *arg, const char *path, gw_http_reply *r)
@@ -65,7 +94,8 @@ static void route(void *arg, const char *path, gw_http_reply *r)
         r->status = 404;
 }
 
-int gw_metrics_start(gw_ctx *ctx, gw_metrics **out)
+int gw_metrics_start(gw_ctx *ctx, gw_metrics_reach_fn *const *reach, size_t n_reach,
+                     gw_metrics **out)
 {
     *out = NULL;
     const cfg *c = ctx->cfg;
@@ -74,9 +104,7 @@ int gw_metrics_start(gw_ctx *ctx, gw_metrics **out)
     gw_metrics *m = calloc(1, sizeof *m);
     if (!m)
         return -ENOMEM;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    *m = (gw_metrics){.ctx = ctx, .start_time = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9};
+    *m = (gw_metrics){.ctx = ctx, .reach = reach, .n_reach = n_reach};
     int rc = gw_http_start(ctx, c->metrics_addr, c->metrics_port, &limits, route, m, &m->http);
     if (rc != 0) {
         gw_error(ctx, "could not listen for metrics on %s:%d: %s", c->metrics_addr, c->metrics_port,

@@ -88,20 +88,18 @@ static void write_series(FILE *f, const char *name, const char *suffix, const gw
     fputs("} ", f);
 }
 
-static void write_double(FILE *f, double v)
+/* v as the format writes it: the shorter of two forms that read back exactly (0.1, not
+ * 0.10000000000000001), or NaN, +Inf, -Inf. */
+static const char *format_double(char b[32], double v)
 {
     if (isnan(v))
-        fputs("NaN", f);
-    else if (isinf(v))
-        fputs(v > 0 ? "+Inf" : "-Inf", f);
-    else {
-        /* The shortest of the two forms that reads back exactly (0.1, not 0.10000000000000001). */
-        char b[32];
-        snprintf(b, sizeof b, "%.15g", v);
-        if (strtod(b, NULL) != v)
-            snprintf(b, sizeof b, "%.17g", v);
-        fputs(b, f);
-    }
+        return "NaN";
+    if (isinf(v))
+        return v > 0 ? "+Inf" : "-Inf";
+    snprintf(b, 32, "%.15g", v);
+    if (strtod(b, NULL) != v)
+        snprintf(b, 32, "%.17g", v);
+    return b;
 }
 
 void gw_prom_u64(FILE *f, const char *name, const gw_prom_label *labels, size_t n, uint64_t v)
@@ -112,28 +110,24 @@ void gw_prom_u64(FILE *f, const char *name, const gw_prom_label *labels, size_t 
 
 void gw_prom_double(FILE *f, const char *name, const gw_prom_label *labels, size_t n, double v)
 {
+    char b[32];
     write_series(f, name, "", labels, n, NULL);
-    write_double(f, v);
-    fputc('\n', f);
+    fprintf(f, "%s\n", format_double(b, v));
 }
 
 void gw_prom_histogram(FILE *f, const char *name, const gw_prom_label *labels, size_t n,
-                       const double *bounds, const uint64_t *counts, size_t nb, double sum)
+                       const double *bounds, const uint64_t *cum, size_t nb, uint64_t count,
+                       double sum)
 {
-    uint64_t cum = 0;
-    char le[32];
-    for (size_t i = 0; i <= nb; i++) {
-        cum += counts[i];
-        if (i < nb)
-            snprintf(le, sizeof le, "%g", bounds[i]);
-        else
-            strcpy(le, "+Inf");
-        write_series(f, name, "_bucket", labels, n, le);
-        fprintf(f, "%" PRIu64 "\n", cum);
+    char b[32];
+    for (size_t i = 0; i < nb; i++) {
+        write_series(f, name, "_bucket", labels, n, format_double(b, bounds[i]));
+        fprintf(f, "%" PRIu64 "\n", cum[i]);
     }
+    write_series(f, name, "_bucket", labels, n, "+Inf");
+    fprintf(f, "%" PRIu64 "\n", count);
     write_series(f, name, "_sum", labels, n, NULL);
-    write_double(f, sum);
-    fputc('\n', f);
+    fprintf(f, "%s\n", format_double(b, sum));
     write_series(f, name, "_count", labels, n, NULL);
-    fprintf(f, "%" PRIu64 "\n", cum);
+    fprintf(f, "%" PRIu64 "\n", count);
 }

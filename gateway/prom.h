@@ -26,9 +26,10 @@ void gw_prom_u64(FILE *f, const char *name, const gw_prom_label *labels, size_t 
 void gw_prom_double(FILE *f, const char *name, const gw_prom_label *labels, size_t n, double v);
 
 /* One histogram's samples: name_bucket{labels,le="bound"} for each bound and +Inf, name_sum
- * and name_count. counts[i] is the number of observations ≤ bounds[i] and > bounds[i-1];
- * counts[nb] those above the last bound. Bounds and sum in the unit of the name (seconds). */
+ * and name_count. cum[i] counts the observations <= bounds[i] (cumulative, as the format wants);
+ * count is all of them. Bounds and sum in the unit of the name (seconds). */
 void gw_prom_histogram(FILE *f, const char *name, const gw_prom_label *labels, size_t n,
-                       const double *bounds, const uint64_t *counts, size_t nb, double sum);
+                       const double *bounds, const uint64_t *cum, size_t nb, uint64_t count,
+                       double sum);
 
 #endif

@@ -57,13 +57,13 @@ Test(gw_prom, doubles_read_back_and_special_values)
     check_out(f, "a 0.1\nb 0.33333333333333331\nc +Inf\nd NaN\n");
 }
 
-Test(gw_prom, histogram_buckets_are_cumulative)
+Test(gw_prom, histogram_has_every_bucket_then_sum_and_count)
 {
     FILE *f = open_out();
     gw_prom_label l[] = {{"database", "db"}};
     const double bounds[] = {0.001, 0.5};
-    const uint64_t counts[] = {2, 0, 3};
-    gw_prom_histogram(f, "h_seconds", l, 1, bounds, counts, 2, 12.25);
+    const uint64_t cum[] = {2, 2};
+    gw_prom_histogram(f, "h_seconds", l, 1, bounds, cum, 2, 5, 12.25);
     check_out(f, "h_seconds_bucket{database=\"db\",le=\"0.001\"} 2\n"
                  "h_seconds_bucket{database=\"db\",le=\"0.5\"} 2\n"
                  "h_seconds_bucket{database=\"db\",le=\"+Inf\"} 5\n"
