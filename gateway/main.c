@@ -323,8 +323,8 @@ int main(int argc, char **argv)
     uv_signal_start(&pr.sig_hup, on_hup, SIGHUP);
 
     int exit_code = 0;
-    if (pg_gateway_start(ctx) != 0 || (conf->n_mongo > 0 && mongo_gateway_start(ctx) != 0) ||
-        gw_metrics_start(ctx, reach, 2, &pr.metrics) != 0) {
+    if (gw_metrics_start(ctx, reach, 2, &pr.metrics) != 0 || pg_gateway_start(ctx) != 0 ||
+        (conf->n_mongo > 0 && mongo_gateway_start(ctx) != 0)) {
         exit_code = 1;
         begin_shutdown(&pr);
     } else {
