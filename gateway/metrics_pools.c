@@ -15,7 +15,7 @@
 
 typedef struct pool_row {
     char *database, *user, *protocol; /* owned copies */
-    gw_pool_view v;                   /* v.stats points at stats; the strings above */
+    gw_pool_view v;                   /* its numbers; its pointers are not used after the copy */
     gw_pool_stats stats;
 } pool_row;
 
@@ -98,10 +98,11 @@ static void free_row(pool_row *r)
     free(r->protocol);
 }
 
-/* Sorted and merged; the views' strings and stats point into the rows. */
+/* Sorted by (protocol, database, user), one row per name. */
 static void sort_and_merge(pool_rows *pr)
 {
-    qsort(pr->rows, pr->n, sizeof *pr->rows, row_cmp);
+    if (pr->n > 1) /* rows is NULL without pools, and qsort wants an array */
+        qsort(pr->rows, pr->n, sizeof *pr->rows, row_cmp);
     size_t out = 0;
     for (size_t i = 0; i < pr->n; i++) {
         if (out > 0 && row_cmp(&pr->rows[out - 1], &pr->rows[i]) == 0) {
@@ -114,13 +115,6 @@ static void sort_and_merge(pool_rows *pr)
         out++;
     }
     pr->n = out;
-    for (size_t i = 0; i < pr->n; i++) {
-        pool_row *r = &pr->rows[i];
-        r->v.database = r->database;
-        r->v.user = r->user;
-        r->v.protocol = r->protocol;
-        r->v.stats = &r->stats;
-    }
 }
 
 #define POOL_LABELS(r)                                                                             \
