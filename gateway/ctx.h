@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "config/cfg.h"
+#include "gateway/admin.h"
 #include "gateway/stats.h"
 
 struct uv_loop_s;
@@ -51,6 +52,9 @@ typedef struct gw_ctx {
     /* What the drivers report (gateway/stats.h): their registered sources. Zeroed with the
      * context; nothing to free. */
     gw_stats stats;
+    /* The admin console's state: paused and disabled databases, drivers' controls
+     * (gateway/admin.h). Zeroed with the context; gw_admin_free releases it. */
+    gw_admin admin;
 } gw_ctx;
 
 /* Logging to stderr with a level filter from ctx->cfg. Never blocks for long (stderr is a pipe

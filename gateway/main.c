@@ -340,6 +340,7 @@ int main(int argc, char **argv)
         gw_error(ctx, "event loop closed with handles still open");
         exit_code = 1;
     }
+    gw_admin_free(ctx);
     cfg_free(ctx->cfg);
     gw_tls_conf_release(ctx->client_tls);
     mongo_global_cleanup();
