@@ -407,6 +407,7 @@ static void show_value(const cfg_key *k, const cfg *c, char *out, size_t cap)
     case CFG_T_INT:
     case CFG_T_INT0:
     case CFG_T_PORT:
+    case CFG_T_PORT0:
         snprintf(out, cap, "%d", *(const int *)field);
         return;
     case CFG_T_MS: {
