@@ -1,11 +1,13 @@
 /* stats: histograms, tallies, the source registry and the process figures (gateway/stats.h). */
 #include "gateway/stats.h"
 
+#include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -194,6 +196,32 @@ uint64_t gw_stats_now_us(void)
 uint64_t gw_stats_wall_us(void)
 {
     return clock_us(CLOCK_REALTIME);
+}
+
+uint64_t gw_stats_wall_of(uint64_t mono_us, uint64_t now_mono, uint64_t now_wall)
+{
+    if (mono_us == 0)
+        return 0;
+    if (mono_us > now_mono)
+        return now_wall;
+    return now_wall - (now_mono - mono_us);
+}
+
+void gw_stats_addr(const struct sockaddr_storage *ss, char *out, int *port)
+{
+    out[0] = 0;
+    *port = 0;
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
+        inet_ntop(AF_INET, &in->sin_addr, out, GW_ADDR_LEN);
+        *port = ntohs(in->sin_port);
+    } else if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *in = (const struct sockaddr_in6 *)ss;
+        inet_ntop(AF_INET6, &in->sin6_addr, out, GW_ADDR_LEN);
+        *port = ntohs(in->sin6_port);
+    } else if (ss->ss_family == AF_UNIX) {
+        snprintf(out, GW_ADDR_LEN, "unix");
+    }
 }
 
 int gw_stats_register(gw_ctx *ctx, const gw_stats_source *src, void *drv)

@@ -152,6 +152,14 @@ void gw_pool_stats_add(gw_pool_stats *into, const gw_pool_stats *s);
 uint64_t gw_stats_now_us(void);
 /* Wall clock in µs since the Unix epoch. */
 uint64_t gw_stats_wall_us(void);
+/* The wall µs of a gw_stats_now_us time, given both clocks read now (0 stays 0). */
+uint64_t gw_stats_wall_of(uint64_t mono_us, uint64_t now_mono, uint64_t now_wall);
+
+/* A socket address as the views show it: numeric IPv4 or IPv6 text and its port, "unix" for a
+ * Unix socket, "" otherwise. out holds GW_ADDR_LEN bytes. */
+#define GW_ADDR_LEN 46
+struct sockaddr_storage;
+void gw_stats_addr(const struct sockaddr_storage *ss, char *out, int *port);
 
 /* ---- Views the drivers fill ---- */
 

@@ -83,10 +83,17 @@ bool pg_admin_busy(const pg_client *c)
 void pg_admin_client_gone(pg_client *c)
 {
     pg_admin *a = c->admin;
+    if (a && a->busy) {
+        gw_list_remove(&c->wait_node);
+        a->busy = false;
+    }
+}
+
+void pg_admin_client_free(pg_client *c)
+{
+    pg_admin *a = c->admin;
     if (!a)
         return;
-    if (a->busy)
-        gw_list_remove(&c->wait_node);
     free(a->stmt);
     free(a->user);
     free(a);

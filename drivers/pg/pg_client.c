@@ -103,6 +103,7 @@ void pg_client_closed(pg_client *c)
     gw_buf_release(&c->notify, &gw->bufs);
     gw_buf_release(&c->listen_reply, &gw->bufs);
     pg_auth_cred_wipe(c);
+    pg_admin_client_free(c);
 }
 
 /* Detaches c from pools, servers and indexes, then closes it; with flush, pending output (a last

@@ -539,7 +539,10 @@ int pg_admin_msg(pg_client *c, uint8_t t, const uint8_t *msg, size_t total);
 bool pg_admin_busy(const pg_client *c);
 /* The session's user name (SHOW CLIENTS). */
 const char *pg_admin_user(const pg_client *c);
+/* Its close began (a command in progress may have closed it: the session stays readable until
+ * pg_admin_client_free, from the close callback). */
 void pg_admin_client_gone(pg_client *c);
+void pg_admin_client_free(pg_client *c);
 /* From the janitor: commands that wait (PAUSE, WAIT_CLOSE) are checked again. */
 void pg_admin_tick(pg_gateway *gw);
 /* The ParameterStatus messages a console session starts with. */

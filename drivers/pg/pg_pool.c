@@ -290,6 +290,9 @@ void pg_pool_release(pg_server *s, bool client_left)
      * client's bytes as the rest of it. */
     bool mid_message = c && c->conn.pass_left > 0;
     bool pinned = c && c->pinned;
+    /* A transaction the client left open ends here for the statistics (its ROLLBACK is
+     * Sluice's, not the next client's). */
+    s->query_start_us = s->xact_start_us = 0;
     if (c) {
         c->server = NULL;
         s->client = NULL;

@@ -73,34 +73,11 @@ static void each_pool(void *drv, gw_pool_fn *fn, void *arg)
     }
 }
 
-/* Wall µs of a monotonic µs time (0 stays 0). */
-static uint64_t wall_of(uint64_t mono, uint64_t now_mono, uint64_t now_wall)
-{
-    if (mono == 0 || mono > now_mono)
-        return mono ? now_wall : 0;
-    return now_wall - (now_mono - mono);
-}
-
 /* The addresses of a connection's socket: "unix" for a Unix socket, "" when unknown. */
 typedef struct addrs {
-    char remote[INET6_ADDRSTRLEN], local[INET6_ADDRSTRLEN];
+    char remote[GW_ADDR_LEN], local[GW_ADDR_LEN];
     int rport, lport;
 } addrs;
-
-static void addr_text(const struct sockaddr_storage *ss, char *out, int *port)
-{
-    if (ss->ss_family == AF_INET) {
-        const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
-        inet_ntop(AF_INET, &in->sin_addr, out, INET6_ADDRSTRLEN);
-        *port = ntohs(in->sin_port);
-    } else if (ss->ss_family == AF_INET6) {
-        const struct sockaddr_in6 *in = (const struct sockaddr_in6 *)ss;
-        inet_ntop(AF_INET6, &in->sin6_addr, out, INET6_ADDRSTRLEN);
-        *port = ntohs(in->sin6_port);
-    } else if (ss->ss_family == AF_UNIX) {
-        snprintf(out, INET6_ADDRSTRLEN, "unix");
-    }
-}
 
 static void conn_addrs(pg_conn *c, addrs *a)
 {
@@ -111,10 +88,10 @@ static void conn_addrs(pg_conn *c, addrs *a)
     struct sockaddr_storage ss;
     socklen_t len = sizeof ss;
     if (getpeername(fd, (struct sockaddr *)&ss, &len) == 0)
-        addr_text(&ss, a->remote, &a->rport);
+        gw_stats_addr(&ss, a->remote, &a->rport);
     len = sizeof ss;
     if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0)
-        addr_text(&ss, a->local, &a->lport);
+        gw_stats_addr(&ss, a->local, &a->lport);
 }
 
 static const char *client_state(const pg_client *c)
@@ -157,8 +134,8 @@ static void each_client(void *drv, gw_conn_fn *fn, void *arg)
             .port = a.rport,
             .local_addr = a.local,
             .local_port = a.lport,
-            .connect_at = wall_of(c->connect_us, now, wall),
-            .request_at = c->server ? wall_of(c->server->request_us, now, wall) : 0,
+            .connect_at = gw_stats_wall_of(c->connect_us, now, wall),
+            .request_at = c->server ? gw_stats_wall_of(c->server->request_us, now, wall) : 0,
             .wait_us = c->state == PG_CL_WAITING && c->wait_start_us && now > c->wait_start_us
                            ? now - c->wait_start_us
                            : 0,
@@ -211,8 +188,8 @@ static void each_server(void *drv, gw_conn_fn *fn, void *arg)
                 .port = a.rport,
                 .local_addr = a.local,
                 .local_port = a.lport,
-                .connect_at = wall_of(s->connect_us, now, wall),
-                .request_at = wall_of(s->request_us, now, wall),
+                .connect_at = gw_stats_wall_of(s->connect_us, now, wall),
+                .request_at = gw_stats_wall_of(s->request_us, now, wall),
                 .link = s->client ? s->client->pid : 0,
                 .remote_pid = pid,
                 .tls = "",

@@ -1,9 +1,12 @@
-/* Unit tests for gateway/stats: histograms, code tallies, Mongo command names, the registry. */
+/* Unit tests for gateway/stats (histograms, code tallies, Mongo command names, the registry,
+ * process figures) and gateway/admin (the console's parser, PAUSE, SET). */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "gateway/ctx.h"
+#include "gateway/admin.h"
 #include "gateway/stats.h"
 
 Test(gw_hist, bucket_bounds_are_inclusive_powers_of_two)
@@ -167,4 +170,166 @@ Test(gw_process, reads_its_own_figures)
     uint64_t now = gw_stats_wall_us();
     cr_assert_leq(v.start_at, now + 1000000);
     cr_assert_gt(v.start_at + 3600ull * 1000000, now);
+}
+
+/* ---- The console's parser and commands (gateway/admin.h) through a recording sink ---- */
+
+typedef struct rec {
+    unsigned ncols, nrows;
+    char tag[32], sqlstate[6], first[64];
+    bool notice;
+} rec;
+
+static int rec_columns(void *arg, unsigned n, const char *const *names, const gw_admin_type *t)
+{
+    (void)names, (void)t;
+    ((rec *)arg)->ncols = n;
+    return 0;
+}
+
+static int rec_row(void *arg, unsigned n, const char *const *values)
+{
+    rec *r = arg;
+    if (r->nrows++ == 0 && n > 0 && values[0])
+        snprintf(r->first, sizeof r->first, "%s", values[0]);
+    return 0;
+}
+
+static int rec_done(void *arg, const char *tag)
+{
+    snprintf(((rec *)arg)->tag, sizeof((rec *)arg)->tag, "%s", tag);
+    return 0;
+}
+
+static int rec_error(void *arg, const char *sqlstate, const char *msg)
+{
+    (void)msg;
+    snprintf(((rec *)arg)->sqlstate, 6, "%s", sqlstate);
+    return 0;
+}
+
+static int rec_notice(void *arg, const char *msg, const char *detail)
+{
+    (void)msg, (void)detail;
+    ((rec *)arg)->notice = true;
+    return 0;
+}
+
+static rec run_cmd(gw_ctx *ctx, const char *sql, bool full, gw_admin_wait *wait)
+{
+    static rec r;
+    memset(&r, 0, sizeof r);
+    gw_admin_out out = {&r, rec_columns, rec_row, rec_done, rec_error, rec_notice};
+    gw_admin_wait w;
+    cr_assert_eq(gw_admin_run(ctx, sql, strlen(sql), full, &out, wait ? wait : &w), 0);
+    return r;
+}
+
+static uint32_t fake_busy_n;
+static uint32_t fake_busy(void *drv, const char *db)
+{
+    (void)drv, (void)db;
+    return fake_busy_n;
+}
+
+static bool fake_has_db(void *drv, const char *db)
+{
+    (void)drv;
+    return strcmp(db, "app") == 0;
+}
+
+static gw_ctx *admin_ctx(void)
+{
+    static gw_ctx ctx;
+    static const gw_admin_driver drv = {.busy = fake_busy, .has_db = fake_has_db};
+    static const gw_stats_source src = {.protocol = "test", .each_pool = pool_cb};
+    memset(&ctx, 0, sizeof ctx);
+    cfg *c = NULL;
+    cr_assert_eq(cfg_load_string("[sluice]\nadmin_users = a\n[databases]\napp = host=x\n",
+                                 "test.ini", &c, NULL),
+                 0);
+    ctx.cfg = c;
+    cr_assert_eq(gw_admin_register(&ctx, &drv, NULL), 0);
+    cr_assert_eq(gw_stats_register(&ctx, &src, "app"), 0);
+    return &ctx;
+}
+
+static void admin_ctx_free(gw_ctx *ctx)
+{
+    gw_admin_free(ctx);
+    cfg_free(ctx->cfg);
+}
+
+Test(gw_admin, garbage_gets_syntax_errors_and_stats_users_only_show)
+{
+    gw_ctx *ctx = admin_ctx();
+    const char *bad[] = {"",
+                         "foo",
+                         "'x'",
+                         "show",
+                         "show nothing",
+                         "pause a b",
+                         "pause a; x",
+                         "select 1",
+                         "\"unterminated",
+                         "set a",
+                         "kill",
+                         "kill_client",
+                         "kill_client -1",
+                         "shutdown now",
+                         "\x01"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        cr_assert_str_eq(run_cmd(ctx, bad[i], true, NULL).sqlstate, "42601", "%s", bad[i]);
+    cr_assert_str_eq(run_cmd(ctx, "PAUSE", false, NULL).sqlstate, "42501");
+    cr_assert_str_eq(run_cmd(ctx, "pause nosuch", true, NULL).sqlstate, "3D000");
+    rec r = run_cmd(ctx, "SHOW POOLS;", false, NULL);
+    cr_assert_eq(r.ncols, 18);
+    cr_assert_eq(r.nrows, 1);
+    cr_assert_str_eq(r.first, "app");
+    cr_assert_str_eq(r.tag, "SHOW");
+    cr_assert(run_cmd(ctx, "show help", false, NULL).notice);
+    admin_ctx_free(ctx);
+}
+
+Test(gw_admin, pause_waits_for_busy_servers_and_resume_lifts_it)
+{
+    gw_ctx *ctx = admin_ctx();
+    gw_admin_wait w;
+    fake_busy_n = 2;
+    rec r = run_cmd(ctx, "PAUSE app", true, &w);
+    cr_assert_eq(w.kind, GW_ADMIN_WAIT_PAUSE);
+    cr_assert_str_eq(r.tag, "");
+    cr_assert(gw_admin_paused(ctx, "app"));
+    cr_assert(!gw_admin_paused(ctx, "other"));
+    gw_admin_out out = {&r, rec_columns, rec_row, rec_done, rec_error, rec_notice};
+    cr_assert(!gw_admin_poll(ctx, &w, &out));
+    fake_busy_n = 0;
+    cr_assert(gw_admin_poll(ctx, &w, &out));
+    cr_assert_str_eq(r.tag, "PAUSE");
+    cr_assert_str_eq(run_cmd(ctx, "PAUSE app", true, NULL).sqlstate, "55000");
+    cr_assert_str_eq(run_cmd(ctx, "RESUME app", true, NULL).tag, "RESUME");
+    cr_assert(!gw_admin_paused(ctx, "app"));
+    cr_assert_str_eq(run_cmd(ctx, "RESUME", true, NULL).sqlstate, "55000");
+    cr_assert_str_eq(run_cmd(ctx, "disable app", true, NULL).tag, "DISABLE");
+    cr_assert(gw_admin_disabled(ctx, "app"));
+    cr_assert_str_eq(run_cmd(ctx, "ENABLE app", true, NULL).tag, "ENABLE");
+    cr_assert(!gw_admin_disabled(ctx, "app"));
+    admin_ctx_free(ctx);
+}
+
+Test(gw_admin, set_changes_reloadable_keys_only)
+{
+    gw_ctx *ctx = admin_ctx();
+    cr_assert_str_eq(run_cmd(ctx, "SET default_pool_size = 7", true, NULL).tag, "SET");
+    cr_assert_eq(ctx->cfg->default_pool_size, 7);
+    cr_assert_eq(ctx->cfg_gen, 1);
+    cr_assert_str_eq(run_cmd(ctx, "set server_reset_query to 'DISCARD ALL'", true, NULL).tag,
+                     "SET");
+    cr_assert_str_eq(run_cmd(ctx, "SET listen_port = 1", true, NULL).sqlstate, "55P02");
+    cr_assert_str_eq(run_cmd(ctx, "SET auth_type = md5", true, NULL).sqlstate, "55P02");
+    cr_assert_str_eq(run_cmd(ctx, "SET nope = 1", true, NULL).sqlstate, "42704");
+    cr_assert_str_eq(run_cmd(ctx, "SET default_pool_size = 0", true, NULL).sqlstate, "22023");
+    cr_assert_eq(ctx->cfg->default_pool_size, 7);
+    cr_assert_str_eq(run_cmd(ctx, "RELOAD", true, NULL).sqlstate, "0A000"); /* no process */
+    admin_ctx_free(ctx);
 }

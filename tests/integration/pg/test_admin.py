@@ -228,6 +228,13 @@ def test_kill_client_closes_that_client_only(sluice_factory):
     other.cursor().execute("SELECT 1")
     assert sqlstate_of(lambda: adm.cursor().execute(f"KILL_CLIENT {vid}")) == "42704"
     assert sqlstate_of(lambda: adm.cursor().execute("KILL_CLIENT abc")) == "42601"
+    # The console may end its own session.
+    own = next(r["id"] for r in show(adm, "CLIENTS")[0] if r["database"] == "sluice")
+    with pytest.raises(psycopg2.Error):
+        adm.cursor().execute(f"KILL_CLIENT {own}")
+        adm.cursor().execute("SHOW VERSION")
+    other.cursor().execute("SELECT 1")
+    assert s.running()
 
 
 def test_disable_enable_kill_reconnect_wait_close(sluice_factory):
@@ -373,3 +380,64 @@ def test_shutdown_from_the_console(sluice_factory):
         pass
     assert wait_for(lambda: not s.running())
     assert s.stop() == 0
+
+
+def _mongo_server_class():
+    """The MongoDB-wire test server of the mongo suite (its conftest, loaded under its own name
+    so it does not shadow this directory's)."""
+    import importlib.util
+    import os
+    path = os.path.join(os.path.dirname(__file__), "..", "mongo", "conftest.py")
+    spec = importlib.util.spec_from_file_location("mongo_fixtures", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.MongoServer, mod.wait_port
+
+
+@pytest.fixture()
+def mongo_backend():
+    MongoServer, _ = _mongo_server_class()
+    m = MongoServer()
+    m.start()
+    yield m
+    m.stop()
+
+
+def test_mongo_entries_show_in_the_same_views(sluice_factory, pg, mongo_backend):
+    import pymongo
+    from pgutil import free_port
+    mport = free_port()
+    # The [mongodb] section follows the last [databases] line.
+    dbs = {"postgres": f"host=127.0.0.1 port={pg.port} dbname=postgres\n[mongodb]\n"
+                       f"mdb = listen_port={mport} pool_size=3 "
+                       f"uri=mongodb://127.0.0.1:{mongo_backend.port}/?appname=sluice"}
+    s = sluice_factory(databases=dbs, **ADMIN)
+    _, wait_port = _mongo_server_class()
+    wait_port(mport)
+    client = pymongo.MongoClient(f"mongodb://127.0.0.1:{mport}/?serverSelectionTimeoutMS=10000")
+    coll = client.test.items
+    coll.insert_many([{"i": i} for i in range(5)])
+    assert coll.count_documents({}) >= 5
+    for _ in range(3):
+        list(coll.find({"i": {"$lt": 3}}))
+    adm = console(s)
+    p = pool(adm, "mdb")
+    assert p is not None and p["protocol"] == "mongodb"
+    assert p["cl_active"] >= 1 and p["sv_idle"] + p["sv_active"] >= 1
+    rows, _ = show(adm, "STATS")
+    m = next(r for r in rows if r["database"] == "mdb")
+    assert m["protocol"] == "mongodb"
+    assert int(m["total_query_count"]) >= 5 and int(m["total_mongo_command_count"]) >= 5
+    cmds = {(r["database"], r["command"]): int(r["count"]) for r in show(adm, "MONGO_COMMANDS")[0]}
+    assert cmds[("mdb", "insert")] == 1 and cmds[("mdb", "find")] == 3
+    clients, _ = show(adm, "CLIENTS")
+    assert any(r["database"] == "mdb" and r["protocol"] == "mongodb" for r in clients)
+    servers, _ = show(adm, "SERVERS")
+    assert any(r["database"] == "mdb" and r["protocol"] == "mongodb" for r in servers)
+    dbrows, _ = show(adm, "DATABASES")
+    assert any(r["name"] == "mdb" and r["protocol"] == "mongodb" and r["pool_size"] == 3
+               for r in dbrows)
+    # A Mongo client can be killed from the console too.
+    mid = next(r["id"] for r in clients if r["database"] == "mdb")
+    adm.cursor().execute(f"KILL_CLIENT {mid}")
+    client.close()
