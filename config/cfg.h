@@ -97,6 +97,8 @@ typedef struct cfg {
     char *listen_addr;        /* default "127.0.0.1"; "*" means all addresses */
     int listen_port;          /* default 6432 */
     char *unix_socket_dir;    /* default "/tmp"; "" disables the Unix socket */
+    char *metrics_addr;       /* default "127.0.0.1"; the HTTP metrics and probe endpoint */
+    int metrics_port;         /* default 0 = no metrics endpoint */
     cfg_pool_mode pool_mode;  /* default transaction */
     int default_pool_size;    /* default 20 */
     int min_pool_size;        /* default 0 */
@@ -133,6 +135,7 @@ typedef struct cfg {
     char *client_tls_ecdhcurve; /* default "auto" */
     char *client_tls_dheparams; /* default "auto" */
     cfg_log_level log_level;    /* default info */
+    uint64_t stats_period_ms;   /* default 60 s: the stats log line and SHOW STATS averages */
 
     /* Loaded with the file, so --check validates them and a reload re-reads them. */
     struct auth_userlist *users; /* auth_file's users; NULL without auth_file */
@@ -189,5 +192,13 @@ size_t cfg_restart_keys(const cfg *old, const cfg *next, const char **names, siz
 /* Writes the [sluice] key reference (name, type and unit, default, reload policy, meaning) as a
  * Markdown table; config/README.md carries its output. */
 void cfg_write_reference(FILE *out);
+
+/* The admin console's view of the key table: the i-th key's name, its current value in c as
+ * the file would give it, its default, and whether SET may change it (0), or -1 past the end. */
+int cfg_key_show(const cfg *c, size_t i, const char **name, char *value, size_t cap,
+                 const char **def, bool *changeable);
+/* SET name = value on the running config (keys the console may change only). 0; -ENOENT for
+ * an unknown key, -EPERM for one SET cannot change, -EINVAL for a bad value; err says why. */
+int cfg_set(cfg *c, const char *name, const char *value, char *err, size_t cap);
 
 #endif

@@ -21,6 +21,7 @@ typedef enum cfg_type {
     CFG_T_INT,     /* int, 1..CFG__INT_MAX */
     CFG_T_INT0,    /* int, 0..CFG__INT_MAX */
     CFG_T_PORT,    /* int, 1..65535 */
+    CFG_T_PORT0,   /* int, 0..65535; 0 turns the listener off */
     CFG_T_MS,      /* uint64_t milliseconds, given in seconds or with a unit */
     CFG_T_SIZE,    /* uint32_t bytes, 1024..INT32_MAX, with an optional kB/MB/GB suffix */
     CFG_T_MODE,    /* cfg_pool_mode */

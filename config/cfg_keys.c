@@ -2,6 +2,8 @@
  * cfg_keys: the [sluice] key table. Defaults, value parsing, range checks, the Markdown reference
  * and the reload policy all read the same rows, so they cannot drift apart.
  */
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,6 +18,11 @@ const cfg_key cfg__keys[] = {
      "TCP port for PostgreSQL clients."},
     {"unix_socket_dir", CFG_T_STR, OFF(unix_socket_dir), "/tmp", CFG_RESTART,
      "Directory of the Unix socket `.s.PGSQL.<listen_port>`; empty disables it."},
+    {"metrics_addr", CFG_T_STR, OFF(metrics_addr), "127.0.0.1", CFG_RESTART,
+     "Address of the HTTP endpoint for Prometheus (`/metrics`) and probes (`/health`, "
+     "`/ready`); `*` listens on every IPv4 address."},
+    {"metrics_port", CFG_T_PORT0, OFF(metrics_port), "0", CFG_RESTART,
+     "TCP port of that endpoint; 0 turns it off."},
     {"pool_mode", CFG_T_MODE, OFF(pool_mode), "transaction", CFG_RELOAD,
      "When a server connection goes back to the pool: at client disconnect (`session`) or at "
      "the end of each transaction (`transaction`)."},
@@ -110,6 +117,9 @@ const cfg_key cfg__keys[] = {
      "built-in groups sized to the certificate)."},
     {"log_level", CFG_T_LOG, OFF(log_level), "info", CFG_RELOAD,
      "`error`, `warning`, `info` or `debug`."},
+    {"stats_period", CFG_T_MS, OFF(stats_period_ms), "60", CFG_RELOAD,
+     "How often a statistics line per database is logged, and the period over which SHOW STATS "
+     "averages are computed."},
     {NULL, 0, 0, NULL, 0, NULL},
 };
 
@@ -195,12 +205,16 @@ int cfg__set_key(cfg__loader *l, const cfg_key *k, const char *v, int line)
         return 0;
     }
     case CFG_T_PORT:
-        if (cfg__parse_int(v, 65535, &n) != 0 || n < 1) {
-            cfg__error(l, line, "%s: expected a port number from 1 to 65535, got '%s'", k->name, v);
+    case CFG_T_PORT0: {
+        long min = k->type == CFG_T_PORT ? 1 : 0;
+        if (cfg__parse_int(v, 65535, &n) != 0 || n < min) {
+            cfg__error(l, line, "%s: expected a port number from %ld to 65535, got '%s'", k->name,
+                       min, v);
             return -1;
         }
         *(int *)field = (int)n;
         return 0;
+    }
     case CFG_T_MS:
         if (cfg__parse_duration_ms(v, &u) != 0) {
             cfg__error(l, line,
@@ -293,6 +307,8 @@ static const char *type_unit(cfg_type t)
         return "integer ≥ 0";
     case CFG_T_PORT:
         return "port 1–65535";
+    case CFG_T_PORT0:
+        return "port 0–65535";
     case CFG_T_MS:
         return "seconds";
     case CFG_T_SIZE:
@@ -355,6 +371,7 @@ static bool same_value(const cfg_key *k, const cfg *a, const cfg *b)
     case CFG_T_INT:
     case CFG_T_INT0:
     case CFG_T_PORT:
+    case CFG_T_PORT0:
         return *(const int *)fa == *(const int *)fb;
     }
     abort();
@@ -371,4 +388,113 @@ size_t cfg_restart_keys(const cfg *old, const cfg *next, const char **names, siz
         n++;
     }
     return n;
+}
+
+/* Keys SET refuses although a reload applies them: their values are checked against files
+ * (auth_file, certificates) that only a reload loads. */
+static bool set_needs_reload(const cfg_key *k)
+{
+    return strncmp(k->name, "auth_", 5) == 0 || strncmp(k->name, "client_tls_", 11) == 0;
+}
+
+static void show_value(const cfg_key *k, const cfg *c, char *out, size_t cap)
+{
+    const void *field = (const char *)c + k->offset;
+    switch (k->type) {
+    case CFG_T_STR:
+        snprintf(out, cap, "%s", *(char *const *)field ? *(char *const *)field : "");
+        return;
+    case CFG_T_INT:
+    case CFG_T_INT0:
+    case CFG_T_PORT:
+    case CFG_T_PORT0:
+        snprintf(out, cap, "%d", *(const int *)field);
+        return;
+    case CFG_T_MS: {
+        uint64_t ms = *(const uint64_t *)field;
+        if (ms % 1000 == 0)
+            snprintf(out, cap, "%llu", (unsigned long long)(ms / 1000));
+        else
+            snprintf(out, cap, "%llums", (unsigned long long)ms);
+        return;
+    }
+    case CFG_T_SIZE:
+        snprintf(out, cap, "%u", *(const uint32_t *)field);
+        return;
+    case CFG_T_MODE:
+        snprintf(out, cap, "%s", cfg_pool_mode_name(*(const cfg_pool_mode *)field));
+        return;
+    case CFG_T_AUTH:
+        snprintf(out, cap, "%s", cfg_auth_type_name(*(const cfg_auth_type *)field));
+        return;
+    case CFG_T_LIST: {
+        const cfg_names *l = field;
+        size_t used = 0;
+        out[0] = 0;
+        for (size_t i = 0; i < l->n && used < cap; i++) {
+            int n = snprintf(out + used, cap - used, "%s%s", i ? "," : "", l->names[i]);
+            if (n < 0)
+                break;
+            used += (size_t)n;
+        }
+        return;
+    }
+    case CFG_T_BOOL:
+        snprintf(out, cap, "%d", *(const bool *)field ? 1 : 0);
+        return;
+    case CFG_T_LOG:
+        snprintf(out, cap, "%s", log_names[*(const cfg_log_level *)field]);
+        return;
+    case CFG_T_TLSMODE:
+        snprintf(out, cap, "%s", cfg_tls_mode_name(*(const cfg_tls_mode *)field));
+        return;
+    }
+    out[0] = 0;
+}
+
+int cfg_key_show(const cfg *c, size_t i, const char **name, char *value, size_t cap,
+                 const char **def, bool *changeable)
+{
+    for (size_t j = 0; j < i; j++)
+        if (!cfg__keys[j].name)
+            return -1;
+    const cfg_key *k = &cfg__keys[i];
+    if (!k->name)
+        return -1;
+    *name = k->name;
+    *def = k->def;
+    *changeable = k->reload == CFG_RELOAD && !set_needs_reload(k);
+    show_value(k, c, value, cap);
+    return 0;
+}
+
+int cfg_set(cfg *c, const char *name, const char *value, char *err, size_t cap)
+{
+    const cfg_key *k = cfg__key(name);
+    if (!k) {
+        snprintf(err, cap, "unknown config parameter: %s", name);
+        return -ENOENT;
+    }
+    if (k->reload != CFG_RESTART && !set_needs_reload(k)) {
+        char *text = NULL;
+        size_t len = 0;
+        FILE *diag = open_memstream(&text, &len);
+        cfg__loader l = {.c = c, .name = "SET", .diag = diag};
+        int rc = cfg__set_key(&l, k, value, 0);
+        if (diag)
+            fclose(diag);
+        if (rc != 0) {
+            /* "SET:0: key: expected ..." without its place. */
+            const char *msg = text ? strstr(text, ": ") : NULL;
+            snprintf(err, cap, "%s", msg ? msg + 2 : "invalid value");
+            size_t n = strlen(err);
+            while (n > 0 && err[n - 1] == '\n')
+                err[--n] = 0;
+        }
+        free(text);
+        return rc != 0 ? -EINVAL : 0;
+    }
+    snprintf(err, cap, "%s cannot be changed with SET: %s", name,
+             k->reload == CFG_RESTART ? "it needs a restart" : "use RELOAD after editing the file");
+    return -EPERM;
 }

@@ -11,6 +11,8 @@
 #include <stdint.h>
 
 #include "config/cfg.h"
+#include "gateway/admin.h"
+#include "gateway/stats.h"
 
 struct uv_loop_s;
 struct gw_ctx;
@@ -47,6 +49,12 @@ typedef struct gw_ctx {
     /* Per-process random secret from which an unknown user's fake SCRAM verifier is derived, so
      * a login attempt answers the same way whether the user exists or not. */
     uint8_t auth_seed[32];
+    /* What the drivers report (gateway/stats.h): their registered sources. Zeroed with the
+     * context; nothing to free. */
+    gw_stats stats;
+    /* The admin console's state: paused and disabled databases, drivers' controls
+     * (gateway/admin.h). Zeroed with the context; gw_admin_free releases it. */
+    gw_admin admin;
 } gw_ctx;
 
 /* Logging to stderr with a level filter from ctx->cfg. Never blocks for long (stderr is a pipe

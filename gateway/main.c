@@ -15,8 +15,11 @@
 #include "auth/auth.h"
 #include "config/cfg.h"
 #include "drivers/mongo/mongo.h"
+#include "drivers/mongo/mongo_ready.h"
 #include "drivers/pg/pg.h"
+#include "drivers/pg/pg_ready.h"
 #include "gateway/gw.h"
+#include "gateway/metrics.h"
 #include "gateway/tls_cfg.h"
 #include "gateway/htable.h"
 
@@ -137,6 +140,7 @@ static void on_signal_closed(uv_handle_t *h)
 typedef struct gw_process {
     gw_ctx ctx;
     uv_signal_t sig_int, sig_term, sig_hup;
+    gw_metrics *metrics; /* NULL when metrics_port is 0 */
 } gw_process;
 
 static void begin_shutdown(gw_process *pr)
@@ -207,6 +211,9 @@ static int process_reload(gw_ctx *ctx)
     cfg_free(old);
     return 0;
 }
+
+/* What /ready asks the front ends. */
+static gw_metrics_reach_fn *const reach[] = {pg_servers_reachable, mongo_servers_reachable};
 
 static const gw_process_ops process_ops = {.reload = process_reload, .shutdown = process_shutdown};
 
@@ -316,7 +323,8 @@ int main(int argc, char **argv)
     uv_signal_start(&pr.sig_hup, on_hup, SIGHUP);
 
     int exit_code = 0;
-    if (pg_gateway_start(ctx) != 0 || (conf->n_mongo > 0 && mongo_gateway_start(ctx) != 0)) {
+    if (gw_metrics_start(ctx, reach, 2, &pr.metrics) != 0 || pg_gateway_start(ctx) != 0 ||
+        (conf->n_mongo > 0 && mongo_gateway_start(ctx) != 0)) {
         exit_code = 1;
         begin_shutdown(&pr);
     } else {
@@ -324,10 +332,15 @@ int main(int argc, char **argv)
     }
 
     uv_run(&loop, UV_RUN_DEFAULT);
+    /* The metrics endpoint answers (/ready: 503) while the front ends drain, and does not keep
+     * the loop alive; close it now that they are done. */
+    gw_metrics_stop(pr.metrics);
+    uv_run(&loop, UV_RUN_DEFAULT);
     if (uv_loop_close(&loop) != 0) {
         gw_error(ctx, "event loop closed with handles still open");
         exit_code = 1;
     }
+    gw_admin_free(ctx);
     cfg_free(ctx->cfg);
     gw_tls_conf_release(ctx->client_tls);
     mongo_global_cleanup();

@@ -211,6 +211,7 @@ mongo_backend *mongo_core_backend_connected(mongo_front *f, struct mongo_shell_c
                                             const char *host, const mongo_limits *limits)
 {
     f->n_connecting--;
+    GW_STAT_ADD(f->stats.server_connects, 1);
     if (f->stopping)
         return NULL;
     mongo_backend *b = calloc(1, sizeof *b);
@@ -240,5 +241,6 @@ mongo_backend *mongo_core_backend_connected(mongo_front *f, struct mongo_shell_c
 void mongo_core_connect_failed(mongo_front *f, const char *target, const char *error)
 {
     f->n_connecting--;
+    GW_STAT_ADD(f->stats.server_connect_failures, 1);
     mongo__pool_connect_failed(f, target, error);
 }

@@ -44,6 +44,15 @@ static void client_set_state(mongo_client *c, mongo_client_state next)
     }
     if (prev == MONGO_CL_WAITING)
         gw_list_remove(&c->wait_node);
+#if GW_STATS_ON
+    if (next == MONGO_CL_WAITING) {
+        c->wait_start_us = gw_stats_now_us();
+    } else if (prev == MONGO_CL_WAITING) {
+        uint64_t waited = gw_stats_now_us() - c->wait_start_us;
+        GW_STAT_ADD(f->stats.wait_time_us, waited);
+        GW_STAT_HIST(&f->stats.wait_hist, waited);
+    }
+#endif
     if (prev == MONGO_CL_NEW) {
         gw_list_push_tail(&f->clients, &c->node);
         f->n_clients++;
@@ -112,6 +121,7 @@ static void send_msg(mongo_client *c, uint8_t *msg, size_t len, size_t cap, bool
         mongo__client_close(c, MONGO_END_NOMEM, NULL);
         return;
     }
+    GW_STAT_ADD(c->front->stats.bytes_sent, len);
     int rc = mongo_shell_client_write(c, msg, len, cap);
     if (rc != 0) {
         mongo__buf_put(c->front, msg, cap);
@@ -151,6 +161,11 @@ static void reply_error(mongo_client *c, int32_t response_to, int code, const ch
                         const char *errmsg, const char *label, bool close_after)
 {
     bson_t doc;
+#if GW_STATS_ON
+    char code_text[16];
+    int n = snprintf(code_text, sizeof code_text, "%d", code);
+    GW_STAT_CODE(&c->front->stats.errors, code_text, (size_t)n);
+#endif
     mongo_error_doc(&doc, code, code_name, errmsg, label);
     reply_doc(c, response_to, &doc, close_after);
 }
@@ -202,6 +217,7 @@ void mongo__client_got_backend(mongo_client *c, mongo_backend *b)
         return;
     }
     client_set_state(c, MONGO_CL_ACTIVE);
+    GW_STAT_ADD(f->stats.server_assignments, 1);
     c->backend = b;
     b->client = c;
     b->busy_since = c->since;
@@ -251,6 +267,7 @@ void mongo__client_got_reply(mongo_client *c, const char *host, uint8_t *msg, si
         mongo__sessions_note_reply(c, host, &body);
     mongo_rewrite_ids(msg, len, mongo__next_id(c->front), c->r.client_id);
     c->backend = NULL;
+    mongo__count_reply(c);
     send_msg(c, msg, len, cap, false);
     if (c->state != MONGO_CL_CLOSING)
         request_done(c);
@@ -355,6 +372,7 @@ static msg_outcome handle_message(mongo_client *c)
         return MSG_DONE;
     }
     snprintf(c->r.cmd, sizeof c->r.cmd, "%s", m.command);
+    mongo__count_request(c, m.command);
     c->r.more_to_come = (m.flags & MONGO_MSG_MORE_TO_COME) != 0;
     if (mongo__is_hello(m.command))
         return MSG_DISPATCH;
@@ -500,6 +518,7 @@ void mongo_core_client_read(mongo_client *c, size_t n)
 {
     mongo_assert(c->in && n <= c->in_cap - c->in_len);
     c->in_len += n;
+    GW_STAT_ADD(c->front->stats.bytes_recv, n);
     process_input(c);
 }
 
@@ -530,6 +549,7 @@ mongo_client *mongo_core_client_accepted(mongo_front *f, struct mongo_shell_conn
     c->io = io;
     c->front = f;
     c->conn_id = ++f->next_conn_id;
+    c->connect_us = gw_stats_now_us();
     c->need_auth = f->auth_type == CFG_AUTH_SCRAM;
     gw_list_init(&c->wait_node);
     gw_list_init(&c->cursors);

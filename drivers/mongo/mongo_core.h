@@ -30,6 +30,7 @@
 #include "drivers/mongo/mongo_shell.h"
 #include "gateway/htable.h"
 #include "gateway/list.h"
+#include "gateway/stats.h"
 
 struct mongo_front;
 struct mongo_backend;
@@ -151,6 +152,9 @@ typedef struct mongo_client {
     uint8_t auth_failures;   /* failed logins on this connection, for good */
     struct mongo_sasl *sasl; /* the conversation under way, NULL between them */
     char *auth_user;         /* who it logged in as, for the log; NULL when not known */
+    /* Statistics, monotonic µs (gw_stats_now_us): connected; entered MONGO_CL_WAITING; the
+     * request in hand arrived; its transaction's first statement arrived (0: none). */
+    uint64_t connect_us, wait_start_us, req_start_us, xact_start_us;
 } mongo_client;
 
 /* A backend connection's state. It says which front lists the connection is on (backends from
@@ -257,6 +261,7 @@ typedef struct mongo_front {
     unsigned ticks;
     uint8_t *spare[MONGO_BUF_CACHE];
     int n_spare;
+    gw_pool_stats stats; /* the entry's counters, as a pool's (gateway/stats.h) */
 } mongo_front;
 
 /* A requestID for a message Sluice sends: unique per front, positive, never 0. */
@@ -315,6 +320,9 @@ void mongo__auth_free(mongo_client *c);
 
 /* mongo_client.c */
 void mongo__client_close(mongo_client *c, mongo_end why, const char *detail);
+/* Statistics (mongo_count.c): a command arrived; the reply to the request in hand came. */
+void mongo__count_request(mongo_client *c, const char *cmd);
+void mongo__count_reply(mongo_client *c);
 /* Gives the request in hand to b (already taken from the pool for c). */
 void mongo__client_got_backend(mongo_client *c, struct mongo_backend *b);
 /* The reply to c's request (takes ownership of msg, a buffer of cap bytes). */

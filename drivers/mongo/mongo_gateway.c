@@ -222,6 +222,7 @@ int mongo_gateway_start(gw_ctx *ctx)
     gw->n_fronts = ctx->cfg->n_mongo;
     for (size_t i = 0; i < gw->n_fronts; i++)
         init_front(gw, &gw->fronts[i], &ctx->cfg->mongo[i]);
+    mongo__stats_register(gw);
     int rc = uv_timer_init(ctx->loop, &gw->janitor);
     if (rc != 0) {
         gw_error(ctx, "mongo: cannot create its timer: %s", uv_strerror(rc));
@@ -247,6 +248,7 @@ void mongo_gateway_stop(gw_ctx *ctx)
     if (!gw || gw->stopping)
         return;
     gw->stopping = true;
+    mongo__stats_unregister(gw);
     if (gw->janitor_open)
         uv_close((uv_handle_t *)&gw->janitor, on_handle_closed);
     for (size_t i = 0; i < gw->n_fronts; i++) {

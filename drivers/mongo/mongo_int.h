@@ -66,6 +66,9 @@ typedef struct mongo_gateway {
 /* mongo_gateway.c */
 /* Frees the gateway once it is stopping and its last handle and connection are gone. */
 void mongo__gateway_maybe_free(mongo_gateway *gw);
+/* mongo_stats.c: the entries' stats source and console controls, in ctx from start to stop. */
+void mongo__stats_register(mongo_gateway *gw);
+void mongo__stats_unregister(mongo_gateway *gw);
 /* Re-reads the fronts' settings when the config was reloaded. */
 void mongo__refresh_settings(mongo_gateway *gw);
 

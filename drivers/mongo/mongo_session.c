@@ -193,6 +193,7 @@ static mongo_txn *new_txn(mongo_client *c, const uint8_t *sid)
     t->owner = c;
     gw_list_push_tail(&c->txns, &t->owner_node);
     c->n_txns++;
+    GW_STAT_ADD(c->front->stats.txns_pinned, 1);
     return t;
 }
 
@@ -365,6 +366,7 @@ static void kill_cursor(mongo_front *f, const mongo_cursor *cur)
     if (cur->lsid_len && bson_init_static(&lsid, cur->lsid, cur->lsid_len))
         BSON_APPEND_DOCUMENT(&cmd, "lsid", &lsid);
     mongo__pool_fire_and_forget(f, cur->host, &cmd);
+    GW_STAT_ADD(f->stats.killed_cursors, 1);
     bson_destroy(&cmd);
 }
 
@@ -440,6 +442,7 @@ void mongo__sessions_note_reply(mongo_client *c, const char *host, const bson_t 
     cur->owner = c;
     gw_list_push_tail(&c->cursors, &cur->owner_node);
     c->n_cursors++;
+    GW_STAT_ADD(c->front->stats.cursors_pinned, 1);
 }
 
 void mongo__sessions_client_gone(mongo_client *c)
@@ -460,6 +463,7 @@ void mongo__sessions_client_gone(mongo_client *c)
             BSON_APPEND_UTF8(&cmd, "$db", "admin");
             mongo_debug(f, "aborting the transaction a leaving client left open");
             mongo__pool_fire_and_forget(f, t->host, &cmd);
+            GW_STAT_ADD(f->stats.aborted_txns, 1);
             bson_destroy(&cmd);
         }
         free_txn_node(&t->hnode, f);

@@ -109,6 +109,8 @@ int pg_relay_server_msg(pg_server *s, uint8_t t, const uint8_t *msg, size_t tota
                 return -1;
             }
         }
+        if (fwd)
+            pg_count_error(s->pool, body, len);
         if (head && strchr("PBDEC", head->type))
             pg_reqq_error_pop(s);
         break;
@@ -123,8 +125,11 @@ int pg_relay_server_msg(pg_server *s, uint8_t t, const uint8_t *msg, size_t tota
             return -1;
         }
         s->tx = (char)body[0];
-        if (head && (head->type == 'S' || head->type == 'Q' || head->type == 'F'))
+        if (head && (head->type == 'S' || head->type == 'Q' || head->type == 'F')) {
+            if (head->action == PG_REQ_FORWARD)
+                pg_count_ready(s);
             pg_reqq_pop(s);
+        }
         break;
     case 'S': {
         pg_reader r = pg_reader_make(body, len);

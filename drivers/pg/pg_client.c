@@ -49,6 +49,15 @@ void pg_client_set_state(pg_client *c, pg_client_state st)
         gw__assert_fail("legal client state change", __FILE__, __LINE__);
     }
     gw_assert(st != PG_CL_CLOSING || c->conn.end != PG_END_NONE);
+    if (old == PG_CL_WAITING || st == PG_CL_WAITING)
+        pg_count_wait(c, old, st);
+    if (c->pool) {
+        /* LOGIN_WAIT to ACTIVE: the states a client of the pool is counted in. */
+        if (old >= PG_CL_LOGIN_WAIT && old <= PG_CL_ACTIVE)
+            c->pool->n_cl[old]--;
+        if (st >= PG_CL_LOGIN_WAIT && st <= PG_CL_ACTIVE)
+            c->pool->n_cl[st]++;
+    }
     if (client_list(c, old))
         gw_list_remove(&c->wait_node);
     gw_list *l = client_list(c, st);
@@ -71,6 +80,7 @@ void pg_client_start(pg_client *c, pg_gateway *gw)
     pg_client_stmts_init(&c->stmts);
     pg_client_set_state(c, PG_CL_STARTUP);
     c->accepted = c->since;
+    c->connect_us = gw_stats_now_us();
     /* Over the limit the client is still read, so it gets a proper error after its startup
      * packet instead of a silent close. */
     if (gw->n_clients >= (uint32_t)gw->ctx->cfg->max_client_conn) {
@@ -93,6 +103,7 @@ void pg_client_closed(pg_client *c)
     gw_buf_release(&c->notify, &gw->bufs);
     gw_buf_release(&c->listen_reply, &gw->bufs);
     pg_auth_cred_wipe(c);
+    pg_admin_client_free(c);
 }
 
 /* Detaches c from pools, servers and indexes, then closes it; with flush, pending output (a last
@@ -107,6 +118,7 @@ static void client_close(pg_client *c, pg_end why, const char *detail, bool flus
              client_state_names[c->state], pg_end_name(why), detail);
     pg_notify_client_gone(c);
     pg_auth_client_gone(c);
+    pg_admin_client_gone(c);
     if (c->server)
         pg_pool_release(c->server, true);
     pg_unpin(c);
@@ -150,8 +162,10 @@ void pg_client_finish_login(pg_client *c)
     pg_pool *p = c->pool;
     gw_buf *out = &c->conn.out;
     int rc = pg_build_auth_ok(out, &gw->bufs);
+    if (!p)
+        rc = rc ? rc : pg_admin_params(out, &gw->bufs);
     /* The server's values, except where the client asked for its own. */
-    for (const char *k = pg_params_first(&p->defaults); k && rc == 0;
+    for (const char *k = p ? pg_params_first(&p->defaults) : NULL; k && rc == 0;
          k = pg_params_next(&p->defaults, k)) {
         const char *v = pg_params_get(&c->params, k);
         rc = pg_build_param_status(out, &gw->bufs, k, v ? v : pg_params_value(k));
@@ -174,7 +188,8 @@ void pg_client_finish_login(pg_client *c)
     }
     c->params_fp = pg_params_fingerprint(&c->params);
     pg_client_set_state(c, PG_CL_IDLE);
-    gw_debug(gw->ctx, "client %u logged in to %s as %s", c->pid, p->dbname, p->user);
+    gw_debug(gw->ctx, "client %u logged in to %s as %s", c->pid, p ? p->dbname : "the console",
+             p ? p->user : pg_admin_user(c));
     pg_conn_mark_process(&c->conn);
 }
 
@@ -315,7 +330,8 @@ static void handle_startup(pg_client *c, const uint8_t *body, size_t len, size_t
     const char *dbname = su.database && *su.database ? su.database : su.user;
     /* As PostgreSQL: a client that must prove who it is learns whether the database exists
      * only once it has (pg_client_login checks then). */
-    if (ctx->cfg->auth_type == CFG_AUTH_TRUST && !cfg_find_database(ctx->cfg, dbname)) {
+    if (ctx->cfg->auth_type == CFG_AUTH_TRUST && !cfg_find_database(ctx->cfg, dbname) &&
+        !pg_admin_dbname(dbname)) {
         pg_client_fatal(c, PG_END_LOGIN_REFUSED, "3D000", "database \"%s\" does not exist", dbname);
         return;
     }
@@ -351,6 +367,16 @@ static void handle_startup(pg_client *c, const uint8_t *body, size_t len, size_t
 void pg_client_login(pg_client *c, const char *dbname, const char *user)
 {
     pg_gateway *gw = c->conn.gw;
+    /* The console's name wins over a [databases] entry of the same name, as in PgBouncer. */
+    if (pg_admin_dbname(dbname)) {
+        pg_admin_login(c, user);
+        return;
+    }
+    if (gw_admin_disabled(gw->ctx, dbname)) {
+        pg_client_fatal(c, PG_END_LOGIN_REFUSED, "57P03",
+                        "database \"%s\" does not allow connections now (DISABLE)", dbname);
+        return;
+    }
     /* Looked up again: a reload during a long exchange may have changed [databases]. */
     const cfg_database *db = cfg_find_database(gw->ctx->cfg, dbname);
     if (!db) {
@@ -363,6 +389,7 @@ void pg_client_login(pg_client *c, const char *dbname, const char *user)
         return;
     }
     c->pool = p;
+    GW_STAT_ADD(p->stats.client_logins, 1);
     /* What the client proved itself with may be what the pool logs in to its servers with. */
     if (c->cred)
         pg_pool_cred_learn(p, c->cred);
@@ -454,7 +481,7 @@ void pg_client_process(pg_client *c)
                 pg_pool_release_if_done(c->server);
             continue;
         }
-        if (avail < 5 || c->listen_wait)
+        if (avail < 5 || c->listen_wait || pg_admin_busy(c))
             break;
         if (client_saturated(c)) {
             c->conn.in_blocked = true;
@@ -521,6 +548,14 @@ void pg_client_process(pg_client *c)
             pg_client_close(c, PG_END_CLIENT_LEFT, "client terminated the session");
             return;
         }
+        if (c->admin) {
+            /* A console session: Sluice answers (a message too long for a console command is
+             * refused before its body is looked at, whole or not). */
+            if (pg_admin_msg(c, t, p, total) != 0)
+                return;
+            pos += total;
+            continue;
+        }
         if (c->state == PG_CL_IDLE) {
             /* Sync and Flush with no transaction open need no server. */
             if ((t == 'S' || t == 'H') && mlen == 4) {
@@ -571,6 +606,8 @@ void pg_client_process(pg_client *c)
     }
     if (pg_conn_closing(&c->conn))
         return;
+    if (c->pool)
+        GW_STAT_ADD(c->pool->stats.bytes_recv, pos);
     gw_buf_consume(&c->conn.in, &gw->bufs, pos);
     if (need && gw_buf_reserve(&c->conn.in, &gw->bufs, need) != 0)
         pg_client_fatal(c, PG_END_NO_MEMORY, "53200", "out of memory");

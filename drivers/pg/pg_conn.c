@@ -33,6 +33,7 @@ void pg_core_init(pg_gateway *gw, gw_ctx *ctx)
     gw_list_init(&gw->clients);
     gw_list_init(&gw->pools);
     gw_list_init(&gw->ready);
+    gw_list_init(&gw->admin_waiting);
     gw_htable_init(&gw->keys);
     pg_stmt_registry_init(&gw->stmts);
     gw_bufpool_init(&gw->bufs, 1024);

@@ -29,6 +29,7 @@ typedef enum pg_end {
     PG_END_IO_ERROR,        /* a socket read or write failed */
     PG_END_SHUTDOWN,        /* Sluice is stopping (57P01) */
     PG_END_AUTH_FAILED,     /* wrong password or unknown user (28P01) */
+    PG_END_ADMIN,           /* the admin console closed it (KILL, KILL_CLIENT, RECONNECT) */
 } pg_end;
 
 /* A short stable name for logs ("client_left", "protocol", ...). */

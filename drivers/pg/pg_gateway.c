@@ -14,6 +14,7 @@
 #include "drivers/pg/pg_int.h"
 #include "drivers/pg/pg_io.h"
 #include "drivers/pg/pg_shell.h"
+#include "gateway/admin.h"
 
 #define PG_JANITOR_MS 100
 
@@ -85,6 +86,8 @@ static void on_janitor(uv_timer_t *h)
     pg_gateway *gw = h->data;
     uint64_t now = gw_now(gw->ctx);
     pg_core_tick(gw, now);
+    pg_admin_tick(gw);
+    gw_admin_tick(gw->ctx);
     pg_gateway_run_ready(gw);
 }
 
@@ -214,6 +217,7 @@ int pg_gateway_start(gw_ctx *ctx)
     pg_gateway *gw = &io->gw;
     ctx->pg = gw;
     pg_core_init(gw, ctx);
+    pg_stats_register(gw);
     if (uv_random(NULL, NULL, &gw->rng, sizeof gw->rng, 0, NULL) != 0)
         gw->rng = (uint64_t)uv_hrtime();
 
@@ -248,6 +252,7 @@ void pg_gateway_stop(gw_ctx *ctx)
         return;
     pg_io_gateway *io = io_of(gw);
     gw->stopping = true;
+    pg_stats_unregister(gw);
     close_own(&io->tcp, &io->tcp_open);
     close_own(&io->tcp4, &io->tcp4_open);
     if (io->unix_open)

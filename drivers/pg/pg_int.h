@@ -24,6 +24,7 @@
 #include "gateway/ctx.h"
 #include "gateway/htable.h"
 #include "gateway/list.h"
+#include "gateway/stats.h"
 
 /* Longest message a client may send during its login exchange (a password, a SASL message):
  * PostgreSQL's own password packets stay far below it. */
@@ -142,6 +143,11 @@ typedef struct pg_server {
     /* Sluice's own login to the server (pg_login.c), when libpq cannot do it: the exchange in
      * progress while CONNECTING, NULL otherwise (and always for libpq's connections). */
     pg_login *login;
+    /* Statistics (pg_count.c), monotonic µs (gw_stats_now_us): when the running query and
+     * transaction of the linked client began (0: none), its last query began, it connected. */
+    uint64_t query_start_us, xact_start_us;
+    uint64_t request_us, connect_us;
+    bool close_needed;    /* RECONNECT: closes instead of going back to the pool */
     bool own_login;       /* logged in by pg_login, not by libpq: cancels need backend_key */
     uint32_t backend_pid; /* BackendKeyData of an own login */
     uint32_t backend_key;
@@ -188,10 +194,12 @@ typedef struct pg_client {
     struct pg_pool *pool;
     struct pg_server *server;
     pg_client_state state;
-    uint64_t since;     /* entered the current state */
-    uint64_t accepted;  /* connected: client_login_timeout counts from here, whatever the
-                         * login states it goes through */
-    uint32_t pid, key;  /* the BackendKeyData Sluice issued */
+    uint64_t since;    /* entered the current state */
+    uint64_t accepted; /* connected: client_login_timeout counts from here, whatever the
+                        * login states it goes through */
+    uint32_t pid, key; /* the BackendKeyData Sluice issued */
+    /* Statistics, monotonic µs (gw_stats_now_us): when it entered PG_CL_WAITING, connected. */
+    uint64_t wait_start_us, connect_us;
     pg_params params;   /* parameters this client chose (startup packet, its own SETs) */
     pg_params startup;  /* what its startup packet chose: where RESET and DISCARD ALL return */
     pg_stmt *unnamed;   /* the body of its unnamed statement (transaction mode), or NULL */
@@ -215,6 +223,8 @@ typedef struct pg_client {
     gw_buf notify; /* notifications held while a server message to it is half-way through */
     struct pg_authq *authq; /* the shell's auth_query lookup for it in flight, else NULL */
     struct pg_auth *auth;   /* the login exchange, only in PG_CL_AUTH; owned */
+    /* The admin console (pg_admin.c): a console session has no pool. */
+    struct pg_admin *admin; /* owned; NULL for every other client */
     pg_client_cred *cred;   /* what it proved itself with, during its login only; owned */
 } pg_client;
 
@@ -262,6 +272,9 @@ typedef struct pg_pool {
     pg_listen_conn *listen_conn; /* its listening connection (shell), NULL while there is none */
     bool line_password;          /* the [databases] line gives the password: cred is unused */
     pg_pool_cred cred;
+    gw_pool_stats stats; /* this loop's counters for the pool (pg_count.c) */
+    /* Its clients by state, kept by pg_client_set_state from the login on (SHOW POOLS). */
+    uint32_t n_cl[PG_CL_CLOSING + 1];
 } pg_pool;
 
 /* The core's part of the front end; the shell allocates it together with its listeners and
@@ -283,6 +296,7 @@ typedef struct pg_gateway {
     uint32_t pinned_clients; /* clients now pinned to their server (pg_pin.c) */
     uint64_t pinned_total;   /* clients ever pinned */
     bool stopping;
+    gw_list admin_waiting;  /* console sessions whose command waits (pg_admin.c) */
     struct gw_creds *creds; /* SCRAM credentials of plaintext users (pg_auth.c), lazily made */
 } pg_gateway;
 
@@ -503,6 +517,39 @@ void pg_notify_tick(pg_pool *p, uint64_t now);
 /* Shutdown: the listening connection is closed and not reopened. */
 void pg_notify_stop(pg_pool *p);
 void pg_notify_free(pg_pool *p);
+
+/* pg_count.c: the statistics kept on the message path (gateway/stats.h). */
+/* A client enters or leaves PG_CL_WAITING. */
+void pg_count_wait(pg_client *c, pg_client_state old, pg_client_state st);
+/* A request of type t went to server s for its client (action FORWARD). */
+void pg_count_request(pg_server *s, uint8_t t);
+/* A ReadyForQuery answered a client's Query, Sync or FunctionCall on s. */
+void pg_count_ready(pg_server *s);
+/* An ErrorResponse body (len bytes) goes to a client of pool p. */
+void pg_count_error(pg_pool *p, const uint8_t *body, size_t len);
+
+/* pg_admin.c: the admin console's sessions (the virtual database sluice, alias pgbouncer). */
+bool pg_admin_dbname(const char *dbname);
+/* Logs c in to the console as user (its authentication done): 28000 unless admin_users or
+ * stats_users lists it. */
+void pg_admin_login(pg_client *c, const char *user);
+/* One whole message of a console session. 0, or -1 when c was closed. */
+int pg_admin_msg(pg_client *c, uint8_t t, const uint8_t *msg, size_t total);
+/* Whether a command of c is still under way: its input waits. */
+bool pg_admin_busy(const pg_client *c);
+/* The session's user name (SHOW CLIENTS). */
+const char *pg_admin_user(const pg_client *c);
+/* Its close began (a command in progress may have closed it: the session stays readable until
+ * pg_admin_client_free, from the close callback). */
+void pg_admin_client_gone(pg_client *c);
+void pg_admin_client_free(pg_client *c);
+/* From the janitor: commands that wait (PAUSE, WAIT_CLOSE) are checked again. */
+void pg_admin_tick(pg_gateway *gw);
+/* The ParameterStatus messages a console session starts with. */
+int pg_admin_params(gw_buf *out, gw_bufpool *bufs);
+
+/* pg_pool.c, for the console: waiting clients of p get servers again after a pause. */
+void pg_pool_resume(pg_pool *p);
 
 /* pg_pin.c */
 /* Why running sql would leave session state Sluice cannot carry between servers (a static

@@ -41,6 +41,8 @@ int pg_conn_flush(pg_conn *c)
 {
     if (c->out.len == 0 || !c->stream_open)
         return 0;
+    if (c->kind == PG_CONN_CLIENT && ((pg_client *)c)->pool)
+        GW_STAT_ADD(((pg_client *)c)->pool->stats.bytes_sent, c->out.len);
     long q = gw_transport_send(pg_conn_transport(c), &c->out);
     if (q < 0)
         return (int)q;

@@ -72,6 +72,10 @@ void pg_gateway_maybe_free(pg_gateway *gw);
 void pg_io_server_maybe_free(pg_io_server *io);
 /* pg_dial.c: a connection for pg_login (see pg_shell_connect). */
 pg_server *pg_dial_connect(pg_pool *pool);
+/* pg_stats.c: the front end's stats source and console controls, in ctx (gateway/stats.h,
+ * gateway/admin.h) from its start to its stop. */
+void pg_stats_register(pg_gateway *gw);
+void pg_stats_unregister(pg_gateway *gw);
 /* pg_accept.c */
 void pg_client_accept(pg_gateway *gw, uv_stream_t *listener, bool is_unix);
 

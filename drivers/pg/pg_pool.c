@@ -215,6 +215,7 @@ static void link(pg_client *c, pg_server *s)
     pg_client_set_state(c, PG_CL_ACTIVE);
     s->client = c;
     c->server = s;
+    GW_STAT_ADD(s->pool->stats.server_assignments, 1);
     s->idle_since = gw_now(pg_ctx(&s->conn));
     if (pg_relay_sync_params(s, c) != 0)
         pg_client_fatal(c, PG_END_NO_MEMORY, "53200", "out of memory");
@@ -224,6 +225,11 @@ bool pg_pool_acquire(pg_client *c)
 {
     pg_pool *p = c->pool;
     pg_pool_refresh(p, pg_ctx(&c->conn));
+    /* A paused database holds new transactions until RESUME (pg_pool_resume). */
+    if (gw_admin_paused(pg_ctx(&c->conn), p->dbname)) {
+        pg_client_set_state(c, PG_CL_WAITING);
+        return false;
+    }
     gw_list *it = gw_list_first(&p->idle);
     if (it) {
         link(c, gw_container_of(it, pg_server, idle_node));
@@ -247,12 +253,16 @@ void pg_pool_server_ready(pg_server *s)
         pg_server_close(s, PG_END_POOL_SHRINK, "pool is larger than pool_size");
         return;
     }
+    if (s->close_needed) {
+        pg_server_close(s, PG_END_ADMIN, "closed by RECONNECT");
+        return;
+    }
     if (s->cancels > 0) {
         /* A cancel sent for the previous client could hit the next one's query. */
         pg_server_set_state(s, PG_SV_RESETTING);
         return;
     }
-    gw_list *it = gw_list_first(&p->waiters);
+    gw_list *it = gw_admin_paused(gw->ctx, p->dbname) ? NULL : gw_list_first(&p->waiters);
     if (it) {
         pg_client *c = gw_container_of(it, pg_client, wait_node);
         link(c, s);
@@ -280,6 +290,9 @@ void pg_pool_release(pg_server *s, bool client_left)
      * client's bytes as the rest of it. */
     bool mid_message = c && c->conn.pass_left > 0;
     bool pinned = c && c->pinned;
+    /* A transaction the client left open ends here for the statistics (its ROLLBACK is
+     * Sluice's, not the next client's). */
+    s->query_start_us = s->xact_start_us = 0;
     if (c) {
         c->server = NULL;
         s->client = NULL;
@@ -349,4 +362,18 @@ void pg_server_cancel_done(pg_gateway *gw, uint32_t server_id)
             return;
         }
     }
+}
+
+void pg_pool_resume(pg_pool *p)
+{
+    gw_ctx *ctx = p->gw->ctx;
+    if (gw_admin_paused(ctx, p->dbname))
+        return;
+    gw_list *w, *i;
+    while ((w = gw_list_first(&p->waiters)) != NULL && (i = gw_list_first(&p->idle)) != NULL) {
+        pg_client *c = gw_container_of(w, pg_client, wait_node);
+        link(c, gw_container_of(i, pg_server, idle_node));
+        pg_conn_mark_process(&c->conn);
+    }
+    pg_pool_maybe_connect(p);
 }

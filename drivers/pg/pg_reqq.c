@@ -65,6 +65,8 @@ int pg_reqq_push(pg_server *s, uint8_t type, pg_req_action action, pg_stmt *stmt
     r->client_named = named;
     r->unnamed = false;
     s->req_seq++;
+    if (action == PG_REQ_FORWARD)
+        pg_count_request(s, type);
     /* A simple query drops the server's unnamed statement. */
     if (type == 'Q' && action != PG_REQ_FAKE)
         pg_relay_unnamed_none(s);

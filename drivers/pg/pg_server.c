@@ -107,6 +107,7 @@ static void record_failure(pg_pool *p, const char *msg)
     while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == ' '))
         buf[--n] = 0;
     snprintf(p->last_error, sizeof p->last_error, "%s", buf);
+    GW_STAT_ADD(p->stats.server_connect_failures, 1);
     p->last_fail = gw_now(p->gw->ctx);
     if (p->last_fail == 0)
         p->last_fail = 1;
@@ -144,6 +145,8 @@ void pg_server_connected(pg_server *s, int backend_pid)
 {
     pg_pool *p = s->pool;
     s->tx = 'I';
+    s->connect_us = gw_stats_now_us();
+    GW_STAT_ADD(p->stats.server_connects, 1);
     pg_server_set_state(s, PG_SV_RESETTING); /* transient until the pool places it */
     p->last_fail = 0;
     gw_debug(pg_ctx(&s->conn), "server %u connected to %s/%s (pid %d)", s->id, p->dbname, p->user,

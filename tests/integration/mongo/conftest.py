@@ -87,7 +87,7 @@ class Sluice:
         self.conf = os.path.join(tmp, "sluice.ini")
         self.log_path = os.path.join(tmp, "sluice.log")
         main = {"query_wait_timeout": opts.pop("query_wait_timeout", 120)}
-        for key in ("server_connect_timeout", "auth_file"):
+        for key in ("server_connect_timeout", "auth_file", "metrics_port"):
             if key in opts:
                 main[key] = opts.pop(key)
         line = {"listen_port": self.port, "pool_size": opts.pop("pool_size", 10),
