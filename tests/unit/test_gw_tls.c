@@ -110,7 +110,8 @@ static gw_tls_conf *conf_with(const char *key, bool verify, char *err)
                          .ecdhcurve = "auto",
                          .dheparams = "auto",
                          .verify_peer = verify,
-                         .verify_optional = true};
+                         .verify_optional = true,
+                         .alpn_postgresql = true};
     gw_tls_conf *c = NULL;
     int rc = gw_tls_conf_new(&s, &c, err, 256);
     cr_assert_eq(rc, c ? 0 : -1);
@@ -337,4 +338,28 @@ Test(gw_tls_protocols, parse)
     cr_assert_eq(lo, TLS1_VERSION);
     cr_assert_eq(gw_tls_parse_protocols("sslv3", &lo, &hi), -1);
     cr_assert_eq(gw_tls_parse_protocols(",", &lo, &hi), -1);
+}
+
+Test(gw_tls, alpn_is_only_enforced_when_asked)
+{
+    /* A MongoDB line's context: a client offering some other protocol through ALPN is not
+     * refused (the PostgreSQL rule does not apply there). */
+    gw_tls_settings s = {.key_file = path_of("server.key"),
+                         .cert_file = path_of("server.crt"),
+                         .protocols = "secure",
+                         .ciphers = "default"};
+    gw_tls_conf *c = NULL;
+    char err[256];
+    cr_assert_eq(gw_tls_conf_new(&s, &c, err, sizeof err), 0, "%s", err);
+    peer p;
+    peer_init(&p, "\x02h2", 0, NULL);
+    gw_tls *t = gw_tls_new(c, true);
+    gw_buf plain = {0};
+    cr_assert_eq(handshake(&p, t, &plain, 0), 0, "%s", gw_tls_error(t));
+    cr_assert(gw_tls_ready(t));
+    cr_assert_not(gw_tls_alpn_ok(t));
+    gw_buf_release(&plain, &pool);
+    gw_tls_free(t);
+    peer_free(&p);
+    gw_tls_conf_release(c);
 }
