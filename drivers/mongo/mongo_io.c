@@ -87,6 +87,8 @@ static void conn_close(mongo_shell_conn *io)
 {
     if (uv_is_closing(&io->t.h.handle))
         return;
+    /* The close cancels queued writes: the alert goes out at once if the socket takes it. */
+    io->t.queue_writes = false;
     gw_transport_close_notify(&io->t);
     uv_close(&io->t.h.handle, on_conn_closed);
 }

@@ -20,7 +20,7 @@ from pymongo.errors import PyMongoError
 
 from conftest import SLUICE_BIN, wait_port
 from pgutil import free_port
-from tlscerts import make_pki
+from tlscerts import client_hello, make_pki
 from wire import OP_MSG, OP_REPLY, is_closed, op_msg, op_query, read_reply
 
 HANG = 20
@@ -254,14 +254,7 @@ def working(s, certs):
 def test_handshake_abandoned_halfway_and_garbage(sluice_factory, certs):
     s = tls_sluice(sluice_factory, certs, mode="prefer")
     # A ClientHello cut short, the socket left open: others are served meanwhile.
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    inb, outb = ssl.MemoryBIO(), ssl.MemoryBIO()
-    obj = ctx.wrap_bio(inb, outb)
-    with pytest.raises(ssl.SSLWantReadError):
-        obj.do_handshake()
-    hello = outb.read()
+    hello = client_hello()
     halfway = socket.create_connection(("127.0.0.1", s.port), timeout=HANG)
     halfway.sendall(hello[: len(hello) // 2])
     working(s, certs)

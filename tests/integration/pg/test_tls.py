@@ -17,7 +17,7 @@ import pytest
 
 from pgutil import (accepted_sockets, error_fields, message,
                     read_messages, read_to_eof, startup_packet, wait_for)
-from tlscerts import make_pki
+from tlscerts import client_hello, make_pki
 
 HANG = 20
 SSL_REQUEST = struct.pack("!II", 8, 80877103)
@@ -315,18 +315,6 @@ def test_sighup_loads_a_new_certificate_for_new_connections(sluice_factory, cert
 
 
 # ---- hostile clients ----
-
-def client_hello():
-    """The first flight of a real TLS client, as bytes."""
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
-    obj = ctx.wrap_bio(inc, out)
-    with pytest.raises(ssl.SSLWantReadError):
-        obj.do_handshake()
-    return out.read()
-
 
 def test_client_hello_to_a_listener_without_tls(sluice_factory):
     s = sluice_factory()

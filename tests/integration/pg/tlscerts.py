@@ -1,7 +1,8 @@
-"""Test certificates made at test time with the openssl CLI, for the TLS tests of both front
-ends: a CA (make_ca), and certificates it signs (make_cert) for servers (with subjectAltNames)
-and clients (their CN a user)."""
+"""TLS helpers for the TLS tests of both front ends: certificates made at test time with the
+openssl CLI (a CA, make_ca, and certificates it signs, make_cert, for servers with
+subjectAltNames and for clients, their CN a user), and a real client's first flight."""
 import os
+import ssl
 import subprocess
 import tempfile
 
@@ -47,3 +48,17 @@ def make_pki(prefix, users):
         make_cert(d, user, "ca", user)
     make_cert(d, "stranger", "otherca", users[0])  # the right CN from a CA nobody trusts
     return lambda name: os.path.join(d, name)
+
+
+def client_hello():
+    """The first flight of a real TLS client (its ClientHello), as bytes."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(inc, out)
+    try:
+        obj.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    return out.read()
