@@ -82,6 +82,39 @@ static int later_line(const cfg__loader *l, const char *a, const char *b)
     return la > lb ? la : lb;
 }
 
+/* A string not given on a [mongodb] line takes the [sluice] value. 0 or -1 (out of memory). */
+static int inherit_str(char **field, const char *main)
+{
+    if (*field)
+        return 0;
+    *field = strdup(main ? main : "");
+    return *field ? 0 : -1;
+}
+
+/* The line's client TLS settings: the [sluice] ones unless given, and checked as those are. */
+static int finish_mongo_tls(cfg__loader *l, cfg_mongo *m)
+{
+    const cfg *c = l->c;
+    if (m->client_tls_sslmode < 0)
+        m->client_tls_sslmode = (int)c->client_tls_sslmode;
+    if (inherit_str(&m->client_tls_key_file, c->client_tls_key_file) != 0 ||
+        inherit_str(&m->client_tls_cert_file, c->client_tls_cert_file) != 0 ||
+        inherit_str(&m->client_tls_ca_file, c->client_tls_ca_file) != 0 ||
+        inherit_str(&m->client_tls_protocols, c->client_tls_protocols) != 0 ||
+        inherit_str(&m->client_tls_ciphers, c->client_tls_ciphers) != 0)
+        return -1;
+    cfg_tls_mode mode = (cfg_tls_mode)m->client_tls_sslmode;
+    if (mode != CFG_TLS_DISABLE && (!*m->client_tls_key_file || !*m->client_tls_cert_file))
+        cfg__error(l, m->line,
+                   "mongodb entry '%s': client_tls_sslmode %s needs client_tls_key_file and "
+                   "client_tls_cert_file",
+                   m->name, cfg_tls_mode_name(mode));
+    if (mode >= CFG_TLS_VERIFY_CA && !*m->client_tls_ca_file)
+        cfg__error(l, m->line, "mongodb entry '%s': client_tls_sslmode %s needs client_tls_ca_file",
+                   m->name, cfg_tls_mode_name(mode));
+    return 0;
+}
+
 static int finish_mongo(cfg__loader *l)
 {
     cfg *c = l->c;
@@ -95,6 +128,8 @@ static int finish_mongo(cfg__loader *l)
             m->query_timeout_ms = c->query_timeout_ms;
         if (m->query_wait_timeout_ms == UINT64_MAX)
             m->query_wait_timeout_ms = c->query_wait_timeout_ms;
+        if (finish_mongo_tls(l, m) != 0)
+            return -1;
         if (m->auth_type == CFG_AUTH_SCRAM && (!c->auth_file || !*c->auth_file))
             cfg__error(l, m->line,
                        "mongodb entry '%s': auth_type scram-sha-256 needs auth_file in [sluice] "
@@ -202,6 +237,11 @@ void cfg_free(cfg *c)
         free(c->mongo[i].name);
         free(c->mongo[i].listen_addr);
         free(c->mongo[i].uri);
+        free(c->mongo[i].client_tls_key_file);
+        free(c->mongo[i].client_tls_cert_file);
+        free(c->mongo[i].client_tls_ca_file);
+        free(c->mongo[i].client_tls_protocols);
+        free(c->mongo[i].client_tls_ciphers);
     }
     free(c->mongo);
     free(c->path);

@@ -87,6 +87,11 @@ typedef struct cfg_mongo {
     /* CFG_AUTH_TRUST (default) or CFG_AUTH_SCRAM: clients log in to Sluice with SCRAM-SHA-256
      * or SCRAM-SHA-1, as users of auth_file (required then). */
     cfg_auth_type auth_type;
+    /* TLS for this line's clients: the [sluice] client_tls_* values unless given on the line
+     * (paths as given, see cfg_resolve_path). */
+    int client_tls_sslmode; /* a cfg_tls_mode (-1 only while the file is read: not given) */
+    char *client_tls_key_file, *client_tls_cert_file, *client_tls_ca_file;
+    char *client_tls_protocols, *client_tls_ciphers;
     int line;
 } cfg_mongo;
 

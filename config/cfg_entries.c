@@ -17,9 +17,21 @@ static const char *const pgbouncer_only[] = {"min_pool_size",   "reserve_pool",
                                              "timezone",        "max_db_client_connections",
                                              "server_lifetime", NULL};
 
-static const char *const mongo_keys[] = {"listen_addr",     "listen_port",   "uri",
-                                         "pool_size",       "query_timeout", "query_wait_timeout",
-                                         "max_client_conn", "auth_type",     NULL};
+static const char *const mongo_keys[] = {"listen_addr",
+                                         "listen_port",
+                                         "uri",
+                                         "pool_size",
+                                         "query_timeout",
+                                         "query_wait_timeout",
+                                         "max_client_conn",
+                                         "auth_type",
+                                         "client_tls_sslmode",
+                                         "client_tls_key_file",
+                                         "client_tls_cert_file",
+                                         "client_tls_ca_file",
+                                         "client_tls_protocols",
+                                         "client_tls_ciphers",
+                                         NULL};
 
 static bool in_list(const char *const *list, const char *s)
 {
@@ -210,6 +222,25 @@ static int mongo_key(cfg__loader *l, cfg_mongo *m, const char *k, const char *v)
         return set_str(&m->listen_addr, v);
     if (strcmp(k, "uri") == 0)
         return set_str(&m->uri, v);
+    char **tls_str = strcmp(k, "client_tls_key_file") == 0    ? &m->client_tls_key_file
+                     : strcmp(k, "client_tls_cert_file") == 0 ? &m->client_tls_cert_file
+                     : strcmp(k, "client_tls_ca_file") == 0   ? &m->client_tls_ca_file
+                     : strcmp(k, "client_tls_protocols") == 0 ? &m->client_tls_protocols
+                     : strcmp(k, "client_tls_ciphers") == 0   ? &m->client_tls_ciphers
+                                                              : NULL;
+    if (tls_str)
+        return set_str(tls_str, v);
+    if (strcmp(k, "client_tls_sslmode") == 0) {
+        cfg_tls_mode mode;
+        if (cfg__parse_tls_mode(v, &mode) == 0)
+            m->client_tls_sslmode = (int)mode;
+        else
+            cfg__error(l, l->line,
+                       "mongodb entry '%s': client_tls_sslmode: expected disable, allow, prefer, "
+                       "require, verify-ca or verify-full, got '%s'",
+                       m->name, v);
+        return 0;
+    }
     if (strcmp(k, "listen_port") == 0 || strcmp(k, "pool_size") == 0 ||
         strcmp(k, "max_client_conn") == 0) {
         bool port = strcmp(k, "listen_port") == 0;
@@ -281,6 +312,7 @@ int cfg__add_mongo(cfg__loader *l, const char *name, const char *value)
     /* UINT64_MAX and -1 mark "not given": cfg.c fills them from [sluice] once the file is read,
      * since [sluice] may come later in the file. */
     *m = (cfg_mongo){.pool_size = -1,
+                     .client_tls_sslmode = -1,
                      .query_timeout_ms = UINT64_MAX,
                      .query_wait_timeout_ms = UINT64_MAX,
                      .line = l->line};

@@ -111,6 +111,8 @@ int cfg__parse_size(const char *v, uint64_t *out);
 /* Decimal 0..max, nothing else on the line. */
 int cfg__parse_int(const char *v, long max, long *out);
 int cfg__parse_pool_mode(const char *v, cfg_pool_mode *out);
+/* client_tls_sslmode's values (disable ... verify-full). 0 or -1. */
+int cfg__parse_tls_mode(const char *v, cfg_tls_mode *out);
 /* "a, b,c" into names (duplicates kept once; empty items skipped). 0, or -1 on ENOMEM. */
 int cfg__parse_names(const char *v, cfg_names *out);
 void cfg__free_names(cfg_names *l);

@@ -138,6 +138,16 @@ static const char *const pgbouncer_auth[] = {"any", "pam", "ldap", "peer", NULL}
 static const char *const tls_mode_names[] = {"disable",   "allow",       "prefer", "require",
                                              "verify-ca", "verify-full", NULL};
 
+int cfg__parse_tls_mode(const char *v, cfg_tls_mode *out)
+{
+    for (int i = 0; tls_mode_names[i]; i++)
+        if (strcmp(v, tls_mode_names[i]) == 0) {
+            *out = (cfg_tls_mode)i;
+            return 0;
+        }
+    return -1;
+}
+
 const char *cfg_tls_mode_name(cfg_tls_mode m)
 {
     return (size_t)m < sizeof tls_mode_names / sizeof tls_mode_names[0] - 1 ? tls_mode_names[m]
@@ -264,11 +274,8 @@ int cfg__set_key(cfg__loader *l, const cfg_key *k, const char *v, int line)
                    v);
         return -1;
     case CFG_T_TLSMODE:
-        for (int i = 0; tls_mode_names[i]; i++)
-            if (strcmp(v, tls_mode_names[i]) == 0) {
-                *(cfg_tls_mode *)field = (cfg_tls_mode)i;
-                return 0;
-            }
+        if (cfg__parse_tls_mode(v, (cfg_tls_mode *)field) == 0)
+            return 0;
         cfg__error(l, line,
                    "%s: expected disable, allow, prefer, require, verify-ca or verify-full, "
                    "got '%s'",

@@ -193,6 +193,33 @@ static void end_point_hash(gw_tls_conf *c)
     ERR_clear_error();
 }
 
+/* x's certificate (chain) and the key that goes with it (both may be one file). 0 or -1. */
+static int load_cert_key(SSL_CTX *x, const char *cert, const char *key, char *err, size_t errlen)
+{
+    if (SSL_CTX_use_certificate_chain_file(x, cert) != 1)
+        return fail(err, errlen, "cannot load certificate", cert);
+    if (SSL_CTX_use_PrivateKey_file(x, key, SSL_FILETYPE_PEM) != 1)
+        return fail(err, errlen, "cannot load private key", key);
+    if (SSL_CTX_check_private_key(x) != 1)
+        return fail(err, errlen, "the private key does not match the certificate", key);
+    return 0;
+}
+
+/* The context and feeding BIO every conf has; 0 or -1 with err set (c released by the caller). */
+static int conf_init(gw_tls_conf *c, const SSL_METHOD *method, char *err, size_t errlen)
+{
+    c->refs = 1;
+    c->ctx = SSL_CTX_new(method);
+    c->bio = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "sluice feed");
+    if (!c->ctx || !c->bio)
+        return fail(err, errlen, "cannot create a TLS context", NULL);
+    BIO_meth_set_read(c->bio, bio_read);
+    BIO_meth_set_write(c->bio, bio_write);
+    BIO_meth_set_ctrl(c->bio, bio_ctrl);
+    BIO_meth_set_create(c->bio, bio_create);
+    return 0;
+}
+
 int gw_tls_conf_new(const gw_tls_settings *s, gw_tls_conf **out, char *err, size_t errlen)
 {
     *out = NULL;
@@ -207,18 +234,8 @@ int gw_tls_conf_new(const gw_tls_settings *s, gw_tls_conf **out, char *err, size
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    c->refs = 1;
-    c->ctx = SSL_CTX_new(TLS_server_method());
-    c->bio = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "sluice feed");
-    if (!c->ctx || !c->bio) {
-        fail(err, errlen, "cannot create a TLS context", NULL);
+    if (conf_init(c, TLS_server_method(), err, errlen) != 0)
         goto bad;
-    }
-    BIO_meth_set_read(c->bio, bio_read);
-    BIO_meth_set_write(c->bio, bio_write);
-    BIO_meth_set_ctrl(c->bio, bio_ctrl);
-    BIO_meth_set_create(c->bio, bio_create);
-
     SSL_CTX *x = c->ctx;
     /* No renegotiation (a client could make the server redo expensive work at will), no
      * compression (CRIME), no session tickets or cache (every pooler login is new anyway, and a
@@ -254,18 +271,8 @@ int gw_tls_conf_new(const gw_tls_settings *s, gw_tls_conf **out, char *err, size
         snprintf(err, errlen, "client_tls_key_file and client_tls_cert_file are both needed");
         goto bad;
     }
-    if (SSL_CTX_use_certificate_chain_file(x, s->cert_file) != 1) {
-        fail(err, errlen, "cannot load certificate", s->cert_file);
+    if (load_cert_key(x, s->cert_file, s->key_file, err, errlen) != 0)
         goto bad;
-    }
-    if (SSL_CTX_use_PrivateKey_file(x, s->key_file, SSL_FILETYPE_PEM) != 1) {
-        fail(err, errlen, "cannot load private key", s->key_file);
-        goto bad;
-    }
-    if (SSL_CTX_check_private_key(x) != 1) {
-        fail(err, errlen, "the private key does not match the certificate", s->key_file);
-        goto bad;
-    }
     if (s->ca_file && *s->ca_file) {
         if (SSL_CTX_load_verify_locations(x, s->ca_file, NULL) != 1) {
             fail(err, errlen, "cannot load CA file", s->ca_file);
@@ -282,7 +289,8 @@ int gw_tls_conf_new(const gw_tls_settings *s, gw_tls_conf **out, char *err, size
         SSL_CTX_set_verify(x, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
     else if (s->verify_optional && s->ca_file && *s->ca_file)
         SSL_CTX_set_verify(x, SSL_VERIFY_PEER, NULL);
-    SSL_CTX_set_alpn_select_cb(x, alpn_select, NULL);
+    if (s->alpn_postgresql)
+        SSL_CTX_set_alpn_select_cb(x, alpn_select, NULL);
     end_point_hash(c);
     *out = c;
     return 0;
@@ -292,14 +300,15 @@ bad:
     return -1;
 }
 
+/* Atomic: a client session may be freed on another thread than the one that made it. */
 void gw_tls_conf_ref(gw_tls_conf *c)
 {
-    c->refs++;
+    __atomic_add_fetch(&c->refs, 1, __ATOMIC_RELAXED);
 }
 
 void gw_tls_conf_release(gw_tls_conf *c)
 {
-    if (!c || --c->refs > 0)
+    if (!c || __atomic_sub_fetch(&c->refs, 1, __ATOMIC_ACQ_REL) > 0)
         return;
     SSL_CTX_free(c->ctx);
     BIO_meth_free(c->bio);
@@ -314,7 +323,8 @@ size_t gw_tls_conf_end_point(const gw_tls_conf *c, const uint8_t **data)
 
 /* ---- Sessions ---- */
 
-gw_tls *gw_tls_new(gw_tls_conf *conf, bool direct)
+/* A session on conf with its feeding BIO, neither side's state set yet. */
+static gw_tls *session_new(gw_tls_conf *conf)
 {
     gw_tls *t = calloc(1, sizeof *t);
     if (!t)
@@ -330,10 +340,18 @@ gw_tls *gw_tls_new(gw_tls_conf *conf, bool direct)
     }
     BIO_set_data(b, t);
     SSL_set_bio(t->ssl, b, b); /* one BIO both ways; SSL_free frees it */
-    SSL_set_accept_state(t->ssl);
     t->conf = conf;
-    t->direct = direct;
     gw_tls_conf_ref(conf);
+    return t;
+}
+
+gw_tls *gw_tls_new(gw_tls_conf *conf, bool direct)
+{
+    gw_tls *t = session_new(conf);
+    if (!t)
+        return NULL;
+    SSL_set_accept_state(t->ssl);
+    t->direct = direct;
     return t;
 }
 
@@ -490,4 +508,72 @@ size_t gw_tls_end_point(const gw_tls *t, const uint8_t **data)
 const char *gw_tls_version(const gw_tls *t)
 {
     return SSL_get_version(t->ssl);
+}
+
+/* ---- Client side ---- */
+
+int gw_tls_client_conf_new(const gw_tls_client_settings *s, gw_tls_conf **out, char *err,
+                           size_t errlen)
+{
+    *out = NULL;
+    ERR_clear_error();
+    gw_tls_conf *c = calloc(1, sizeof *c);
+    if (!c) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    if (conf_init(c, TLS_client_method(), err, errlen) != 0)
+        goto bad;
+    SSL_CTX *x = c->ctx;
+    /* As the server side: no renegotiation, no compression; buffers released while idle. A
+     * session is not resumed (each backend connection is long-lived). */
+    SSL_CTX_set_options(x, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION | SSL_OP_NO_TICKET);
+    SSL_CTX_set_session_cache_mode(x, SSL_SESS_CACHE_OFF);
+    SSL_CTX_set_mode(x, SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_min_proto_version(x, TLS1_2_VERSION);
+    if (s->ca_file && *s->ca_file) {
+        if (SSL_CTX_load_verify_locations(x, s->ca_file, NULL) != 1) {
+            fail(err, errlen, "cannot load CA file", s->ca_file);
+            goto bad;
+        }
+    } else if (SSL_CTX_set_default_verify_paths(x) != 1) {
+        fail(err, errlen, "cannot load the system's CA certificates", NULL);
+        goto bad;
+    }
+    if (s->cert_key_file && *s->cert_key_file &&
+        load_cert_key(x, s->cert_key_file, s->cert_key_file, err, errlen) != 0)
+        goto bad;
+    SSL_CTX_set_verify(x, s->verify_cert ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
+    *out = c;
+    return 0;
+bad:
+    gw_tls_conf_release(c);
+    ERR_clear_error();
+    return -1;
+}
+
+gw_tls *gw_tls_client_new(gw_tls_conf *conf, const char *host, bool verify_host)
+{
+    gw_tls *t = session_new(conf);
+    if (!t)
+        return NULL;
+    SSL_set_connect_state(t->ssl);
+    /* An address literal gets no SNI (RFC 6066) and is checked against the IP SANs. */
+    ASN1_OCTET_STRING *ip = a2i_IPADDRESS(host);
+    bool ok = true;
+    if (!ip)
+        ok = SSL_set_tlsext_host_name(t->ssl, host) == 1;
+    if (ok && verify_host) {
+        X509_VERIFY_PARAM *p = SSL_get0_param(t->ssl);
+        X509_VERIFY_PARAM_set_hostflags(p, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+        ok = ip ? X509_VERIFY_PARAM_set1_ip_asc(p, host) == 1
+                : X509_VERIFY_PARAM_set1_host(p, host, 0) == 1;
+    }
+    ASN1_OCTET_STRING_free(ip);
+    if (!ok) {
+        gw_tls_free(t);
+        ERR_clear_error();
+        return NULL;
+    }
+    return t;
 }

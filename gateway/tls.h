@@ -32,6 +32,7 @@ typedef struct gw_tls_settings {
     const char *dheparams;            /* "none", "auto", "legacy" (DHE key exchange) */
     bool verify_peer;                 /* ask for a client certificate and require it */
     bool verify_optional;             /* ask for one and check it when given (cert auth) */
+    bool alpn_postgresql;             /* PostgreSQL: a client offering ALPN must offer it */
 } gw_tls_settings;
 
 /* Builds a context. 0 and *out (one reference, caller releases); or -1 with a one-line reason
@@ -82,5 +83,27 @@ int gw_tls_peer_cn(const gw_tls *t, char *out, size_t cap);
 size_t gw_tls_end_point(const gw_tls *t, const uint8_t **data);
 /* The protocol version's name ("TLSv1.3"), for logs. */
 const char *gw_tls_version(const gw_tls *t);
+
+/* ---- Client side (Sluice connecting to a server over TLS) ----
+ *
+ * A client context and its sessions work through the same gw_tls_unseal / gw_tls_seal; a
+ * session's first gw_tls_unseal (with no bytes) produces its ClientHello. A session may be made
+ * and driven on one thread and handed to another (under a lock): it is used by one thread at a
+ * time, and the context's reference count is atomic. */
+
+/* What a client-side context is built from (a MongoDB URI's tls* options, paths resolved). */
+typedef struct gw_tls_client_settings {
+    const char *ca_file;       /* "" or NULL: the system's default CA store */
+    const char *cert_key_file; /* "" or NULL: no client certificate; else certificate and key
+                                  in one PEM file */
+    bool verify_cert;          /* check the server's certificate chain (and fail without one) */
+} gw_tls_client_settings;
+
+/* Builds a client context. 0 and *out (one reference); or -1 with a reason in err. */
+int gw_tls_client_conf_new(const gw_tls_client_settings *s, gw_tls_conf **out, char *err,
+                           size_t errlen);
+/* A client session on conf (takes a reference) to host (a name or an address literal): SNI for
+ * a name, and with verify_host the certificate must be for host. NULL when out of memory. */
+gw_tls *gw_tls_client_new(gw_tls_conf *conf, const char *host, bool verify_host);
 
 #endif

@@ -31,7 +31,7 @@ static long write_raw(gw_transport *t, gw_buf *b)
     if (b->len == 0)
         return 0;
     size_t off = 0;
-    if (t->queued == 0) {
+    if (t->queued == 0 && !t->queue_writes) {
         /* Nothing queued: write directly. A completed uv_write costs libuv an extra epoll_ctl
          * when it drains, one syscall per message on the hot path. */
         uv_buf_t ub = uv_buf_init((char *)b->data, (unsigned)b->len);
@@ -69,6 +69,12 @@ static long write_raw(gw_transport *t, gw_buf *b)
 
 static void plain_alloc(gw_transport *t, uv_buf_t *buf)
 {
+    if (t->cbs->read_room) {
+        size_t n;
+        t->cbs->read_room(t, &t->lent, &n);
+        *buf = n ? uv_buf_init((char *)t->lent, (unsigned)n) : uv_buf_init(NULL, 0);
+        return;
+    }
     if (gw_buf_reserve(t->in, t->pool, 4096) != 0) {
         *buf = uv_buf_init(NULL, 0); /* libuv reports UV_ENOBUFS to on_read */
         return;
@@ -78,6 +84,11 @@ static void plain_alloc(gw_transport *t, uv_buf_t *buf)
 
 static int plain_received(gw_transport *t, size_t n)
 {
+    if (t->lent) {
+        *t->in = (gw_buf){.data = t->lent, .len = n, .cap = n};
+        t->lent = NULL;
+        return 0;
+    }
     t->in->len += n;
     return 0;
 }
@@ -163,6 +174,12 @@ int gw_transport_start_tls(gw_transport *t, gw_tls_conf *conf, bool direct)
     return rc;
 }
 
+void gw_transport_adopt_tls(gw_transport *t, gw_tls *tls)
+{
+    t->tls = tls;
+    t->ops = &tls_ops;
+}
+
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     (void)suggested;
@@ -190,6 +207,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     gw_buf_release(&t->raw, t->pool);
+    t->lent = NULL; /* the owner's room, unused */
     if (t->in->len == 0)
         gw_buf_release(t->in, t->pool);
     if (nread == 0)

@@ -47,6 +47,12 @@ typedef struct gw_transport_cbs {
     void (*written)(gw_transport *t, size_t len, int status);
     /* The TLS handshake completed: plaintext held back by gw_transport_send may go now. */
     void (*tls_ready)(gw_transport *t);
+    /* Optional, for an owner that keeps its own input buffers (the MongoDB core frames messages
+     * in place): the room the next plain read goes to (*p, *n; *n == 0 when none can be had).
+     * input then runs with *t->in pointing at the bytes read there (its data p, not the pool's);
+     * the owner takes them and sets *t->in to empty without releasing it. TLS plaintext still
+     * arrives in t->in's own memory. NULL: reads append to t->in. */
+    void (*read_room)(gw_transport *t, uint8_t **p, size_t *n);
 } gw_transport_cbs;
 
 /* The vtable: how a kind reads and writes. */
@@ -72,8 +78,12 @@ struct gw_transport {
     gw_buf raw;       /* TLS only: ciphertext of the read in progress */
     gw_buf wire;      /* TLS only: ciphertext built, not yet handed to the socket */
     size_t queued;    /* wire bytes in uv_write requests not yet completed */
+    uint8_t *lent;    /* plain with cbs->read_room: the owner's room the read in progress uses */
     bool reading;
-    bool tls_ended; /* TLS failed or the peer said close_notify: nothing more is read */
+    bool tls_ended;    /* TLS failed or the peer said close_notify: nothing more is read */
+    bool queue_writes; /* every write goes through uv_write, so cbs->written reports the end of
+                          each (an owner that counts its unsent bytes needs every end); set by
+                          the owner after init */
 };
 
 /* Sets up a plain transport; the owner then inits h (uv_tcp_init / uv_pipe_init) and accepts
@@ -84,9 +94,14 @@ void gw_transport_init(gw_transport *t, const gw_transport_cbs *cbs, void *owner
  * the first bytes now in *t->in (they are moved into the TLS session and t->in emptied). 0, or
  * -ENOMEM. */
 int gw_transport_start_tls(gw_transport *t, gw_tls_conf *conf, bool direct);
+/* Switches to TLS on a session whose handshake was already made elsewhere (a backend connection
+ * handshaken on another thread); takes ownership of tls. */
+void gw_transport_adopt_tls(gw_transport *t, gw_tls *tls);
 int gw_transport_read_start(gw_transport *t);
 void gw_transport_read_stop(gw_transport *t);
-/* As ops->send; a TLS transport keeps the plaintext until its handshake completed. */
+/* As ops->send; a TLS transport keeps the plaintext until its handshake completed (out is then
+ * left as it is). Otherwise out's memory is taken when the result is >= 0, and may be on
+ * failure too. */
 long gw_transport_send(gw_transport *t, gw_buf *out);
 /* TLS: appends close_notify and writes it (best effort, before a shutdown). */
 void gw_transport_close_notify(gw_transport *t);

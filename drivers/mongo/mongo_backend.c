@@ -97,10 +97,7 @@ int mongo__backend_send(mongo_backend *b, uint8_t *msg, size_t len, size_t cap)
 
 static int send_msg(mongo_backend *b, uint8_t *msg, size_t len, size_t cap)
 {
-    int rc = mongo_shell_backend_write(b, msg, len, cap);
-    if (rc != 0)
-        mongo__buf_put(b->front, msg, cap);
-    return rc;
+    return mongo_shell_backend_write(b, msg, len, cap); /* takes msg in any case */
 }
 
 /* Errors after which a connection must not serve again: the server is no longer the primary

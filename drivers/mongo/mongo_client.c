@@ -124,7 +124,6 @@ static void send_msg(mongo_client *c, uint8_t *msg, size_t len, size_t cap, bool
     GW_STAT_ADD(c->front->stats.bytes_sent, len);
     int rc = mongo_shell_client_write(c, msg, len, cap);
     if (rc != 0) {
-        mongo__buf_put(c->front, msg, cap);
         mongo__client_close(c, MONGO_END_IO, mongo_shell_strerror(rc));
         return;
     }
@@ -168,6 +167,19 @@ static void reply_error(mongo_client *c, int32_t response_to, int code, const ch
 #endif
     mongo_error_doc(&doc, code, code_name, errmsg, label);
     reply_doc(c, response_to, &doc, close_after);
+}
+
+/* An OP_REPLY error to a legacy OP_QUERY (drivers read $err there); the connection closes. */
+static void reply_query_error(mongo_client *c, int32_t response_to, int code, const char *code_name,
+                              const char *errmsg)
+{
+    bson_t doc;
+    mongo_error_doc(&doc, code, code_name, errmsg, NULL);
+    BSON_APPEND_UTF8(&doc, "$err", errmsg);
+    size_t n;
+    uint8_t *m = mongo_build_reply(&doc, mongo__next_id(c->front), response_to, &n);
+    bson_destroy(&doc);
+    send_msg(c, m, n, n, true);
 }
 
 /* ---- the request in hand ---- */
@@ -323,6 +335,14 @@ static msg_outcome handle_message(mongo_client *c)
     char buf[192];
     memset(&c->r, 0, sizeof c->r);
     c->r.client_id = h.request_id;
+    if (c->refusal) {
+        mongo_info(f, "client %d refused: %s", c->conn_id, c->refusal);
+        if (h.opcode == MONGO_OP_QUERY)
+            reply_query_error(c, h.request_id, 13, "Unauthorized", c->refusal);
+        else
+            reply_error(c, h.request_id, 13, "Unauthorized", c->refusal, NULL, true);
+        return MSG_CLOSED;
+    }
     if (h.opcode == MONGO_OP_QUERY) {
         mongo_query q;
         int rc = mongo_query_parse(c->req, c->req_len, &q, &why);
@@ -330,18 +350,12 @@ static msg_outcome handle_message(mongo_client *c)
             snprintf(c->r.cmd, sizeof c->r.cmd, "hello");
             return MSG_DISPATCH;
         }
-        bson_t doc;
         snprintf(buf, sizeof buf, "%s",
                  rc == 0 ? "OP_QUERY is only supported for the hello/isMaster handshake" : why);
         if (rc == MONGO_BSON_TOO_DEEP)
-            mongo_error_doc(&doc, 15, "Overflow", buf, NULL);
+            reply_query_error(c, h.request_id, 15, "Overflow", buf);
         else
-            mongo_error_doc(&doc, 352, "UnsupportedOpQueryCommand", buf, NULL);
-        BSON_APPEND_UTF8(&doc, "$err", buf);
-        size_t n;
-        uint8_t *m = mongo_build_reply(&doc, mongo__next_id(f), h.request_id, &n);
-        bson_destroy(&doc);
-        send_msg(c, m, n, n, true);
+            reply_query_error(c, h.request_id, 352, "UnsupportedOpQueryCommand", buf);
         return MSG_CLOSED;
     }
     if (h.opcode != MONGO_OP_MSG) {
@@ -459,7 +473,7 @@ static void process_input(mongo_client *c)
     int32_t max = f->have_limits ? f->limits.max_message : MONGO_DEFAULT_MAX;
     while (c->state == MONGO_CL_IDLE && c->pending_writes <= MONGO_WRITE_HIGH && c->in_len >= 16) {
         /* Before a login nothing needs more: a stranger holds at most this much memory. */
-        if (c->need_auth && !c->authed && max > MONGO_PREAUTH_MAX)
+        if (((c->need_auth && !c->authed) || c->refusal) && max > MONGO_PREAUTH_MAX)
             max = MONGO_PREAUTH_MAX;
         int32_t len = mongo_get_i32(c->in);
         if (len < MONGO_HEADER_LEN + 5 || len > max) {
@@ -520,6 +534,11 @@ void mongo_core_client_read(mongo_client *c, size_t n)
     c->in_len += n;
     GW_STAT_ADD(c->front->stats.bytes_recv, n);
     process_input(c);
+}
+
+void mongo_core_client_refuse(mongo_client *c, const char *errmsg)
+{
+    c->refusal = errmsg;
 }
 
 void mongo_core_client_failed(mongo_client *c, mongo_end why, const char *detail)

@@ -22,6 +22,7 @@ static const char *const end_names[] = {
     [MONGO_END_IO] = "I/O error",
     [MONGO_END_NOMEM] = "out of memory",
     [MONGO_END_SHUTDOWN] = "shutting down",
+    [MONGO_END_TLS] = "TLS failed",
     [MONGO_END_CLIENT_LEFT] = "client left",
     [MONGO_END_PROTOCOL] = "protocol error",
     [MONGO_END_REFUSED] = "refused",

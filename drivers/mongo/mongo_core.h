@@ -86,6 +86,7 @@ typedef enum mongo_end {
     MONGO_END_IO,       /* a read or write failed (the detail says how) */
     MONGO_END_NOMEM,    /* an allocation failed: this connection only */
     MONGO_END_SHUTDOWN, /* Sluice is stopping */
+    MONGO_END_TLS,      /* the TLS handshake or a record failed (the detail says why) */
     /* clients */
     MONGO_END_CLIENT_LEFT,
     MONGO_END_PROTOCOL, /* an error reply was sent, then the connection closed */
@@ -155,6 +156,7 @@ typedef struct mongo_client {
     /* Statistics, monotonic µs (gw_stats_now_us): connected; entered MONGO_CL_WAITING; the
      * request in hand arrived; its transaction's first statement arrived (0: none). */
     uint64_t connect_us, wait_start_us, req_start_us, xact_start_us;
+    const char *refusal; /* static text: the next message is answered with it, then close */
 } mongo_client;
 
 /* A backend connection's state. It says which front lists the connection is on (backends from
@@ -397,9 +399,14 @@ mongo_client *mongo_core_client_accepted(mongo_front *f, struct mongo_shell_conn
 void mongo_core_client_read_buf(mongo_client *c, uint8_t **p, size_t *n);
 /* n bytes arrived into the buffer the last read_buf gave. */
 void mongo_core_client_read(mongo_client *c, size_t n);
-/* A write finished (error NULL) or failed; hands msg (len bytes of cap) back. */
+/* Writes of len bytes finished (error NULL) or failed; hands msg (of cap bytes) back, or NULL
+ * when the shell already released it. */
 void mongo_core_client_written(mongo_client *c, uint8_t *msg, size_t len, size_t cap,
                                const char *error);
+/* c's next message is answered with an Unauthorized error saying errmsg (static text), and the
+ * connection closes: the shell refuses a client its line does not admit (cleartext when TLS is
+ * required), in words the client's driver shows. */
+void mongo_core_client_refuse(mongo_client *c, const char *errmsg);
 /* The connection broke or ended (why: MONGO_END_CLIENT_LEFT, _IO or _NOMEM). */
 void mongo_core_client_failed(mongo_client *c, mongo_end why, const char *detail);
 /* The shell closed c's connection (after mongo_shell_client_close): c is freed. */

@@ -15,6 +15,7 @@
 #include "drivers/mongo/mongo_int.h"
 #include "drivers/mongo/mongo_redact.h"
 #include "drivers/mongo/mongo_wire.h"
+#include "gateway/tls_cfg.h"
 
 #define MONGO_JANITOR_MS 100
 
@@ -44,10 +45,35 @@ void mongo_global_cleanup(void)
         mongoc_cleanup();
 }
 
+/* The TLS context for m's clients (NULL when its client_tls_sslmode is disable). */
+static int line_tls(const cfg *c, const cfg_mongo *m, gw_tls_conf **out, char *err, size_t errlen)
+{
+    gw_tls_keys k = {
+        .sslmode = (cfg_tls_mode)m->client_tls_sslmode,
+        .key_file = m->client_tls_key_file,
+        .cert_file = m->client_tls_cert_file,
+        .ca_file = m->client_tls_ca_file,
+        .protocols = m->client_tls_protocols,
+        .ciphers = m->client_tls_ciphers,
+    };
+    return gw_tls_conf_from_keys(c, &k, out, err, errlen);
+}
+
 int mongo_config_check(const cfg *c, FILE *diag)
 {
     int rc = 0;
     for (size_t i = 0; i < c->n_mongo; i++) {
+        /* Built and dropped: a key or certificate that cannot be loaded fails the check, the
+         * start and a reload alike. */
+        gw_tls_conf *tls;
+        char tls_err[256];
+        if (line_tls(c, &c->mongo[i], &tls, tls_err, sizeof tls_err) != 0) {
+            if (diag)
+                fprintf(diag, "%s:%d: mongodb entry '%s': client TLS: %s\n", c->path,
+                        c->mongo[i].line, c->mongo[i].name, tls_err);
+            rc = -1;
+        }
+        gw_tls_conf_release(tls);
         bson_error_t err;
         mongoc_uri_t *uri = mongoc_uri_new_with_error(c->mongo[i].uri, &err);
         if (!uri) {
@@ -57,11 +83,16 @@ int mongo_config_check(const cfg *c, FILE *diag)
                         c->mongo[i].line, c->mongo[i].name,
                         mongo_redact(err.message, safe, sizeof safe));
             rc = -1;
-        } else if (mongoc_uri_get_tls(uri)) {
-            if (diag)
-                fprintf(diag, "%s:%d: mongodb entry '%s': TLS to MongoDB is not supported yet\n",
-                        c->path, c->mongo[i].line, c->mongo[i].name);
-            rc = -1;
+        } else {
+            gw_tls_conf *server_tls;
+            bool verify_host;
+            if (mongo__uri_tls(uri, &server_tls, &verify_host, tls_err, sizeof tls_err) != 0) {
+                if (diag)
+                    fprintf(diag, "%s:%d: mongodb entry '%s': %s\n", c->path, c->mongo[i].line,
+                            c->mongo[i].name, tls_err);
+                rc = -1;
+            }
+            gw_tls_conf_release(server_tls);
         }
         mongoc_uri_destroy(uri);
         for (size_t j = 0; j < i; j++) {
@@ -87,7 +118,9 @@ void mongo__gateway_maybe_free(mongo_gateway *gw)
     for (size_t i = 0; i < gw->n_fronts; i++) {
         mongo_core_front_free(&gw->fronts[i].core);
         free(gw->fronts[i].uri_string);
+        gw_tls_conf_release(gw->fronts[i].client_tls);
     }
+    gw_bufpool_destroy(&gw->bufs);
     if (gw->ctx->mongo == gw)
         gw->ctx->mongo = NULL;
     free(gw->fronts);
@@ -110,6 +143,20 @@ static void copy_settings(mongo_shell_front *sf, const cfg_mongo *m)
     f->query_timeout_ms = m->query_timeout_ms;
     f->query_wait_timeout_ms = m->query_wait_timeout_ms;
     f->auth_type = m->auth_type;
+    /* The files were loaded by the config check just before; should they fail now, the line
+     * keeps the context it had (at start none: TLS clients fail their handshake). */
+    gw_tls_conf *tls;
+    char err[256];
+    if (line_tls(sf->gw->ctx->cfg, m, &tls, err, sizeof err) != 0) {
+        gw_error(sf->gw->ctx, "mongo %s: client TLS: %s; keeping the previous settings", f->name,
+                 err);
+        if (!sf->client_tls) /* fail closed: a line that requires TLS refuses cleartext */
+            sf->client_tls_mode = (cfg_tls_mode)m->client_tls_sslmode;
+        return;
+    }
+    gw_tls_conf_release(sf->client_tls);
+    sf->client_tls = tls;
+    sf->client_tls_mode = (cfg_tls_mode)m->client_tls_sslmode;
 }
 
 /* The config object is replaced whole on reload: copy each front's settings from its line,
@@ -215,6 +262,7 @@ int mongo_gateway_start(gw_ctx *ctx)
         return -ENOMEM;
     gw->ctx = ctx;
     gw->cfg_gen = ctx->cfg_gen;
+    gw_bufpool_init(&gw->bufs, 256);
     ctx->mongo = gw;
     gw->fronts = calloc(ctx->cfg->n_mongo, sizeof *gw->fronts);
     if (!gw->fronts)

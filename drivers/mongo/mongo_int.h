@@ -13,7 +13,9 @@
 
 #include "config/cfg.h"
 #include "drivers/mongo/mongo_core.h"
+#include "gateway/buf.h"
 #include "gateway/gw.h"
+#include "gateway/transport.h"
 
 struct mongo_gateway;
 
@@ -22,7 +24,8 @@ typedef struct mongo_job {
     struct mongo_job *next;
     char target[MONGO_HOST_LEN]; /* "host:port" to connect to, or "" for the write primary */
     /* answer */
-    int fd; /* connected and authenticated socket, -1 on failure */
+    int fd;      /* connected and authenticated socket, -1 on failure */
+    gw_tls *tls; /* its TLS session, handshake done, when the URI asks for TLS; owned */
     char host[MONGO_HOST_LEN];
     mongo_limits limits;
     char error[256];
@@ -40,15 +43,24 @@ typedef struct mongo_shell_front {
     struct mongo_worker *worker; /* NULL when no thread runs (or after the stop) */
     uv_async_t wake;             /* the worker's "jobs are done" signal */
     bool wake_open;
+    /* TLS for clients, from the line's client_tls_* keys: NULL when disabled. Rebuilt at
+     * reload; a session holds its own reference. */
+    gw_tls_conf *client_tls;
+    cfg_tls_mode client_tls_mode;
 } mongo_shell_front;
 
-/* The shell's side of a client or backend connection: its socket. Memory released only in the
- * handle's close callback, which first lets the core free its object. */
+/* The shell's side of a client or backend connection: its socket behind a gw_transport (plain,
+ * or TLS). Memory released only in the handle's close callback, which first lets the core free
+ * its object. */
 typedef struct mongo_shell_conn {
-    uv_tcp_t tcp;
+    gw_transport t; /* t.h.tcp is the socket; t.owner is this connection */
+    gw_buf in;      /* the transport's input: TLS plaintext on its way to the core's buffer, or,
+                       plain, a view of the core's buffer for one read */
     mongo_shell_front *sf;
     mongo_client *client;   /* learnt from the core's calls; NULL for a backend */
     mongo_backend *backend; /* the same for a backend connection */
+    size_t unreported;      /* bytes the core wrote whose end it has not been told yet */
+    bool saw_input;         /* a client's first bytes were looked at (a ClientHello or not) */
 } mongo_shell_conn;
 
 typedef struct mongo_gateway {
@@ -59,7 +71,8 @@ typedef struct mongo_gateway {
     uv_timer_t janitor;
     bool janitor_open;
     int open_handles;
-    uint32_t live; /* connection handles not yet closed */
+    uint32_t live;   /* connection handles not yet closed */
+    gw_bufpool bufs; /* the transports' blocks (TLS records, plaintext on its way) */
     bool stopping;
 } mongo_gateway;
 
@@ -84,6 +97,14 @@ bool mongo__workers_running(void);
 /* Queues a connect to target ("host:port"), or to the write primary for "". Returns 0 or
  * -ENOMEM. */
 int mongo__worker_request_connect(mongo_shell_front *sf, const char *target);
+
+/* mongo_tls.c */
+typedef struct _mongoc_uri_t mongoc_uri_t;
+/* The TLS context for the servers from uri's tls* options: 0 with *out NULL (no TLS) or a new
+ * context (caller releases) and whether host names are verified; -1 with a reason in err for
+ * an option Sluice cannot honour or a file that cannot be loaded. */
+int mongo__uri_tls(const mongoc_uri_t *uri, gw_tls_conf **out, bool *verify_host, char *err,
+                   size_t errlen);
 
 /* mongo_io.c */
 /* A client is waiting on sf's listener. */

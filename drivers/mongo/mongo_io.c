@@ -1,13 +1,21 @@
 /*
- * mongo_io: the shell's sockets. Implements mongo_shell.h over libuv: a mongo_shell_conn (a
- * uv_tcp_t) per client and backend connection, reads into the buffers the core gives, writes it
- * asks for, closes; and reports each outcome to the core through its entry points, never from
- * inside the call that started it. A connection's memory (the core's object, then the shell's)
- * is released only in its handle's close callback.
+ * mongo_io: the shell's sockets. Implements mongo_shell.h over gw_transport (the layer the
+ * PostgreSQL driver uses too): a mongo_shell_conn per client and backend connection, plain or
+ * TLS; reads land in the buffers the core gives (in place when plain, copied out of the TLS
+ * session otherwise), writes it asks for, closes; and reports each outcome to the core through
+ * its entry points, never from inside the call that started it. A connection's memory (the
+ * core's object, then the shell's) is released only in its handle's close callback.
+ *
+ * A client's TLS is direct, as MongoDB's: no in-protocol upgrade, the client begins with a TLS
+ * ClientHello (first byte 0x16). A message's first byte is its length's lowest, so where the
+ * line has TLS, a cleartext client whose first message is of a length ending in 0x16 is taken
+ * for TLS and fails its handshake (mongod sniffs the same way).
  */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "drivers/mongo/mongo_int.h"
@@ -50,10 +58,22 @@ const char *mongo_shell_strerror(int err)
     return uv_strerror(err);
 }
 
+static mongo_shell_conn *conn_of(gw_transport *t)
+{
+    return t->owner;
+}
+
+static gw_bufpool *pool_of(mongo_shell_conn *io)
+{
+    return &io->sf->gw->bufs;
+}
+
 static void on_conn_closed(uv_handle_t *h)
 {
-    mongo_shell_conn *io = (mongo_shell_conn *)h;
+    mongo_shell_conn *io = conn_of(h->data);
     mongo_gateway *gw = io->sf->gw;
+    gw_transport_release(&io->t);
+    gw_buf_release(&io->in, &gw->bufs);
     if (io->client)
         mongo_core_client_closed(io->client);
     if (io->backend)
@@ -65,9 +85,182 @@ static void on_conn_closed(uv_handle_t *h)
 
 static void conn_close(mongo_shell_conn *io)
 {
-    if (!uv_is_closing((uv_handle_t *)&io->tcp))
-        uv_close((uv_handle_t *)&io->tcp, on_conn_closed);
+    if (uv_is_closing(&io->t.h.handle))
+        return;
+    /* The close cancels queued writes: the alert goes out at once if the socket takes it. */
+    io->t.queue_writes = false;
+    gw_transport_close_notify(&io->t);
+    uv_close(&io->t.h.handle, on_conn_closed);
 }
+
+/* ---- the transport's callbacks ---- */
+
+static void core_room(mongo_shell_conn *io, uint8_t **p, size_t *n)
+{
+    if (io->client)
+        mongo_core_client_read_buf(io->client, p, n);
+    else
+        mongo_core_backend_read_buf(io->backend, p, n);
+}
+
+static void core_read(mongo_shell_conn *io, size_t n)
+{
+    if (io->client)
+        mongo_core_client_read(io->client, n);
+    else
+        mongo_core_backend_read(io->backend, n);
+}
+
+static void core_failed(mongo_shell_conn *io, mongo_end why, const char *detail)
+{
+    if (io->client)
+        mongo_core_client_failed(io->client, why, detail);
+    else
+        mongo_core_backend_failed(io->backend, why, detail);
+}
+
+/* Plain reads go straight into the core's buffer. */
+static void on_read_room(gw_transport *t, uint8_t **p, size_t *n)
+{
+    core_room(conn_of(t), p, n);
+}
+
+/* TLS plaintext (one read's worth at most: the transport reads only while the core wants
+ * input) is copied into the core's buffers, all of it: the core keeps what it cannot handle yet
+ * as it keeps the tail of a plain read. */
+static void deliver_plaintext(mongo_shell_conn *io)
+{
+    size_t off = 0;
+    while (off < io->in.len && !uv_is_closing(&io->t.h.handle)) {
+        uint8_t *p;
+        size_t n;
+        core_room(io, &p, &n);
+        if (n == 0) {
+            core_failed(io, MONGO_END_NOMEM, "no read buffer");
+            break;
+        }
+        if (n > io->in.len - off)
+            n = io->in.len - off;
+        memcpy(p, io->in.data + off, n);
+        off += n;
+        core_read(io, n);
+    }
+    gw_buf_release(&io->in, pool_of(io));
+}
+
+static const char *tls_required(cfg_tls_mode mode)
+{
+    switch (mode) {
+    case CFG_TLS_VERIFY_CA:
+    case CFG_TLS_VERIFY_FULL:
+        return "TLS with a client certificate is required on this port";
+    default:
+        return "TLS is required on this port";
+    }
+}
+
+/* A client's first bytes, still in the core's buffer (not yet given to it). A ClientHello
+ * starts TLS, and the bytes move into the session; cleartext where the line requires TLS gets
+ * its first message answered with an error. Returns true when the bytes were taken. */
+static bool client_first_input(mongo_shell_conn *io)
+{
+    mongo_shell_front *sf = io->sf;
+    mongo_client *c = io->client;
+    io->saw_input = true;
+    if (!sf->client_tls || io->in.data[0] != 0x16) {
+        if (sf->client_tls_mode >= CFG_TLS_REQUIRE)
+            mongo_core_client_refuse(c, tls_required(sf->client_tls_mode));
+        return false;
+    }
+    gw_buf hello = {0};
+    int rc = gw_buf_append(&hello, pool_of(io), io->in.data, io->in.len);
+    io->in = (gw_buf){0};
+    mongo_core_client_read(c, 0); /* lets go of the room it gave */
+    if (rc != 0) {
+        mongo_core_client_failed(c, MONGO_END_NOMEM, "TLS handshake");
+        return true;
+    }
+    io->in = hello;
+    rc = gw_transport_start_tls(&io->t, sf->client_tls, true);
+    gw_buf_release(&io->in, pool_of(io)); /* left only when the session could not be made */
+    if (rc != 0) {
+        const char *why = rc == -ENOMEM ? "out of memory" : gw_tls_error(io->t.tls);
+        mongo_shell_log(&sf->core, CFG_LOG_INFO, "client %d: TLS handshake failed: %s", c->conn_id,
+                        why);
+        mongo_core_client_failed(c, rc == -ENOMEM ? MONGO_END_NOMEM : MONGO_END_TLS, why);
+    }
+    return true;
+}
+
+static void on_input(gw_transport *t)
+{
+    mongo_shell_conn *io = conn_of(t);
+    if (io->client)
+        mongo__refresh_settings(io->sf->gw);
+    if (gw_transport_is_tls(t)) {
+        deliver_plaintext(io);
+        return;
+    }
+    if (io->client && !io->saw_input && client_first_input(io))
+        return;
+    size_t n = io->in.len; /* read in place, into the core's buffer */
+    io->in = (gw_buf){0};
+    core_read(io, n);
+}
+
+static void on_ended(gw_transport *t, bool eof, bool tls_failed, const char *detail)
+{
+    mongo_shell_conn *io = conn_of(t);
+    mongo_end why = MONGO_END_IO;
+    if (tls_failed) {
+        why = MONGO_END_TLS;
+        if (io->client)
+            mongo_shell_log(&io->sf->core, CFG_LOG_INFO, "client %d: TLS failed: %s",
+                            io->client->conn_id, detail);
+    } else if (eof) {
+        why = io->client ? MONGO_END_CLIENT_LEFT : MONGO_END_SERVER_CLOSED;
+        detail = NULL;
+    } else if (strcmp(detail, uv_strerror(UV_ENOBUFS)) == 0) { /* the core gave no buffer */
+        why = MONGO_END_NOMEM;
+        detail = "no read buffer";
+    }
+    core_failed(io, why, detail);
+}
+
+/* The core hears of its writes' end once everything queued is on the wire (or failed): the
+ * transport's writes do not map one to one onto the core's (TLS adds records of its own). */
+static void on_written(gw_transport *t, size_t len, int status)
+{
+    (void)len;
+    mongo_shell_conn *io = conn_of(t);
+    if (status == 0 && t->queued > 0)
+        return;
+    size_t n = io->unreported;
+    io->unreported = 0;
+    if (n == 0 && status == 0)
+        return; /* the TLS session's own records */
+    const char *error = status < 0 ? uv_strerror(status) : NULL;
+    if (io->client)
+        mongo_core_client_written(io->client, NULL, n, 0, error);
+    else if (io->backend)
+        mongo_core_backend_written(io->backend, NULL, 0, error);
+}
+
+static void on_tls_ready(gw_transport *t)
+{
+    mongo_shell_conn *io = conn_of(t);
+    if (io->client)
+        mongo_shell_log(&io->sf->core, CFG_LOG_DEBUG, "client %d: TLS established (%s)",
+                        io->client->conn_id, gw_tls_version(t->tls));
+}
+
+static const gw_transport_cbs conn_cbs = {
+    .input = on_input,
+    .ended = on_ended,
+    .written = on_written,
+    .tls_ready = on_tls_ready,
+    .read_room = on_read_room,
+};
 
 /* A new connection handle, counted live until its close callback. */
 static mongo_shell_conn *conn_new(mongo_shell_front *sf)
@@ -75,7 +268,9 @@ static mongo_shell_conn *conn_new(mongo_shell_front *sf)
     mongo_shell_conn *io = calloc(1, sizeof *io);
     if (!io)
         return NULL;
-    if (uv_tcp_init(sf->gw->ctx->loop, &io->tcp) != 0) {
+    gw_transport_init(&io->t, &conn_cbs, io, &io->in, &sf->gw->bufs);
+    io->t.queue_writes = true; /* the core is told of every write's end */
+    if (uv_tcp_init(sf->gw->ctx->loop, &io->t.h.tcp) != 0) {
         free(io);
         return NULL;
     }
@@ -86,36 +281,17 @@ static mongo_shell_conn *conn_new(mongo_shell_front *sf)
 
 /* ---- writes ---- */
 
-typedef struct shell_write {
-    uv_write_t req;
-    mongo_shell_conn *io;
-    uint8_t *msg;
-    size_t len, cap;
-} shell_write;
-
-static void on_written(uv_write_t *req, int status)
-{
-    shell_write *w = (shell_write *)req;
-    mongo_shell_conn *io = w->io;
-    const char *error = status < 0 ? uv_strerror(status) : NULL;
-    if (io->client)
-        mongo_core_client_written(io->client, w->msg, w->len, w->cap, error);
-    else
-        mongo_core_backend_written(io->backend, w->msg, w->cap, error);
-    free(w);
-}
-
 static int conn_write(mongo_shell_conn *io, uint8_t *msg, size_t len, size_t cap)
 {
-    shell_write *w = malloc(sizeof *w);
-    if (!w)
-        return UV_ENOMEM;
-    *w = (shell_write){.io = io, .msg = msg, .len = len, .cap = cap};
-    uv_buf_t b = uv_buf_init((char *)msg, (unsigned)len);
-    int rc = uv_write(&w->req, (uv_stream_t *)&io->tcp, &b, 1, on_written);
-    if (rc != 0)
-        free(w);
-    return rc;
+    gw_buf b = {.data = msg, .len = len, .cap = cap};
+    long q = gw_transport_send(&io->t, &b);
+    if (q >= 0 && b.data)
+        q = UV_EPROTO; /* a TLS session not ready: the core writes only after a message came */
+    gw_buf_release(&b, pool_of(io));
+    if (q < 0)
+        return (int)q;
+    io->unreported += len;
+    return 0;
 }
 
 int mongo_shell_client_write(mongo_client *c, uint8_t *msg, size_t len, size_t cap)
@@ -132,61 +308,20 @@ int mongo_shell_backend_write(mongo_backend *b, uint8_t *msg, size_t len, size_t
 
 /* ---- reads ---- */
 
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
-{
-    (void)suggested;
-    mongo_shell_conn *io = (mongo_shell_conn *)h;
-    uint8_t *p;
-    size_t n;
-    if (io->client)
-        mongo_core_client_read_buf(io->client, &p, &n);
-    else
-        mongo_core_backend_read_buf(io->backend, &p, &n);
-    *buf = n ? uv_buf_init((char *)p, (unsigned)n) : uv_buf_init(NULL, 0); /* 0: UV_ENOBUFS */
-}
-
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
-{
-    (void)buf;
-    mongo_shell_conn *io = (mongo_shell_conn *)s;
-    if (nread == 0)
-        return;
-    if (nread > 0) {
-        if (io->client) {
-            mongo__refresh_settings(io->sf->gw);
-            mongo_core_client_read(io->client, (size_t)nread);
-        } else {
-            mongo_core_backend_read(io->backend, (size_t)nread);
-        }
-        return;
-    }
-    mongo_end why = MONGO_END_IO;
-    const char *detail = uv_strerror((int)nread);
-    if (nread == UV_EOF) {
-        why = io->client ? MONGO_END_CLIENT_LEFT : MONGO_END_SERVER_CLOSED;
-        detail = NULL;
-    } else if (nread == UV_ENOBUFS) { /* the core could not give a buffer */
-        why = MONGO_END_NOMEM;
-        detail = "no read buffer";
-    }
-    if (io->client)
-        mongo_core_client_failed(io->client, why, detail);
-    else
-        mongo_core_backend_failed(io->backend, why, detail);
-}
-
 int mongo_shell_client_read(mongo_client *c, bool on)
 {
     c->io->client = c;
-    if (!on)
-        return uv_read_stop((uv_stream_t *)&c->io->tcp);
-    return uv_read_start((uv_stream_t *)&c->io->tcp, on_alloc, on_read);
+    if (!on) {
+        gw_transport_read_stop(&c->io->t);
+        return 0;
+    }
+    return gw_transport_read_start(&c->io->t);
 }
 
 int mongo_shell_backend_read_start(mongo_backend *b)
 {
     b->io->backend = b;
-    return uv_read_start((uv_stream_t *)&b->io->tcp, on_alloc, on_read);
+    return gw_transport_read_start(&b->io->t);
 }
 
 /* ---- closes ---- */
@@ -215,7 +350,7 @@ void mongo__io_accept(mongo_shell_front *sf)
     mongo_shell_conn *io = conn_new(sf);
     if (!io)
         return;
-    if (uv_accept((uv_stream_t *)&sf->listener, (uv_stream_t *)&io->tcp) != 0) {
+    if (uv_accept((uv_stream_t *)&sf->listener, &io->t.h.stream) != 0) {
         conn_close(io);
         return;
     }
@@ -225,8 +360,8 @@ void mongo__io_accept(mongo_shell_front *sf)
         return;
     }
     io->client = c;
-    if (!uv_is_closing((uv_handle_t *)&io->tcp))
-        uv_tcp_nodelay(&io->tcp, 1);
+    if (!uv_is_closing(&io->t.h.handle))
+        uv_tcp_nodelay(&io->t.h.tcp, 1);
 }
 
 void mongo__io_backend_connected(mongo_shell_front *sf, mongo_job *job)
@@ -241,7 +376,7 @@ void mongo__io_backend_connected(mongo_shell_front *sf, mongo_job *job)
         mongo_core_connect_failed(&sf->core, job->target, "out of memory");
         return;
     }
-    int rc = uv_tcp_open(&io->tcp, job->fd);
+    int rc = uv_tcp_open(&io->t.h.tcp, job->fd);
     if (rc != 0) {
         char error[128];
         snprintf(error, sizeof error, "cannot use a backend socket: %s", uv_strerror(rc));
@@ -249,6 +384,10 @@ void mongo__io_backend_connected(mongo_shell_front *sf, mongo_job *job)
         conn_close(io);
         mongo_core_connect_failed(&sf->core, job->target, error);
         return;
+    }
+    if (job->tls) { /* handshaken on the worker thread: the session carries on here */
+        gw_transport_adopt_tls(&io->t, job->tls);
+        job->tls = NULL;
     }
     mongo_backend *b = mongo_core_backend_connected(&sf->core, io, job->host, &job->limits);
     if (!b)

@@ -39,8 +39,9 @@ const uint8_t *mongo_shell_auth_seed(const struct mongo_front *f);
 /* Text for a negative error a shell call returned. */
 const char *mongo_shell_strerror(int err);
 
-/* Writes len bytes of msg (a buffer of cap bytes) to c, in order. Returns 0 (the buffer comes
- * back through mongo_core_client_written) or a negative error (the caller keeps the buffer). */
+/* Writes len bytes of msg (a buffer of cap bytes) to c, in order; takes ownership of msg
+ * whatever the result. Returns 0 (mongo_core_client_written reports the end, with msg back
+ * or NULL when the shell released it) or a negative error. */
 int mongo_shell_client_write(struct mongo_client *c, uint8_t *msg, size_t len, size_t cap);
 /* Starts (on) or stops reading c: bytes come through mongo_core_client_read_buf/_read, the end
  * through mongo_core_client_failed. Returns 0 or a negative error. */

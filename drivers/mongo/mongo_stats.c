@@ -71,10 +71,10 @@ static void conn_addrs(mongo_shell_conn *io, gw_conn_view *v, char *remote, char
     int len = sizeof ss;
     if (!io)
         return;
-    if (uv_tcp_getpeername(&io->tcp, (struct sockaddr *)&ss, &len) == 0)
+    if (uv_tcp_getpeername(&io->t.h.tcp, (struct sockaddr *)&ss, &len) == 0)
         gw_stats_addr(&ss, remote, &v->port);
     len = sizeof ss;
-    if (uv_tcp_getsockname(&io->tcp, (struct sockaddr *)&ss, &len) == 0)
+    if (uv_tcp_getsockname(&io->t.h.tcp, (struct sockaddr *)&ss, &len) == 0)
         gw_stats_addr(&ss, local, &v->local_port);
 }
 

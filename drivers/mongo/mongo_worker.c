@@ -5,7 +5,10 @@
  * rescans the deployment at most every heartbeatFrequencyMS, when a selection needs it), opens a
  * socket to it, and lets a single-threaded mongoc_client_t run the handshake and the
  * authentication over that socket through a stream of ours. The socket is then handed to the
- * loop, which forwards raw OP_MSG traffic on it without libmongoc.
+ * loop, which forwards raw OP_MSG traffic on it without libmongoc. With TLS (the URI's tls=true)
+ * the worker makes the TLS handshake itself before libmongoc's, runs libmongoc's through the
+ * session, and hands the session over with the socket (mongo_tls.c): one thread uses it at a
+ * time, and it changes hands with the job, under the lock.
  *
  * Why not a mongoc_client_pool_t: its background monitors use the streaming (awaitable hello)
  * protocol, which costs a thread and two connections per server for a selection needed only when
@@ -64,6 +67,7 @@ static void free_jobs(mongo_job *j)
         next = j->next;
         if (j->fd >= 0)
             close(j->fd);
+        gw_tls_free(j->tls);
         free(j);
     }
 }
@@ -85,10 +89,21 @@ static void worker_unref_unlock(mongo_worker *w)
 
 /* ---- a mongoc_stream_t over a socket Sluice owns ---- */
 
+/* The connection being handshaken: its socket and, with TLS, its session. Outlives the stream
+ * libmongoc makes on it. */
+typedef struct handshake_conn {
+    int fd;
+    bool used;       /* a stream was made on it: libmongoc may not reconnect */
+    gw_tls *tls;     /* NULL: plain */
+    gw_buf plain;    /* TLS: plaintext received, not yet read by libmongoc */
+    gw_bufpool pool; /* this thread's, without spare blocks */
+} handshake_conn;
+
 typedef struct fd_stream {
     mongoc_stream_t vtable;
     int fd;
     bool timed_out;
+    handshake_conn *conn;
 } fd_stream;
 
 static int wait_fd(int fd, short events, int32_t timeout_msec)
@@ -101,9 +116,114 @@ static int wait_fd(int fd, short events, int32_t timeout_msec)
     return rc;
 }
 
+/* Sends b's bytes whole (waiting up to tmo for each chunk) and empties b. 0 or -1 (errno). */
+static int send_all(handshake_conn *hc, gw_buf *b, int32_t tmo, bool *timed_out)
+{
+    size_t off = 0;
+    int rc = 0;
+    while (off < b->len) {
+        if (wait_fd(hc->fd, POLLOUT, tmo) <= 0) {
+            *timed_out = true;
+            errno = ETIMEDOUT;
+            rc = -1;
+            break;
+        }
+        ssize_t n = send(hc->fd, b->data + off, b->len - off, MSG_NOSIGNAL);
+        if (n < 0 && errno != EAGAIN && errno != EINTR) {
+            rc = -1;
+            break;
+        }
+        if (n > 0)
+            off += (size_t)n;
+    }
+    gw_buf_release(b, &hc->pool);
+    return rc;
+}
+
+/* TLS: reads what arrives within tmo and decrypts it into hc->plain, answering what the
+ * session must answer. 1 after progress (perhaps no plaintext yet), 0 at the end of the
+ * stream, -1 on an error or a timeout (errno). */
+static int tls_fill(handshake_conn *hc, int32_t tmo, bool *timed_out)
+{
+    if (wait_fd(hc->fd, POLLIN, tmo) <= 0) {
+        *timed_out = true;
+        errno = tmo == 0 ? EAGAIN : ETIMEDOUT;
+        return -1;
+    }
+    uint8_t buf[GW_BUF_BLOCK];
+    ssize_t n = recv(hc->fd, buf, sizeof buf, 0);
+    if (n == 0)
+        return 0;
+    if (n < 0)
+        return errno == EAGAIN || errno == EINTR ? 1 : -1;
+    gw_buf wire = {0};
+    int rc = gw_tls_unseal(hc->tls, buf, (size_t)n, &hc->plain, &wire, &hc->pool);
+    int sent = send_all(hc, &wire, tmo, timed_out);
+    if (rc == GW_TLS_EOF)
+        return 0;
+    if (rc != 0) {
+        errno = rc == -ENOMEM ? ENOMEM : EPROTO;
+        return -1;
+    }
+    return sent == 0 ? 1 : -1;
+}
+
+static ssize_t tls_writev(fd_stream *s, mongoc_iovec_t *iov, size_t iovcnt, int32_t tmo)
+{
+    handshake_conn *hc = s->conn;
+    gw_buf wire = {0};
+    size_t total = 0;
+    for (size_t i = 0; i < iovcnt; i++) {
+        if (gw_tls_seal(hc->tls, iov[i].iov_base, iov[i].iov_len, &wire, &hc->pool) != 0) {
+            gw_buf_release(&wire, &hc->pool);
+            errno = EPROTO;
+            return -1;
+        }
+        total += iov[i].iov_len;
+    }
+    return send_all(hc, &wire, tmo, &s->timed_out) == 0 ? (ssize_t)total : -1;
+}
+
+/* As s_readv, from the session's plaintext. */
+static ssize_t tls_readv(fd_stream *s, mongoc_iovec_t *iov, size_t iovcnt, size_t min_bytes,
+                         int32_t tmo)
+{
+    handshake_conn *hc = s->conn;
+    size_t total = 0, idx = 0, off = 0;
+    s->timed_out = false;
+    while (idx < iovcnt) {
+        if (hc->plain.len == 0) {
+            bool enough = total >= min_bytes && total > 0;
+            int r = tls_fill(hc, enough ? 0 : tmo, &s->timed_out);
+            if (r > 0)
+                continue;
+            if (enough)
+                break;
+            if (r == 0)
+                return (ssize_t)total;
+            return total ? (ssize_t)total : -1;
+        }
+        size_t n = iov[idx].iov_len - off;
+        if (n > hc->plain.len)
+            n = hc->plain.len;
+        memcpy((char *)iov[idx].iov_base + off, hc->plain.data, n);
+        gw_buf_consume(&hc->plain, &hc->pool, n);
+        total += n;
+        off += n;
+        if (off >= iov[idx].iov_len) {
+            idx++;
+            off = 0;
+        }
+    }
+    s->timed_out = false;
+    return (ssize_t)total;
+}
+
 static ssize_t s_writev(mongoc_stream_t *st, mongoc_iovec_t *iov, size_t iovcnt, int32_t tmo)
 {
     fd_stream *s = (fd_stream *)st;
+    if (s->conn->tls)
+        return tls_writev(s, iov, iovcnt, tmo);
     size_t total = 0, want = 0;
     for (size_t i = 0; i < iovcnt; i++)
         want += iov[i].iov_len;
@@ -135,6 +255,8 @@ static ssize_t s_readv(mongoc_stream_t *st, mongoc_iovec_t *iov, size_t iovcnt, 
                        int32_t tmo)
 {
     fd_stream *s = (fd_stream *)st;
+    if (s->conn->tls)
+        return tls_readv(s, iov, iovcnt, min_bytes, tmo);
     size_t total = 0, idx = 0, off = 0;
     s->timed_out = false;
     while (idx < iovcnt) {
@@ -206,6 +328,8 @@ static int s_setsockopt(mongoc_stream_t *st, int level, int name, void *val, mon
 
 static bool s_check_closed(mongoc_stream_t *st)
 {
+    if (((fd_stream *)st)->conn->plain.len > 0)
+        return false;
     char c;
     ssize_t n = recv(((fd_stream *)st)->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
     return n == 0;
@@ -222,17 +346,12 @@ static bool s_should_retry(mongoc_stream_t *st)
     return errno == EAGAIN || errno == EINTR;
 }
 
-typedef struct initiator_arg {
-    int fd;
-    bool used;
-} initiator_arg;
-
 static mongoc_stream_t *initiator(const mongoc_uri_t *uri, const mongoc_host_list_t *host,
                                   void *user_data, bson_error_t *error)
 {
     (void)uri;
     (void)host;
-    initiator_arg *a = user_data;
+    handshake_conn *a = user_data;
     if (a->used) {
         bson_set_error(error, MONGOC_ERROR_STREAM, MONGOC_ERROR_STREAM_CONNECT,
                        "the handshake connection was lost");
@@ -243,6 +362,7 @@ static mongoc_stream_t *initiator(const mongoc_uri_t *uri, const mongoc_host_lis
         return NULL;
     a->used = true;
     s->fd = a->fd;
+    s->conn = a;
     s->vtable.type = MONGO_HANDSHAKE_STREAM;
     s->vtable.destroy = s_destroy;
     s->vtable.failed = s_destroy;
@@ -377,6 +497,38 @@ static int pick_server(mongoc_client_t *selector, mongo_job *job, char *host, si
     return 0;
 }
 
+/* Makes hc's TLS session to host and its handshake, within timeout_ms per wait. 0, or -1 with
+ * the reason in job->error. */
+static int tls_connect(handshake_conn *hc, gw_tls_conf *conf, bool verify_host, const char *host,
+                       int timeout_ms, mongo_job *job)
+{
+    hc->tls = gw_tls_client_new(conf, host, verify_host);
+    if (!hc->tls) {
+        snprintf(job->error, sizeof job->error, "cannot start TLS with %.100s", job->host);
+        return -1;
+    }
+    bool timed_out = false;
+    gw_buf wire = {0};
+    int rc = gw_tls_unseal(hc->tls, NULL, 0, &hc->plain, &wire, &hc->pool); /* ClientHello */
+    errno = rc == 0 ? 0 : EPROTO;
+    if (send_all(hc, &wire, timeout_ms, &timed_out) != 0 && rc == 0)
+        rc = -1;
+    int r = 1;
+    while (rc == 0 && !gw_tls_ready(hc->tls)) {
+        r = tls_fill(hc, timeout_ms, &timed_out);
+        rc = r > 0 ? 0 : -1;
+    }
+    if (rc == 0)
+        return 0;
+    const char *why = timed_out         ? "timed out"
+                      : r == 0          ? "the server closed the connection"
+                      : errno == EPROTO ? gw_tls_error(hc->tls)
+                                        : strerror(errno);
+    snprintf(job->error, sizeof job->error, "TLS handshake with %.100s failed: %.120s", job->host,
+             why);
+    return -1;
+}
+
 static void set_handshake_fd(mongo_worker *w, int fd)
 {
     pthread_mutex_lock(&w->lock);
@@ -394,8 +546,14 @@ static bool quitting(mongo_worker *w)
     return q;
 }
 
+/* What the worker thread knows of TLS to the servers (from the URI, fixed at its start). */
+typedef struct worker_tls {
+    gw_tls_conf *conf; /* NULL: plain */
+    bool verify_host;
+} worker_tls;
+
 static void do_connect(mongo_worker *w, const mongoc_uri_t *uri, mongoc_client_t *selector,
-                       int timeout_ms, mongo_job *job)
+                       int timeout_ms, const worker_tls *wt, mongo_job *job)
 {
     bson_error_t err;
     job->fd = -1;
@@ -406,23 +564,43 @@ static void do_connect(mongo_worker *w, const mongoc_uri_t *uri, mongoc_client_t
     int fd = connect_socket(host, port, timeout_ms, job->error, sizeof job->error);
     if (fd < 0)
         return;
-    mongoc_uri_t *u = direct_uri(uri, host, port, timeout_ms);
-    mongoc_client_t *cl = u ? mongoc_client_new_from_uri(u) : NULL;
-    if (!cl) {
-        snprintf(job->error, sizeof job->error, "cannot create a handshake client");
+    handshake_conn hc = {.fd = fd};
+    gw_bufpool_init(&hc.pool, 0);
+    set_handshake_fd(w, fd); /* so that shutdown can cut the handshake short */
+    if (wt->conf && tls_connect(&hc, wt->conf, wt->verify_host, host, timeout_ms, job) != 0) {
+        set_handshake_fd(w, -1);
+        gw_tls_free(hc.tls);
+        gw_buf_release(&hc.plain, &hc.pool);
+        gw_bufpool_destroy(&hc.pool);
         close(fd);
-        mongoc_uri_destroy(u);
         return;
     }
-    initiator_arg arg = {fd, false};
-    mongoc_client_set_error_api(cl, MONGOC_ERROR_API_VERSION_2);
-    mongoc_client_set_stream_initiator(cl, initiator, &arg);
-    set_handshake_fd(w, fd); /* so that shutdown can cut the handshake short */
-    bson_t cmd = BSON_INITIALIZER, reply;
-    BSON_APPEND_INT32(&cmd, "hello", 1);
-    /* The first command makes libmongoc run its handshake and authenticate on our socket. */
-    bool ok = mongoc_client_command_simple(cl, "admin", &cmd, NULL, &reply, &err);
+    mongoc_uri_t *u = direct_uri(uri, host, port, timeout_ms);
+    mongoc_client_t *cl = u ? mongoc_client_new_from_uri(u) : NULL;
+    bool ok = false;
+    bson_t cmd = BSON_INITIALIZER, reply = BSON_INITIALIZER;
+    if (!cl) {
+        snprintf(job->error, sizeof job->error, "cannot create a handshake client");
+    } else {
+        mongoc_client_set_error_api(cl, MONGOC_ERROR_API_VERSION_2);
+        mongoc_client_set_stream_initiator(cl, initiator, &hc);
+        BSON_APPEND_INT32(&cmd, "hello", 1);
+        /* The first command makes libmongoc run its handshake and authenticate on our socket
+         * (through the TLS session when there is one). */
+        bson_destroy(&reply);
+        ok = mongoc_client_command_simple(cl, "admin", &cmd, NULL, &reply, &err);
+        if (!ok)
+            snprintf(job->error, sizeof job->error, "handshake with %.100s failed: %.120s",
+                     job->host, err.message);
+    }
     set_handshake_fd(w, -1);
+    if (ok && hc.plain.len > 0) { /* nothing may follow the answers libmongoc read */
+        snprintf(job->error, sizeof job->error, "unexpected bytes from %.100s after its handshake",
+                 job->host);
+        ok = false;
+    }
+    gw_buf_release(&hc.plain, &hc.pool);
+    gw_bufpool_destroy(&hc.pool);
     if (ok) {
         job->limits.max_bson = get_i32(&reply, "maxBsonObjectSize", 16 * 1024 * 1024);
         job->limits.max_message = get_i32(&reply, "maxMessageSizeBytes", MONGO_DEFAULT_MAX);
@@ -431,9 +609,9 @@ static void do_connect(mongo_worker *w, const mongoc_uri_t *uri, mongoc_client_t
         job->limits.min_wire = get_i32(&reply, "minWireVersion", 0);
         job->limits.max_wire = get_i32(&reply, "maxWireVersion", 6);
         job->fd = fd;
+        job->tls = hc.tls; /* handed to the loop with the job, under the lock */
     } else {
-        snprintf(job->error, sizeof job->error, "handshake with %.100s failed: %.120s", job->host,
-                 err.message);
+        gw_tls_free(hc.tls);
         close(fd);
     }
     bson_destroy(&cmd);
@@ -460,6 +638,13 @@ static void *worker_main(void *arg)
     }
     /* Used on this thread only, so a single-threaded client is safe. */
     mongoc_client_t *selector = uri ? mongoc_client_new_from_uri(uri) : NULL;
+    worker_tls wt = {0};
+    char tls_err[256] = "";
+    if (selector && mongo__uri_tls(uri, &wt.conf, &wt.verify_host, tls_err, sizeof tls_err) != 0) {
+        /* Checked with the config; a file changed since: nothing connects in the clear. */
+        mongoc_client_destroy(selector);
+        selector = NULL;
+    }
     if (selector)
         mongoc_client_set_error_api(selector, MONGOC_ERROR_API_VERSION_2);
     for (;;) {
@@ -476,7 +661,9 @@ static void *worker_main(void *arg)
 
         job->next = NULL;
         if (selector)
-            do_connect(w, uri, selector, timeout_ms, job);
+            do_connect(w, uri, selector, timeout_ms, &wt, job);
+        else if (tls_err[0])
+            snprintf(job->error, sizeof job->error, "%.250s", tls_err);
         else
             snprintf(job->error, sizeof job->error, "invalid URI: %.200s", err.message);
 
@@ -493,6 +680,7 @@ static void *worker_main(void *arg)
     }
     mongoc_client_destroy(selector);
     mongoc_uri_destroy(uri);
+    gw_tls_conf_release(wt.conf);
     pthread_mutex_lock(&w->lock);
     worker_unref_unlock(w);
     atomic_fetch_sub(&running_workers, 1);
@@ -521,6 +709,7 @@ static void on_wake(uv_async_t *h)
             mongo__io_backend_connected(sf, done);
         else
             mongo_core_connect_failed(&sf->core, done->target, done->error);
+        gw_tls_free(done->tls); /* when the loop could not take it */
         free(done);
         done = next;
     }

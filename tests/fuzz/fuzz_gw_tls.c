@@ -48,7 +48,8 @@ static gw_tls_conf *make_conf(void)
                          .protocols = "secure",
                          .ciphers = "default",
                          .ecdhcurve = "auto",
-                         .dheparams = "auto"};
+                         .dheparams = "auto",
+                         .alpn_postgresql = true};
     gw_tls_conf *c = NULL;
     char err[256];
     FUZZ_CHECK(gw_tls_conf_new(&s, &c, err, sizeof err) == 0);

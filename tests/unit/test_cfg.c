@@ -361,6 +361,39 @@ Test(cfg, mongodb_lines_take_main_defaults)
     cfg_free(c);
 }
 
+Test(cfg, mongodb_client_tls_defaults_to_the_main_keys)
+{
+    cfg *c = loads("[mongodb]\n"
+                   "m = listen_port=27018 uri=mongodb://h/\n"
+                   "n = listen_port=27019 uri=mongodb://h/ client_tls_sslmode=verify-full "
+                   "client_tls_ca_file=other.crt client_tls_protocols=tlsv1.3\n"
+                   "[sluice]\nclient_tls_sslmode = prefer\nclient_tls_key_file = s.key\n"
+                   "client_tls_cert_file = s.crt\nclient_tls_ca_file = ca.crt\n"
+                   "client_tls_ciphers = HIGH\n");
+    const cfg_mongo *m = &c->mongo[0], *n = &c->mongo[1];
+    cr_assert_eq(m->client_tls_sslmode, CFG_TLS_PREFER, "from [sluice], even when it is later");
+    cr_assert_str_eq(m->client_tls_key_file, "s.key");
+    cr_assert_str_eq(m->client_tls_ca_file, "ca.crt");
+    cr_assert_str_eq(m->client_tls_protocols, "secure");
+    cr_assert_eq(n->client_tls_sslmode, CFG_TLS_VERIFY_FULL);
+    cr_assert_str_eq(n->client_tls_cert_file, "s.crt");
+    cr_assert_str_eq(n->client_tls_ca_file, "other.crt");
+    cr_assert_str_eq(n->client_tls_protocols, "tlsv1.3");
+    cr_assert_str_eq(n->client_tls_ciphers, "HIGH");
+    cfg_free(c);
+
+    FAILS_WITH("[mongodb]\nm = listen_port=27018 uri=x client_tls_sslmode=sometimes\n",
+               "test.ini:2: mongodb entry 'm': client_tls_sslmode: expected disable, allow, "
+               "prefer, require, verify-ca or verify-full, got 'sometimes'");
+    FAILS_WITH("[mongodb]\nm = listen_port=27018 uri=x client_tls_sslmode=require\n",
+               "test.ini:2: mongodb entry 'm': client_tls_sslmode require needs "
+               "client_tls_key_file and client_tls_cert_file");
+    FAILS_WITH("[mongodb]\nm = listen_port=27018 uri=x client_tls_sslmode=verify-ca "
+               "client_tls_key_file=k client_tls_cert_file=c\n",
+               "test.ini:2: mongodb entry 'm': client_tls_sslmode verify-ca needs "
+               "client_tls_ca_file");
+}
+
 Test(cfg, mongodb_max_client_conn)
 {
     cfg *c = loads("[mongodb]\nm = listen_port=27018 uri=mongodb://h/ max_client_conn=7\n"

@@ -110,7 +110,8 @@ static gw_tls_conf *conf_with(const char *key, bool verify, char *err)
                          .ecdhcurve = "auto",
                          .dheparams = "auto",
                          .verify_peer = verify,
-                         .verify_optional = true};
+                         .verify_optional = true,
+                         .alpn_postgresql = true};
     gw_tls_conf *c = NULL;
     int rc = gw_tls_conf_new(&s, &c, err, 256);
     cr_assert_eq(rc, c ? 0 : -1);
@@ -412,4 +413,112 @@ Test(gw_tls_protocols, parse)
     cr_assert_eq(lo, TLS1_VERSION);
     cr_assert_eq(gw_tls_parse_protocols("sslv3", &lo, &hi), -1);
     cr_assert_eq(gw_tls_parse_protocols(",", &lo, &hi), -1);
+}
+
+Test(gw_tls, alpn_is_only_enforced_when_asked)
+{
+    /* A MongoDB line's context: a client offering some other protocol through ALPN is not
+     * refused (the PostgreSQL rule does not apply there). */
+    gw_tls_settings s = {.key_file = path_of("server.key"),
+                         .cert_file = path_of("server.crt"),
+                         .protocols = "secure",
+                         .ciphers = "default"};
+    gw_tls_conf *c = NULL;
+    char err[256];
+    cr_assert_eq(gw_tls_conf_new(&s, &c, err, sizeof err), 0, "%s", err);
+    peer p;
+    peer_init(&p, "\x02h2", 0, NULL);
+    gw_tls *t = gw_tls_new(c, true);
+    gw_buf plain = {0};
+    cr_assert_eq(handshake(&p, t, &plain, 0), 0, "%s", gw_tls_error(t));
+    cr_assert(gw_tls_ready(t));
+    cr_assert_not(gw_tls_alpn_ok(t));
+    gw_buf_release(&plain, &pool);
+    gw_tls_free(t);
+    peer_free(&p);
+    gw_tls_conf_release(c);
+}
+
+/* ---- client side ---- */
+
+/* Runs a handshake between two gw_tls sessions. Returns the client's last result, or the
+ * server's when it failed first. */
+static int duel(gw_tls *cl, gw_tls *sv)
+{
+    gw_buf to_sv = {0}, to_cl = {0}, plain = {0};
+    int rc = gw_tls_unseal(cl, NULL, 0, &plain, &to_sv, &pool); /* the ClientHello */
+    for (int i = 0; i < 10 && rc == 0 && !(gw_tls_ready(cl) && gw_tls_ready(sv)); i++) {
+        rc = gw_tls_unseal(sv, to_sv.data, to_sv.len, &plain, &to_cl, &pool);
+        gw_buf_release(&to_sv, &pool);
+        if (rc == 0 || to_cl.len)
+            rc = gw_tls_unseal(cl, to_cl.data, to_cl.len, &plain, &to_sv, &pool);
+        gw_buf_release(&to_cl, &pool);
+    }
+    if (rc == 0 && to_sv.len) /* the client's last flight */
+        rc = gw_tls_unseal(sv, to_sv.data, to_sv.len, &plain, &to_cl, &pool);
+    gw_buf_release(&to_sv, &pool);
+    gw_buf_release(&to_cl, &pool);
+    gw_buf_release(&plain, &pool);
+    return rc;
+}
+
+static gw_tls_conf *client_conf(const char *ca, const char *cert, bool verify)
+{
+    gw_tls_client_settings s = {.ca_file = ca ? path_of(ca) : NULL,
+                                .cert_key_file = cert ? path_of(cert) : NULL,
+                                .verify_cert = verify};
+    gw_tls_conf *c = NULL;
+    char err[256];
+    cr_assert_eq(gw_tls_client_conf_new(&s, &c, err, sizeof err), 0, "%s", err);
+    return c;
+}
+
+Test(gw_tls, client_verifies_the_server_and_its_name)
+{
+    char err[256];
+    gw_tls_conf *sc = conf_with("server.key", true, err);
+    cr_assert_not_null(sc, "%s", err);
+    gw_tls_conf *cc = client_conf("ca.crt", "alice.pem", true);
+    static const struct {
+        const char *host;
+        bool verify_host, ok;
+    } cases[] = {{"localhost", true, true},
+                 {"wrong.example", true, false},
+                 {"127.0.0.1", true, false},
+                 {"wrong.example", false, true}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        gw_tls *cl = gw_tls_client_new(cc, cases[i].host, cases[i].verify_host);
+        gw_tls *sv = gw_tls_new(sc, true);
+        int rc = duel(cl, sv);
+        if (cases[i].ok) {
+            cr_assert_eq(rc, 0, "%s: %s", cases[i].host, gw_tls_error(cl));
+            cr_assert(gw_tls_ready(cl) && gw_tls_ready(sv));
+            char cn[16];
+            cr_assert_eq(gw_tls_peer_cn(sv, cn, sizeof cn), 1, "the client's certificate");
+            cr_assert_str_eq(cn, "alice");
+            gw_buf wire = {0}, back = {0}, plain = {0};
+            cr_assert_eq(gw_tls_seal(cl, (const uint8_t *)"ping", 4, &wire, &pool), 0);
+            cr_assert_eq(gw_tls_unseal(sv, wire.data, wire.len, &plain, &back, &pool), 0);
+            cr_assert(plain.len == 4 && memcmp(plain.data, "ping", 4) == 0);
+            gw_buf_release(&wire, &pool);
+            gw_buf_release(&back, &pool);
+            gw_buf_release(&plain, &pool);
+        } else {
+            cr_assert_lt(rc, 0, "%s must be refused", cases[i].host);
+            cr_assert(strstr(gw_tls_error(cl), "mismatch"), "%s", gw_tls_error(cl));
+        }
+        gw_tls_free(cl);
+        gw_tls_free(sv);
+    }
+    gw_tls_conf_release(cc);
+    /* A CA that did not sign the server's certificate (its own, alone, as the CA file). */
+    cc = client_conf("server.crt", NULL, true);
+    gw_tls *cl = gw_tls_client_new(cc, "localhost", true);
+    gw_tls *sv = gw_tls_new(sc, true);
+    cr_assert_lt(duel(cl, sv), 0);
+    cr_assert(strstr(gw_tls_error(cl), "certificate"), "%s", gw_tls_error(cl));
+    gw_tls_free(cl);
+    gw_tls_free(sv);
+    gw_tls_conf_release(cc);
+    gw_tls_conf_release(sc);
 }

@@ -61,15 +61,20 @@ const char *mongo_shell_strerror(int err)
     return strerror(-err);
 }
 
+/* Takes msg whatever the result, as the shell does. */
 static int conn_write(fake_conn *c, uint8_t *msg, size_t len, size_t cap)
 {
-    if (c->closing)
+    if (c->closing) {
+        free(msg);
         return -EPIPE;
+    }
     if (c->n_writes == c->cap_writes) {
         size_t want = c->cap_writes ? c->cap_writes * 2 : 8;
         fake_write *grown = realloc(c->writes, want * sizeof *grown);
-        if (!grown)
+        if (!grown) {
+            free(msg);
             return -ENOMEM;
+        }
         c->writes = grown;
         c->cap_writes = want;
     }

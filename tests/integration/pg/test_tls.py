@@ -11,51 +11,21 @@ import socket
 import ssl
 import struct
 import subprocess
-import tempfile
 
 import psycopg2
 import pytest
 
 from pgutil import (accepted_sockets, error_fields, message,
                     read_messages, read_to_eof, startup_packet, wait_for)
+from tlscerts import client_hello, make_pki
 
 HANG = 20
 SSL_REQUEST = struct.pack("!II", 8, 80877103)
 
 
-def openssl(*args, cwd):
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
-
-
-def make_ca(d, name):
-    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-            "-keyout", f"{name}.key", "-out", f"{name}.crt", "-days", "2",
-            "-subj", f"/CN=Sluice test {name}", cwd=d)
-
-
-def make_cert(d, name, ca, cn, san=None):
-    openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-            "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={cn}", cwd=d)
-    ext = os.path.join(d, f"{name}.ext")
-    with open(ext, "w") as f:
-        f.write(f"subjectAltName = {san}\n" if san else "basicConstraints = CA:FALSE\n")
-    openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.crt", "-CAkey", f"{ca}.key",
-            "-CAcreateserial", "-days", "2", "-out", f"{name}.crt", "-extfile", ext, cwd=d)
-    os.chmod(os.path.join(d, f"{name}.key"), 0o600)  # libpq refuses a readable key
-
-
 @pytest.fixture(scope="module")
 def certs():
-    d = tempfile.mkdtemp(prefix="sluice-tls-")
-    make_ca(d, "ca")
-    make_ca(d, "otherca")
-    make_cert(d, "server", "ca", "localhost", "DNS:localhost,IP:127.0.0.1")
-    make_cert(d, "server2", "ca", "localhost", "DNS:localhost,IP:127.0.0.1")
-    make_cert(d, "wrongname", "ca", "wrong.example", "DNS:wrong.example")
-    make_cert(d, "certuser", "ca", "certuser")
-    make_cert(d, "intruder", "ca", "intruder")
-    make_cert(d, "stranger", "otherca", "certuser")  # the right CN from a CA nobody trusts
-    return lambda name: os.path.join(d, name)
+    return make_pki("sluice-tls-", ["certuser", "intruder"])
 
 
 @pytest.fixture(scope="module")
@@ -345,18 +315,6 @@ def test_sighup_loads_a_new_certificate_for_new_connections(sluice_factory, cert
 
 
 # ---- hostile clients ----
-
-def client_hello():
-    """The first flight of a real TLS client, as bytes."""
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
-    obj = ctx.wrap_bio(inc, out)
-    with pytest.raises(ssl.SSLWantReadError):
-        obj.do_handshake()
-    return out.read()
-
 
 def test_client_hello_to_a_listener_without_tls(sluice_factory):
     s = sluice_factory()
