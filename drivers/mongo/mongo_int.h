@@ -49,6 +49,7 @@ typedef struct mongo_shell_conn {
     mongo_shell_front *sf;
     mongo_client *client;   /* learnt from the core's calls; NULL for a backend */
     mongo_backend *backend; /* the same for a backend connection */
+    char addr[64];          /* the client's "host:port" for the log, "" until first needed */
 } mongo_shell_conn;
 
 typedef struct mongo_gateway {

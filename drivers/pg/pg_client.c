@@ -103,8 +103,9 @@ static void client_close(pg_client *c, pg_end why, const char *detail, bool flus
         return; /* closed already, or its close is under way further up the stack */
     pg_gateway *gw = c->conn.gw;
     c->conn.end = why;
-    gw_debug(gw->ctx, "client %u closing in state %s (%s): %s", c->pid,
-             client_state_names[c->state], pg_end_name(why), detail);
+    pg_client_log_end(c, why, detail);
+    if (gw->ctx->cfg->log_level >= CFG_LOG_DEBUG)
+        pg_client_log(c, CFG_LOG_DEBUG, "closed in state %s", client_state_names[c->state]);
     pg_notify_client_gone(c);
     pg_auth_client_gone(c);
     if (c->server)
@@ -140,7 +141,8 @@ void pg_client_fatal(pg_client *c, pg_end why, const char *sqlstate, const char 
     va_end(ap);
     if (sqlstate && !pg_client_out_mid_message(c))
         pg_build_error(&c->conn.out, &c->conn.gw->bufs, "FATAL", sqlstate, msg);
-    gw_info(pg_ctx(&c->conn), "client %u: %s (%s)", c->pid, msg, pg_end_name(why));
+    if (sqlstate)
+        pg_client_log_error(c, sqlstate, msg);
     client_close(c, why, msg, true);
 }
 
@@ -174,7 +176,7 @@ void pg_client_finish_login(pg_client *c)
     }
     c->params_fp = pg_params_fingerprint(&c->params);
     pg_client_set_state(c, PG_CL_IDLE);
-    gw_debug(gw->ctx, "client %u logged in to %s as %s", c->pid, p->dbname, p->user);
+    pg_client_log_login(c);
     pg_conn_mark_process(&c->conn);
 }
 
