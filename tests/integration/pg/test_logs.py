@@ -262,13 +262,14 @@ def test_no_password_reaches_the_log(pg):
         proc.send_signal(signal.SIGHUP)
         assert wait_for(lambda: "configuration reloaded" in open(out_path).read())
         proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
+        assert proc.wait(timeout=30) == 0
         out.close()
         logs = {"stderr": open(out_path).read(), "logfile": open(f"{tmp}/file.log").read()}
         for name, text in logs.items():
             assert "password authentication failed" in text, name
             assert 'logged in as "postgres"' in text and "authentication failed" in text, name
             assert "mongodb://sluiceuser:****@" in text, name
+            assert "AddressSanitizer" not in text and "runtime error:" not in text, name
             for what, secret in SECRETS.items():
                 for needle in {secret, secret.split("-")[0]}:
                     assert needle not in text, f"{what} password in the {name}"
