@@ -287,6 +287,9 @@ static void handle_startup(pg_client *c, const uint8_t *body, size_t len, size_t
         pg_client_fatal(c, PG_END_NO_MEMORY, "53200", "out of memory");
         return;
     }
+    snprintf(c->login_user, sizeof c->login_user, "%s", su.user ? su.user : "");
+    snprintf(c->login_db, sizeof c->login_db, "%s",
+             su.database && *su.database ? su.database : c->login_user);
     if (ctx->cfg->client_tls_sslmode >= CFG_TLS_REQUIRE && !pg_shell_client_tls(c)) {
         /* Refused before any credential is asked. A Unix-socket client does not cross the
          * network (and libpq never asks for TLS there), as with PgBouncer. */

@@ -217,6 +217,9 @@ typedef struct pg_client {
     struct pg_auth *auth;   /* the login exchange, only in PG_CL_AUTH; owned */
     pg_client_cred *cred;   /* what it proved itself with, during its login only; owned */
     char addr[64]; /* its address for the log ("host:port", "unix"), "" until first needed */
+    /* The database and user its startup packet named (cut to PostgreSQL's 63 bytes), so the
+     * log names them for a login refused before the login exchange begins. */
+    char login_db[64], login_user[64];
 } pg_client;
 
 /* What a pool logs in to its servers with when the [databases] line gives no password

@@ -35,6 +35,11 @@ static void client_who(pg_client *c, gw_log_who *who)
         .user = c->pool ? c->pool->user : pg_auth_user(c),
         .address = client_addr(c),
     };
+    /* Before the login exchange: what the startup packet asked for. */
+    if (!who->database && c->login_db[0])
+        who->database = c->login_db;
+    if (!who->user && c->login_user[0])
+        who->user = c->login_user;
 }
 
 void pg_client_log(pg_client *c, cfg_log_level level, const char *fmt, ...)

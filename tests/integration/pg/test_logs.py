@@ -120,6 +120,10 @@ def test_log_connections_and_disconnections_switch_their_lines(sluice_factory, p
     assert ("closing because client_left" in log) == on
     assert ("closing because login_refused" in log) == on
     assert ('pooler error 3D000: database "nope" does not exist' in log) == on
+    # A login refused before its exchange began still names what it asked for.
+    named = [line for line in log.splitlines()
+             if "pg nope/postgres@127.0.0.1:" in line and "pooler error 3D000" in line]
+    assert bool(named) == on, named
 
 
 def closing_reason(s, cid):
