@@ -24,6 +24,28 @@ typedef enum cfg_log_level {
     CFG_LOG_DEBUG = 3,
 } cfg_log_level;
 
+/* log_format: how a log line is written (gateway/log.c). */
+typedef enum cfg_log_format {
+    CFG_LOGFMT_TEXT = 0, /* "time LEVEL [context] message" */
+    CFG_LOGFMT_JSON = 1, /* one JSON object per line */
+} cfg_log_format;
+
+/* syslog_facility: PgBouncer's names, in this order (the values are not syslog's codes). */
+typedef enum cfg_syslog_facility {
+    CFG_FAC_AUTH = 0,
+    CFG_FAC_AUTHPRIV,
+    CFG_FAC_DAEMON,
+    CFG_FAC_USER,
+    CFG_FAC_LOCAL0,
+    CFG_FAC_LOCAL1,
+    CFG_FAC_LOCAL2,
+    CFG_FAC_LOCAL3,
+    CFG_FAC_LOCAL4,
+    CFG_FAC_LOCAL5,
+    CFG_FAC_LOCAL6,
+    CFG_FAC_LOCAL7,
+} cfg_syslog_facility;
+
 /* How PostgreSQL clients prove who they are (PgBouncer's auth_type values and meanings). */
 typedef enum cfg_auth_type {
     CFG_AUTH_TRUST = 0, /* any client may log in as any user; the server authenticates Sluice */
@@ -141,6 +163,14 @@ typedef struct cfg {
     char *client_tls_dheparams; /* default "auto" */
     cfg_log_level log_level;    /* default info */
     uint64_t stats_period_ms;   /* default 60 s: the stats log line and SHOW STATS averages */
+    cfg_log_format log_format;  /* default text */
+    char *logfile;              /* appended to besides stderr; "" = none; see cfg_resolve_path */
+    bool use_syslog;            /* the `syslog` key: also send lines to the local syslog */
+    char *syslog_ident;         /* default "sluice" */
+    cfg_syslog_facility syslog_facility; /* default daemon */
+    bool log_connections;                /* default 1: a line per client login */
+    bool log_disconnections;             /* default 1: a line per client close, with why */
+    bool log_pooler_errors;              /* default 1: the errors Sluice sends clients */
 
     /* Loaded with the file, so --check validates them and a reload re-reads them. */
     struct auth_userlist *users; /* auth_file's users; NULL without auth_file */
@@ -197,6 +227,9 @@ size_t cfg_restart_keys(const cfg *old, const cfg *next, const char **names, siz
 /* Writes the [sluice] key reference (name, type and unit, default, reload policy, meaning) as a
  * Markdown table; config/README.md carries its output. */
 void cfg_write_reference(FILE *out);
+/* Writes the sluice.ini(5) manual page (roff, man macros): the file format, the [sluice] keys
+ * from the same table, [databases] and [mongodb]. */
+void cfg_write_man(FILE *out);
 
 /* The admin console's view of the key table: the i-th key's name, its current value in c as
  * the file would give it, its default, and whether SET may change it (0), or -1 past the end. */

@@ -17,19 +17,21 @@
 #include "config/cfg.h"
 
 typedef enum cfg_type {
-    CFG_T_STR,     /* char *, owned by the cfg */
-    CFG_T_INT,     /* int, 1..CFG__INT_MAX */
-    CFG_T_INT0,    /* int, 0..CFG__INT_MAX */
-    CFG_T_PORT,    /* int, 1..65535 */
-    CFG_T_PORT0,   /* int, 0..65535; 0 turns the listener off */
-    CFG_T_MS,      /* uint64_t milliseconds, given in seconds or with a unit */
-    CFG_T_SIZE,    /* uint32_t bytes, 1024..INT32_MAX, with an optional kB/MB/GB suffix */
-    CFG_T_MODE,    /* cfg_pool_mode */
-    CFG_T_AUTH,    /* cfg_auth_type */
-    CFG_T_LIST,    /* cfg_names, from a comma-separated list */
-    CFG_T_BOOL,    /* bool: 0/1, off/on, no/yes, false/true */
-    CFG_T_LOG,     /* cfg_log_level */
-    CFG_T_TLSMODE, /* cfg_tls_mode */
+    CFG_T_STR,      /* char *, owned by the cfg */
+    CFG_T_INT,      /* int, 1..CFG__INT_MAX */
+    CFG_T_INT0,     /* int, 0..CFG__INT_MAX */
+    CFG_T_PORT,     /* int, 1..65535 */
+    CFG_T_PORT0,    /* int, 0..65535; 0 turns the listener off */
+    CFG_T_MS,       /* uint64_t milliseconds, given in seconds or with a unit */
+    CFG_T_SIZE,     /* uint32_t bytes, 1024..INT32_MAX, with an optional kB/MB/GB suffix */
+    CFG_T_MODE,     /* cfg_pool_mode */
+    CFG_T_AUTH,     /* cfg_auth_type */
+    CFG_T_LIST,     /* cfg_names, from a comma-separated list */
+    CFG_T_BOOL,     /* bool: 0/1, off/on, no/yes, false/true */
+    CFG_T_LOG,      /* cfg_log_level */
+    CFG_T_TLSMODE,  /* cfg_tls_mode */
+    CFG_T_LOGFMT,   /* cfg_log_format */
+    CFG_T_FACILITY, /* cfg_syslog_facility */
 } cfg_type;
 
 typedef enum cfg_reload {
@@ -48,7 +50,7 @@ typedef struct cfg_key {
 } cfg_key;
 
 #define CFG__INT_MAX  1000000
-#define CFG__MAX_KEYS 48
+#define CFG__MAX_KEYS 64
 
 extern const cfg_key cfg__keys[]; /* ends with a row whose name is NULL */
 
@@ -85,6 +87,9 @@ char *cfg__read_line(char *buf, int size, void *loader);
 
 /* The row for name, or NULL. */
 const cfg_key *cfg__key(const char *name);
+
+/* The type and unit column of the reference, in Markdown ("session \\| transaction"). */
+const char *cfg__type_unit(cfg_type t);
 
 /* Parses v as k's type into the cfg. 0 on success; -1 after reporting a bad value at line. */
 int cfg__set_key(cfg__loader *l, const cfg_key *k, const char *v, int line);

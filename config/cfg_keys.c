@@ -120,6 +120,27 @@ const cfg_key cfg__keys[] = {
     {"stats_period", CFG_T_MS, OFF(stats_period_ms), "60", CFG_RELOAD,
      "How often a statistics line per database is logged, and the period over which SHOW STATS "
      "averages are computed."},
+    {"log_format", CFG_T_LOGFMT, OFF(log_format), "text", CFG_RELOAD,
+     "`text` (time, level, then the connection's context and the message) or `json` (one "
+     "object per line: time, level, message, and client_id, server_id, database, user, address "
+     "and protocol when the line is about a connection)."},
+    {"logfile", CFG_T_STR, OFF(logfile), "", CFG_RELOAD,
+     "File the log is appended to besides stderr; relative to the config file's directory; empty "
+     "= none. Reopened at each reload (SIGHUP) and when it was renamed or removed (log rotation "
+     "needs no copytruncate)."},
+    {"syslog", CFG_T_BOOL, OFF(use_syslog), "0", CFG_RELOAD,
+     "Also send each line to the local syslog (`/dev/log`); lines the syslog daemon cannot take "
+     "at once are dropped and counted, never waited for."},
+    {"syslog_ident", CFG_T_STR, OFF(syslog_ident), "sluice", CFG_RELOAD,
+     "The program name syslog lines carry."},
+    {"syslog_facility", CFG_T_FACILITY, OFF(syslog_facility), "daemon", CFG_RELOAD,
+     "The syslog facility: `auth`, `authpriv`, `daemon`, `user` or `local0` to `local7`."},
+    {"log_connections", CFG_T_BOOL, OFF(log_connections), "1", CFG_RELOAD,
+     "Log each client login (PostgreSQL and MongoDB)."},
+    {"log_disconnections", CFG_T_BOOL, OFF(log_disconnections), "1", CFG_RELOAD,
+     "Log each client disconnection with its reason (the drivers' end-reason names)."},
+    {"log_pooler_errors", CFG_T_BOOL, OFF(log_pooler_errors), "1", CFG_RELOAD,
+     "Log the error messages Sluice itself sends to clients."},
     {NULL, 0, 0, NULL, 0, NULL},
 };
 
@@ -154,6 +175,13 @@ const char *cfg_tls_mode_name(cfg_tls_mode m)
                                                                             : "?";
 }
 
+static const char *const log_format_names[] = {"text", "json", NULL};
+
+/* In cfg_syslog_facility order: PgBouncer's names. */
+static const char *const facility_names[] = {"auth",   "authpriv", "daemon", "user",   "local0",
+                                             "local1", "local2",   "local3", "local4", "local5",
+                                             "local6", "local7",   NULL};
+
 static const char *const bool_names[] = {"0", "off", "no", "false", "1", "on", "yes", "true", NULL};
 
 const char *cfg_auth_type_name(cfg_auth_type t)
@@ -183,6 +211,28 @@ static int set_auth(cfg__loader *l, const cfg_key *k, const char *v, int line, v
         }
     cfg__error(l, line, "%s: expected trust, plain, md5, scram-sha-256, cert or hba, got '%s'",
                k->name, v);
+    return -1;
+}
+
+/* An enum key whose values are names[0], names[1], ...: the error lists them all. */
+static int set_named(cfg__loader *l, const cfg_key *k, const char *v, int line,
+                     const char *const *names, void *field)
+{
+    size_t n = 0;
+    for (; names[n]; n++)
+        if (strcmp(v, names[n]) == 0) {
+            *(int *)field = (int)n;
+            return 0;
+        }
+    char expected[256] = "";
+    size_t len = 0;
+    for (size_t i = 0; i < n && len < sizeof expected; i++)
+        len += (size_t)snprintf(expected + len, sizeof expected - len, "%s%s",
+                                i == 0       ? ""
+                                : i + 1 == n ? " or "
+                                             : ", ",
+                                names[i]);
+    cfg__error(l, line, "%s: expected %s, got '%s'", k->name, expected, v);
     return -1;
 }
 
@@ -282,13 +332,11 @@ int cfg__set_key(cfg__loader *l, const cfg_key *k, const char *v, int line)
                    k->name, v);
         return -1;
     case CFG_T_LOG:
-        for (int i = 0; log_names[i]; i++)
-            if (strcmp(v, log_names[i]) == 0) {
-                *(cfg_log_level *)field = (cfg_log_level)i;
-                return 0;
-            }
-        cfg__error(l, line, "%s: expected error, warning, info or debug, got '%s'", k->name, v);
-        return -1;
+        return set_named(l, k, v, line, log_names, field);
+    case CFG_T_LOGFMT:
+        return set_named(l, k, v, line, log_format_names, field);
+    case CFG_T_FACILITY:
+        return set_named(l, k, v, line, facility_names, field);
     }
     abort(); /* a row with a type this switch does not know */
 }
@@ -303,7 +351,7 @@ int cfg__set_defaults(cfg *c)
     return 0;
 }
 
-static const char *type_unit(cfg_type t)
+const char *cfg__type_unit(cfg_type t)
 {
     switch (t) {
     case CFG_T_STR:
@@ -332,6 +380,10 @@ static const char *type_unit(cfg_type t)
         return "error \\| warning \\| info \\| debug";
     case CFG_T_TLSMODE:
         return "disable \\| allow \\| prefer \\| require \\| verify-ca \\| verify-full";
+    case CFG_T_LOGFMT:
+        return "text \\| json";
+    case CFG_T_FACILITY:
+        return "syslog facility";
     }
     return "?";
 }
@@ -341,7 +393,7 @@ void cfg_write_reference(FILE *out)
     fputs("| key | type / unit | default | on reload | meaning |\n", out);
     fputs("|---|---|---|---|---|\n", out);
     for (const cfg_key *k = cfg__keys; k->name; k++)
-        fprintf(out, "| `%s` | %s | %s%s%s | %s | %s |\n", k->name, type_unit(k->type),
+        fprintf(out, "| `%s` | %s | %s%s%s | %s | %s |\n", k->name, cfg__type_unit(k->type),
                 *k->def ? "`" : "", *k->def ? k->def : "(empty)", *k->def ? "`" : "",
                 k->reload == CFG_RELOAD ? "applied" : "needs restart", k->doc);
 }
@@ -364,6 +416,10 @@ static bool same_value(const cfg_key *k, const cfg *a, const cfg *b)
         return *(const cfg_log_level *)fa == *(const cfg_log_level *)fb;
     case CFG_T_TLSMODE:
         return *(const cfg_tls_mode *)fa == *(const cfg_tls_mode *)fb;
+    case CFG_T_LOGFMT:
+        return *(const cfg_log_format *)fa == *(const cfg_log_format *)fb;
+    case CFG_T_FACILITY:
+        return *(const cfg_syslog_facility *)fa == *(const cfg_syslog_facility *)fb;
     case CFG_T_BOOL:
         return *(const bool *)fa == *(const bool *)fb;
     case CFG_T_LIST: {
@@ -454,6 +510,12 @@ static void show_value(const cfg_key *k, const cfg *c, char *out, size_t cap)
         return;
     case CFG_T_TLSMODE:
         snprintf(out, cap, "%s", cfg_tls_mode_name(*(const cfg_tls_mode *)field));
+        return;
+    case CFG_T_LOGFMT:
+        snprintf(out, cap, "%s", log_format_names[*(const cfg_log_format *)field]);
+        return;
+    case CFG_T_FACILITY:
+        snprintf(out, cap, "%s", facility_names[*(const cfg_syslog_facility *)field]);
         return;
     }
     out[0] = 0;

@@ -7,7 +7,9 @@
 #ifndef SLUICE_GW_CTX_H
 #define SLUICE_GW_CTX_H
 
+#include <stdarg.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "config/cfg.h"
@@ -35,6 +37,33 @@ typedef struct gw_process_ops {
     void (*shutdown)(struct gw_ctx *ctx, gw_shutdown_mode mode);
 } gw_process_ops;
 
+/* The log's outputs besides stderr (gateway/log_sink.c). The one part of the context that
+ * logging changes: gw_log takes a const context, so code that only reads the context can log.
+ * All zero is valid: the outputs are opened at the first line, and again after each reload. */
+typedef struct gw_log_sink {
+    bool ready;              /* the outputs below match the config of generation gen */
+    unsigned gen;            /* ctx->cfg_gen they were opened for */
+    int file_fd;             /* logfile, -1 when none or it could not be opened */
+    int file_err;            /* errno of the last failed open (reported once), 0 after success */
+    uint64_t file_checked;   /* monotonic ms when logfile's path was last compared with file_fd */
+    int syslog_fd;           /* connected datagram socket, -1 when none */
+    unsigned syslog_pid;     /* the pid syslog lines carry */
+    uint64_t dropped;        /* lines an output could not take at once (dropped, not waited for) */
+    const char *syslog_path; /* NULL: /dev/log; tests point it at their own socket */
+    char file_path[4096];    /* logfile resolved against the config file's directory */
+} gw_log_sink;
+
+/* Who a log line is about (gw_log_conn): any member may be 0 or NULL when unknown. */
+typedef struct gw_log_who {
+    const char *protocol; /* "pg" or "mongo" */
+    uint64_t client_id;   /* PostgreSQL: the process id Sluice issued; MongoDB: connectionId */
+    uint64_t server_id;   /* the server connection's id */
+    const char *database; /* PostgreSQL database, or the [mongodb] entry's name */
+    const char *user;
+    const char *address; /* the client's "host:port", or "unix" */
+    const char *reason;  /* why it ended (the drivers' end-reason names), on a closing line */
+} gw_log_who;
+
 typedef struct gw_ctx {
     struct uv_loop_s *loop; /* a uv_loop_t; only the shells and main look inside */
     cfg *cfg;               /* the running config; owned; replaced whole on reload */
@@ -55,14 +84,38 @@ typedef struct gw_ctx {
     /* The admin console's state: paused and disabled databases, drivers' controls
      * (gateway/admin.h). Zeroed with the context; gw_admin_free releases it. */
     gw_admin admin;
+    gw_log_sink log; /* the log's open outputs */
 } gw_ctx;
 
-/* Logging to stderr with a level filter from ctx->cfg. Never blocks for long (stderr is a pipe
- * or terminal in practice). */
+/*
+ * Logging with a level filter from ctx->cfg, in log_format, to stderr and to logfile and syslog
+ * when configured. ctx may be NULL (stderr, text). Each line is one write(2) per output, never
+ * retried or waited for: a line an output cannot take at once is dropped and counted
+ * (gw_log_dropped). Control characters in what is logged are escaped, so a client's user name
+ * cannot forge a line.
+ */
 #ifdef __GNUC__
 __attribute__((format(printf, 3, 4)))
 #endif
 void gw_log(const gw_ctx *ctx, cfg_log_level level, const char *fmt, ...);
+/* The same, about a connection: who's members go into the line (JSON fields in json format). */
+#ifdef __GNUC__
+__attribute__((format(printf, 4, 5)))
+#endif
+void gw_log_conn(const gw_ctx *ctx, cfg_log_level level, const gw_log_who *who, const char *fmt,
+                 ...);
+void gw_vlog_conn(const gw_ctx *ctx, cfg_log_level level, const gw_log_who *who, const char *fmt,
+                  va_list ap);
+/* The message already formatted. */
+void gw_log_msg(const gw_ctx *ctx, cfg_log_level level, const gw_log_who *who, const char *msg);
+/* Closes logfile and the syslog socket; the next line opens them again. A log rotation hook
+ * (a reload does the same), and what releases them at exit. */
+void gw_log_reopen(gw_ctx *ctx);
+/* "host:port" ("[v6]:port") of an IPv4 or IPv6 address into out; "" for another family. */
+struct sockaddr;
+void gw_sockaddr_text(const struct sockaddr *sa, char *out, size_t cap);
+/* Lines dropped because an output could not take them at once. */
+uint64_t gw_log_dropped(const gw_ctx *ctx);
 
 #define gw_error(ctx, ...) gw_log((ctx), CFG_LOG_ERROR, __VA_ARGS__)
 #define gw_warn(ctx, ...)  gw_log((ctx), CFG_LOG_WARNING, __VA_ARGS__)

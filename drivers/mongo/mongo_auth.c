@@ -219,8 +219,10 @@ static void logged_in(mongo_client *c)
     free(c->auth_user);
     c->auth_user = strdup(s->scram.user); /* for the log only: NULL is survivable */
     c->authed = true;
-    mongo_info(c->front, "client %d logged in as \"%s\" (%s)", c->conn_id,
-               log_name(s->scram.user, name), s->sha1 ? "SCRAM-SHA-1" : "SCRAM-SHA-256");
+    char msg[LOG_NAME_MAX + 64];
+    snprintf(msg, sizeof msg, "logged in as \"%s\" (%s)", log_name(s->scram.user, name),
+             s->sha1 ? "SCRAM-SHA-1" : "SCRAM-SHA-256");
+    mongo_shell_client_note(c, MONGO_NOTE_LOGIN, NULL, msg);
     end_conversation(c);
 }
 

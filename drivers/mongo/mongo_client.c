@@ -80,9 +80,10 @@ void mongo__client_close(mongo_client *c, mongo_end why, const char *detail)
 {
     if (c->state == MONGO_CL_CLOSING)
         return;
-    mongo_front *f = c->front;
-    mongo_debug(f, "client %d closing: %s%s%s", c->conn_id, mongo_end_str(why), detail ? ": " : "",
-                detail ? detail : "");
+    char msg[512];
+    snprintf(msg, sizeof msg, "closing because %s%s%s", mongo_end_str(why), detail ? ": " : "",
+             detail ? detail : "");
+    mongo_shell_client_note(c, MONGO_NOTE_END, mongo_end_str(why), msg);
     if (c->backend) {
         /* The reply will arrive for nobody; the connection goes back to the pool then. */
         c->backend->client = NULL;
@@ -159,6 +160,9 @@ static void reply_doc(mongo_client *c, int32_t response_to, bson_t *doc, bool cl
 static void reply_error(mongo_client *c, int32_t response_to, int code, const char *code_name,
                         const char *errmsg, const char *label, bool close_after)
 {
+    char msg[512];
+    snprintf(msg, sizeof msg, "pooler error %d %s: %s", code, code_name, errmsg);
+    mongo_shell_client_note(c, MONGO_NOTE_ERROR, code_name, msg);
     bson_t doc;
 #if GW_STATS_ON
     char code_text[16];
@@ -587,6 +591,8 @@ mongo_client *mongo_core_client_accepted(mongo_front *f, struct mongo_shell_conn
         mongo__client_close(c, MONGO_END_REFUSED, "max_client_conn reached");
         return c;
     }
+    if (!c->need_auth)
+        mongo_shell_client_note(c, MONGO_NOTE_LOGIN, NULL, "login");
     update_reading(c);
     return c;
 }

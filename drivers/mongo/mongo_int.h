@@ -61,6 +61,7 @@ typedef struct mongo_shell_conn {
     mongo_backend *backend; /* the same for a backend connection */
     size_t unreported;      /* bytes the core wrote whose end it has not been told yet */
     bool saw_input;         /* a client's first bytes were looked at (a ClientHello or not) */
+    char addr[64];          /* the client's "host:port" for the log, "" until first needed */
 } mongo_shell_conn;
 
 typedef struct mongo_gateway {

@@ -42,15 +42,43 @@ const uint8_t *mongo_shell_auth_seed(const mongo_front *f)
 
 void mongo_shell_log(const mongo_front *f, cfg_log_level level, const char *fmt, ...)
 {
-    const gw_ctx *ctx = shell_of(f)->gw->ctx;
-    if (level > ctx->cfg->log_level)
-        return;
-    char msg[1024];
+    gw_log_who who = {.protocol = "mongo", .database = f->name};
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    gw_vlog_conn(shell_of(f)->gw->ctx, level, &who, fmt, ap);
     va_end(ap);
-    gw_log(ctx, level, "mongo %s: %s", f->name, msg);
+}
+
+/* The client's address, asked once and kept: the closing line may come after the peer left. */
+static const char *client_addr(mongo_shell_conn *io)
+{
+    if (!io->addr[0]) {
+        struct sockaddr_storage ss;
+        int len = (int)sizeof ss;
+        if (uv_tcp_getpeername(&io->t.h.tcp, (struct sockaddr *)&ss, &len) == 0)
+            gw_sockaddr_text((struct sockaddr *)&ss, io->addr, sizeof io->addr);
+    }
+    return io->addr[0] ? io->addr : NULL;
+}
+
+void mongo_shell_client_note(mongo_client *c, mongo_conn_note what, const char *reason,
+                             const char *text)
+{
+    const gw_ctx *ctx = shell_of(c->front)->gw->ctx;
+    const cfg *conf = ctx->cfg;
+    bool on = what == MONGO_NOTE_LOGIN ? conf->log_connections
+              : what == MONGO_NOTE_END ? conf->log_disconnections
+                                       : conf->log_pooler_errors;
+    cfg_log_level level = what == MONGO_NOTE_ERROR ? CFG_LOG_WARNING : CFG_LOG_INFO;
+    if (!on || level > conf->log_level)
+        return;
+    gw_log_who who = {.protocol = "mongo",
+                      .client_id = (uint32_t)c->conn_id,
+                      .database = c->front->name,
+                      .user = c->auth_user,
+                      .address = c->io ? client_addr(c->io) : NULL,
+                      .reason = reason};
+    gw_log_msg(ctx, level, &who, text);
 }
 
 const char *mongo_shell_strerror(int err)

@@ -30,6 +30,18 @@ __attribute__((format(printf, 3, 4)))
 #endif
 void mongo_shell_log(const struct mongo_front *f, cfg_log_level level, const char *fmt, ...);
 
+/* What a connection line is about: the shell writes it as log_connections,
+ * log_disconnections and log_pooler_errors say. */
+typedef enum mongo_conn_note {
+    MONGO_NOTE_LOGIN, /* the client may send commands: at accept, or after its login to Sluice */
+    MONGO_NOTE_END,   /* it is closing (reason: mongo_end_str) */
+    MONGO_NOTE_ERROR, /* Sluice answered it with an error of its own (reason: the codeName) */
+} mongo_conn_note;
+/* Logs text about client c with its context: id (connectionId), the entry's name, the user it
+ * logged in as, its address. reason may be NULL. */
+void mongo_shell_client_note(struct mongo_client *c, mongo_conn_note what, const char *reason,
+                             const char *text);
+
 /* The running config's users (auth_file), or NULL. Valid until the core returns to the shell
  * (a reload replaces them). */
 const struct auth_userlist *mongo_shell_users(const struct mongo_front *f);

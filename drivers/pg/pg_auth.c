@@ -136,8 +136,8 @@ const char *pg_auth_dbname(const pg_client *c)
 static void fail(pg_client *c, const char *reason)
 {
     const char *user = c->auth->user;
-    gw_info(pg_ctx(&c->conn), "client: password authentication failed for user \"%s\": %s", user,
-            reason);
+    pg_client_log(c, CFG_LOG_INFO, "password authentication failed for user \"%s\": %s", user,
+                  reason);
     pg_client_fatal(c, PG_END_AUTH_FAILED, "28P01",
                     "password authentication failed for user \"%s\"", user);
 }

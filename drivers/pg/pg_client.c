@@ -114,8 +114,9 @@ static void client_close(pg_client *c, pg_end why, const char *detail, bool flus
         return; /* closed already, or its close is under way further up the stack */
     pg_gateway *gw = c->conn.gw;
     c->conn.end = why;
-    gw_debug(gw->ctx, "client %u closing in state %s (%s): %s", c->pid,
-             client_state_names[c->state], pg_end_name(why), detail);
+    pg_client_log_end(c, why, detail);
+    if (gw->ctx->cfg->log_level >= CFG_LOG_DEBUG)
+        pg_client_log(c, CFG_LOG_DEBUG, "closed in state %s", client_state_names[c->state]);
     pg_notify_client_gone(c);
     pg_auth_client_gone(c);
     pg_admin_client_gone(c);
@@ -152,7 +153,8 @@ void pg_client_fatal(pg_client *c, pg_end why, const char *sqlstate, const char 
     va_end(ap);
     if (sqlstate && !pg_client_out_mid_message(c))
         pg_build_error(&c->conn.out, &c->conn.gw->bufs, "FATAL", sqlstate, msg);
-    gw_info(pg_ctx(&c->conn), "client %u: %s (%s)", c->pid, msg, pg_end_name(why));
+    if (sqlstate)
+        pg_client_log_error(c, sqlstate, msg);
     client_close(c, why, msg, true);
 }
 
@@ -188,8 +190,7 @@ void pg_client_finish_login(pg_client *c)
     }
     c->params_fp = pg_params_fingerprint(&c->params);
     pg_client_set_state(c, PG_CL_IDLE);
-    gw_debug(gw->ctx, "client %u logged in to %s as %s", c->pid, p ? p->dbname : "the console",
-             p ? p->user : pg_admin_user(c));
+    pg_client_log_login(c);
     pg_conn_mark_process(&c->conn);
 }
 
@@ -300,6 +301,9 @@ static void handle_startup(pg_client *c, const uint8_t *body, size_t len, size_t
         pg_client_fatal(c, PG_END_NO_MEMORY, "53200", "out of memory");
         return;
     }
+    snprintf(c->login_user, sizeof c->login_user, "%s", su.user ? su.user : "");
+    snprintf(c->login_db, sizeof c->login_db, "%s",
+             su.database && *su.database ? su.database : c->login_user);
     if (ctx->cfg->client_tls_sslmode >= CFG_TLS_REQUIRE && !pg_shell_client_tls(c)) {
         /* Refused before any credential is asked. A Unix-socket client does not cross the
          * network (and libpq never asks for TLS there), as with PgBouncer. */

@@ -226,6 +226,10 @@ typedef struct pg_client {
     /* The admin console (pg_admin.c): a console session has no pool. */
     struct pg_admin *admin; /* owned; NULL for every other client */
     pg_client_cred *cred;   /* what it proved itself with, during its login only; owned */
+    char addr[64]; /* its address for the log ("host:port", "unix"), "" until first needed */
+    /* The database and user its startup packet named (cut to PostgreSQL's 63 bytes), so the
+     * log names them for a login refused before the login exchange begins. */
+    char login_db[64], login_user[64];
 } pg_client;
 
 /* What a pool logs in to its servers with when the [databases] line gives no password
@@ -392,6 +396,15 @@ void pg_client_fatal(pg_client *c, pg_end why, const char *sqlstate, const char 
     __attribute__((format(printf, 4, 5)));
 /* Closes without a message (the client left, or its socket failed; detail is logged). */
 void pg_client_close(pg_client *c, pg_end why, const char *detail);
+
+/* Connection lines about a client (pg_log.c), carrying its id, server, database, user and
+ * address: a login (log_connections), its end with why (log_disconnections), an error Sluice
+ * sent it (log_pooler_errors), and any other line about it. */
+void pg_client_log(pg_client *c, cfg_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void pg_client_log_login(pg_client *c);
+void pg_client_log_end(pg_client *c, pg_end why, const char *detail);
+void pg_client_log_error(pg_client *c, const char *sqlstate, const char *msg);
 void pg_client_finish_login(pg_client *c);
 /* The client is who it says (or trust): join the pool of (dbname, user) and finish the login. */
 void pg_client_login(pg_client *c, const char *dbname, const char *user);

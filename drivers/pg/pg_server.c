@@ -69,8 +69,13 @@ void pg_server_close(pg_server *s, pg_end why, const char *detail)
     pg_gateway *gw = s->conn.gw;
     pg_pool *p = s->pool;
     s->conn.end = why;
-    gw_info(gw->ctx, "server %u (%s/%s) closing in state %s (%s): %s", s->id, p->dbname, p->user,
-            server_state_names[s->state], pg_end_name(why), detail);
+    gw_log_who who = {.protocol = "pg",
+                      .client_id = s->client ? s->client->pid : 0,
+                      .server_id = s->id,
+                      .database = p->dbname,
+                      .user = p->user};
+    gw_log_conn(gw->ctx, CFG_LOG_INFO, &who, "server closing in state %s (%s): %s",
+                server_state_names[s->state], pg_end_name(why), detail);
     pg_client *c = s->client;
     if (c) {
         /* Part of a message from s already went to c: nothing can finish it, so c is closed

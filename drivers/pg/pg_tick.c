@@ -47,8 +47,7 @@ static bool check_client(pg_client *c, const cfg *conf, uint64_t now)
         if (s->q.count > 0 && s->busy_since && conf->query_timeout_ms &&
             now - s->busy_since > conf->query_timeout_ms) {
             if (!s->cancel_at) {
-                gw_info(pg_ctx(&c->conn), "client %u: query_timeout, cancelling on server %u",
-                        c->pid, s->id);
+                pg_client_log(c, CFG_LOG_INFO, "query_timeout, cancelling on server %u", s->id);
                 pg_shell_cancel(s);
                 s->cancel_at = now;
             } else if (now - s->cancel_at > conf->query_timeout_ms + 5000) {

@@ -836,3 +836,64 @@ Test(cfg, nearest_and_pairs)
     cr_assert_eq(cfg__split_pairs("=x", &kv, &n, &err), -1);
     cr_assert_str_eq(err, "expected keyword=value pairs");
 }
+
+/* ---- logging keys and the manual page ---- */
+
+Test(cfg, logging_keys)
+{
+    cfg *c = loads("[sluice]\n");
+    cr_assert_eq(c->log_format, CFG_LOGFMT_TEXT);
+    cr_assert_str_eq(c->logfile, "");
+    cr_assert_not(c->use_syslog);
+    cr_assert_str_eq(c->syslog_ident, "sluice");
+    cr_assert_eq(c->syslog_facility, CFG_FAC_DAEMON);
+    cr_assert(c->log_connections && c->log_disconnections && c->log_pooler_errors,
+              "PgBouncer's defaults: all on");
+    cfg_free(c);
+    c = loads("[sluice]\nlog_format = json\nlogfile = /var/log/sluice/sluice.log\nsyslog = 1\n"
+              "syslog_ident = pool-a\nsyslog_facility = local7\nlog_connections = 0\n"
+              "log_disconnections = off\nlog_pooler_errors = no\n");
+    cr_assert_eq(c->log_format, CFG_LOGFMT_JSON);
+    cr_assert_str_eq(c->logfile, "/var/log/sluice/sluice.log");
+    cr_assert(c->use_syslog);
+    cr_assert_str_eq(c->syslog_ident, "pool-a");
+    cr_assert_eq(c->syslog_facility, CFG_FAC_LOCAL7);
+    cr_assert_not(c->log_connections || c->log_disconnections || c->log_pooler_errors);
+    cfg_free(c);
+}
+
+Test(cfg, logging_keys_refuse_bad_values)
+{
+    FAILS_WITH(
+        "[sluice]\nlog_format = xml\nsyslog_facility = kern\nsyslog = maybe\n",
+        "test.ini:2: log_format: expected text or json, got 'xml'",
+        "test.ini:3: syslog_facility: expected auth, authpriv, daemon, user, local0, local1, "
+        "local2, local3, local4, local5, local6 or local7, got 'kern'",
+        "test.ini:4: syslog: expected 0 or 1");
+}
+
+Test(cfg, man_page_has_every_key)
+{
+    char *page;
+    size_t len;
+    FILE *f = open_memstream(&page, &len);
+    cfg_write_man(f);
+    fclose(f);
+    cr_assert(strncmp(page, ".TH SLUICE.INI 5 ", 17) == 0);
+    for (const cfg_key *k = cfg__keys; k->name; k++) {
+        char entry[128];
+        snprintf(entry, sizeof entry, "\n.TP\n.B %s\n(", k->name);
+        cr_assert(strstr(page, entry), "sluice.ini(5) documents %s", k->name);
+    }
+    /* roff must not see a request where text was meant, nor a raw backslash or non-ASCII. */
+    for (const char *line = page; *line; line = strchr(line, '\n') + 1) {
+        if (*line == '\'')
+            cr_assert_fail("a line starts with a quote: %.60s", line);
+        if (!strchr(line, '\n'))
+            break;
+    }
+    for (const unsigned char *p = (const unsigned char *)page; *p; p++)
+        cr_assert(*p < 0x80, "non-ASCII byte in the page at %zu",
+                  (size_t)(p - (const unsigned char *)page));
+    free(page);
+}

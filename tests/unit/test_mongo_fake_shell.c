@@ -46,6 +46,14 @@ void mongo_shell_log(const mongo_front *f, cfg_log_level level, const char *fmt,
     va_end(ap);
 }
 
+void mongo_shell_client_note(mongo_client *c, mongo_conn_note what, const char *reason,
+                             const char *text)
+{
+    (void)what;
+    (void)reason;
+    mongo_shell_log(c->front, CFG_LOG_INFO, "client %d: %s", c->conn_id, text);
+}
+
 const struct auth_userlist *mongo_shell_users(const mongo_front *f)
 {
     return f->shell->users;
