@@ -2,10 +2,10 @@
 """What the per-message statistics cost: Sluice's CPU time per transaction with the counting
 compiled in (the default build) and compiled out (meson setup -Dstats=false), in one run.
 
-Both binaries run side by side against one PostgreSQL; pgbench -S -c 50 (a select by key, in
-transaction mode) is run through each in turn, alternating, so drift of the machine's load
-touches both alike. Sluice's CPU time is read from /proc/<pid>/stat (user + system) before and
-after each round.
+Both binaries run side by side against one PostgreSQL, and each round runs pgbench -S -c 50 (a
+select by key, in transaction mode) through both at the same time, so whatever else loads the
+machine loads both alike. Sluice's CPU time is read from /proc/<pid>/stat (user + system) before
+and after each round.
 
 Usage: bench/stats_cost.py --on build/sluice --off build-nostats/sluice [--rounds 4]
        [--seconds 10] [--clients 50]
@@ -96,18 +96,27 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
-def round_(proc, port, clients, seconds):
-    before = cpu_seconds(proc.pid)
-    out = subprocess.run(["pgbench", "-n", "-S", "-c", str(clients), "-j", "2", "-T",
-                          str(seconds), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres",
-                          "postgres"], capture_output=True, text=True, timeout=seconds + 120)
-    cpu = cpu_seconds(proc.pid) - before
-    m = re.search(r"number of transactions actually processed: (\d+)", out.stdout)
-    failed = re.search(r"number of failed transactions: (\d+)", out.stdout)
-    if out.returncode != 0 or not m or (failed and int(failed.group(1))):
-        raise RuntimeError(out.stdout + out.stderr)
-    xacts = int(m.group(1))
-    return cpu * 1e6 / xacts, xacts / seconds
+def bench_args(port, clients, seconds):
+    return ["pgbench", "-n", "-S", "-c", str(clients), "-j", "2", "-T", str(seconds), "-h",
+            "127.0.0.1", "-p", str(port), "-U", "postgres", "postgres"]
+
+
+def round_(targets, clients, seconds):
+    """One round through every (proc, port) at once: [(CPU µs per transaction, tps)]."""
+    before = [cpu_seconds(proc.pid) for proc, _ in targets]
+    runs = [subprocess.Popen(bench_args(port, clients, seconds), stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True) for _, port in targets]
+    outs = [r.communicate(timeout=seconds + 120)[0] for r in runs]
+    res = []
+    for (proc, _), b, r, out in zip(targets, before, runs, outs):
+        cpu = cpu_seconds(proc.pid) - b
+        m = re.search(r"number of transactions actually processed: (\d+)", out)
+        failed = re.search(r"number of failed transactions: (\d+)", out)
+        if r.returncode != 0 or not m or (failed and int(failed.group(1))):
+            raise RuntimeError(out)
+        xacts = int(m.group(1))
+        res.append((cpu * 1e6 / xacts, xacts / seconds))
+    return res
 
 
 def main():
@@ -129,12 +138,12 @@ def main():
         off = start_sluice(os.path.abspath(a.off), d, "off", pg_port)
         procs = [on[0], off[0]]
         res = {"on": [], "off": []}
-        for i in range(a.rounds):
-            order = [("on", on), ("off", off)] if i % 2 == 0 else [("off", off), ("on", on)]
-            for name, (proc, port) in order:
-                res[name].append(round_(proc, port, a.clients, a.seconds))
-        print(f"pgbench -S -c {a.clients} -j 2 -T {a.seconds}, {a.rounds} rounds each, "
-              "alternating; Sluice CPU (user+sys) per transaction\n")
+        for _ in range(a.rounds):
+            r_on, r_off = round_([on, off], a.clients, a.seconds)
+            res["on"].append(r_on)
+            res["off"].append(r_off)
+        print(f"pgbench -S -c {a.clients} -j 2 -T {a.seconds} through both at once, {a.rounds} "
+              "rounds; Sluice CPU (user+sys) per transaction\n")
         print("| build | CPU µs/transaction (median) | per round | tps (median) |")
         print("|---|---|---|---|")
         med = {}
