@@ -33,6 +33,9 @@ struct gw_tls {
     unsigned long err;  /* OpenSSL's error code of the last failure, 0 if none */
     const char *reason; /* or a reason of our own */
     bool direct;
+    /* Adopted (gw_tls_adopt): another owner made the session and still holds a reference; the
+     * session's BIO uses these methods, which this session owns (conf is NULL). */
+    BIO_METHOD *own_bio;
 };
 
 /* ---- The feeding BIO ---- */
@@ -71,6 +74,18 @@ static int bio_create(BIO *b)
 {
     BIO_set_init(b, 1);
     return 1;
+}
+
+static BIO_METHOD *feed_method(void)
+{
+    BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "sluice feed");
+    if (!m)
+        return NULL;
+    BIO_meth_set_read(m, bio_read);
+    BIO_meth_set_write(m, bio_write);
+    BIO_meth_set_ctrl(m, bio_ctrl);
+    BIO_meth_set_create(m, bio_create);
+    return m;
 }
 
 /* ---- Contexts ---- */
@@ -120,6 +135,22 @@ int gw_tls_parse_protocols(const char *s, int *min, int *max)
     *min = lo;
     *max = hi;
     return 0;
+}
+
+const char *gw_tls_protocol_name(int v)
+{
+    switch (v) {
+    case TLS1_VERSION:
+        return "TLSv1";
+    case TLS1_1_VERSION:
+        return "TLSv1.1";
+    case TLS1_2_VERSION:
+        return "TLSv1.2";
+    case TLS1_3_VERSION:
+        return "TLSv1.3";
+    default:
+        return NULL;
+    }
 }
 
 /* ALPN: only "postgresql" is spoken. A client that offers ALPN without it is refused, as
@@ -188,15 +219,11 @@ int gw_tls_conf_new(const gw_tls_settings *s, gw_tls_conf **out, char *err, size
     }
     c->refs = 1;
     c->ctx = SSL_CTX_new(TLS_server_method());
-    c->bio = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "sluice feed");
+    c->bio = feed_method();
     if (!c->ctx || !c->bio) {
         fail(err, errlen, "cannot create a TLS context", NULL);
         goto bad;
     }
-    BIO_meth_set_read(c->bio, bio_read);
-    BIO_meth_set_write(c->bio, bio_write);
-    BIO_meth_set_ctrl(c->bio, bio_ctrl);
-    BIO_meth_set_create(c->bio, bio_create);
 
     SSL_CTX *x = c->ctx;
     /* No renegotiation (a client could make the server redo expensive work at will), no
@@ -309,13 +336,95 @@ gw_tls *gw_tls_new(gw_tls_conf *conf, bool direct)
     return t;
 }
 
+gw_tls *gw_tls_adopt(void *session)
+{
+    SSL *ssl = session;
+    if (!ssl || !SSL_is_init_finished(ssl) || SSL_is_server(ssl))
+        return NULL;
+    gw_tls *t = calloc(1, sizeof *t);
+    BIO_METHOD *m = t ? feed_method() : NULL;
+    BIO *b = m ? BIO_new(m) : NULL;
+    if (!b || !SSL_up_ref(ssl)) {
+        BIO_free(b);
+        BIO_meth_free(m);
+        free(t);
+        ERR_clear_error();
+        return NULL;
+    }
+    t->ssl = ssl;
+    t->own_bio = m;
+    BIO_set_data(b, t);
+    /* The previous owner's BIOs read and wrote its socket directly (no buffer of their own:
+     * without read-ahead OpenSSL asks them for exactly the bytes it needs, and keeps a record
+     * begun but not complete in its own buffer). Replacing them (SSL_set_bio frees them) lets
+     * the session carry on from the next byte of the stream. */
+    SSL_set_bio(ssl, b, b);
+    /* Refused as on the client side: a server asking to renegotiate gets an alert. Buffers are
+     * released while idle, as ours are; SSL_write never sees a short write from the BIO. */
+    SSL_set_options(ssl, SSL_OP_NO_RENEGOTIATION);
+    SSL_set_mode(ssl, SSL_MODE_RELEASE_BUFFERS);
+    ERR_clear_error(); /* nothing the previous owner left may read as this session's failure */
+    return t;
+}
+
 void gw_tls_free(gw_tls *t)
 {
     if (!t)
         return;
+    if (t->own_bio) {
+        /* The previous owner still holds the session and will shut it down and free it: mark it
+         * shut down both ways, so its SSL_shutdown returns at once and its SSL_write fails, and
+         * take the BIO away (freed here with its methods), so nothing it does reaches this
+         * session's memory or the socket. */
+        SSL_set_shutdown(t->ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+        SSL_set_bio(t->ssl, NULL, NULL);
+        SSL_free(t->ssl);
+        BIO_meth_free(t->own_bio);
+        free(t);
+        return;
+    }
     SSL_free(t->ssl);
     gw_tls_conf_release(t->conf);
     free(t);
+}
+
+/* 1 when list (client_tls_ciphers' syntax) holds cur, or holds any cipher when cur is NULL;
+ * 0 when not; -1 when the list names none. */
+static int list_has(const char *list, const SSL_CIPHER *cur)
+{
+    const char *ciphers = cipher_list(list);
+    if (!ciphers)
+        return 1;
+    SSL_CTX *x = SSL_CTX_new(TLS_client_method());
+    int rc = -1;
+    if (x && SSL_CTX_set_cipher_list(x, ciphers)) {
+        STACK_OF(SSL_CIPHER) *sk = SSL_CTX_get_ciphers(x);
+        rc = cur ? 0 : 1;
+        for (int i = 0; cur && i < sk_SSL_CIPHER_num(sk); i++)
+            if (SSL_CIPHER_get_id(sk_SSL_CIPHER_value(sk, i)) == SSL_CIPHER_get_id(cur))
+                rc = 1;
+    }
+    SSL_CTX_free(x);
+    ERR_clear_error();
+    return rc;
+}
+
+int gw_tls_cipher_list_ok(const char *list)
+{
+    return list_has(list, NULL);
+}
+
+int gw_tls_cipher_allowed(const gw_tls *t, const char *list)
+{
+    const SSL_CIPHER *cur = SSL_get_current_cipher(t->ssl);
+    if (!cur || SSL_version(t->ssl) >= TLS1_3_VERSION)
+        return 1;
+    return list_has(list, cur);
+}
+
+const char *gw_tls_cipher(const gw_tls *t)
+{
+    return SSL_get_cipher_name(t->ssl);
 }
 
 static void bind_io(gw_tls *t, const uint8_t *data, size_t n, gw_buf *wire, gw_bufpool *pool)
@@ -332,7 +441,9 @@ static int failed(gw_tls *t, int ret)
     int e = SSL_get_error(t->ssl, ret);
     t->err = ERR_peek_last_error();
     t->reason = NULL;
-    if (!SSL_is_init_finished(t->ssl)) {
+    /* An adopted session's handshake was its previous owner's, which may have accepted an
+     * unverified certificate (sslmode require): its verify result explains nothing here. */
+    if (!t->own_bio && !SSL_is_init_finished(t->ssl)) {
         long v = SSL_get_verify_result(t->ssl);
         if (v != X509_V_OK)
             t->reason = X509_verify_cert_error_string(v);

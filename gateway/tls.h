@@ -42,12 +42,30 @@ void gw_tls_conf_ref(gw_tls_conf *c);
 void gw_tls_conf_release(gw_tls_conf *c);
 /* Parses a protocols value into the lowest and highest versions (TLS1_2_VERSION...); 0 or -1. */
 int gw_tls_parse_protocols(const char *s, int *min, int *max);
+/* A version from gw_tls_parse_protocols by libpq's name for it ("TLSv1.2"); NULL if unknown. */
+const char *gw_tls_protocol_name(int v);
 
 /* A server-side session on conf (takes a reference). direct: the client began with a TLS
  * ClientHello instead of an SSLRequest, so ALPN "postgresql" is required (PostgreSQL 17).
  * NULL when out of memory. */
 gw_tls *gw_tls_new(gw_tls_conf *conf, bool direct);
+/* Takes over a client-side session whose handshake another owner (libpq) completed on the
+ * socket: session is an SSL *. A reference is taken (SSL_up_ref), the session's BIOs become this
+ * filter's, and the result is ready at once. The other owner must never read or write the
+ * session again; once this session is freed, its SSL_shutdown does nothing and its SSL_write
+ * fails without touching the socket, so it may still free its reference (PQfinish). Plaintext
+ * OpenSSL already decrypted is not lost: the first gw_tls_unseal (zero bytes will do) returns
+ * it. NULL when out of memory or the session is not a finished client-side handshake. */
+gw_tls *gw_tls_adopt(void *session);
+/* Frees the session (an adopted one: drops this reference, see gw_tls_adopt). NULL ignored. */
 void gw_tls_free(gw_tls *t);
+/* Whether the negotiated cipher is in list (client_tls_ciphers' syntax): 1 yes, or TLS 1.3, or
+ * list is empty; 0 no; -1 when the list names no cipher. */
+int gw_tls_cipher_allowed(const gw_tls *t, const char *list);
+/* Whether list names at least one cipher: 1 yes (or empty: OpenSSL's default), else -1. */
+int gw_tls_cipher_list_ok(const char *list);
+/* The negotiated cipher's name, for logs. */
+const char *gw_tls_cipher(const gw_tls *t);
 
 /* Results of gw_tls_unseal besides 0 ("nothing more to do for now"). */
 #define GW_TLS_EOF (-1000) /* the peer sent close_notify */
