@@ -148,7 +148,8 @@ static void on_ended(gw_transport *t, bool eof, bool tls_failed, const char *det
     if (pg_conn_closing(c))
         return;
     if (tls_failed) {
-        gw_info(pg_ctx(c), "client: TLS failed: %s", detail);
+        gw_info(pg_ctx(c), "%s: TLS failed: %s", c->kind == PG_CONN_CLIENT ? "client" : "server",
+                detail);
         pg_conn_close(c, PG_END_PROTOCOL, detail);
         return;
     }
