@@ -5,9 +5,10 @@
  * core runs the startup exchange over it.
  *
  * Deliberately narrower than libpq: one host (the first address it resolves to), no TLS. A line
- * that asks for more (a host list, sslmode require or verify-*) fails with a clear error instead
- * of being half-honoured; a line whose sslmode would merely prefer TLS gets a cleartext
- * connection, as Sluice relays every server in cleartext for now.
+ * that asks for more (a host list, or an sslmode of require or verify-*, from the line or
+ * server_tls_sslmode) fails with a clear error instead of being half-honoured. With prefer (the
+ * default) the connection is cleartext even when the server would do TLS, which libpq would
+ * have used: that is logged as a warning once per pool, so it is never silent.
  *
  * Lifecycle: the stream handle is initialised before anything else can fail, so its close
  * callback frees the server (pg_connect.c's on_stream_closed); a name lookup in flight holds the
@@ -84,8 +85,10 @@ static const char *unsupported(const pg_pool *p)
 {
     const char *mode = kw_value(p, "sslmode");
     if (mode && (strcmp(mode, "require") == 0 || strncmp(mode, "verify", 6) == 0))
-        return "sslmode require/verify-* with an md5 or SCRAM passthrough login: Sluice's own "
-               "login does not do TLS yet; give the password in the line or the users file";
+        return "sslmode require/verify-* (the line's or server_tls_sslmode) with an md5 or SCRAM "
+               "passthrough login: Sluice's own login does not do TLS; give the password in the "
+               "line or the users file (libpq then logs in over TLS), or set sslmode=disable on "
+               "the line";
     const char *host = kw_value(p, "hostaddr");
     host = host ? host : kw_value(p, "host");
     if (host && strchr(host, ','))
@@ -110,6 +113,15 @@ pg_server *pg_dial_connect(pg_pool *pool)
     const char *port = kw_value(pool, "port");
     port = port && *port ? port : "5432";
     bool is_unix = host[0] == '/' || host[0] == '@';
+    const char *mode = kw_value(pool, "sslmode");
+    if (!is_unix && mode && strcmp(mode, "prefer") == 0 && !pool->cleartext_warned) {
+        pool->cleartext_warned = true;
+        gw_warn(ctx,
+                "pool %s/%s: the md5/SCRAM passthrough login connects without TLS although "
+                "sslmode is prefer (Sluice's own login does not do TLS); set sslmode=disable "
+                "on the line to say so, or give the password so libpq logs in",
+                pool->dbname, pool->user);
+    }
 
     pg_io_server *io = calloc(1, sizeof *io);
     if (!io) {

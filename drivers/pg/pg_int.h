@@ -260,6 +260,7 @@ typedef struct pg_pool {
     char last_sqlstate[6]; /* the server's SQLSTATE when it refused the login, else "" */
     pg_notify *notify;     /* LISTEN emulation's channels (core), NULL until the first LISTEN */
     pg_listen_conn *listen_conn; /* its listening connection (shell), NULL while there is none */
+    bool cleartext_warned;       /* the own login's "no TLS although sslmode prefer" was logged */
     bool line_password;          /* the [databases] line gives the password: cred is unused */
     pg_pool_cred cred;
 } pg_pool;

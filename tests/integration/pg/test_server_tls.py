@@ -58,6 +58,14 @@ def sslpg(certs):
                     str(cluster.port), "-U", "postgres", "postgres"],
                    check=True, capture_output=True)
     cluster.psql("CREATE TABLE IF NOT EXISTS tls_kv (k int PRIMARY KEY, v int)")
+    # alice must prove her password (SCRAM): Sluice's own passthrough login, or libpq's.
+    hba = os.path.join(cluster.data, "pg_hba.conf")
+    with open(hba) as f:
+        rules = f.read()
+    with open(hba, "w") as f:
+        f.write("host all alice 127.0.0.1/32 scram-sha-256\n" + rules)
+    cluster.psql("SET password_encryption = 'scram-sha-256'; "
+                 "CREATE ROLE alice LOGIN PASSWORD 'alice-pw'; SELECT pg_reload_conf()")
     yield cluster
     cluster.destroy()
 
@@ -417,3 +425,45 @@ def test_the_fake_server_works_when_honest(sluice_factory, certs):
         conn.close()
     finally:
         lsock.close()
+
+
+# ---- Sluice's own login (md5/SCRAM passthrough) ----
+
+def passthrough(sluice_factory, sslpg, tmp_path, mode, secret=None):
+    if secret is None:
+        secret = sslpg.psql("SELECT rolpassword FROM pg_authid WHERE rolname = 'alice'")[0][0]
+    users = tmp_path / "users.txt"
+    users.write_text(f'"alice" "{secret}"\n')
+    return server_tls(sluice_factory, sslpg, mode, auth_type="scram-sha-256",
+                      auth_file=str(users))
+
+
+def alice(s):
+    conn = psycopg2.connect(host="127.0.0.1", port=s.port, user="alice", password="alice-pw",
+                            dbname="postgres", connect_timeout=10)
+    conn.autocommit = True
+    return conn
+
+
+def test_passthrough_with_require_is_a_clear_error(sluice_factory, sslpg, tmp_path):
+    s = passthrough(sluice_factory, sslpg, tmp_path, "require")
+    with pytest.raises(psycopg2.OperationalError) as e:
+        alice(s).close()
+    assert "does not do TLS" in str(e.value)
+    assert "does not do TLS" in s.log()
+
+
+def test_passthrough_with_prefer_says_it_stays_cleartext(sluice_factory, sslpg, tmp_path):
+    s = passthrough(sluice_factory, sslpg, tmp_path, "prefer")
+    conn = alice(s)
+    assert one(conn, SSL_QUERY) is False
+    conn.close()
+    assert "connects without TLS although sslmode is prefer" in s.log()
+
+
+def test_a_password_in_the_users_file_logs_in_over_tls(sluice_factory, sslpg, tmp_path):
+    """With a password libpq logs in itself: TLS as server_tls_sslmode says."""
+    s = passthrough(sluice_factory, sslpg, tmp_path, "require", secret="alice-pw")
+    conn = alice(s)
+    assert one(conn, SSL_QUERY) is True
+    conn.close()
