@@ -1,9 +1,12 @@
 #!/usr/bin/python3
-"""TLS figures, client side: direct (PostgreSQL with ssl=on) vs PgBouncer vs Sluice, the clients
-using sslmode=require against each, in one run on loopback.
+"""TLS figures: direct (PostgreSQL with ssl=on) vs PgBouncer vs Sluice, the clients using
+sslmode=require against each, in one run on loopback.
 
   - pgbench -S -c 100 -T 10 (simple protocol, a select by key)
   - a 40 MB result (SELECT repeat('x', 40000000)) fetched with psql, best of 3
+  - both of these twice for the poolers: their server connections in cleartext
+    (server_tls_sslmode=disable), then in TLS as well (server_tls_sslmode=require; checked
+    through pg_stat_ssl)
   - bytes per idle logged-in client, plaintext and TLS (growth of the pooler's RSS over N
     clients)
 
@@ -84,8 +87,9 @@ def wait_port(port, proc):
     raise RuntimeError("did not start")
 
 
-def common_keys(d, port):
-    """The settings both poolers share (same names in both): TLS when the client asks."""
+def common_keys(d, port, server_mode):
+    """The settings both poolers share (same names in both): TLS when the client asks, and
+    server_mode to the server."""
     return f"""listen_addr = 127.0.0.1
 listen_port = {port}
 unix_socket_dir =
@@ -95,34 +99,36 @@ max_client_conn = 10000
 client_tls_sslmode = prefer
 client_tls_key_file = {d}/server.key
 client_tls_cert_file = {d}/server.crt
+server_tls_sslmode = {server_mode}
 """
 
 
-def start_sluice(binary, d, pg_port, port):
-    conf = os.path.join(d, "sluice.ini")
+def start_sluice(binary, d, pg_port, port, server_mode):
+    conf = os.path.join(d, f"sluice-{server_mode}.ini")
     with open(conf, "w") as f:
         f.write(f"""[sluice]
-{common_keys(d, port)}log_level = warning
+{common_keys(d, port, server_mode)}log_level = warning
 [databases]
 postgres = host=127.0.0.1 port={pg_port} dbname=postgres user=postgres
 """)
-    p = subprocess.Popen([binary, "-c", conf], stdout=open(os.path.join(d, "sluice.log"), "w"),
+    p = subprocess.Popen([binary, "-c", conf],
+                         stdout=open(os.path.join(d, f"sluice-{server_mode}.log"), "w"),
                          stderr=subprocess.STDOUT)
     wait_port(port, p)
     return p
 
 
-def start_pgbouncer(d, pg_port, port):
-    conf = os.path.join(d, "pgbouncer.ini")
+def start_pgbouncer(d, pg_port, port, server_mode):
+    conf = os.path.join(d, f"pgbouncer-{server_mode}.ini")
     with open(os.path.join(d, "users.txt"), "w") as f:
         f.write('"postgres" ""\n')
     with open(conf, "w") as f:
         f.write(f"""[databases]
 postgres = host=127.0.0.1 port={pg_port} dbname=postgres user=postgres
 [pgbouncer]
-{common_keys(d, port)}auth_type = trust
+{common_keys(d, port, server_mode)}auth_type = trust
 auth_file = {d}/users.txt
-logfile = {d}/pgbouncer.log
+logfile = {d}/pgbouncer-{server_mode}.log
 """)
     args = ["bash", "-c", f"ulimit -n 20000 && exec pgbouncer {conf}"]
     if os.geteuid() == 0:
@@ -160,6 +166,16 @@ def fetch_40mb(port):
         assert p.returncode == 0 and len(p.stdout) >= 40000000, p.stderr
         best = dt if best is None else min(best, dt)
     return best
+
+
+def server_side_tls(port):
+    """Whether the server connection behind a client through port is in TLS."""
+    env = dict(os.environ, PGSSLMODE="require")
+    p = subprocess.run(["psql", "-X", "-At", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres",
+                        "-d", "postgres", "-c",
+                        "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"],
+                       capture_output=True, text=True, env=env, timeout=60)
+    return p.stdout.strip() == "t"
 
 
 def rss(pid):
@@ -218,16 +234,25 @@ def main():
     try:
         run(["pgbench", "-i", "-q", "-s", "10", "-h", "127.0.0.1", "-p", str(pg_port), "-U",
              "postgres", "postgres"])
-        procs.append(start_sluice(os.path.abspath(a.sluice), d, pg_port, sl_port))
-        procs.append(start_pgbouncer(d, pg_port, pb_port))
-        targets = [("direct", pg_port, None), ("PgBouncer 1.18", pb_port, procs[1].pid),
-                   ("Sluice", sl_port, procs[0].pid)]
+        procs.append(start_sluice(os.path.abspath(a.sluice), d, pg_port, sl_port, "disable"))
+        procs.append(start_pgbouncer(d, pg_port, pb_port, "disable"))
+        sl2_port, pb2_port = free_port(), free_port()
+        procs.append(start_sluice(os.path.abspath(a.sluice), d, pg_port, sl2_port, "require"))
+        procs.append(start_pgbouncer(d, pg_port, pb2_port, "require"))
+        targets = [("direct", pg_port, None, None),
+                   ("PgBouncer 1.18", pb_port, procs[1].pid, False),
+                   ("Sluice", sl_port, procs[0].pid, False),
+                   ("PgBouncer 1.18, server TLS", pb2_port, None, True),
+                   ("Sluice, server TLS", sl2_port, None, True)]
         rows = []
-        for name, port, pid in targets:
+        for name, port, pid, server_tls in targets:
+            if server_tls is not None:
+                assert server_side_tls(port) == server_tls, f"{name}: server side TLS is wrong"
             tps = pgbench(port, 100, a.seconds)
             fetch = fetch_40mb(port)
             rows.append((name, tps, fetch, pid, port))
-        print("| target | pgbench -S -c 100 TPS (sslmode=require) | 40 MB fetch, s (best of 3) |")
+        print("| target (clients: sslmode=require) | pgbench -S -c 100 TPS | "
+              "40 MB fetch, s (best of 3) |")
         print("|---|---|---|")
         for name, tps, fetch, _, _ in rows:
             print(f"| {name} | {tps:.0f} | {fetch:.3f} |")
@@ -235,7 +260,7 @@ def main():
         print(f"| pooler | bytes per idle client, plaintext | bytes per idle client, TLS "
               f"({a.clients} clients) |")
         print("|---|---|---|")
-        for name, _, _, pid, port in rows[1:]:
+        for name, _, _, pid, port in rows[1:3]:
             if os.geteuid() == 0 and name.startswith("PgBouncer"):  # runuser's child
                 pid = int(subprocess.run(["pgrep", "-P", str(pid)], capture_output=True,
                                          text=True).stdout.split()[0])
