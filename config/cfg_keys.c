@@ -123,12 +123,12 @@ const cfg_key cfg__keys[] = {
      "Certificate (PEM) Sluice shows servers that ask for one (libpq's sslcert)."},
     {"server_tls_protocols", CFG_T_STR, OFF(server_tls_protocols), "secure", CFG_RELOAD,
      "TLS versions to servers, as client_tls_protocols (libpq's ssl_min_protocol_version and "
-     "ssl_max_protocol_version)."},
+     "ssl_max_protocol_version; Sluice's own login uses the same range)."},
     {"server_tls_ciphers", CFG_T_STR, OFF(server_tls_ciphers), "default", CFG_RELOAD,
-     "TLS 1.2 cipher list to servers, as client_tls_ciphers. libpq cannot be told which ciphers "
-     "to offer, so for its connections this is a check after the handshake: a server connection "
-     "whose TLS 1.2 cipher is not in the list is closed with an error. TLS 1.3 suites are "
-     "OpenSSL's."},
+     "TLS 1.2 cipher list to servers, as client_tls_ciphers. Offered as such by Sluice's own "
+     "login (md5/SCRAM passthrough); libpq cannot be told which ciphers to offer, so for its "
+     "connections this is a check after the handshake: a server connection whose TLS 1.2 cipher "
+     "is not in the list is closed with an error. TLS 1.3 suites are OpenSSL's."},
     {"log_level", CFG_T_LOG, OFF(log_level), "info", CFG_RELOAD,
      "`error`, `warning`, `info` or `debug`."},
     {NULL, 0, 0, NULL, 0, NULL},

@@ -5,6 +5,7 @@
  * (they only append to memory). A partial record is copied into OpenSSL's own record buffer,
  * so every fed byte is consumed in the call.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -203,27 +204,40 @@ static int fail(char *err, size_t errlen, const char *what, const char *path)
     return -1;
 }
 
-int gw_tls_conf_new(const gw_tls_settings *s, gw_tls_conf **out, char *err, size_t errlen)
+/* A context on method with the feeding BIO, protocols (named key, for the error) parsed into
+ * min and max; or NULL with err written. */
+static gw_tls_conf *conf_alloc(const SSL_METHOD *method, const char *key, const char *protocols,
+                               int *min, int *max, gw_tls_conf **out, char *err, size_t errlen)
 {
     *out = NULL;
     ERR_clear_error();
-    int min, max;
-    if (gw_tls_parse_protocols(s->protocols, &min, &max) != 0) {
-        snprintf(err, errlen, "client_tls_protocols: unknown value '%s'", s->protocols);
-        return -1;
+    if (gw_tls_parse_protocols(protocols, min, max) != 0) {
+        snprintf(err, errlen, "%s: unknown value '%s'", key, protocols);
+        return NULL;
     }
     gw_tls_conf *c = calloc(1, sizeof *c);
     if (!c) {
         snprintf(err, errlen, "out of memory");
-        return -1;
+        return NULL;
     }
     c->refs = 1;
-    c->ctx = SSL_CTX_new(TLS_server_method());
+    c->ctx = SSL_CTX_new(method);
     c->bio = feed_method();
     if (!c->ctx || !c->bio) {
         fail(err, errlen, "cannot create a TLS context", NULL);
-        goto bad;
+        gw_tls_conf_release(c);
+        return NULL;
     }
+    return c;
+}
+
+int gw_tls_conf_new(const gw_tls_settings *s, gw_tls_conf **out, char *err, size_t errlen)
+{
+    int min, max;
+    gw_tls_conf *c = conf_alloc(TLS_server_method(), "client_tls_protocols", s->protocols, &min,
+                                &max, out, err, errlen);
+    if (!c)
+        return -1;
 
     SSL_CTX *x = c->ctx;
     /* No renegotiation (a client could make the server redo expensive work at will), no
@@ -297,6 +311,55 @@ bad:
     return -1;
 }
 
+int gw_tls_client_conf_new(const gw_tls_client_settings *s, gw_tls_conf **out, char *err,
+                           size_t errlen)
+{
+    int min, max;
+    gw_tls_conf *c = conf_alloc(TLS_client_method(), "server_tls_protocols", s->protocols, &min,
+                                &max, out, err, errlen);
+    if (!c)
+        return -1;
+    SSL_CTX *x = c->ctx;
+    /* As for clients: no renegotiation, no compression; no session resumption either (libpq
+     * does none, and a pooled connection lives long). */
+    SSL_CTX_set_options(x, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION | SSL_OP_NO_TICKET);
+    SSL_CTX_set_session_cache_mode(x, SSL_SESS_CACHE_OFF);
+    SSL_CTX_set_mode(x, SSL_MODE_RELEASE_BUFFERS);
+    const char *ciphers = cipher_list(s->ciphers);
+    if (!SSL_CTX_set_min_proto_version(x, min) || !SSL_CTX_set_max_proto_version(x, max) ||
+        (ciphers && !SSL_CTX_set_cipher_list(x, ciphers))) {
+        fail(err, errlen, "server_tls_protocols or server_tls_ciphers: not usable", NULL);
+        goto bad;
+    }
+    bool cert = s->cert_file && *s->cert_file, key = s->key_file && *s->key_file;
+    if (cert && key) {
+        if (SSL_CTX_use_certificate_chain_file(x, s->cert_file) != 1) {
+            fail(err, errlen, "cannot load certificate", s->cert_file);
+            goto bad;
+        }
+        if (SSL_CTX_use_PrivateKey_file(x, s->key_file, SSL_FILETYPE_PEM) != 1 ||
+            SSL_CTX_check_private_key(x) != 1) {
+            fail(err, errlen, "cannot load private key, or it does not match", s->key_file);
+            goto bad;
+        }
+    }
+    if (s->ca_file && *s->ca_file && SSL_CTX_load_verify_locations(x, s->ca_file, NULL) != 1) {
+        fail(err, errlen, "cannot load CA file", s->ca_file);
+        goto bad;
+    }
+    if (s->verify && !(s->ca_file && *s->ca_file)) {
+        snprintf(err, errlen, "verifying the server's certificate needs a CA file");
+        goto bad;
+    }
+    SSL_CTX_set_verify(x, s->verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
+    *out = c;
+    return 0;
+bad:
+    gw_tls_conf_release(c);
+    ERR_clear_error();
+    return -1;
+}
+
 void gw_tls_conf_ref(gw_tls_conf *c)
 {
     c->refs++;
@@ -333,6 +396,30 @@ gw_tls *gw_tls_new(gw_tls_conf *conf, bool direct)
     t->conf = conf;
     t->direct = direct;
     gw_tls_conf_ref(conf);
+    return t;
+}
+
+gw_tls *gw_tls_client_new(gw_tls_conf *conf, const char *host, bool check_name)
+{
+    gw_tls *t = gw_tls_new(conf, false);
+    if (!t)
+        return NULL;
+    SSL_set_connect_state(t->ssl);
+    unsigned char ip[16];
+    bool is_ip = host && (inet_pton(AF_INET, host, ip) == 1 || inet_pton(AF_INET6, host, ip) == 1);
+    int ok = 1;
+    /* SNI carries a name, never an address (RFC 6066); the name check takes either. */
+    if (host && *host && !is_ip)
+        ok = SSL_set_tlsext_host_name(t->ssl, host);
+    if (ok && check_name && host && *host) {
+        X509_VERIFY_PARAM *vp = SSL_get0_param(t->ssl);
+        ok = is_ip ? X509_VERIFY_PARAM_set1_ip_asc(vp, host) : SSL_set1_host(t->ssl, host);
+    }
+    if (!ok) {
+        gw_tls_free(t);
+        ERR_clear_error();
+        return NULL;
+    }
     return t;
 }
 

@@ -37,6 +37,18 @@ typedef struct gw_tls_settings {
 /* Builds a context. 0 and *out (one reference, caller releases); or -1 with a one-line reason
  * in err (no partial object). */
 int gw_tls_conf_new(const gw_tls_settings *s, gw_tls_conf **out, char *err, size_t errlen);
+/* What a client-side context (Sluice connecting to a server itself) is built from. */
+typedef struct gw_tls_client_settings {
+    const char *ca_file;              /* "" or NULL: none */
+    const char *cert_file, *key_file; /* Sluice's certificate, when both are given */
+    const char *protocols;            /* as gw_tls_settings */
+    const char *ciphers;              /* as gw_tls_settings */
+    bool verify;                      /* the server's certificate must chain to ca_file */
+} gw_tls_client_settings;
+
+/* Builds a client-side context; as gw_tls_conf_new. */
+int gw_tls_client_conf_new(const gw_tls_client_settings *s, gw_tls_conf **out, char *err,
+                           size_t errlen);
 void gw_tls_conf_ref(gw_tls_conf *c);
 /* Drops a reference; the last one frees the context. NULL is ignored. */
 void gw_tls_conf_release(gw_tls_conf *c);
@@ -49,6 +61,11 @@ const char *gw_tls_protocol_name(int v);
  * ClientHello instead of an SSLRequest, so ALPN "postgresql" is required (PostgreSQL 17).
  * NULL when out of memory. */
 gw_tls *gw_tls_new(gw_tls_conf *conf, bool direct);
+/* A client-side session on a context from gw_tls_client_conf_new (takes a reference). host:
+ * the server's name, sent as SNI unless it is an address; check_name: the certificate must also
+ * be for host (name or address). The first gw_tls_unseal (zero bytes will do) writes the
+ * ClientHello. NULL when out of memory. */
+gw_tls *gw_tls_client_new(gw_tls_conf *conf, const char *host, bool check_name);
 /* Takes over a client-side session whose handshake another owner (libpq) completed on the
  * socket: session is an SSL *. A reference is taken (SSL_up_ref), the session's BIOs become this
  * filter's, and the result is ready at once. The other owner must never read or write the

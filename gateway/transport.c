@@ -163,6 +163,19 @@ int gw_transport_start_tls(gw_transport *t, gw_tls_conf *conf, bool direct)
     return rc;
 }
 
+int gw_transport_start_tls_client(gw_transport *t, gw_tls_conf *conf, const char *host,
+                                  bool check_name)
+{
+    t->tls = gw_tls_client_new(conf, host, check_name);
+    if (!t->tls)
+        return -ENOMEM;
+    t->ops = &tls_ops;
+    int rc = tls_feed(t, NULL, 0); /* writes the ClientHello */
+    if (rc != 0)
+        t->tls_ended = true;
+    return rc;
+}
+
 int gw_transport_adopt_tls(gw_transport *t, void *session)
 {
     t->tls = gw_tls_adopt(session);

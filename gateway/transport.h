@@ -84,6 +84,10 @@ void gw_transport_init(gw_transport *t, const gw_transport_cbs *cbs, void *owner
  * the first bytes now in *t->in (they are moved into the TLS session and t->in emptied). 0, or
  * -ENOMEM. */
 int gw_transport_start_tls(gw_transport *t, gw_tls_conf *conf, bool direct);
+/* Switches to TLS as the client (Sluice connecting to a server; see gw_tls_client_new) and sends
+ * the ClientHello; cbs->tls_ready reports the handshake's end, cbs->ended its failure. 0 or < 0. */
+int gw_transport_start_tls_client(gw_transport *t, gw_tls_conf *conf, const char *host,
+                                  bool check_name);
 /* Switches an established stream to TLS on a session another owner negotiated on the same
  * connection (an SSL *, see gw_tls_adopt): ready at once. 0, or < 0 (-ENOMEM). */
 int gw_transport_adopt_tls(gw_transport *t, void *session);

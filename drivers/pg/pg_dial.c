@@ -4,16 +4,19 @@
  * port (a Unix socket when host is a directory), then hands the core a connected stream; the
  * core runs the startup exchange over it.
  *
- * Deliberately narrower than libpq: one host (the first address it resolves to), no TLS. A line
- * that asks for more (a host list, or an sslmode of require or verify-*, from the line or
- * server_tls_sslmode) fails with a clear error instead of being half-honoured. With prefer (the
- * default) the connection is cleartext even when the server would do TLS, which libpq would
- * have used: that is logged as a warning once per pool, so it is never silent.
+ * Deliberately narrower than libpq: one host (the first address it resolves to); a line that
+ * asks for more (a host list) fails with a clear error instead of being half-honoured. TLS is
+ * Sluice's own (gw_tls_client_new on the transport), as libpq would do it: pg_login sends the
+ * SSLRequest unless sslmode is disable or allow or the socket is a Unix one; after 'S' the
+ * handshake sends SNI, and checks the certificate against sslrootcert for verify-ca and
+ * verify-full (and require when a root certificate is given, as libpq does) and the line's host
+ * name for verify-full. server_tls_protocols and server_tls_ciphers apply here in full.
  *
  * Lifecycle: the stream handle is initialised before anything else can fail, so its close
  * callback frees the server (pg_connect.c's on_stream_closed); a name lookup in flight holds the
  * server too (io->gai_pending) and its callback frees a server closed meanwhile.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,18 +86,50 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 /* Fails the attempt with msg unless the line's settings are ones this path honours. */
 static const char *unsupported(const pg_pool *p)
 {
-    const char *mode = kw_value(p, "sslmode");
-    if (mode && (strcmp(mode, "require") == 0 || strncmp(mode, "verify", 6) == 0))
-        return "sslmode require/verify-* (the line's or server_tls_sslmode) with an md5 or SCRAM "
-               "passthrough login: Sluice's own login does not do TLS; give the password in the "
-               "line or the users file (libpq then logs in over TLS), or set sslmode=disable on "
-               "the line";
     const char *host = kw_value(p, "hostaddr");
     host = host ? host : kw_value(p, "host");
     if (host && strchr(host, ','))
         return "a host list with an md5 or SCRAM passthrough login: Sluice's own login "
                "connects to one host; give the password in the line or the users file";
     return NULL;
+}
+
+bool pg_shell_server_tls_capable(pg_server *s)
+{
+    return pg_io_server_of(s)->t.h.handle.type == UV_TCP;
+}
+
+int pg_shell_server_start_tls(pg_server *s)
+{
+    pg_io_server *io = pg_io_server_of(s);
+    const pg_pool *p = s->pool;
+    const cfg *c = pg_ctx(&s->conn)->cfg;
+    const char *mode = kw_value(p, "sslmode");
+    const char *ca = kw_value(p, "sslrootcert");
+    bool full = mode && strcmp(mode, "verify-full") == 0;
+    bool verify = full || (mode && strcmp(mode, "verify-ca") == 0) ||
+                  (mode && strcmp(mode, "require") == 0 && ca && *ca);
+    gw_tls_client_settings st = {.ca_file = ca,
+                                 .cert_file = kw_value(p, "sslcert"),
+                                 .key_file = kw_value(p, "sslkey"),
+                                 .protocols = c->server_tls_protocols,
+                                 .ciphers = c->server_tls_ciphers,
+                                 .verify = verify};
+    char err[300];
+    gw_tls_conf *conf;
+    if (gw_tls_client_conf_new(&st, &conf, err, sizeof err) != 0) {
+        pg_server_connect_failed(s, err);
+        return -1;
+    }
+    /* The name is the line's host; hostaddr only says where to connect (libpq's meaning). */
+    int rc = gw_transport_start_tls_client(&io->t, conf, kw_value(p, "host"), full);
+    gw_tls_conf_release(conf);
+    if (rc != 0) {
+        pg_server_connect_failed(s, rc == -ENOMEM || !io->t.tls ? "out of memory"
+                                                                : gw_tls_error(io->t.tls));
+        return -1;
+    }
+    return 0;
 }
 
 pg_server *pg_dial_connect(pg_pool *pool)
@@ -113,15 +148,6 @@ pg_server *pg_dial_connect(pg_pool *pool)
     const char *port = kw_value(pool, "port");
     port = port && *port ? port : "5432";
     bool is_unix = host[0] == '/' || host[0] == '@';
-    const char *mode = kw_value(pool, "sslmode");
-    if (!is_unix && mode && strcmp(mode, "prefer") == 0 && !pool->cleartext_warned) {
-        pool->cleartext_warned = true;
-        gw_warn(ctx,
-                "pool %s/%s: the md5/SCRAM passthrough login connects without TLS although "
-                "sslmode is prefer (Sluice's own login does not do TLS); set sslmode=disable "
-                "on the line to say so, or give the password so libpq logs in",
-                pool->dbname, pool->user);
-    }
 
     pg_io_server *io = calloc(1, sizeof *io);
     if (!io) {

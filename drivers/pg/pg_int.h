@@ -440,6 +440,9 @@ const char *pg_pool_cred_password(const pg_pool *p);
 void pg_login_begin(pg_server *s);
 /* Handles the server's login messages in s->conn.in; on ReadyForQuery the server is connected. */
 void pg_login_process(pg_server *s);
+/* The shell's TLS handshake with the server completed (after the server accepted the
+ * SSLRequest): the startup packet goes out now. */
+void pg_login_tls_ready(pg_server *s);
 void pg_login_free(pg_server *s);
 
 /* The relay: what crosses a link, message by message. pg_reqq.c (request queue), pg_front.c

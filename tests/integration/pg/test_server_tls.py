@@ -427,43 +427,106 @@ def test_the_fake_server_works_when_honest(sluice_factory, certs):
         lsock.close()
 
 
-# ---- Sluice's own login (md5/SCRAM passthrough) ----
+# ---- Sluice's own login (md5/SCRAM passthrough): its own TLS ----
 
-def passthrough(sluice_factory, sslpg, tmp_path, mode, secret=None):
-    if secret is None:
-        secret = sslpg.psql("SELECT rolpassword FROM pg_authid WHERE rolname = 'alice'")[0][0]
+def alice_secret(sslpg):
+    return sslpg.psql("SELECT rolpassword FROM pg_authid WHERE rolname = 'alice'")[0][0]
+
+
+def passthrough(sluice_factory, pg, tmp_path, mode, secret, user="alice", host="127.0.0.1",
+                line_kw=None, **keys):
     users = tmp_path / "users.txt"
-    users.write_text(f'"alice" "{secret}"\n')
-    return server_tls(sluice_factory, sslpg, mode, auth_type="scram-sha-256",
-                      auth_file=str(users))
+    users.write_text(f'"{user}" "{secret}"\n')
+    return server_tls(sluice_factory, pg, mode, host=host, line_kw=line_kw,
+                      auth_type="scram-sha-256", auth_file=str(users), **keys)
 
 
-def alice(s):
-    conn = psycopg2.connect(host="127.0.0.1", port=s.port, user="alice", password="alice-pw",
+def alice(s, user="alice"):
+    conn = psycopg2.connect(host="127.0.0.1", port=s.port, user=user, password="alice-pw",
                             dbname="postgres", connect_timeout=10)
     conn.autocommit = True
     return conn
 
 
-def test_passthrough_with_require_is_a_clear_error(sluice_factory, sslpg, tmp_path):
-    s = passthrough(sluice_factory, sslpg, tmp_path, "require")
-    with pytest.raises(psycopg2.OperationalError) as e:
-        alice(s).close()
-    assert "does not do TLS" in str(e.value)
-    assert "does not do TLS" in s.log()
+@pytest.mark.parametrize("mode", ["require", "prefer"])
+def test_scram_passthrough_over_tls(sluice_factory, sslpg, tmp_path, mode):
+    s = passthrough(sluice_factory, sslpg, tmp_path, mode, alice_secret(sslpg))
+    conns = [alice(s) for _ in range(3)]
+    for c in conns:
+        assert one(c, SSL_QUERY) is True
+        assert one(c, "SELECT current_user") == "alice"
+    for c in conns:
+        c.close()
+    log = s.log()
+    assert "itself (SCRAM passthrough)" in log
+    assert "server: TLS established" in log
 
 
-def test_passthrough_with_prefer_says_it_stays_cleartext(sluice_factory, sslpg, tmp_path):
-    s = passthrough(sluice_factory, sslpg, tmp_path, "prefer")
-    conn = alice(s)
-    assert one(conn, SSL_QUERY) is False
-    conn.close()
-    assert "connects without TLS although sslmode is prefer" in s.log()
-
-
-def test_a_password_in_the_users_file_logs_in_over_tls(sluice_factory, sslpg, tmp_path):
-    """With a password libpq logs in itself: TLS as server_tls_sslmode says."""
-    s = passthrough(sluice_factory, sslpg, tmp_path, "require", secret="alice-pw")
+def test_passthrough_verify_full(sluice_factory, sslpg, tmp_path, certs):
+    s = passthrough(sluice_factory, sslpg, tmp_path, "verify-full", alice_secret(sslpg),
+                    host="localhost", line_kw={"hostaddr": "127.0.0.1"},
+                    server_tls_ca_file=certs("ca.crt"))
     conn = alice(s)
     assert one(conn, SSL_QUERY) is True
     conn.close()
+
+
+@pytest.mark.parametrize("name,ca,reason", [
+    ("localhost", "otherca.crt", "TLS handshake with the server failed: self-signed certificate"),
+    ("wrong.example", "ca.crt", "TLS handshake with the server failed: hostname mismatch"),
+])
+def test_passthrough_verify_full_refusals(sluice_factory, sslpg, tmp_path, certs, name, ca,
+                                          reason):
+    s = passthrough(sluice_factory, sslpg, tmp_path, "verify-full", alice_secret(sslpg),
+                    host=name, line_kw={"hostaddr": "127.0.0.1"}, server_tls_ca_file=certs(ca))
+    with pytest.raises(psycopg2.OperationalError) as e:
+        alice(s).close()
+    assert reason in str(e.value)
+    assert reason in s.log()
+
+
+def test_passthrough_require_against_a_server_without_ssl(sluice_factory, pg, sslpg, tmp_path):
+    """The shared cluster trusts everyone and has no SSL: the own login asks for TLS, gets 'N'
+    and stops there."""
+    s = passthrough(sluice_factory, pg, tmp_path, "require", alice_secret(sslpg),
+                    user="postgres")
+    with pytest.raises(psycopg2.OperationalError) as e:
+        alice(s, user="postgres").close()
+    assert "server does not support SSL, but SSL was required" in str(e.value)
+
+
+def test_passthrough_prefer_against_a_server_without_ssl(sluice_factory, pg, sslpg, tmp_path):
+    s = passthrough(sluice_factory, pg, tmp_path, "prefer", alice_secret(sslpg), user="postgres")
+    conn = alice(s, user="postgres")
+    assert one(conn, SSL_QUERY) is False
+    conn.close()
+
+
+def test_passthrough_refuses_cleartext_after_the_ssl_answer(sluice_factory, sslpg, tmp_path,
+                                                            certs):
+    """'S' and a forged AuthenticationOk in one packet: the forged bytes must not be taken as
+    the server's (CVE-2021-23222 in libpq)."""
+    lsock = fake_server(certs, lambda sock, ctx: (
+        sock.sendall(b"S" + msg(b"R", struct.pack("!I", 0)) + msg(b"Z", b"I")),
+        sock.recv(4096)))
+    try:
+        users = tmp_path / "users.txt"
+        users.write_text(f'"alice" "{alice_secret(sslpg)}"\n')
+        port = lsock.getsockname()[1]
+        s = sluice_factory(databases={"postgres": f"host=127.0.0.1 port={port} dbname=postgres"},
+                           server_tls_sslmode="require", auth_type="scram-sha-256",
+                           auth_file=str(users))
+        with pytest.raises(psycopg2.OperationalError) as e:
+            alice(s).close()
+        assert "unencrypted data after its SSL answer" in str(e.value)
+    finally:
+        lsock.close()
+
+
+def test_a_password_in_the_users_file_logs_in_through_libpq_over_tls(sluice_factory, sslpg,
+                                                                     tmp_path):
+    s = passthrough(sluice_factory, sslpg, tmp_path, "require", "alice-pw")
+    conn = alice(s)
+    assert one(conn, SSL_QUERY) is True
+    conn.close()
+    assert "passthrough" not in s.log()
