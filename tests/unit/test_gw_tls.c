@@ -501,3 +501,90 @@ Test(gw_tls_protocols, libpq_names)
     cr_assert_eq(gw_tls_cipher_list_ok(""), 1);
     cr_assert_eq(gw_tls_cipher_list_ok("NO-SUCH-CIPHER"), -1);
 }
+
+/* gw_tls_client_*: Sluice as the client of a server session, both ends gw_tls. */
+
+/* Runs a handshake between two gw_tls sessions; returns the client's last result (the
+ * server's failure, if any, reaches the client as an alert). */
+static int client_handshake(gw_tls *cl, gw_tls *srv)
+{
+    gw_buf to_srv = {0}, to_cl = {0}, plain = {0};
+    int rc = gw_tls_unseal(cl, NULL, 0, &plain, &to_srv, &pool); /* the ClientHello */
+    for (int i = 0; i < 10 && rc == 0 && !(gw_tls_ready(cl) && gw_tls_ready(srv)); i++) {
+        gw_buf in = to_srv;
+        to_srv = (gw_buf){0};
+        int r = gw_tls_unseal(srv, in.data, in.len, &plain, &to_cl, &pool);
+        gw_buf_release(&in, &pool);
+        in = to_cl;
+        to_cl = (gw_buf){0};
+        rc = gw_tls_unseal(cl, in.data, in.len, &plain, &to_srv, &pool);
+        gw_buf_release(&in, &pool);
+        if (r != 0 && rc == 0)
+            rc = r;
+    }
+    cr_assert_eq(plain.len, 0);
+    gw_buf_release(&to_srv, &pool);
+    gw_buf_release(&to_cl, &pool);
+    return rc;
+}
+
+static int client_case(const char *ca, bool verify, const char *host, bool check_name,
+                       const char *ciphers, int max_version)
+{
+    char err[256];
+    gw_tls_conf *sc = conf_with("server.key", false, err);
+    gw_tls_client_settings st = {.ca_file = ca ? path_of(ca) : NULL,
+                                 .protocols = max_version ? "tlsv1.2" : "secure",
+                                 .ciphers = ciphers,
+                                 .verify = verify};
+    gw_tls_conf *cc = NULL;
+    cr_assert_eq(gw_tls_client_conf_new(&st, &cc, err, sizeof err), 0, "%s", err);
+    gw_tls *cl = gw_tls_client_new(cc, host, check_name);
+    gw_tls *srv = gw_tls_new(sc, false);
+    cr_assert_not_null(cl);
+    int rc = client_handshake(cl, srv);
+    if (rc == 0) {
+        cr_assert(gw_tls_ready(cl));
+        gw_buf wire = {0}, back = {0}, plain = {0};
+        cr_assert_eq(gw_tls_seal(cl, (const uint8_t *)"ping", 4, &wire, &pool), 0);
+        cr_assert_eq(gw_tls_unseal(srv, wire.data, wire.len, &plain, &back, &pool), 0);
+        cr_assert_eq(plain.len, 4);
+        gw_buf_release(&plain, &pool);
+        gw_buf_release(&wire, &pool);
+        gw_buf_release(&back, &pool);
+    }
+    gw_tls_free(cl);
+    gw_tls_free(srv);
+    gw_tls_conf_release(cc);
+    gw_tls_conf_release(sc);
+    return rc;
+}
+
+Test(gw_tls, client_sessions_verify_the_ca_and_the_name)
+{
+    /* server.crt is for CN localhost (no SAN: OpenSSL falls back to the CN). */
+    cr_assert_eq(client_case("ca.crt", true, "localhost", true, "default", 0), 0);
+    cr_assert_eq(client_case(NULL, false, "127.0.0.1", false, "default", 0), 0, "require");
+    cr_assert_lt(client_case("ca.crt", true, "wrong.example", true, "default", 0), 0);
+    cr_assert_lt(client_case("ca.crt", true, "127.0.0.1", true, "default", 0), 0,
+                 "an address the certificate does not name");
+    cr_assert_eq(client_case("ca.crt", true, "wrong.example", false, "default", 0), 0,
+                 "verify-ca: the name is not checked");
+    /* A CA that did not sign the server: the server's own certificate as the only anchor is
+     * no CA (it is not self-signed). */
+    cr_assert_lt(client_case("server.crt", true, "localhost", true, "default", 0), 0);
+    /* The cipher list is what is offered: TLS 1.2 with one cipher. */
+    cr_assert_eq(client_case(NULL, false, "localhost", false, "ECDHE-ECDSA-AES128-GCM-SHA256",
+                             TLS1_2_VERSION),
+                 0);
+
+    char err[256];
+    gw_tls_conf *cc = NULL;
+    gw_tls_client_settings bad = {.protocols = "secure", .verify = true};
+    cr_assert_eq(gw_tls_client_conf_new(&bad, &cc, err, sizeof err), -1);
+    cr_assert(strstr(err, "CA file"), "%s", err);
+    gw_tls_client_settings bad2 = {.protocols = "sslv3"};
+    cr_assert_eq(gw_tls_client_conf_new(&bad2, &cc, err, sizeof err), -1);
+    cr_assert(strstr(err, "server_tls_protocols"), "%s", err);
+    cr_assert_null(cc);
+}
