@@ -115,14 +115,20 @@ int pg_shell_server_start_tls(pg_server *s)
                                  .protocols = c->server_tls_protocols,
                                  .ciphers = c->server_tls_ciphers,
                                  .verify = verify};
+    /* The name is the line's host; hostaddr only says where to connect (libpq's meaning). */
+    const char *host = kw_value(p, "host");
+    if (full && (!host || !*host)) {
+        pg_server_connect_failed(s, "sslmode verify-full needs the line's host: the name the "
+                                    "server's certificate must carry");
+        return -1;
+    }
     char err[300];
     gw_tls_conf *conf;
     if (gw_tls_client_conf_new(&st, &conf, err, sizeof err) != 0) {
         pg_server_connect_failed(s, err);
         return -1;
     }
-    /* The name is the line's host; hostaddr only says where to connect (libpq's meaning). */
-    int rc = gw_transport_start_tls_client(&io->t, conf, kw_value(p, "host"), full);
+    int rc = gw_transport_start_tls_client(&io->t, conf, host, full);
     gw_tls_conf_release(conf);
     if (rc != 0) {
         pg_server_connect_failed(s, rc == -ENOMEM || !io->t.tls ? "out of memory"
