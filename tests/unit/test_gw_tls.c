@@ -362,6 +362,7 @@ static gw_tls *adopt_setup(peer *p, gw_tls_conf **c, int max_version)
     cr_assert_eq(handshake(p, server, &plain, 0), 0, "%s", gw_tls_error(server));
     cr_assert_eq(SSL_do_handshake(p->ssl), 1);
     cr_assert_eq(plain.len, 0);
+    gw_buf_release(&plain, &pool);
     return server;
 }
 
@@ -457,6 +458,7 @@ Test(gw_tls, adopt_completes_a_record_the_old_owner_began)
     cr_assert_lt(gw_tls_unseal(t, junk, sizeof junk, &plain, &out, &pool), 0);
     cr_assert_gt(strlen(gw_tls_error(t)), 0);
     cr_assert_eq(plain.len, 0);
+    gw_buf_release(&plain, &pool);
     gw_buf_release(&out, &pool);
 
     /* The old owner frees its reference first this time. */
@@ -477,6 +479,7 @@ Test(gw_tls, adopt_refuses_what_it_cannot_carry_on)
     gw_buf plain = {0};
     cr_assert_eq(handshake(&p, server, &plain, 0), 0);
     cr_assert_eq(SSL_do_handshake(p.ssl), 1);
+    gw_buf_release(&plain, &pool);
     SSL_CTX *sctx = SSL_CTX_new(TLS_server_method());
     SSL *srv = SSL_new(sctx);
     SSL_set_accept_state(srv);
@@ -523,6 +526,7 @@ static int client_handshake(gw_tls *cl, gw_tls *srv)
             rc = r;
     }
     cr_assert_eq(plain.len, 0);
+    gw_buf_release(&plain, &pool);
     gw_buf_release(&to_srv, &pool);
     gw_buf_release(&to_cl, &pool);
     return rc;
