@@ -13,11 +13,12 @@ static int check_server_keys(const cfg *c, char *err, size_t errlen)
 {
     int min, max;
     if (gw_tls_parse_protocols(c->server_tls_protocols, &min, &max) != 0) {
-        snprintf(err, errlen, "server_tls_protocols: unknown value '%s'", c->server_tls_protocols);
+        snprintf(err, errlen, "server TLS: server_tls_protocols: unknown value '%s'",
+                 c->server_tls_protocols);
         return -1;
     }
     if (gw_tls_cipher_list_ok(c->server_tls_ciphers) != 1) {
-        snprintf(err, errlen, "server_tls_ciphers: no usable cipher in '%s'",
+        snprintf(err, errlen, "server TLS: server_tls_ciphers: no usable cipher in '%s'",
                  c->server_tls_ciphers);
         return -1;
     }
@@ -36,7 +37,7 @@ int gw_tls_conf_from_cfg(const cfg *c, gw_tls_conf **out, char *err, size_t errl
     char *ca = cfg_resolve_path(c, c->client_tls_ca_file);
     int rc = -1;
     if (!key || !cert || !ca) {
-        snprintf(err, errlen, "out of memory");
+        snprintf(err, errlen, "client TLS: out of memory");
         goto done;
     }
     gw_tls_settings s = {
@@ -50,7 +51,10 @@ int gw_tls_conf_from_cfg(const cfg *c, gw_tls_conf **out, char *err, size_t errl
         .verify_peer = c->client_tls_sslmode >= CFG_TLS_VERIFY_CA,
         .verify_optional = true,
     };
-    rc = gw_tls_conf_new(&s, out, err, errlen);
+    char why[400];
+    rc = gw_tls_conf_new(&s, out, why, sizeof why);
+    if (rc != 0)
+        snprintf(err, errlen, "client TLS: %s", why);
 done:
     free(key);
     free(cert);
