@@ -321,10 +321,10 @@ int gw_tls_client_conf_new(const gw_tls_client_settings *s, gw_tls_conf **out, c
         return -1;
     SSL_CTX *x = c->ctx;
     /* As for clients: no renegotiation, no compression; no session resumption either (libpq
-     * does none, and a pooled connection lives long). */
+     * does none, and a pooled connection lives long). Record buffers are kept, as for adopted
+     * sessions (gw_tls_adopt). */
     SSL_CTX_set_options(x, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION | SSL_OP_NO_TICKET);
     SSL_CTX_set_session_cache_mode(x, SSL_SESS_CACHE_OFF);
-    SSL_CTX_set_mode(x, SSL_MODE_RELEASE_BUFFERS);
     const char *ciphers = cipher_list(s->ciphers);
     if (!SSL_CTX_set_min_proto_version(x, min) || !SSL_CTX_set_max_proto_version(x, max) ||
         (ciphers && !SSL_CTX_set_cipher_list(x, ciphers))) {
@@ -446,10 +446,11 @@ gw_tls *gw_tls_adopt(void *session)
      * begun but not complete in its own buffer). Replacing them (SSL_set_bio frees them) lets
      * the session carry on from the next byte of the stream. */
     SSL_set_bio(ssl, b, b);
-    /* Refused as on the client side: a server asking to renegotiate gets an alert. Buffers are
-     * released while idle, as ours are; SSL_write never sees a short write from the BIO. */
+    /* Refused as on the client side: a server asking to renegotiate gets an alert. Record
+     * buffers are kept (no SSL_MODE_RELEASE_BUFFERS): server connections are few and busy, and
+     * releasing them costs a free and a malloc per record. */
     SSL_set_options(ssl, SSL_OP_NO_RENEGOTIATION);
-    SSL_set_mode(ssl, SSL_MODE_RELEASE_BUFFERS);
+    SSL_clear_mode(ssl, SSL_MODE_RELEASE_BUFFERS);
     ERR_clear_error(); /* nothing the previous owner left may read as this session's failure */
     return t;
 }

@@ -68,11 +68,12 @@ gw_tls *gw_tls_new(gw_tls_conf *conf, bool direct);
 gw_tls *gw_tls_client_new(gw_tls_conf *conf, const char *host, bool check_name);
 /* Takes over a client-side session whose handshake another owner (libpq) completed on the
  * socket: session is an SSL *. A reference is taken (SSL_up_ref), the session's BIOs become this
- * filter's, and the result is ready at once. The other owner must never read or write the
- * session again; once this session is freed, its SSL_shutdown does nothing and its SSL_write
- * fails without touching the socket, so it may still free its reference (PQfinish). Plaintext
- * OpenSSL already decrypted is not lost: the first gw_tls_unseal (zero bytes will do) returns
- * it. NULL when out of memory or the session is not a finished client-side handshake. */
+ * filter's (renegotiation refused, record buffers kept), and the result is ready at once. The other
+ * owner must never read or write the session again; once this session is freed, its SSL_shutdown
+ * does nothing and its SSL_write fails without touching the socket, so it may still free its
+ * reference (PQfinish). Plaintext OpenSSL already decrypted is not lost: the first gw_tls_unseal
+ * (zero bytes will do) returns it. NULL when out of memory or the session is not a finished
+ * client-side handshake. */
 gw_tls *gw_tls_adopt(void *session);
 /* Frees the session (an adopted one: drops this reference, see gw_tls_adopt). NULL ignored. */
 void gw_tls_free(gw_tls *t);
