@@ -1,9 +1,11 @@
 #!/usr/bin/python3
-"""TLS figures, client side: direct (PostgreSQL with ssl=on) vs PgBouncer vs Sluice, the clients
+"""TLS figures: direct (PostgreSQL with ssl=on) vs PgBouncer vs Sluice, the clients
 using sslmode=require against each, in one run on loopback.
 
   - pgbench -S -c 100 -T 10 (simple protocol, a select by key)
   - a 40 MB result (SELECT repeat('x', 40000000)) fetched with psql, best of 3
+  - both of these also with the poolers' server connections in TLS (server_tls_sslmode=require,
+    checked through pg_stat_ssl)
   - bytes per idle logged-in client, plaintext and TLS (growth of the pooler's RSS over N
     clients)
   - new TLS logins per second (pgbench -C -S -c 20, sslmode=require) with SCRAM-SHA-256 and
@@ -95,8 +97,9 @@ def wait_port(port, proc):
     raise RuntimeError("did not start")
 
 
-def common_keys(d, port):
-    """The settings both poolers share (same names in both): TLS when the client asks."""
+def common_keys(d, port, server_mode="disable"):
+    """The settings both poolers share (same names in both): TLS when the client asks, and
+    server_mode to the server."""
     return f"""listen_addr = 127.0.0.1
 listen_port = {port}
 unix_socket_dir =
@@ -106,19 +109,20 @@ max_client_conn = 10000
 client_tls_sslmode = prefer
 client_tls_key_file = {d}/server.key
 client_tls_cert_file = {d}/server.crt
+server_tls_sslmode = {server_mode}
 """
 
 
 SCRAM_USER, SCRAM_PASSWORD = "bench_scram", "bench pass"
 
 
-def start_sluice(binary, d, pg_port, port, scram=False):
-    conf = os.path.join(d, "sluice-scram.ini" if scram else "sluice.ini")
+def start_sluice(binary, d, pg_port, port, scram=False, server_mode="disable"):
+    conf = os.path.join(d, f"sluice-{server_mode}{'-scram' if scram else ''}.ini")
     auth = f"auth_type = scram-sha-256\nauth_file = {d}/scram-users.txt\n" if scram else ""
     db = "" if scram else " user=postgres"
     with open(conf, "w") as f:
         f.write(f"""[sluice]
-{common_keys(d, port)}log_level = warning
+{common_keys(d, port, server_mode)}log_level = warning
 {auth}[databases]
 postgres = host=127.0.0.1 port={pg_port} dbname=postgres{db}
 """)
@@ -128,8 +132,8 @@ postgres = host=127.0.0.1 port={pg_port} dbname=postgres{db}
     return p
 
 
-def start_pgbouncer(d, pg_port, port, scram=False):
-    conf = os.path.join(d, "pgbouncer-scram.ini" if scram else "pgbouncer.ini")
+def start_pgbouncer(d, pg_port, port, scram=False, server_mode="disable"):
+    conf = os.path.join(d, f"pgbouncer-{server_mode}{'-scram' if scram else ''}.ini")
     with open(os.path.join(d, "users.txt"), "w") as f:
         f.write('"postgres" ""\n')
     auth, users = ("scram-sha-256", "scram-users.txt") if scram else ("trust", "users.txt")
@@ -138,9 +142,9 @@ def start_pgbouncer(d, pg_port, port, scram=False):
         f.write(f"""[databases]
 postgres = host=127.0.0.1 port={pg_port} dbname=postgres{db}
 [pgbouncer]
-{common_keys(d, port)}auth_type = {auth}
+{common_keys(d, port, server_mode)}auth_type = {auth}
 auth_file = {d}/{users}
-logfile = {d}/pgbouncer{"-scram" if scram else ""}.log
+logfile = {d}/pgbouncer-{server_mode}{"-scram" if scram else ""}.log
 """)
     args = ["bash", "-c", f"ulimit -n 20000 && exec pgbouncer {conf}"]
     if os.geteuid() == 0:
@@ -209,6 +213,16 @@ def fetch_40mb(port):
     return best
 
 
+def server_side_tls(port):
+    """Whether the server connection behind a client through port is in TLS."""
+    env = dict(os.environ, PGSSLMODE="require")
+    p = subprocess.run(["psql", "-X", "-At", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres",
+                        "-d", "postgres", "-c",
+                        "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"],
+                       capture_output=True, text=True, env=env, timeout=60)
+    return p.stdout.strip() == "t"
+
+
 def rss(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -272,10 +286,20 @@ def main():
         targets = [("direct", pg_port, None), ("PgBouncer 1.18", pb_port, procs[1].pid),
                    ("Sluice", sl_port, procs[0].pid)]
         if "throughput" in a.only:
+            # The poolers once more with their server connections in TLS too (checked).
+            sl2_port, pb2_port = free_port(), free_port()
+            procs.append(start_sluice(os.path.abspath(a.sluice), d, pg_port, sl2_port,
+                                      server_mode="require"))
+            procs.append(start_pgbouncer(d, pg_port, pb2_port, server_mode="require"))
+            runs = [(name, port, False if pid else None) for name, port, pid in targets]
+            runs += [("PgBouncer 1.18, server TLS", pb2_port, True),
+                     ("Sluice, server TLS", sl2_port, True)]
             rows = []
-            for name, port, pid in targets:
+            for name, port, server_tls in runs:
+                if server_tls is not None:
+                    assert server_side_tls(port) == server_tls, f"{name}: server side TLS is wrong"
                 rows.append((name, pgbench(port, 100, a.seconds), fetch_40mb(port)))
-            print("| target | pgbench -S -c 100 TPS (sslmode=require) | "
+            print("| target (clients: sslmode=require) | pgbench -S -c 100 TPS | "
                   "40 MB fetch, s (best of 3) |")
             print("|---|---|---|")
             for name, tps, fetch in rows:

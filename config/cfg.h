@@ -56,7 +56,8 @@ typedef enum cfg_auth_type {
     CFG_AUTH_HBA,       /* the method of the first matching auth_hba_file line */
 } cfg_auth_type;
 
-/* client_tls_sslmode: PgBouncer's values and meanings for the client side. */
+/* client_tls_sslmode and server_tls_sslmode: PgBouncer's values. The comments give the client
+ * side's meanings; on the server side each is libpq's sslmode of the same name. */
 typedef enum cfg_tls_mode {
     CFG_TLS_DISABLE = 0, /* no TLS: SSLRequest is answered 'N' */
     CFG_TLS_ALLOW,       /* TLS when the client asks for it */
@@ -161,6 +162,13 @@ typedef struct cfg {
     char *client_tls_ciphers;   /* default "default" */
     char *client_tls_ecdhcurve; /* default "auto" */
     char *client_tls_dheparams; /* default "auto" */
+    /* TLS to servers (PgBouncer's server_tls_* keys): libpq parameters for lines that set none. */
+    cfg_tls_mode server_tls_sslmode; /* default prefer */
+    char *server_tls_ca_file;
+    char *server_tls_key_file;
+    char *server_tls_cert_file;
+    char *server_tls_protocols; /* default "secure" */
+    char *server_tls_ciphers;   /* default "default" */
     cfg_log_level log_level;    /* default info */
     uint64_t stats_period_ms;   /* default 60 s: the stats log line and SHOW STATS averages */
     cfg_log_format log_format;  /* default text */

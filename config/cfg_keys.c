@@ -115,6 +115,27 @@ const cfg_key cfg__keys[] = {
     {"client_tls_dheparams", CFG_T_STR, OFF(client_tls_dheparams), "auto", CFG_RELOAD,
      "Finite-field DHE key exchange for TLS 1.2: `none`, or `auto` / `legacy` (OpenSSL's "
      "built-in groups sized to the certificate)."},
+    {"server_tls_sslmode", CFG_T_TLSMODE, OFF(server_tls_sslmode), "prefer", CFG_RELOAD,
+     "TLS to PostgreSQL servers, libpq's sslmode for every [databases] line that sets none: "
+     "`disable`, `allow`, `prefer` (TLS when the server offers it), `require`, `verify-ca` "
+     "(and the server's certificate signed by server_tls_ca_file), `verify-full` (and its "
+     "name matching the line's host). A server that cannot do what the mode asks is an error, "
+     "never a silent cleartext connection. Applies to new server connections."},
+    {"server_tls_ca_file", CFG_T_STR, OFF(server_tls_ca_file), "", CFG_RELOAD,
+     "CAs (PEM) that sign servers' certificates (libpq's sslrootcert); empty: libpq's default "
+     "(~/.postgresql/root.crt)."},
+    {"server_tls_key_file", CFG_T_STR, OFF(server_tls_key_file), "", CFG_RELOAD,
+     "Private key (PEM) of the certificate Sluice shows servers (libpq's sslkey)."},
+    {"server_tls_cert_file", CFG_T_STR, OFF(server_tls_cert_file), "", CFG_RELOAD,
+     "Certificate (PEM) Sluice shows servers that ask for one (libpq's sslcert)."},
+    {"server_tls_protocols", CFG_T_STR, OFF(server_tls_protocols), "secure", CFG_RELOAD,
+     "TLS versions to servers, as client_tls_protocols (libpq's ssl_min_protocol_version and "
+     "ssl_max_protocol_version; Sluice's own login uses the same range)."},
+    {"server_tls_ciphers", CFG_T_STR, OFF(server_tls_ciphers), "default", CFG_RELOAD,
+     "TLS 1.2 cipher list to servers, as client_tls_ciphers. Offered as such by Sluice's own "
+     "login (md5/SCRAM passthrough); libpq cannot be told which ciphers to offer, so for its "
+     "connections this is a check after the handshake: a server connection whose TLS 1.2 cipher "
+     "is not in the list is closed with an error. TLS 1.3 suites are OpenSSL's."},
     {"log_level", CFG_T_LOG, OFF(log_level), "info", CFG_RELOAD,
      "`error`, `warning`, `info` or `debug`."},
     {"stats_period", CFG_T_MS, OFF(stats_period_ms), "60", CFG_RELOAD,

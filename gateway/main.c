@@ -192,8 +192,8 @@ static int process_reload(gw_ctx *ctx)
     gw_tls_conf *tls = NULL;
     char err[512];
     if (gw_tls_conf_from_cfg(next, &tls, err, sizeof err) != 0) {
-        gw_error(ctx, "reload of %s refused: client TLS: %s; keeping the running configuration",
-                 ctx->cfg->path, err);
+        gw_error(ctx, "reload of %s refused: %s; keeping the running configuration", ctx->cfg->path,
+                 err);
         cfg_free(next);
         return -1;
     }
@@ -285,7 +285,7 @@ int main(int argc, char **argv)
     if (rc == 0) {
         char err[512];
         if (gw_tls_conf_from_cfg(conf, &client_tls, err, sizeof err) != 0) {
-            fprintf(stderr, "%s: client TLS: %s\n", config_path, err);
+            fprintf(stderr, "%s: %s\n", config_path, err);
             rc = -1;
         }
     }

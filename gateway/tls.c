@@ -5,6 +5,7 @@
  * (they only append to memory). A partial record is copied into OpenSSL's own record buffer,
  * so every fed byte is consumed in the call.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -36,6 +37,9 @@ struct gw_tls {
     unsigned long err;  /* OpenSSL's error code of the last failure, 0 if none */
     const char *reason; /* or a reason of our own */
     bool direct;
+    /* Adopted (gw_tls_adopt): another owner made the session and still holds a reference; the
+     * session's BIO uses these methods, which this session owns (conf is NULL). */
+    BIO_METHOD *own_bio;
 };
 
 /* ---- The feeding BIO ---- */
@@ -74,6 +78,18 @@ static int bio_create(BIO *b)
 {
     BIO_set_init(b, 1);
     return 1;
+}
+
+static BIO_METHOD *feed_method(void)
+{
+    BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "sluice feed");
+    if (!m)
+        return NULL;
+    BIO_meth_set_read(m, bio_read);
+    BIO_meth_set_write(m, bio_write);
+    BIO_meth_set_ctrl(m, bio_ctrl);
+    BIO_meth_set_create(m, bio_create);
+    return m;
 }
 
 /* ---- Contexts ---- */
@@ -123,6 +139,22 @@ int gw_tls_parse_protocols(const char *s, int *min, int *max)
     *min = lo;
     *max = hi;
     return 0;
+}
+
+const char *gw_tls_protocol_name(int v)
+{
+    switch (v) {
+    case TLS1_VERSION:
+        return "TLSv1";
+    case TLS1_1_VERSION:
+        return "TLSv1.1";
+    case TLS1_2_VERSION:
+        return "TLSv1.2";
+    case TLS1_3_VERSION:
+        return "TLSv1.3";
+    default:
+        return NULL;
+    }
 }
 
 /* ALPN: only "postgresql" is spoken. A client that offers ALPN without it is refused, as
@@ -210,13 +242,9 @@ static int conf_init(gw_tls_conf *c, const SSL_METHOD *method, char *err, size_t
 {
     c->refs = 1;
     c->ctx = SSL_CTX_new(method);
-    c->bio = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "sluice feed");
+    c->bio = feed_method();
     if (!c->ctx || !c->bio)
         return fail(err, errlen, "cannot create a TLS context", NULL);
-    BIO_meth_set_read(c->bio, bio_read);
-    BIO_meth_set_write(c->bio, bio_write);
-    BIO_meth_set_ctrl(c->bio, bio_ctrl);
-    BIO_meth_set_create(c->bio, bio_create);
     return 0;
 }
 
@@ -355,13 +383,96 @@ gw_tls *gw_tls_new(gw_tls_conf *conf, bool direct)
     return t;
 }
 
+gw_tls *gw_tls_adopt(void *session)
+{
+    SSL *ssl = session;
+    if (!ssl || !SSL_is_init_finished(ssl) || SSL_is_server(ssl))
+        return NULL;
+    gw_tls *t = calloc(1, sizeof *t);
+    BIO_METHOD *m = t ? feed_method() : NULL;
+    BIO *b = m ? BIO_new(m) : NULL;
+    if (!b || !SSL_up_ref(ssl)) {
+        BIO_free(b);
+        BIO_meth_free(m);
+        free(t);
+        ERR_clear_error();
+        return NULL;
+    }
+    t->ssl = ssl;
+    t->own_bio = m;
+    BIO_set_data(b, t);
+    /* The previous owner's BIOs read and wrote its socket directly (no buffer of their own:
+     * without read-ahead OpenSSL asks them for exactly the bytes it needs, and keeps a record
+     * begun but not complete in its own buffer). Replacing them (SSL_set_bio frees them) lets
+     * the session carry on from the next byte of the stream. */
+    SSL_set_bio(ssl, b, b);
+    /* Refused as on the client side: a server asking to renegotiate gets an alert. Record
+     * buffers are kept (no SSL_MODE_RELEASE_BUFFERS): server connections are few and busy, and
+     * releasing them costs a free and a malloc per record. */
+    SSL_set_options(ssl, SSL_OP_NO_RENEGOTIATION);
+    SSL_clear_mode(ssl, SSL_MODE_RELEASE_BUFFERS);
+    ERR_clear_error(); /* nothing the previous owner left may read as this session's failure */
+    return t;
+}
+
 void gw_tls_free(gw_tls *t)
 {
     if (!t)
         return;
+    if (t->own_bio) {
+        /* The previous owner still holds the session and will shut it down and free it: mark it
+         * shut down both ways, so its SSL_shutdown returns at once and its SSL_write fails, and
+         * take the BIO away (freed here with its methods), so nothing it does reaches this
+         * session's memory or the socket. */
+        SSL_set_shutdown(t->ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+        SSL_set_bio(t->ssl, NULL, NULL);
+        SSL_free(t->ssl);
+        BIO_meth_free(t->own_bio);
+        free(t);
+        return;
+    }
     SSL_free(t->ssl);
     gw_tls_conf_release(t->conf);
     free(t);
+}
+
+/* 1 when list (client_tls_ciphers' syntax) holds cur, or holds any cipher when cur is NULL;
+ * 0 when not; -1 when the list names none. */
+static int list_has(const char *list, const SSL_CIPHER *cur)
+{
+    const char *ciphers = cipher_list(list);
+    if (!ciphers)
+        return 1;
+    SSL_CTX *x = SSL_CTX_new(TLS_client_method());
+    int rc = -1;
+    if (x && SSL_CTX_set_cipher_list(x, ciphers)) {
+        STACK_OF(SSL_CIPHER) *sk = SSL_CTX_get_ciphers(x);
+        rc = cur ? 0 : 1;
+        for (int i = 0; cur && i < sk_SSL_CIPHER_num(sk); i++)
+            if (SSL_CIPHER_get_id(sk_SSL_CIPHER_value(sk, i)) == SSL_CIPHER_get_id(cur))
+                rc = 1;
+    }
+    SSL_CTX_free(x);
+    ERR_clear_error();
+    return rc;
+}
+
+int gw_tls_cipher_list_ok(const char *list)
+{
+    return list_has(list, NULL);
+}
+
+int gw_tls_cipher_allowed(const gw_tls *t, const char *list)
+{
+    const SSL_CIPHER *cur = SSL_get_current_cipher(t->ssl);
+    if (!cur || SSL_version(t->ssl) >= TLS1_3_VERSION)
+        return 1;
+    return list_has(list, cur);
+}
+
+const char *gw_tls_cipher(const gw_tls *t)
+{
+    return SSL_get_cipher_name(t->ssl);
 }
 
 static void bind_io(gw_tls *t, const uint8_t *data, size_t n, gw_buf *wire, gw_bufpool *pool)
@@ -378,7 +489,9 @@ static int failed(gw_tls *t, int ret)
     int e = SSL_get_error(t->ssl, ret);
     t->err = ERR_peek_last_error();
     t->reason = NULL;
-    if (!SSL_is_init_finished(t->ssl)) {
+    /* An adopted session's handshake was its previous owner's, which may have accepted an
+     * unverified certificate (sslmode require): its verify result explains nothing here. */
+    if (!t->own_bio && !SSL_is_init_finished(t->ssl)) {
         long v = SSL_get_verify_result(t->ssl);
         if (v != X509_V_OK)
             t->reason = X509_verify_cert_error_string(v);
@@ -517,6 +630,11 @@ int gw_tls_client_conf_new(const gw_tls_client_settings *s, gw_tls_conf **out, c
 {
     *out = NULL;
     ERR_clear_error();
+    int min, max;
+    if (gw_tls_parse_protocols(s->protocols, &min, &max) != 0) {
+        snprintf(err, errlen, "server_tls_protocols: unknown value '%s'", s->protocols);
+        return -1;
+    }
     gw_tls_conf *c = calloc(1, sizeof *c);
     if (!c) {
         snprintf(err, errlen, "out of memory");
@@ -525,25 +643,34 @@ int gw_tls_client_conf_new(const gw_tls_client_settings *s, gw_tls_conf **out, c
     if (conf_init(c, TLS_client_method(), err, errlen) != 0)
         goto bad;
     SSL_CTX *x = c->ctx;
-    /* As the server side: no renegotiation, no compression; buffers released while idle. A
-     * session is not resumed (each backend connection is long-lived). */
+    /* As the server side: no renegotiation, no compression; no session resumption either (libpq
+     * does none, and a server connection lives long). Record buffers are kept, as for adopted
+     * sessions (gw_tls_adopt): server connections are few and busy. */
     SSL_CTX_set_options(x, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION | SSL_OP_NO_TICKET);
     SSL_CTX_set_session_cache_mode(x, SSL_SESS_CACHE_OFF);
-    SSL_CTX_set_mode(x, SSL_MODE_RELEASE_BUFFERS);
-    SSL_CTX_set_min_proto_version(x, TLS1_2_VERSION);
-    if (s->ca_file && *s->ca_file) {
-        if (SSL_CTX_load_verify_locations(x, s->ca_file, NULL) != 1) {
-            fail(err, errlen, "cannot load CA file", s->ca_file);
-            goto bad;
-        }
-    } else if (SSL_CTX_set_default_verify_paths(x) != 1) {
+    const char *ciphers = cipher_list(s->ciphers);
+    if (!SSL_CTX_set_min_proto_version(x, min) || !SSL_CTX_set_max_proto_version(x, max) ||
+        (ciphers && !SSL_CTX_set_cipher_list(x, ciphers))) {
+        fail(err, errlen, "server_tls_protocols or server_tls_ciphers: not usable", NULL);
+        goto bad;
+    }
+    if (s->cert_file && *s->cert_file && s->key_file && *s->key_file &&
+        load_cert_key(x, s->cert_file, s->key_file, err, errlen) != 0)
+        goto bad;
+    bool ca = s->ca_file && *s->ca_file;
+    if (ca && SSL_CTX_load_verify_locations(x, s->ca_file, NULL) != 1) {
+        fail(err, errlen, "cannot load CA file", s->ca_file);
+        goto bad;
+    }
+    if (!ca && s->default_ca && SSL_CTX_set_default_verify_paths(x) != 1) {
         fail(err, errlen, "cannot load the system's CA certificates", NULL);
         goto bad;
     }
-    if (s->cert_key_file && *s->cert_key_file &&
-        load_cert_key(x, s->cert_key_file, s->cert_key_file, err, errlen) != 0)
+    if (s->verify && !ca && !s->default_ca) {
+        snprintf(err, errlen, "verifying the server's certificate needs a CA file");
         goto bad;
-    SSL_CTX_set_verify(x, s->verify_cert ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
+    }
+    SSL_CTX_set_verify(x, s->verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
     *out = c;
     return 0;
 bad:
@@ -559,11 +686,12 @@ gw_tls *gw_tls_client_new(gw_tls_conf *conf, const char *host, bool verify_host)
         return NULL;
     SSL_set_connect_state(t->ssl);
     /* An address literal gets no SNI (RFC 6066) and is checked against the IP SANs. */
-    ASN1_OCTET_STRING *ip = a2i_IPADDRESS(host);
+    bool named = host && *host;
+    ASN1_OCTET_STRING *ip = named ? a2i_IPADDRESS(host) : NULL;
     bool ok = true;
-    if (!ip)
+    if (named && !ip)
         ok = SSL_set_tlsext_host_name(t->ssl, host) == 1;
-    if (ok && verify_host) {
+    if (ok && verify_host && named) {
         X509_VERIFY_PARAM *p = SSL_get0_param(t->ssl);
         X509_VERIFY_PARAM_set_hostflags(p, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
         ok = ip ? X509_VERIFY_PARAM_set1_ip_asc(p, host) == 1

@@ -38,6 +38,30 @@ typedef struct gw_tls_settings {
 /* Builds a context. 0 and *out (one reference, caller releases); or -1 with a one-line reason
  * in err (no partial object). */
 int gw_tls_conf_new(const gw_tls_settings *s, gw_tls_conf **out, char *err, size_t errlen);
+
+/* ---- Client side (Sluice connecting to a server over TLS) ----
+ *
+ * A client context and its sessions work through the same gw_tls_unseal / gw_tls_seal; a
+ * session's first gw_tls_unseal (with no bytes) produces its ClientHello. A session may be made
+ * and driven on one thread and handed to another (under a lock): it is used by one thread at a
+ * time, and the context's reference count is atomic. */
+
+/* What a client-side context (Sluice connecting to a server itself: PostgreSQL's own-dial
+ * logins, MongoDB backends) is built from. */
+typedef struct gw_tls_client_settings {
+    const char *ca_file;              /* "" or NULL: see default_ca */
+    const char *cert_file, *key_file; /* Sluice's certificate, when both are given (they may
+                                         name one PEM file holding both) */
+    const char *protocols;            /* as gw_tls_settings; NULL: "secure" */
+    const char *ciphers;              /* as gw_tls_settings; NULL: OpenSSL's default */
+    bool verify;                      /* the server's certificate must chain to a trusted CA */
+    bool default_ca; /* without ca_file, trust the system's CA store (MongoDB's rule); otherwise
+                        verify needs a CA file (libpq's rule, which Sluice keeps) */
+} gw_tls_client_settings;
+
+/* Builds a client-side context; as gw_tls_conf_new. */
+int gw_tls_client_conf_new(const gw_tls_client_settings *s, gw_tls_conf **out, char *err,
+                           size_t errlen);
 void gw_tls_conf_ref(gw_tls_conf *c);
 /* Drops a reference; the last one frees the context. NULL is ignored. */
 void gw_tls_conf_release(gw_tls_conf *c);
@@ -48,12 +72,36 @@ void gw_tls_conf_release(gw_tls_conf *c);
 size_t gw_tls_conf_end_point(const gw_tls_conf *c, const uint8_t **data);
 /* Parses a protocols value into the lowest and highest versions (TLS1_2_VERSION...); 0 or -1. */
 int gw_tls_parse_protocols(const char *s, int *min, int *max);
+/* A version from gw_tls_parse_protocols by libpq's name for it ("TLSv1.2"); NULL if unknown. */
+const char *gw_tls_protocol_name(int v);
 
 /* A server-side session on conf (takes a reference). direct: the client began with a TLS
  * ClientHello instead of an SSLRequest, so ALPN "postgresql" is required (PostgreSQL 17).
  * NULL when out of memory. */
 gw_tls *gw_tls_new(gw_tls_conf *conf, bool direct);
+/* A client-side session on a context from gw_tls_client_conf_new (takes a reference). host:
+ * the server's name, sent as SNI unless it is an address; check_name: the certificate must also
+ * be for host (name or address). The first gw_tls_unseal (zero bytes will do) writes the
+ * ClientHello. NULL when out of memory. */
+gw_tls *gw_tls_client_new(gw_tls_conf *conf, const char *host, bool check_name);
+/* Takes over a client-side session whose handshake another owner (libpq) completed on the
+ * socket: session is an SSL *. A reference is taken (SSL_up_ref), the session's BIOs become this
+ * filter's (renegotiation refused, record buffers kept), and the result is ready at once. The other
+ * owner must never read or write the session again; once this session is freed, its SSL_shutdown
+ * does nothing and its SSL_write fails without touching the socket, so it may still free its
+ * reference (PQfinish). Plaintext OpenSSL already decrypted is not lost: the first gw_tls_unseal
+ * (zero bytes will do) returns it. NULL when out of memory or the session is not a finished
+ * client-side handshake. */
+gw_tls *gw_tls_adopt(void *session);
+/* Frees the session (an adopted one: drops this reference, see gw_tls_adopt). NULL ignored. */
 void gw_tls_free(gw_tls *t);
+/* Whether the negotiated cipher is in list (client_tls_ciphers' syntax): 1 yes, or TLS 1.3, or
+ * list is empty; 0 no; -1 when the list names no cipher. */
+int gw_tls_cipher_allowed(const gw_tls *t, const char *list);
+/* Whether list names at least one cipher: 1 yes (or empty: OpenSSL's default), else -1. */
+int gw_tls_cipher_list_ok(const char *list);
+/* The negotiated cipher's name, for logs. */
+const char *gw_tls_cipher(const gw_tls *t);
 
 /* Results of gw_tls_unseal besides 0 ("nothing more to do for now"). */
 #define GW_TLS_EOF (-1000) /* the peer sent close_notify */
@@ -83,27 +131,5 @@ int gw_tls_peer_cn(const gw_tls *t, char *out, size_t cap);
 size_t gw_tls_end_point(const gw_tls *t, const uint8_t **data);
 /* The protocol version's name ("TLSv1.3"), for logs. */
 const char *gw_tls_version(const gw_tls *t);
-
-/* ---- Client side (Sluice connecting to a server over TLS) ----
- *
- * A client context and its sessions work through the same gw_tls_unseal / gw_tls_seal; a
- * session's first gw_tls_unseal (with no bytes) produces its ClientHello. A session may be made
- * and driven on one thread and handed to another (under a lock): it is used by one thread at a
- * time, and the context's reference count is atomic. */
-
-/* What a client-side context is built from (a MongoDB URI's tls* options, paths resolved). */
-typedef struct gw_tls_client_settings {
-    const char *ca_file;       /* "" or NULL: the system's default CA store */
-    const char *cert_key_file; /* "" or NULL: no client certificate; else certificate and key
-                                  in one PEM file */
-    bool verify_cert;          /* check the server's certificate chain (and fail without one) */
-} gw_tls_client_settings;
-
-/* Builds a client context. 0 and *out (one reference); or -1 with a reason in err. */
-int gw_tls_client_conf_new(const gw_tls_client_settings *s, gw_tls_conf **out, char *err,
-                           size_t errlen);
-/* A client session on conf (takes a reference) to host (a name or an address literal): SNI for
- * a name, and with verify_host the certificate must be for host. NULL when out of memory. */
-gw_tls *gw_tls_client_new(gw_tls_conf *conf, const char *host, bool verify_host);
 
 #endif

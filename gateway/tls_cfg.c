@@ -1,7 +1,7 @@
 /*
- * gw_tls_conf_from_cfg: the clients' TLS contexts from the client_tls_* keys. Run at start,
- * by --check and at each reload, so a key or certificate that cannot be loaded is reported
- * before anything runs on it.
+ * gw_tls_conf_from_cfg: the clients' TLS contexts from the client_tls_* keys, and the check of
+ * the server_tls_* values Sluice reads itself. Run at start, by --check and at each reload, so a
+ * key, certificate or list that cannot be used is reported before anything runs on it.
  */
 #include <stdlib.h>
 
@@ -41,6 +41,23 @@ done:
     return rc;
 }
 
+/* The server_tls_* values Sluice interprets itself (the rest are libpq's to judge, at connect). */
+static int check_server_keys(const cfg *c, char *err, size_t errlen)
+{
+    int min, max;
+    if (gw_tls_parse_protocols(c->server_tls_protocols, &min, &max) != 0) {
+        snprintf(err, errlen, "server TLS: server_tls_protocols: unknown value '%s'",
+                 c->server_tls_protocols);
+        return -1;
+    }
+    if (gw_tls_cipher_list_ok(c->server_tls_ciphers) != 1) {
+        snprintf(err, errlen, "server TLS: server_tls_ciphers: no usable cipher in '%s'",
+                 c->server_tls_ciphers);
+        return -1;
+    }
+    return 0;
+}
+
 int gw_tls_conf_from_cfg(const cfg *c, gw_tls_conf **out, char *err, size_t errlen)
 {
     gw_tls_keys k = {
@@ -52,5 +69,13 @@ int gw_tls_conf_from_cfg(const cfg *c, gw_tls_conf **out, char *err, size_t errl
         .ciphers = c->client_tls_ciphers,
         .alpn_postgresql = true,
     };
-    return gw_tls_conf_from_keys(c, &k, out, err, errlen);
+    *out = NULL;
+    if (check_server_keys(c, err, errlen) != 0)
+        return -1;
+    char why[400];
+    if (gw_tls_conf_from_keys(c, &k, out, why, sizeof why) != 0) {
+        snprintf(err, errlen, "client TLS: %s", why);
+        return -1;
+    }
+    return 0;
 }

@@ -18,7 +18,8 @@ typedef struct gw_tls_keys {
 } gw_tls_keys;
 
 /* 0 with *out NULL (client_tls_sslmode disable) or a new context (caller releases); -1 with a
- * one-line reason in err. The PostgreSQL clients' context, from [sluice]. */
+ * one-line reason in err, beginning "client TLS: " or "server TLS: " (server_tls_protocols or
+ * server_tls_ciphers unusable). The PostgreSQL clients' context, from [sluice]. */
 int gw_tls_conf_from_cfg(const cfg *c, gw_tls_conf **out, char *err, size_t errlen);
 /* The same from k, with c's client_tls_ecdhcurve and client_tls_dheparams. */
 int gw_tls_conf_from_keys(const cfg *c, const gw_tls_keys *k, gw_tls_conf **out, char *err,

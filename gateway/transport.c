@@ -174,10 +174,37 @@ int gw_transport_start_tls(gw_transport *t, gw_tls_conf *conf, bool direct)
     return rc;
 }
 
-void gw_transport_adopt_tls(gw_transport *t, gw_tls *tls)
+void gw_transport_take_tls(gw_transport *t, gw_tls *tls)
 {
     t->tls = tls;
     t->ops = &tls_ops;
+}
+
+int gw_transport_start_tls_client(gw_transport *t, gw_tls_conf *conf, const char *host,
+                                  bool check_name)
+{
+    t->tls = gw_tls_client_new(conf, host, check_name);
+    if (!t->tls)
+        return -ENOMEM;
+    t->ops = &tls_ops;
+    int rc = tls_feed(t, NULL, 0); /* writes the ClientHello */
+    if (rc != 0)
+        t->tls_ended = true;
+    return rc;
+}
+
+int gw_transport_adopt_tls(gw_transport *t, void *session)
+{
+    t->tls = gw_tls_adopt(session);
+    if (!t->tls)
+        return -ENOMEM;
+    t->ops = &tls_ops;
+    /* Plaintext the previous owner's OpenSSL decrypted but nobody read joins the input now (the
+     * owner sees it with the next read's); nothing comes in, so nothing can fail but memory. */
+    int rc = tls_feed(t, NULL, 0);
+    if (rc != 0)
+        t->tls_ended = true;
+    return rc;
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)

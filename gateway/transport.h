@@ -4,7 +4,8 @@
  * one small vtable). Two kinds today: plain (TCP or Unix socket, bytes as they are) and TLS over
  * either (gateway/tls.h filters every byte). A connection starts plain; gw_transport_start_tls
  * switches it once the protocol has agreed on TLS (PostgreSQL's SSLRequest, or a ClientHello as
- * the first byte).
+ * the first byte); gw_transport_adopt_tls carries on a TLS session libpq negotiated, and
+ * gw_transport_take_tls one a MongoDB worker thread negotiated.
  *
  * Reading: plaintext is appended to the connection's input buffer (`in`, given at init) and
  * cbs->input runs. Writing: gw_transport_send takes the bytes of a plaintext buffer and writes
@@ -96,7 +97,14 @@ void gw_transport_init(gw_transport *t, const gw_transport_cbs *cbs, void *owner
 int gw_transport_start_tls(gw_transport *t, gw_tls_conf *conf, bool direct);
 /* Switches to TLS on a session whose handshake was already made elsewhere (a backend connection
  * handshaken on another thread); takes ownership of tls. */
-void gw_transport_adopt_tls(gw_transport *t, gw_tls *tls);
+void gw_transport_take_tls(gw_transport *t, gw_tls *tls);
+/* Switches to TLS as the client (Sluice connecting to a server; see gw_tls_client_new) and sends
+ * the ClientHello; cbs->tls_ready reports the handshake's end, cbs->ended its failure. 0 or < 0. */
+int gw_transport_start_tls_client(gw_transport *t, gw_tls_conf *conf, const char *host,
+                                  bool check_name);
+/* Switches an established stream to TLS on a session another owner negotiated on the same
+ * connection (an SSL *, see gw_tls_adopt): ready at once. 0, or < 0 (-ENOMEM). */
+int gw_transport_adopt_tls(gw_transport *t, void *session);
 int gw_transport_read_start(gw_transport *t);
 void gw_transport_read_stop(gw_transport *t);
 /* As ops->send; a TLS transport keeps the plaintext until its handshake completed (out is then

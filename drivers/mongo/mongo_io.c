@@ -414,7 +414,7 @@ void mongo__io_backend_connected(mongo_shell_front *sf, mongo_job *job)
         return;
     }
     if (job->tls) { /* handshaken on the worker thread: the session carries on here */
-        gw_transport_adopt_tls(&io->t, job->tls);
+        gw_transport_take_tls(&io->t, job->tls);
         job->tls = NULL;
     }
     mongo_backend *b = mongo_core_backend_connected(&sf->core, io, job->host, &job->limits);

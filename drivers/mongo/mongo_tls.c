@@ -69,8 +69,10 @@ int mongo__uri_tls(const mongoc_uri_t *uri, gw_tls_conf **out, bool *verify_host
     const char *cert = mongoc_uri_get_option_as_utf8(uri, MONGOC_URI_TLSCERTIFICATEKEYFILE, NULL);
     gw_tls_client_settings s = {
         .ca_file = ca,
-        .cert_key_file = cert,
-        .verify_cert = !insecure && !option_bool(uri, MONGOC_URI_TLSALLOWINVALIDCERTIFICATES),
+        .cert_file = cert,
+        .key_file = cert,
+        .default_ca = true,
+        .verify = !insecure && !option_bool(uri, MONGOC_URI_TLSALLOWINVALIDCERTIFICATES),
     };
     *verify_host = !insecure && !option_bool(uri, MONGOC_URI_TLSALLOWINVALIDHOSTNAMES);
     char why[256];

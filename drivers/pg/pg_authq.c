@@ -21,6 +21,7 @@
 #include "drivers/pg/pg_int.h"
 #include "drivers/pg/pg_io.h"
 #include "drivers/pg/pg_shell.h"
+#include "drivers/pg/pg_tlskw.h"
 
 typedef struct pg_authq {
     uv_poll_t *poll; /* on PQsocket, replaced when libpq moves to another address */
@@ -167,8 +168,9 @@ failed:
 }
 
 /* The database line's keywords with auth_user as the user and auth_dbname (else the client's
- * database) as the database, TLS and GSS off and ~/.pgpass ignored as for pool connections, and
- * auth_user's password from the users file when the line gives none. */
+ * database) as the database, TLS per the server_tls_* keys, GSS encryption off and ~/.pgpass
+ * ignored as for pool connections, and auth_user's password from the users file when the line gives
+ * none. */
 static PGconn *start(const pg_client *c, const cfg *cf)
 {
     const cfg_database *db = cfg_find_database(cf, pg_auth_dbname(c));
@@ -179,17 +181,18 @@ static PGconn *start(const pg_client *c, const cfg *cf)
     if (!auth_db || !*auth_db)
         auth_db = pg_auth_dbname(c);
     size_t n = db->n_conn, k = 0;
-    const char **kw = calloc(n + 7, sizeof *kw), **val = calloc(n + 7, sizeof *val);
+    const char **kw = calloc(n + 7 + PG_TLSKW_MAX, sizeof *kw),
+               **val = calloc(n + 7 + PG_TLSKW_MAX, sizeof *val);
     PGconn *pq = NULL;
-    if (!kw || !val)
+    pg_tlskw tls = {0};
+    if (!kw || !val || pg_tlskw_build(cf, db, &tls) != 0)
         goto out;
-    bool has_pw = false, has_db = false, has_ssl = false, has_gss = false, has_pass = false;
+    bool has_pw = false, has_db = false, has_gss = false, has_pass = false;
     for (size_t i = 0; i < n; i++) {
         const char *key = db->conn[i].key;
         if (strcmp(key, "user") == 0)
             continue;
         has_pw |= strcmp(key, "password") == 0;
-        has_ssl |= strcmp(key, "sslmode") == 0;
         has_gss |= strcmp(key, "gssencmode") == 0;
         has_pass |= strcmp(key, "passfile") == 0;
         kw[k] = key;
@@ -205,8 +208,8 @@ static PGconn *start(const pg_client *c, const cfg *cf)
     ADD("user", auth_user);
     if (!has_db)
         ADD("dbname", auth_db);
-    if (!has_ssl)
-        ADD("sslmode", "disable");
+    for (size_t i = 0; i < tls.n; i++)
+        ADD(tls.kw[i], tls.val[i]);
     if (!has_gss)
         ADD("gssencmode", "disable");
     if (!has_pass)
@@ -217,6 +220,7 @@ static PGconn *start(const pg_client *c, const cfg *cf)
 #undef ADD
     pq = PQconnectStartParams(kw, val, 0);
 out:
+    pg_tlskw_free(&tls);
     free(kw);
     free(val);
     return pq;

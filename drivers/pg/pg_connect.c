@@ -8,6 +8,7 @@
  * pg_server_connect_failed, pg_server_start_failed and pg_server_closed (pg_int.h).
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -40,10 +41,12 @@ static const char *const reported_params[] = {
 static void server_free(pg_io_server *io)
 {
     pg_gateway *gw = io->s.conn.gw;
-    if (io->pq)
-        PQfinish(io->pq); /* sends Terminate; the socket is non-blocking by now */
-    pg_server_closed(&io->s);
+    /* The transport goes first: an adopted TLS session is then shut for libpq as well, so
+     * PQfinish only drops its reference (its Terminate went through the session already). */
     gw_transport_release(&io->t);
+    if (io->pq)
+        PQfinish(io->pq); /* plain: sends Terminate; the socket is non-blocking by now */
+    pg_server_closed(&io->s);
     free(io);
     gw->live--;
     pg_gateway_maybe_free(gw);
@@ -101,6 +104,16 @@ void pg_shell_server_close(pg_server *s)
      * comes to free it. */
     gw_assert(server_handles(io) > 0);
     close_poll(io, false);
+    if (s->conn.stream_open && gw_transport_is_tls(&io->t)) {
+        /* What PQfinish sends on a plain connection, best effort: the server then ends its
+         * session quietly instead of logging an unexpected end of its TLS stream. */
+        static const uint8_t terminate[] = {'X', 0, 0, 0, 4};
+        gw_buf b = {0};
+        if (gw_buf_append(&b, &s->conn.gw->bufs, terminate, sizeof terminate) == 0)
+            (void)gw_transport_send(&io->t, &b);
+        gw_buf_release(&b, &s->conn.gw->bufs);
+        gw_transport_close_notify(&io->t);
+    }
     if (s->conn.stream_open)
         uv_close(&io->t.h.handle, on_stream_closed);
 }
@@ -132,17 +145,40 @@ static int watch(pg_io_server *io, PostgresPollingStatusType want)
                          on_poll);
 }
 
+/* libpq negotiated TLS: the relay carries on in the same session (gw_tls_adopt); libpq never
+ * touches it again. 0, or the attempt failed (reported). */
+static int adopt_tls(pg_io_server *io)
+{
+    pg_server *s = &io->s;
+    const gw_ctx *ctx = pg_ctx(&s->conn);
+    void *ssl = PQsslStruct(io->pq, "OpenSSL");
+    int rc = ssl ? gw_transport_adopt_tls(&io->t, ssl) : -EPROTO;
+    if (rc != 0) {
+        pg_server_connect_failed(s, rc == -ENOMEM ? "out of memory"
+                                                  : "the server connection's TLS session cannot "
+                                                    "be taken over from libpq");
+        return -1;
+    }
+    const char *list = ctx->cfg->server_tls_ciphers;
+    if (gw_tls_cipher_allowed(io->t.tls, list) != 1) {
+        char msg[256];
+        snprintf(msg, sizeof msg,
+                 "the server chose TLS cipher %s, which server_tls_ciphers (%s) "
+                 "does not allow",
+                 gw_tls_cipher(io->t.tls), list);
+        pg_server_connect_failed(s, msg);
+        return -1;
+    }
+    gw_debug(ctx, "server connection to %s/%s over %s (%s)", s->pool->dbname, s->pool->user,
+             gw_tls_version(io->t.tls), gw_tls_cipher(io->t.tls));
+    return 0;
+}
+
 /* The handshake is done: move the socket to a libuv stream and offer the server to the pool. */
 static void connected(pg_io_server *io)
 {
     pg_server *s = &io->s;
     gw_ctx *ctx = pg_ctx(&s->conn);
-    if (PQsslInUse(io->pq)) {
-        pg_server_connect_failed(s,
-                                 "the server connection uses TLS, which Sluice does not relay yet; "
-                                 "add sslmode=disable to the database line");
-        return;
-    }
     PQsetnonblocking(io->pq, 1);
     for (int i = 0; reported_params[i]; i++) {
         const char *v = PQparameterStatus(io->pq, reported_params[i]);
@@ -178,6 +214,8 @@ static void connected(pg_io_server *io)
     }
     if (!is_unix)
         uv_tcp_nodelay(&io->t.h.tcp, 1);
+    if (PQsslInUse(io->pq) && adopt_tls(io) != 0)
+        return;
     close_poll(io, true);
     pg_server_connected(s, PQbackendPID(io->pq));
 }

@@ -4,15 +4,19 @@
  * port (a Unix socket when host is a directory), then hands the core a connected stream; the
  * core runs the startup exchange over it.
  *
- * Deliberately narrower than libpq: one host (the first address it resolves to), no TLS. A line
- * that asks for more (a host list, sslmode require or verify-*) fails with a clear error instead
- * of being half-honoured; a line whose sslmode would merely prefer TLS gets a cleartext
- * connection, as Sluice relays every server in cleartext for now.
+ * Deliberately narrower than libpq: one host (the first address it resolves to); a line that
+ * asks for more (a host list) fails with a clear error instead of being half-honoured. TLS is
+ * Sluice's own (gw_tls_client_new on the transport), as libpq would do it: pg_login sends the
+ * SSLRequest unless sslmode is disable or allow or the socket is a Unix one; after 'S' the
+ * handshake sends SNI, and checks the certificate against sslrootcert for verify-ca and
+ * verify-full (and require when a root certificate is given, as libpq does) and the line's host
+ * name for verify-full. server_tls_protocols and server_tls_ciphers apply here in full.
  *
  * Lifecycle: the stream handle is initialised before anything else can fail, so its close
  * callback frees the server (pg_connect.c's on_stream_closed); a name lookup in flight holds the
  * server too (io->gai_pending) and its callback frees a server closed meanwhile.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,16 +86,56 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 /* Fails the attempt with msg unless the line's settings are ones this path honours. */
 static const char *unsupported(const pg_pool *p)
 {
-    const char *mode = kw_value(p, "sslmode");
-    if (mode && (strcmp(mode, "require") == 0 || strncmp(mode, "verify", 6) == 0))
-        return "sslmode require/verify-* with an md5 or SCRAM passthrough login: Sluice's own "
-               "login does not do TLS yet; give the password in the line or the users file";
     const char *host = kw_value(p, "hostaddr");
     host = host ? host : kw_value(p, "host");
     if (host && strchr(host, ','))
         return "a host list with an md5 or SCRAM passthrough login: Sluice's own login "
                "connects to one host; give the password in the line or the users file";
     return NULL;
+}
+
+bool pg_shell_server_tls_capable(pg_server *s)
+{
+    return pg_io_server_of(s)->t.h.handle.type == UV_TCP;
+}
+
+int pg_shell_server_start_tls(pg_server *s)
+{
+    pg_io_server *io = pg_io_server_of(s);
+    const pg_pool *p = s->pool;
+    const cfg *c = pg_ctx(&s->conn)->cfg;
+    const char *mode = kw_value(p, "sslmode");
+    const char *ca = kw_value(p, "sslrootcert");
+    bool full = mode && strcmp(mode, "verify-full") == 0;
+    bool verify = full || (mode && strcmp(mode, "verify-ca") == 0) ||
+                  (mode && strcmp(mode, "require") == 0 && ca && *ca);
+    gw_tls_client_settings st = {.ca_file = ca,
+                                 .cert_file = kw_value(p, "sslcert"),
+                                 .key_file = kw_value(p, "sslkey"),
+                                 .protocols = c->server_tls_protocols,
+                                 .ciphers = c->server_tls_ciphers,
+                                 .verify = verify};
+    /* The name is the line's host; hostaddr only says where to connect (libpq's meaning). */
+    const char *host = kw_value(p, "host");
+    if (full && (!host || !*host)) {
+        pg_server_connect_failed(s, "sslmode verify-full needs the line's host: the name the "
+                                    "server's certificate must carry");
+        return -1;
+    }
+    char err[300];
+    gw_tls_conf *conf;
+    if (gw_tls_client_conf_new(&st, &conf, err, sizeof err) != 0) {
+        pg_server_connect_failed(s, err);
+        return -1;
+    }
+    int rc = gw_transport_start_tls_client(&io->t, conf, host, full);
+    gw_tls_conf_release(conf);
+    if (rc != 0) {
+        pg_server_connect_failed(s, rc == -ENOMEM || !io->t.tls ? "out of memory"
+                                                                : gw_tls_error(io->t.tls));
+        return -1;
+    }
+    return 0;
 }
 
 pg_server *pg_dial_connect(pg_pool *pool)

@@ -274,6 +274,7 @@ typedef struct pg_pool {
     char last_sqlstate[6]; /* the server's SQLSTATE when it refused the login, else "" */
     pg_notify *notify;     /* LISTEN emulation's channels (core), NULL until the first LISTEN */
     pg_listen_conn *listen_conn; /* its listening connection (shell), NULL while there is none */
+    bool cleartext_warned;       /* the own login's "no TLS although sslmode prefer" was logged */
     bool line_password;          /* the [databases] line gives the password: cred is unused */
     pg_pool_cred cred;
     gw_pool_stats stats; /* this loop's counters for the pool (pg_count.c) */
@@ -466,6 +467,9 @@ const char *pg_pool_cred_password(const pg_pool *p);
 void pg_login_begin(pg_server *s);
 /* Handles the server's login messages in s->conn.in; on ReadyForQuery the server is connected. */
 void pg_login_process(pg_server *s);
+/* The shell's TLS handshake with the server completed (after the server accepted the
+ * SSLRequest): the startup packet goes out now. */
+void pg_login_tls_ready(pg_server *s);
 void pg_login_free(pg_server *s);
 
 /* The relay: what crosses a link, message by message. pg_reqq.c (request queue), pg_front.c

@@ -11,6 +11,7 @@
  * direct-TLS client without ALPN, pg_client_fatal).
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "drivers/pg/pg_int.h"
@@ -150,8 +151,16 @@ static void on_ended(gw_transport *t, bool eof, bool tls_failed, const char *det
     if (pg_conn_closing(c))
         return;
     if (tls_failed) {
-        gw_info(pg_ctx(c), "client: TLS failed: %s", detail);
-        pg_conn_close(c, PG_END_PROTOCOL, detail);
+        gw_info(pg_ctx(c), "%s: TLS failed: %s", c->kind == PG_CONN_CLIENT ? "client" : "server",
+                detail);
+        pg_server *s = c->kind == PG_CONN_SERVER ? (pg_server *)c : NULL;
+        if (s && s->state == PG_SV_CONNECTING) {
+            /* Sluice's own login: its waiting clients learn why. */
+            char msg[300];
+            snprintf(msg, sizeof msg, "TLS handshake with the server failed: %s", detail);
+            pg_server_connect_failed(s, msg);
+        } else
+            pg_conn_close(c, PG_END_PROTOCOL, detail);
         return;
     }
     pg_conn_input_ended(c, eof, detail);
@@ -163,8 +172,14 @@ static void on_ended(gw_transport *t, bool eof, bool tls_failed, const char *det
 static void on_tls_ready(gw_transport *t)
 {
     pg_conn *c = t->owner;
-    if (pg_conn_closing(c) || c->kind != PG_CONN_CLIENT)
+    if (pg_conn_closing(c))
         return;
+    if (c->kind == PG_CONN_SERVER) {
+        gw_debug(pg_ctx(c), "server: TLS established (%s, %s)", gw_tls_version(t->tls),
+                 gw_tls_cipher(t->tls));
+        pg_login_tls_ready((pg_server *)c);
+        return;
+    }
     pg_io_client *io = gw_container_of(c, pg_io_client, c.conn);
     gw_debug(pg_ctx(c), "client: TLS established (%s%s)", gw_tls_version(t->tls),
              io->direct ? ", direct" : "");

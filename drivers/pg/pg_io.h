@@ -28,7 +28,7 @@ typedef struct pg_io_client {
 } pg_io_client;
 
 typedef struct pg_io_server {
-    gw_transport t;  /* plain: Sluice's server connections have no TLS yet */
+    gw_transport t;  /* plain, or TLS: libpq's session adopted, or Sluice's own (pg_dial.c) */
     PGconn *pq;      /* owned: libpq made the connection and closes it (PQfinish) */
     uv_poll_t *poll; /* connect phase only; freed in its close callback */
     int poll_fd;

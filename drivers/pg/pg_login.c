@@ -12,7 +12,8 @@
  *     ServerKey is all a SCRAM client needs (SCRAM passthrough). It works when the server's
  *     verifier is the one Sluice has (the same salt and iterations): copy it from pg_authid.
  * libpq offers no way to answer an authentication request itself, so for these Sluice runs the
- * startup exchange on a socket the shell connects (pg_dial.c): StartupMessage, the server's
+ * startup exchange on a socket the shell connects (pg_dial.c): an SSLRequest first when the
+ * sslmode asks for TLS (the shell then runs the handshake), StartupMessage, the server's
  * authentication requests, then ParameterStatus, BackendKeyData and ReadyForQuery, after which
  * the server is used like any other. Cancels of such a server are sent by Sluice too (it has
  * the BackendKeyData, libpq has nothing).
@@ -26,6 +27,7 @@
 #include "auth/auth.h"
 #include "auth/scram.h"
 #include "drivers/pg/pg_int.h"
+#include "drivers/pg/pg_shell.h"
 #include "drivers/pg/pg_wire.h"
 
 /* Login messages are small; a larger one means the stream is not a PostgreSQL server's. */
@@ -33,6 +35,8 @@
 
 /* The own login's steps, in order. */
 typedef enum login_step {
+    LOGIN_SSL,    /* SSLRequest sent; awaiting the server's one-byte answer */
+    LOGIN_TLS,    /* the server said 'S': the shell's TLS handshake is under way */
     LOGIN_AUTH,   /* startup sent; awaiting an authentication request or AuthenticationOk */
     LOGIN_SASL,   /* SCRAM client-first sent; awaiting SASLContinue */
     LOGIN_FINAL,  /* SCRAM client-final sent; awaiting SASLFinal */
@@ -200,9 +204,81 @@ void pg_login_begin(pg_server *s)
         return;
     }
     s->own_login = true;
-    s->login->step = LOGIN_AUTH;
     gw_debug(pg_ctx(&s->conn), "server %u: Sluice logs in to %s/%s itself (%s passthrough)", s->id,
              s->pool->dbname, s->pool->user, s->pool->cred.kind == PG_CRED_MD5 ? "md5" : "SCRAM");
+    /* TLS first when the sslmode wants it and the connection can have it (libpq never asks on
+     * a Unix socket either); allow, like libpq, tries cleartext. */
+    const char *mode = pool_kw(s->pool, "sslmode");
+    bool try_tls = mode && strcmp(mode, "disable") != 0 && strcmp(mode, "allow") != 0 &&
+                   pg_shell_server_tls_capable(s);
+    s->login->step = try_tls ? LOGIN_SSL : LOGIN_AUTH;
+    int rc;
+    if (try_tls) {
+        uint8_t req[8];
+        pg_put_u32(req, 8);
+        pg_put_u32(req + 4, PG_CODE_SSL);
+        rc = pg_msg_put(&s->conn.out, &s->conn.gw->bufs, req, sizeof req);
+    } else {
+        rc = build_startup(s);
+    }
+    if (rc != 0) {
+        pg_server_connect_failed(s, "out of memory");
+        return;
+    }
+    pg_conn_mark(&s->conn);
+}
+
+/* Whether the line's sslmode (or server_tls_sslmode) refuses a cleartext connection. */
+static bool tls_required(const pg_pool *p)
+{
+    const char *mode = pool_kw(p, "sslmode");
+    return mode && (strcmp(mode, "require") == 0 || strncmp(mode, "verify-", 7) == 0);
+}
+
+/* The server's answer to the SSLRequest (the first byte of input). Returns 0 to go on, -1 when
+ * the server was closed. */
+static int on_ssl_answer(pg_server *s)
+{
+    pg_gateway *gw = s->conn.gw;
+    uint8_t answer = s->conn.in.data[0];
+    /* Nothing may follow the answer before the handshake: bytes that did were sent in
+     * cleartext by someone who wants them read as if they came through TLS (CVE-2021-23222). */
+    if (s->conn.in.len > 1) {
+        pg_server_connect_failed(s, "the server sent unencrypted data after its SSL answer");
+        return -1;
+    }
+    gw_buf_consume(&s->conn.in, &gw->bufs, 1);
+    if (answer == 'S') {
+        s->login->step = LOGIN_TLS;
+        return pg_shell_server_start_tls(s) == 0 ? 0 : -1;
+    }
+    if (answer != 'N') {
+        pg_server_connect_failed(s, answer == 'E' ? "the server refused the SSLRequest"
+                                                  : "unexpected answer to the SSLRequest");
+        return -1;
+    }
+    if (tls_required(s->pool)) {
+        pg_server_connect_failed(s, "server does not support SSL, but SSL was required");
+        return -1;
+    }
+    s->login->step = LOGIN_AUTH;
+    if (build_startup(s) != 0) {
+        pg_server_connect_failed(s, "out of memory");
+        return -1;
+    }
+    pg_conn_mark(&s->conn);
+    return 0;
+}
+
+void pg_login_tls_ready(pg_server *s)
+{
+    if (pg_conn_closing(&s->conn))
+        return;
+    if (!s->login || s->login->step != LOGIN_TLS) {
+        pg_server_connect_failed(s, "TLS handshake completed at an unexpected time");
+        return;
+    }
+    s->login->step = LOGIN_AUTH;
     if (build_startup(s) != 0) {
         pg_server_connect_failed(s, "out of memory");
         return;
@@ -375,6 +451,14 @@ void pg_login_process(pg_server *s)
     pg_gateway *gw = s->conn.gw;
     size_t pos = 0;
     int rc = 0;
+    if (s->login->step == LOGIN_SSL && s->conn.in.len > 0 && on_ssl_answer(s) != 0)
+        return;
+    if (s->login->step == LOGIN_SSL || s->login->step == LOGIN_TLS) {
+        /* Before the handshake completed, plaintext can only be forged. */
+        if (s->login->step == LOGIN_TLS && s->conn.in.len > 0)
+            pg_server_connect_failed(s, "the server sent data before the TLS handshake ended");
+        return;
+    }
     while (rc == 0 && s->conn.in.len - pos >= 5) {
         const uint8_t *p = s->conn.in.data + pos;
         uint32_t mlen = pg_get_u32(p + 1);

@@ -8,6 +8,7 @@
 
 #include "drivers/pg/pg_int.h"
 #include "drivers/pg/pg_shell.h"
+#include "drivers/pg/pg_tlskw.h"
 #include "drivers/pg/pg_wire.h"
 
 /* A failed connection attempt is not retried for this long, so a down server is not hammered;
@@ -22,32 +23,36 @@ static bool has_kw(const cfg_database *db, const char *kw)
     return false;
 }
 
-static void free_kw(pg_pool *p)
+/* Frees both arrays; a pair whose copy failed halfway is freed too. */
+static void free_kw(char **kw, char **val)
 {
-    for (size_t i = 0; p->kw && p->kw[i]; i++) {
-        free(p->kw[i]);
-        free(p->val[i]);
+    for (size_t i = 0; kw && val && (kw[i] || val[i]); i++) {
+        free(kw[i]);
+        free(val[i]);
     }
-    free(p->kw);
-    free(p->val);
-    p->kw = p->val = NULL;
+    free(kw);
+    free(val);
 }
 
-/* libpq keywords for new connections: the database line, plus what it leaves out. TLS and GSS
- * encryption default to off, because Sluice relays plain protocol bytes (refused otherwise). */
-static int build_kw(pg_pool *p, const cfg_database *db)
+/* libpq keywords for new connections: the database line, plus what it leaves out. TLS follows
+ * the server_tls_* keys (pg_tlskw.h); GSS encryption defaults to off, as Sluice relays only plain
+ * or TLS bytes. Built whole and swapped in, so a failure keeps the previous set. */
+static int build_kw(pg_pool *p, const cfg *c, const cfg_database *db)
 {
-    size_t n = db->n_conn + 6, i = 0;
-    p->kw = calloc(n + 1, sizeof(char *));
-    p->val = calloc(n + 1, sizeof(char *));
-    if (!p->kw || !p->val)
+    pg_tlskw tls;
+    if (pg_tlskw_build(c, db, &tls) != 0)
         return -1;
+    size_t n = db->n_conn + 5 + tls.n, i = 0;
+    char **kw = calloc(n + 1, sizeof(char *)), **val = calloc(n + 1, sizeof(char *));
+    int rc = -1;
+    if (!kw || !val)
+        goto out;
 #define ADD(k, v)                                                                                  \
     do {                                                                                           \
-        p->kw[i] = strdup(k);                                                                      \
-        p->val[i] = strdup(v);                                                                     \
-        if (!p->kw[i] || !p->val[i])                                                               \
-            return -1;                                                                             \
+        kw[i] = strdup(k);                                                                         \
+        val[i] = strdup(v);                                                                        \
+        if (!kw[i] || !val[i])                                                                     \
+            goto out;                                                                              \
         i++;                                                                                       \
     } while (0)
     for (size_t j = 0; j < db->n_conn; j++)
@@ -56,8 +61,8 @@ static int build_kw(pg_pool *p, const cfg_database *db)
         ADD("dbname", p->dbname);
     if (!has_kw(db, "user"))
         ADD("user", p->user);
-    if (!has_kw(db, "sslmode"))
-        ADD("sslmode", "disable");
+    for (size_t j = 0; j < tls.n; j++)
+        ADD(tls.kw[j], tls.val[j]);
     if (!has_kw(db, "gssencmode"))
         ADD("gssencmode", "disable");
     /* libpq would look in ~/.pgpass: a password Sluice's OS user keeps there is not one the
@@ -66,7 +71,15 @@ static int build_kw(pg_pool *p, const cfg_database *db)
         ADD("passfile", "/dev/null/no-passfile");
     ADD("fallback_application_name", "sluice");
 #undef ADD
-    return 0;
+    free_kw(p->kw, p->val);
+    p->kw = kw;
+    p->val = val;
+    kw = val = NULL;
+    rc = 0;
+out:
+    free_kw(kw, val);
+    pg_tlskw_free(&tls);
+    return rc;
 }
 
 void pg_pool_refresh(pg_pool *p, const gw_ctx *ctx)
@@ -75,6 +88,10 @@ void pg_pool_refresh(pg_pool *p, const gw_ctx *ctx)
         return;
     const cfg_database *db = cfg_find_database(ctx->cfg, p->dbname);
     if (db) {
+        /* New server connections follow the reloaded line and server_tls_* keys. */
+        if (build_kw(p, ctx->cfg, db) != 0)
+            gw_warn(ctx, "pool %s/%s keeps its previous connection settings: out of memory",
+                    p->dbname, p->user);
         p->size = cfg_db_pool_size(ctx->cfg, db);
         p->mode = cfg_db_pool_mode(ctx->cfg, db);
         p->db_max = cfg_db_max_connections(ctx->cfg, db);
@@ -103,7 +120,7 @@ pg_pool *pg_pool_get(pg_gateway *gw, const cfg_database *db, const char *dbname,
     gw_list_init(&p->login_waiters);
     p->dbname = strdup(dbname);
     p->user = strdup(user);
-    if (!p->dbname || !p->user || build_kw(p, db) != 0) {
+    if (!p->dbname || !p->user || build_kw(p, gw->ctx->cfg, db) != 0) {
         pg_pool_free(p, gw);
         return NULL;
     }
@@ -119,7 +136,7 @@ void pg_pool_free(pg_pool *p, pg_gateway *gw)
     gw_list_remove(&p->node);
     pg_notify_free(p);
     pg_pool_cred_clear(p);
-    free_kw(p);
+    free_kw(p->kw, p->val);
     pg_params_free(&p->defaults);
     free(p->dbname);
     free(p->user);

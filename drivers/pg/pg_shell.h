@@ -43,6 +43,12 @@ void pg_shell_client_close(struct pg_client *c, bool flush);
 void pg_shell_server_close(struct pg_server *s);
 /* Sends a CancelRequest for what s is running; pg_server_cancel_done follows. */
 void pg_shell_cancel(struct pg_server *s);
+/* Sluice's own login (pg_login.c): whether s's connection could carry TLS (a TCP one). */
+bool pg_shell_server_tls_capable(struct pg_server *s);
+/* Starts TLS on s after the server accepted the SSLRequest, per the pool's sslmode and the
+ * server_tls_* keys; pg_login_tls_ready follows the handshake. 0, or -1 with the failure
+ * reported (pg_server_connect_failed). */
+int pg_shell_server_start_tls(struct pg_server *s);
 
 /* TLS for clients (pg_accept.c owns the transport). */
 /* The client sent an SSLRequest (and nothing after it): when a TLS context is configured, 'S'

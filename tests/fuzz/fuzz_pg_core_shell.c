@@ -107,6 +107,19 @@ void pg_shell_server_close(pg_server *s)
     bury(&s->conn);
 }
 
+bool pg_shell_server_tls_capable(pg_server *s)
+{
+    (void)s;
+    return fk.w->server_tls;
+}
+
+int pg_shell_server_start_tls(pg_server *s)
+{
+    (void)s;
+    fk.w->tls_starts++;
+    return 0;
+}
+
 void pg_shell_cancel(pg_server *s)
 {
     if (s->state != PG_SV_ACTIVE || fk.n_cancels == FK_MAX_CANCELS)

@@ -37,6 +37,10 @@ typedef struct fk_world {
     pg_client *lookup_client;
     unsigned lookup_cancels;
     bool lookup_unavailable;
+    /* Sluice's own login: whether server connections can carry TLS (default no), and how many
+     * TLS starts the core asked for (the test reports the handshake with pg_login_tls_ready). */
+    bool server_tls;
+    unsigned tls_starts;
 } fk_world;
 
 /* Sets up a core with config text (NULL: one transaction-mode database "db"). Returns 0. */

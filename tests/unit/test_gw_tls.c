@@ -465,8 +465,10 @@ static int duel(gw_tls *cl, gw_tls *sv)
 static gw_tls_conf *client_conf(const char *ca, const char *cert, bool verify)
 {
     gw_tls_client_settings s = {.ca_file = ca ? path_of(ca) : NULL,
-                                .cert_key_file = cert ? path_of(cert) : NULL,
-                                .verify_cert = verify};
+                                .cert_file = cert ? path_of(cert) : NULL,
+                                .key_file = cert ? path_of(cert) : NULL,
+                                .default_ca = true,
+                                .verify = verify};
     gw_tls_conf *c = NULL;
     char err[256];
     cr_assert_eq(gw_tls_client_conf_new(&s, &c, err, sizeof err), 0, "%s", err);
@@ -521,4 +523,258 @@ Test(gw_tls, client_verifies_the_server_and_its_name)
     gw_tls_free(sv);
     gw_tls_conf_release(cc);
     gw_tls_conf_release(sc);
+}
+
+/* gw_tls_adopt: the client end of a finished handshake (as libpq leaves it) taken over. */
+
+/* Moves the bytes waiting in a memory BIO into b: what the old owner's socket still holds. */
+static void drain_bio(BIO *bio, gw_buf *b)
+{
+    uint8_t buf[4096];
+    int n;
+    while ((n = BIO_read(bio, buf, sizeof buf)) > 0)
+        cr_assert_eq(gw_buf_append(b, &pool, buf, (size_t)n), 0);
+}
+
+/* A server session and a client peer, handshake done; the client end is what gets adopted. */
+static gw_tls *adopt_setup(peer *p, gw_tls_conf **c, int max_version)
+{
+    char err[256];
+    *c = conf_with("server.key", false, err);
+    cr_assert_not_null(*c, "%s", err);
+    peer_init(p, NULL, max_version, NULL);
+    gw_tls *server = gw_tls_new(*c, false);
+    gw_buf plain = {0};
+    cr_assert_eq(handshake(p, server, &plain, 0), 0, "%s", gw_tls_error(server));
+    cr_assert_eq(SSL_do_handshake(p->ssl), 1);
+    cr_assert_eq(plain.len, 0);
+    gw_buf_release(&plain, &pool);
+    return server;
+}
+
+Test(gw_tls, adopt_keeps_decrypted_and_unread_bytes_and_carries_on)
+{
+    peer p;
+    gw_tls_conf *c;
+    gw_tls *server = adopt_setup(&p, &c, 0);
+    cr_assert_null(gw_tls_adopt(NULL));
+
+    /* The server sends two records; the old owner read five bytes of the first, and the second
+     * is still in its socket. */
+    gw_buf wire = {0}, rest = {0}, plain = {0};
+    cr_assert_eq(gw_tls_seal(server, (const uint8_t *)"first-record", 12, &wire, &pool), 0);
+    BIO_write(p.in, wire.data, (int)wire.len);
+    gw_buf_release(&wire, &pool);
+    cr_assert_eq(gw_tls_seal(server, (const uint8_t *)"second-record", 13, &wire, &pool), 0);
+    BIO_write(p.in, wire.data, (int)wire.len);
+    gw_buf_release(&wire, &pool);
+    char got[8] = {0};
+    cr_assert_eq(SSL_read(p.ssl, got, 5), 5);
+    cr_assert_str_eq(got, "first");
+    cr_assert_gt(SSL_pending(p.ssl), 0);
+    drain_bio(p.in, &rest);
+    cr_assert_gt(rest.len, 0);
+
+    gw_tls *t = gw_tls_adopt(p.ssl); /* p.in and p.out are freed from here on */
+    cr_assert_not_null(t);
+    cr_assert(gw_tls_ready(t));
+    cr_assert_eq(gw_tls_unseal(t, NULL, 0, &plain, &wire, &pool), 0);
+    cr_assert_eq(plain.len, 7);
+    cr_assert_eq(memcmp(plain.data, "-record", 7), 0, "decrypted, unread plaintext is kept");
+    cr_assert_eq(gw_tls_unseal(t, rest.data, rest.len, &plain, &wire, &pool), 0);
+    cr_assert_eq(plain.len, 20);
+    cr_assert_eq(memcmp(plain.data + 7, "second-record", 13), 0);
+    cr_assert_eq(wire.len, 0);
+    gw_buf_release(&plain, &pool);
+    gw_buf_release(&rest, &pool);
+
+    /* Onwards in both directions. */
+    cr_assert_eq(gw_tls_seal(t, (const uint8_t *)"to the server", 13, &wire, &pool), 0);
+    gw_buf wire2 = {0};
+    cr_assert_eq(gw_tls_unseal(server, wire.data, wire.len, &plain, &wire2, &pool), 0);
+    cr_assert_eq(plain.len, 13);
+    cr_assert_eq(memcmp(plain.data, "to the server", 13), 0);
+    gw_buf_release(&plain, &pool);
+    gw_buf_release(&wire, &pool);
+    gw_buf_release(&wire2, &pool);
+
+    /* Freed first, as the relay does; then the old owner shuts down and frees its reference
+     * (PQfinish): nothing is written, nothing is freed twice (ASan checks). */
+    gw_tls_free(t);
+    cr_assert_leq(SSL_write(p.ssl, "X\0\0\0\4", 5), 0, "the old owner cannot write any more");
+    ERR_clear_error();
+    (void)SSL_shutdown(p.ssl);
+    ERR_clear_error();
+    peer_free(&p);
+    gw_tls_free(server);
+    gw_tls_conf_release(c);
+}
+
+Test(gw_tls, adopt_completes_a_record_the_old_owner_began)
+{
+    peer p;
+    gw_tls_conf *c;
+    gw_tls *server = adopt_setup(&p, &c, TLS1_2_VERSION);
+    gw_buf wire = {0}, plain = {0};
+    cr_assert_eq(gw_tls_seal(server, (const uint8_t *)"split across owners", 19, &wire, &pool), 0);
+    size_t half = wire.len / 2;
+    BIO_write(p.in, wire.data, (int)half);
+    char got[32];
+    cr_assert_leq(SSL_read(p.ssl, got, sizeof got), 0);
+    cr_assert_eq(SSL_get_error(p.ssl, -1), SSL_ERROR_WANT_READ);
+    cr_assert_eq(BIO_pending(p.in), 0, "the first half is inside the session");
+
+    gw_tls *t = gw_tls_adopt(p.ssl);
+    cr_assert_not_null(t);
+    cr_assert_str_eq(gw_tls_version(t), "TLSv1.2");
+    gw_buf out = {0};
+    cr_assert_eq(gw_tls_unseal(t, wire.data + half, wire.len - half, &plain, &out, &pool), 0);
+    cr_assert_eq(plain.len, 19);
+    cr_assert_eq(memcmp(plain.data, "split across owners", 19), 0);
+    cr_assert_eq(gw_tls_cipher_allowed(t, "default"), 1);
+    cr_assert_eq(gw_tls_cipher_allowed(t, "ECDHE-ECDSA-CHACHA20-POLY1305"),
+                 strcmp(gw_tls_cipher(t), "ECDHE-ECDSA-CHACHA20-POLY1305") == 0);
+    cr_assert_eq(gw_tls_cipher_allowed(t, "NO-SUCH-CIPHER"), -1);
+    gw_buf_release(&plain, &pool);
+    gw_buf_release(&wire, &pool);
+    gw_buf_release(&out, &pool);
+
+    /* Garbage where the next record should be: an error, with the record layer's reason. */
+    static const uint8_t junk[] = "Z\0\0\0\5I junk outside any record";
+    cr_assert_lt(gw_tls_unseal(t, junk, sizeof junk, &plain, &out, &pool), 0);
+    cr_assert_gt(strlen(gw_tls_error(t)), 0);
+    cr_assert_eq(plain.len, 0);
+    gw_buf_release(&plain, &pool);
+    gw_buf_release(&out, &pool);
+
+    /* The old owner frees its reference first this time. */
+    peer_free(&p);
+    gw_tls_free(t);
+    gw_tls_free(server);
+    gw_tls_conf_release(c);
+}
+
+Test(gw_tls, adopt_refuses_what_it_cannot_carry_on)
+{
+    char err[256];
+    gw_tls_conf *c = conf_with("server.key", false, err);
+    peer p;
+    peer_init(&p, NULL, 0, NULL);
+    cr_assert_null(gw_tls_adopt(p.ssl), "a handshake not yet done");
+    gw_tls *server = gw_tls_new(c, false);
+    gw_buf plain = {0};
+    cr_assert_eq(handshake(&p, server, &plain, 0), 0);
+    cr_assert_eq(SSL_do_handshake(p.ssl), 1);
+    gw_buf_release(&plain, &pool);
+    SSL_CTX *sctx = SSL_CTX_new(TLS_server_method());
+    SSL *srv = SSL_new(sctx);
+    SSL_set_accept_state(srv);
+    cr_assert_null(gw_tls_adopt(srv), "not a client-side session");
+    SSL_free(srv);
+    SSL_CTX_free(sctx);
+    peer_free(&p);
+    gw_tls_free(server);
+    gw_tls_conf_release(c);
+}
+
+Test(gw_tls_protocols, libpq_names)
+{
+    int lo, hi;
+    cr_assert_eq(gw_tls_parse_protocols("secure", &lo, &hi), 0);
+    cr_assert_str_eq(gw_tls_protocol_name(lo), "TLSv1.2");
+    cr_assert_str_eq(gw_tls_protocol_name(hi), "TLSv1.3");
+    cr_assert_eq(gw_tls_parse_protocols("tlsv1.0", &lo, &hi), 0);
+    cr_assert_str_eq(gw_tls_protocol_name(lo), "TLSv1");
+    cr_assert_null(gw_tls_protocol_name(0));
+    cr_assert_eq(gw_tls_cipher_list_ok("default"), 1);
+    cr_assert_eq(gw_tls_cipher_list_ok(""), 1);
+    cr_assert_eq(gw_tls_cipher_list_ok("NO-SUCH-CIPHER"), -1);
+}
+
+/* gw_tls_client_*: Sluice as the client of a server session, both ends gw_tls. */
+
+/* Runs a handshake between two gw_tls sessions; returns the client's last result (the
+ * server's failure, if any, reaches the client as an alert). */
+static int client_handshake(gw_tls *cl, gw_tls *srv)
+{
+    gw_buf to_srv = {0}, to_cl = {0}, plain = {0};
+    int rc = gw_tls_unseal(cl, NULL, 0, &plain, &to_srv, &pool); /* the ClientHello */
+    for (int i = 0; i < 10 && rc == 0 && !(gw_tls_ready(cl) && gw_tls_ready(srv)); i++) {
+        gw_buf in = to_srv;
+        to_srv = (gw_buf){0};
+        int r = gw_tls_unseal(srv, in.data, in.len, &plain, &to_cl, &pool);
+        gw_buf_release(&in, &pool);
+        in = to_cl;
+        to_cl = (gw_buf){0};
+        rc = gw_tls_unseal(cl, in.data, in.len, &plain, &to_srv, &pool);
+        gw_buf_release(&in, &pool);
+        if (r != 0 && rc == 0)
+            rc = r;
+    }
+    cr_assert_eq(plain.len, 0);
+    gw_buf_release(&plain, &pool);
+    gw_buf_release(&to_srv, &pool);
+    gw_buf_release(&to_cl, &pool);
+    return rc;
+}
+
+static int client_case(const char *ca, bool verify, const char *host, bool check_name,
+                       const char *ciphers, int max_version)
+{
+    char err[256];
+    gw_tls_conf *sc = conf_with("server.key", false, err);
+    gw_tls_client_settings st = {.ca_file = ca ? path_of(ca) : NULL,
+                                 .protocols = max_version ? "tlsv1.2" : "secure",
+                                 .ciphers = ciphers,
+                                 .verify = verify};
+    gw_tls_conf *cc = NULL;
+    cr_assert_eq(gw_tls_client_conf_new(&st, &cc, err, sizeof err), 0, "%s", err);
+    gw_tls *cl = gw_tls_client_new(cc, host, check_name);
+    gw_tls *srv = gw_tls_new(sc, false);
+    cr_assert_not_null(cl);
+    int rc = client_handshake(cl, srv);
+    if (rc == 0) {
+        cr_assert(gw_tls_ready(cl));
+        gw_buf wire = {0}, back = {0}, plain = {0};
+        cr_assert_eq(gw_tls_seal(cl, (const uint8_t *)"ping", 4, &wire, &pool), 0);
+        cr_assert_eq(gw_tls_unseal(srv, wire.data, wire.len, &plain, &back, &pool), 0);
+        cr_assert_eq(plain.len, 4);
+        gw_buf_release(&plain, &pool);
+        gw_buf_release(&wire, &pool);
+        gw_buf_release(&back, &pool);
+    }
+    gw_tls_free(cl);
+    gw_tls_free(srv);
+    gw_tls_conf_release(cc);
+    gw_tls_conf_release(sc);
+    return rc;
+}
+
+Test(gw_tls, client_sessions_verify_the_ca_and_the_name)
+{
+    /* server.crt is for CN localhost (no SAN: OpenSSL falls back to the CN). */
+    cr_assert_eq(client_case("ca.crt", true, "localhost", true, "default", 0), 0);
+    cr_assert_eq(client_case(NULL, false, "127.0.0.1", false, "default", 0), 0, "require");
+    cr_assert_lt(client_case("ca.crt", true, "wrong.example", true, "default", 0), 0);
+    cr_assert_lt(client_case("ca.crt", true, "127.0.0.1", true, "default", 0), 0,
+                 "an address the certificate does not name");
+    cr_assert_eq(client_case("ca.crt", true, "wrong.example", false, "default", 0), 0,
+                 "verify-ca: the name is not checked");
+    /* A CA that did not sign the server: the server's own certificate as the only anchor is
+     * no CA (it is not self-signed). */
+    cr_assert_lt(client_case("server.crt", true, "localhost", true, "default", 0), 0);
+    /* The cipher list is what is offered: TLS 1.2 with one cipher. */
+    cr_assert_eq(client_case(NULL, false, "localhost", false, "ECDHE-ECDSA-AES128-GCM-SHA256",
+                             TLS1_2_VERSION),
+                 0);
+
+    char err[256];
+    gw_tls_conf *cc = NULL;
+    gw_tls_client_settings bad = {.protocols = "secure", .verify = true};
+    cr_assert_eq(gw_tls_client_conf_new(&bad, &cc, err, sizeof err), -1);
+    cr_assert(strstr(err, "CA file"), "%s", err);
+    gw_tls_client_settings bad2 = {.protocols = "sslv3"};
+    cr_assert_eq(gw_tls_client_conf_new(&bad2, &cc, err, sizeof err), -1);
+    cr_assert(strstr(err, "server_tls_protocols"), "%s", err);
+    cr_assert_null(cc);
 }

@@ -290,3 +290,102 @@ Test(pg_login, server_refusal_keeps_its_sqlstate)
     cr_assert_gt(n, 5);
     cr_assert_str_eq(pg_error_field(out + 5, n - 5, 'C'), "28P01");
 }
+
+/* ---- TLS first (the shell can do it; sslmode from server_tls_sslmode) ---- */
+
+static const char *const tls_config[] = {
+    "[sluice]\nlisten_port = 6432\nlog_level = error\nserver_tls_sslmode = require\n"
+    "[databases]\ndb = host=127.0.0.1 port=1 dbname=db\n",
+    "[sluice]\nlisten_port = 6432\nlog_level = error\nserver_tls_sslmode = prefer\n"
+    "[databases]\ndb = host=127.0.0.1 port=1 dbname=db\n",
+};
+
+/* Like dial, but the first thing sent must be an SSLRequest. */
+static pg_server *dial_tls(pg_client **cp, const char *config)
+{
+    fk_fini(&w);
+    cr_assert_eq(fk_init(&w, config), 0);
+    w.server_tls = true;
+    uint8_t b[256];
+    pg_client *c = fk_client(&w);
+    fk_client_input(&w, c, b, fk_startup(b));
+    pg_server *s = fk_first_server(&w);
+    cr_assert_not_null(s);
+    md5_cred(s->pool);
+    pg_login_begin(s);
+    fk_step(&w);
+    size_t n = fk_server_output(&w, s, out, sizeof out);
+    cr_assert_eq(n, 8, "only the SSLRequest");
+    cr_assert_eq(pg_get_u32(out), 8);
+    cr_assert_eq(pg_get_u32(out + 4), PG_CODE_SSL);
+    *cp = c;
+    return s;
+}
+
+Test(pg_login, tls_is_asked_for_first_and_the_login_follows_the_handshake)
+{
+    pg_client *c;
+    pg_server *s = dial_tls(&c, tls_config[0]);
+    fk_server_input(&w, s, "S", 1);
+    cr_assert_eq(w.tls_starts, 1);
+    cr_assert_eq(fk_server_output(&w, s, out, sizeof out), 0, "nothing before the handshake");
+    pg_login_tls_ready(s);
+    fk_step(&w);
+    size_t n = fk_server_output(&w, s, out, sizeof out);
+    cr_assert_eq(pg_get_u32(out + 4), PG_PROTO_30, "the startup packet, now");
+    cr_assert_eq(pg_get_u32(out), n);
+    uint8_t b[512], salt[4] = {1, 2, 3, 4};
+    fk_server_input(&w, s, b, auth_req(b, 5, salt, 4));
+    fk_server_output(&w, s, out, sizeof out);
+    fk_server_input(&w, s, b, after_auth(b));
+    cr_assert_eq(c->state, PG_CL_IDLE);
+}
+
+Test(pg_login, require_refuses_a_server_without_tls)
+{
+    pg_client *c;
+    pg_server *s = dial_tls(&c, tls_config[0]);
+    fk_server_input(&w, s, "N", 1);
+    cr_assert_eq(w.last_server_end, PG_END_CONNECT_FAILED);
+    cr_assert_eq(w.tls_starts, 0);
+    cr_assert(!fk_client_alive(&w, c));
+}
+
+Test(pg_login, prefer_goes_on_in_cleartext_after_n)
+{
+    pg_client *c;
+    pg_server *s = dial_tls(&c, tls_config[1]);
+    fk_server_input(&w, s, "N", 1);
+    size_t n = fk_server_output(&w, s, out, sizeof out);
+    cr_assert_gt(n, 8);
+    cr_assert_eq(pg_get_u32(out + 4), PG_PROTO_30);
+    uint8_t b[256];
+    fk_server_input(&w, s, b, after_auth(b));
+    cr_assert_eq(c->state, PG_CL_IDLE);
+}
+
+Test(pg_login, bytes_after_the_ssl_answer_or_before_the_handshake_are_refused)
+{
+    /* 'S' with a forged AuthenticationOk behind it in the same read. */
+    pg_client *c;
+    pg_server *s = dial_tls(&c, tls_config[1]);
+    uint8_t b[256];
+    b[0] = 'S';
+    size_t m = 1 + after_auth(b + 1);
+    fk_server_input(&w, s, b, m);
+    cr_assert_eq(w.last_server_end, PG_END_CONNECT_FAILED);
+    cr_assert_eq(w.tls_starts, 0);
+    cr_assert(!fk_client_alive(&w, c));
+
+    /* Plaintext after 'S', in a later read, before the handshake ended. */
+    s = dial_tls(&c, tls_config[1]);
+    fk_server_input(&w, s, "S", 1);
+    fk_server_input(&w, s, b + 1, m - 1);
+    cr_assert_eq(w.last_server_end, PG_END_CONNECT_FAILED);
+    cr_assert(!fk_client_alive(&w, c));
+
+    /* Neither 'S' nor 'N'. */
+    s = dial_tls(&c, tls_config[1]);
+    fk_server_input(&w, s, "E", 1);
+    cr_assert_eq(w.last_server_end, PG_END_CONNECT_FAILED);
+}
