@@ -17,9 +17,11 @@ static const char *const pgbouncer_only[] = {"min_pool_size",   "reserve_pool",
                                              "timezone",        "max_db_client_connections",
                                              "server_lifetime", NULL};
 
-static const char *const mongo_keys[] = {"listen_addr",     "listen_port",   "uri",
-                                         "pool_size",       "query_timeout", "query_wait_timeout",
-                                         "max_client_conn", "auth_type",     NULL};
+static const char *const mongo_keys[] = {
+    "listen_addr",     "listen_port",        "uri",
+    "pool_size",       "query_timeout",      "query_wait_timeout",
+    "max_client_conn", "auth_type",          "min_pool_size",
+    "max_idle_time",   "max_db_connections", NULL};
 
 static bool in_list(const char *const *list, const char *s)
 {
@@ -226,7 +228,20 @@ static int mongo_key(cfg__loader *l, cfg_mongo *m, const char *k, const char *v)
             m->max_client_conn = (int)n;
         return 0;
     }
-    if (strcmp(k, "query_timeout") == 0 || strcmp(k, "query_wait_timeout") == 0) {
+    if (strcmp(k, "min_pool_size") == 0 || strcmp(k, "max_db_connections") == 0) {
+        /* 0 is meaningful for both: no connection kept, no limit. */
+        if (cfg__parse_int(v, CFG__INT_MAX, &n) != 0)
+            cfg__error(l, l->line,
+                       "mongodb entry '%s': %s: expected a whole number from 0 to %d, got '%s'",
+                       m->name, k, CFG__INT_MAX, v);
+        else if (strcmp(k, "min_pool_size") == 0)
+            m->min_pool_size = (int)n;
+        else
+            m->max_db_connections = (int)n;
+        return 0;
+    }
+    if (strcmp(k, "query_timeout") == 0 || strcmp(k, "query_wait_timeout") == 0 ||
+        strcmp(k, "max_idle_time") == 0) {
         if (cfg__parse_duration_ms(v, &ms) != 0)
             cfg__error(l, l->line,
                        "mongodb entry '%s': %s: expected seconds (e.g. 15, 0.5) or a number "
@@ -234,6 +249,8 @@ static int mongo_key(cfg__loader *l, cfg_mongo *m, const char *k, const char *v)
                        m->name, k, v);
         else if (strcmp(k, "query_timeout") == 0)
             m->query_timeout_ms = ms;
+        else if (strcmp(k, "max_idle_time") == 0)
+            m->max_idle_time_ms = ms;
         else
             m->query_wait_timeout_ms = ms;
         return 0;
@@ -281,6 +298,7 @@ int cfg__add_mongo(cfg__loader *l, const char *name, const char *value)
     /* UINT64_MAX and -1 mark "not given": cfg.c fills them from [sluice] once the file is read,
      * since [sluice] may come later in the file. */
     *m = (cfg_mongo){.pool_size = -1,
+                     .max_db_connections = -1,
                      .query_timeout_ms = UINT64_MAX,
                      .query_wait_timeout_ms = UINT64_MAX,
                      .line = l->line};

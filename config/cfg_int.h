@@ -47,7 +47,7 @@ typedef struct cfg_key {
 } cfg_key;
 
 #define CFG__INT_MAX  1000000
-#define CFG__MAX_KEYS 48
+#define CFG__MAX_KEYS 64
 
 extern const cfg_key cfg__keys[]; /* ends with a row whose name is NULL */
 
