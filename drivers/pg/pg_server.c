@@ -44,6 +44,10 @@ void pg_server_set_state(pg_server *s, pg_server_state st)
     gw_assert(st != PG_SV_CLOSING || s->conn.end != PG_END_NONE);
     if (old == PG_SV_IDLE)
         gw_list_remove(&s->idle_node);
+    if (s->checking && st != PG_SV_RESETTING) {
+        s->checking = false;
+        p->n_checking--;
+    }
     if (old == PG_SV_CONNECTING)
         p->n_connecting--;
     if (old == PG_SV_NEW) {
@@ -137,6 +141,7 @@ void pg_server_init(pg_server *s, pg_pool *pool)
     gw_list_init(&s->idle_node);
     pg_server_stmts_init(&s->stmts);
     s->id = ++gw->next_server_id;
+    pool->n_alive++;
     pg_server_set_state(s, PG_SV_CONNECTING);
 }
 
@@ -144,6 +149,7 @@ void pg_server_connected(pg_server *s, int backend_pid)
 {
     pg_pool *p = s->pool;
     s->tx = 'I';
+    s->born = gw_now(pg_ctx(&s->conn));
     pg_server_set_state(s, PG_SV_RESETTING); /* transient until the pool places it */
     p->last_fail = 0;
     gw_debug(pg_ctx(&s->conn), "server %u connected to %s/%s (pid %d)", s->id, p->dbname, p->user,
@@ -166,6 +172,7 @@ void pg_server_closed(pg_server *s)
     pg_gateway *gw = s->conn.gw;
     gw_buf_release(&s->conn.in, &gw->bufs);
     gw_buf_release(&s->conn.out, &gw->bufs);
+    s->pool->n_alive--;
 }
 
 void pg_server_process(pg_server *s)
