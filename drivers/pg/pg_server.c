@@ -18,13 +18,13 @@ static const char *const server_state_names[] = {"new",    "connecting", "idle",
 
 #define SV(st) (1u << PG_SV_##st)
 /* The states each state may be entered from. ACTIVE follows ACTIVE when a server goes straight
- * from one client to the next waiting one. */
+ * from one client to the next waiting one; RESETTING follows IDLE for server_check_query. */
 static const unsigned server_from[] = {
     [PG_SV_NEW] = 0,
     [PG_SV_CONNECTING] = SV(NEW),
     [PG_SV_IDLE] = SV(ACTIVE) | SV(RESETTING),
     [PG_SV_ACTIVE] = SV(IDLE) | SV(ACTIVE) | SV(RESETTING),
-    [PG_SV_RESETTING] = SV(CONNECTING) | SV(ACTIVE) | SV(RESETTING),
+    [PG_SV_RESETTING] = SV(CONNECTING) | SV(IDLE) | SV(ACTIVE) | SV(RESETTING),
     [PG_SV_CLOSING] = SV(CONNECTING) | SV(IDLE) | SV(ACTIVE) | SV(RESETTING),
 };
 #undef SV
