@@ -118,6 +118,8 @@ bool pg_limits_may_open(pg_pool *p, uint64_t now)
 
 pg_pool *pg_limits_longer_waiter(pg_pool *p)
 {
+    if (!shared(p, p))
+        return NULL; /* no shared bound: no walk over the pools each time a server comes back */
     unsigned reached = full(p, 1);
     return reached ? older_waiter(p, reached, gw_now(p->gw->ctx)) : NULL;
 }
