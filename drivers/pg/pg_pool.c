@@ -283,12 +283,10 @@ void pg_pool_server_ready(pg_server *s)
     }
     /* Over pool_size: after a reload that shrank it, or a reserve server nobody waits for. */
     if (p->n_servers > pg_limits_pool_max(p, now)) {
+        bool reserve = gw->ctx->cfg->reserve_pool_size > 0 && gw_list_empty(&p->waiters);
         pg_server_close(s, PG_END_POOL_SHRINK,
-                        gw_list_empty(&p->waiters) &&
-                                p->n_servers <=
-                                    (uint32_t)p->size + (uint32_t)gw->ctx->cfg->reserve_pool_size
-                            ? "reserve server no longer needed"
-                            : "pool is larger than pool_size");
+                        reserve ? "reserve server no longer needed"
+                                : "pool is larger than pool_size");
         return;
     }
     pg_pool *other = pg_limits_longer_waiter(p);
