@@ -10,7 +10,7 @@ import uuid
 import psycopg2
 import pytest
 
-from pgutil import error_fields, pgbench, raw_login, read_to_eof, wait_for
+from pgutil import PROBE_APP, error_fields, pgbench, raw_login, read_to_eof, wait_for
 
 
 def backend_pid(s, **kw):
@@ -51,14 +51,15 @@ class Sampler:
         self.thread.join()
 
 
+# Sluice's servers take their clients' application_name: every backend but the probe's counts.
 def servers_of_user(user):
     return ("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' "
-            f"AND usename = '{user}' AND application_name = 'sluice'")
+            f"AND usename = '{user}' AND application_name <> '{PROBE_APP}'")
 
 
 def servers_of_db(db):
     return ("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' "
-            f"AND datname = '{db}' AND application_name = 'sluice'")
+            f"AND datname = '{db}' AND application_name <> '{PROBE_APP}'")
 
 
 def ensure_database(pg, name):
@@ -264,6 +265,7 @@ def run_sleepers(s, n, seconds):
 
 def test_reserve_pool_serves_clients_that_waited(sluice_factory, pg):
     s = sluice_factory(default_pool_size=1, reserve_pool_size=2, reserve_pool_timeout=0.2)
+    assert wait_for(lambda: pg.server_connections() == 0)  # earlier tests' servers gone
     with Sampler(pg, servers_of_db("postgres")) as seen:
         threads, errors = run_sleepers(s, 3, 1.5)
         for t in threads:
@@ -276,6 +278,7 @@ def test_reserve_pool_serves_clients_that_waited(sluice_factory, pg):
 
 def test_without_reserve_clients_wait_for_the_pool(sluice_factory, pg):
     s = sluice_factory(default_pool_size=1)
+    assert wait_for(lambda: pg.server_connections() == 0)  # earlier tests' servers gone
     with Sampler(pg, servers_of_db("postgres")) as seen:
         threads, errors = run_sleepers(s, 3, 0.5)
         for t in threads:
@@ -299,6 +302,8 @@ def run_bench_script(port, db, user, script, clients=6, seconds=4):
 def two_loads_under_a_bound(s, pg, count_sql, pools):
     """Runs pgbench on two pools at once; each must finish with no failed transaction (neither
     starves), and the servers PostgreSQL sees are returned at their peak."""
+    # Backends of earlier tests' Sluices may still be on their way out.
+    assert wait_for(lambda: pg.psql(count_sql)[0][0] == 0)
     results = {}
     script = "SELECT pg_sleep(0.005);\n"
     with Sampler(pg, count_sql) as seen:
