@@ -130,6 +130,11 @@ static int finish_mongo(cfg__loader *l)
             m->query_wait_timeout_ms = c->query_wait_timeout_ms;
         if (finish_mongo_tls(l, m) != 0)
             return -1;
+        if (m->max_db_connections < 0)
+            m->max_db_connections = c->max_db_connections;
+        if (m->min_pool_size > m->pool_size)
+            cfg__error(l, m->line, "mongodb entry '%s': min_pool_size %d exceeds pool_size %d",
+                       m->name, m->min_pool_size, m->pool_size);
         if (m->auth_type == CFG_AUTH_SCRAM && (!c->auth_file || !*c->auth_file))
             cfg__error(l, m->line,
                        "mongodb entry '%s': auth_type scram-sha-256 needs auth_file in [sluice] "

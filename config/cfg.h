@@ -107,6 +107,9 @@ typedef struct cfg_mongo {
     uint64_t query_timeout_ms;      /* defaults to the main query_timeout */
     uint64_t query_wait_timeout_ms; /* defaults to the main query_wait_timeout */
     int max_client_conn;            /* clients of this line; 0 = not given: the main one */
+    int min_pool_size;              /* backend connections kept open (MongoDB's minPoolSize) */
+    uint64_t max_idle_time_ms;      /* idle backends closed after this (maxIdleTimeMS); 0 = never */
+    int max_db_connections;         /* -1: the main max_db_connections; 0 = unlimited */
     /* CFG_AUTH_TRUST (default) or CFG_AUTH_SCRAM: clients log in to Sluice with SCRAM-SHA-256
      * or SCRAM-SHA-1, as users of auth_file (required then). */
     cfg_auth_type auth_type;
@@ -132,7 +135,11 @@ typedef struct cfg {
     int min_pool_size;        /* default 0 */
     int max_client_conn;      /* default 100 */
     int max_db_connections;   /* default 0 = unlimited */
+    int max_user_connections; /* server connections per user across databases; 0 = unlimited */
+    int reserve_pool_size;    /* extra servers per pool for clients waiting too long; default 0 */
     char *server_reset_query; /* default "DISCARD ALL"; "" = none */
+    bool server_reset_query_always; /* run it in transaction mode too; default 0 */
+    char *server_check_query;       /* default "select 1"; "" = no check */
     /* Timeouts in milliseconds, 0 = disabled. The file gives seconds (fractions allowed). */
     uint64_t server_connect_timeout_ms;   /* default 15 s */
     uint64_t server_login_retry_ms;       /* default 15 s */
@@ -140,10 +147,18 @@ typedef struct cfg {
     uint64_t query_wait_timeout_ms;       /* default 120 s */
     uint64_t idle_transaction_timeout_ms; /* default 0 */
     uint64_t client_login_timeout_ms;     /* default 60 s */
-    int max_prepared_statements;   /* per server connection, default 200; 0 disables tracking */
-    uint32_t max_packet_size;      /* bytes, default 2147483647 (PgBouncer's); min 1024 */
-    uint32_t max_buffered_message; /* bytes held whole per client message, default 16 MB */
-    cfg_auth_type auth_type;       /* default trust */
+    /* PgBouncer's meanings of 0: server_lifetime 0 means a server serves one client and then
+     * closes; server_check_delay 0 means every reuse is checked; the others are then off. */
+    uint64_t server_lifetime_ms;      /* default 3600 s */
+    uint64_t server_idle_timeout_ms;  /* default 600 s */
+    uint64_t server_check_delay_ms;   /* default 30 s */
+    uint64_t client_idle_timeout_ms;  /* default 0 */
+    uint64_t reserve_pool_timeout_ms; /* default 5 s */
+    uint64_t autodb_idle_timeout_ms;  /* default 3600 s */
+    int max_prepared_statements;      /* per server connection, default 200; 0 disables tracking */
+    uint32_t max_packet_size;         /* bytes, default 2147483647 (PgBouncer's); min 1024 */
+    uint32_t max_buffered_message;    /* bytes held whole per client message, default 16 MB */
+    cfg_auth_type auth_type;          /* default trust */
     /* Paths as given; relative ones are read from the config file's directory. "" = none. */
     char *auth_file;       /* PgBouncer's userlist format */
     char *auth_hba_file;   /* pg_hba.conf subset, for auth_type hba */

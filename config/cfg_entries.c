@@ -31,6 +31,9 @@ static const char *const mongo_keys[] = {"listen_addr",
                                          "client_tls_ca_file",
                                          "client_tls_protocols",
                                          "client_tls_ciphers",
+                                         "min_pool_size",
+                                         "max_idle_time",
+                                         "max_db_connections",
                                          NULL};
 
 static bool in_list(const char *const *list, const char *s)
@@ -257,7 +260,20 @@ static int mongo_key(cfg__loader *l, cfg_mongo *m, const char *k, const char *v)
             m->max_client_conn = (int)n;
         return 0;
     }
-    if (strcmp(k, "query_timeout") == 0 || strcmp(k, "query_wait_timeout") == 0) {
+    if (strcmp(k, "min_pool_size") == 0 || strcmp(k, "max_db_connections") == 0) {
+        /* 0 is meaningful for both: no connection kept, no limit. */
+        if (cfg__parse_int(v, CFG__INT_MAX, &n) != 0)
+            cfg__error(l, l->line,
+                       "mongodb entry '%s': %s: expected a whole number from 0 to %d, got '%s'",
+                       m->name, k, CFG__INT_MAX, v);
+        else if (strcmp(k, "min_pool_size") == 0)
+            m->min_pool_size = (int)n;
+        else
+            m->max_db_connections = (int)n;
+        return 0;
+    }
+    if (strcmp(k, "query_timeout") == 0 || strcmp(k, "query_wait_timeout") == 0 ||
+        strcmp(k, "max_idle_time") == 0) {
         if (cfg__parse_duration_ms(v, &ms) != 0)
             cfg__error(l, l->line,
                        "mongodb entry '%s': %s: expected seconds (e.g. 15, 0.5) or a number "
@@ -265,6 +281,8 @@ static int mongo_key(cfg__loader *l, cfg_mongo *m, const char *k, const char *v)
                        m->name, k, v);
         else if (strcmp(k, "query_timeout") == 0)
             m->query_timeout_ms = ms;
+        else if (strcmp(k, "max_idle_time") == 0)
+            m->max_idle_time_ms = ms;
         else
             m->query_wait_timeout_ms = ms;
         return 0;
@@ -313,6 +331,7 @@ int cfg__add_mongo(cfg__loader *l, const char *name, const char *value)
      * since [sluice] may come later in the file. */
     *m = (cfg_mongo){.pool_size = -1,
                      .client_tls_sslmode = -1,
+                     .max_db_connections = -1,
                      .query_timeout_ms = UINT64_MAX,
                      .query_wait_timeout_ms = UINT64_MAX,
                      .line = l->line};

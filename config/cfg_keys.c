@@ -33,9 +33,31 @@ const cfg_key cfg__keys[] = {
     {"max_client_conn", CFG_T_INT, OFF(max_client_conn), "100", CFG_RELOAD,
      "Client connections allowed at once; more are refused with SQLSTATE 53300."},
     {"max_db_connections", CFG_T_INT0, OFF(max_db_connections), "0", CFG_RELOAD,
-     "Server connections per database across all users; 0 = unlimited."},
+     "Server connections per database across all users (PostgreSQL), or per `[mongodb]` line "
+     "unless the line sets its own; 0 = unlimited."},
+    {"max_user_connections", CFG_T_INT0, OFF(max_user_connections), "0", CFG_RELOAD,
+     "Server connections per user across all databases; 0 = unlimited."},
+    {"reserve_pool_size", CFG_T_INT0, OFF(reserve_pool_size), "0", CFG_RELOAD,
+     "Extra server connections a pool may open when a client has waited longer than "
+     "reserve_pool_timeout; they close again once idle and nobody waits. 0 = none."},
+    {"reserve_pool_timeout", CFG_T_MS, OFF(reserve_pool_timeout_ms), "5", CFG_RELOAD,
+     "How long a client waits for a server before the pool may use its reserve."},
     {"server_reset_query", CFG_T_STR, OFF(server_reset_query), "DISCARD ALL", CFG_RELOAD,
      "Run on a server connection before another client gets it in session mode; empty = none."},
+    {"server_reset_query_always", CFG_T_BOOL, OFF(server_reset_query_always), "0", CFG_RELOAD,
+     "Run server_reset_query in transaction mode too, after every transaction (for applications "
+     "that wrongly rely on session state: they then lose it every time, not at random)."},
+    {"server_lifetime", CFG_T_MS, OFF(server_lifetime_ms), "3600", CFG_RELOAD,
+     "A server connection older than this is closed when it next goes back to the pool (or "
+     "while it sits idle); 0: each serves one client, then closes."},
+    {"server_idle_timeout", CFG_T_MS, OFF(server_idle_timeout_ms), "600", CFG_RELOAD,
+     "A server connection idle in the pool this long is closed (min_pool_size are kept); "
+     "0 = off."},
+    {"server_check_delay", CFG_T_MS, OFF(server_check_delay_ms), "30", CFG_RELOAD,
+     "A server connection unused for longer is checked with server_check_query before a client "
+     "gets it; a failed check closes it and the client gets another. 0: checked every time."},
+    {"server_check_query", CFG_T_STR, OFF(server_check_query), "select 1", CFG_RELOAD,
+     "The query that checks an idle server connection; empty disables the check."},
     {"server_login_retry", CFG_T_MS, OFF(server_login_retry_ms), "15", CFG_RELOAD,
      "After a server refuses Sluice's credentials (SQLSTATE class 28: wrong password, no hba "
      "entry), no new login to that pool is tried for this long, and clients that need one get "
@@ -54,6 +76,12 @@ const cfg_key cfg__keys[] = {
      "25P03); 0 = off."},
     {"client_login_timeout", CFG_T_MS, OFF(client_login_timeout_ms), "60", CFG_RELOAD,
      "Time a new client has to complete its login; 0 = off."},
+    {"client_idle_timeout", CFG_T_MS, OFF(client_idle_timeout_ms), "0", CFG_RELOAD,
+     "A logged-in client without a server that sends nothing this long is disconnected "
+     "(SQLSTATE 08P01, `client_idle_timeout`); 0 = off."},
+    {"autodb_idle_timeout", CFG_T_MS, OFF(autodb_idle_timeout_ms), "3600", CFG_RELOAD,
+     "A pool made through the `*` [databases] entry is freed when it has had no client for this "
+     "long (its idle servers close); 0 = never."},
     {"max_prepared_statements", CFG_T_INT0, OFF(max_prepared_statements), "200", CFG_RELOAD,
      "Protocol-level prepared statements tracked per server connection in transaction mode; "
      "0 turns tracking off."},

@@ -33,6 +33,7 @@ static const char *const end_names[] = {
     [MONGO_END_POOL_TRIM] = "pool is larger than pool_size",
     [MONGO_END_TRADE] = "making room for a connection to another server",
     [MONGO_END_QUERY_TIMEOUT] = "query_timeout",
+    [MONGO_END_IDLE] = "max_idle_time",
 };
 
 const char *mongo_end_str(mongo_end why)

@@ -99,6 +99,7 @@ typedef enum mongo_end {
     MONGO_END_POOL_TRIM,     /* more connections than pool_size (after a reload) */
     MONGO_END_TRADE,         /* closed to make room for a connection to another server */
     MONGO_END_QUERY_TIMEOUT, /* no reply within query_timeout and its grace */
+    MONGO_END_IDLE,          /* idle longer than the line's max_idle_time */
 } mongo_end;
 
 /* A fixed string for why (never NULL). */
@@ -181,6 +182,7 @@ typedef struct mongo_backend {
     char host[MONGO_HOST_LEN];
     int32_t expect_id;   /* requestID Sluice gave the request in flight */
     uint64_t busy_since; /* loop clock when the request went out */
+    uint64_t idle_since; /* loop clock when it last went idle (max_idle_time) */
     bool awaiting_write; /* a moreToCome request: done when its write completes */
     bool internal;       /* carries a request of Sluice's own (killCursors, abortTransaction, or
                             the ping that follows a moreToCome request) */
@@ -240,7 +242,9 @@ typedef struct mongo_front {
     struct mongo_shell_front *shell; /* the shell's side: listener, worker, settings source */
     char name[64];
     /* The line's settings, refreshed by the shell (the config object is replaced on reload). */
-    int pool_size;
+    int pool_size;           /* already bounded by the line's max_db_connections */
+    int min_pool_size;       /* connections kept open while idle (minPoolSize) */
+    uint64_t max_idle_ms;    /* idle connections beyond min_pool_size close after this; 0 never */
     int max_clients;         /* max_client_conn of the line */
     cfg_auth_type auth_type; /* CFG_AUTH_SCRAM: clients log in (mongo_auth.c); read at accept */
     uint64_t query_timeout_ms, query_wait_timeout_ms;
@@ -376,6 +380,7 @@ void mongo__pool_connect_failed(mongo_front *f, const char *target, const char *
 void mongo__pool_connect_more(mongo_front *f);
 /* Sends a command of Sluice's own (no reply wanted) on a connection to host. */
 void mongo__pool_fire_and_forget(mongo_front *f, const char *host, const bson_t *cmd);
+/* The janitor's pool work: query_timeout, max_idle_time, min_pool_size, connect retries. */
 void mongo__pool_check_timeouts(mongo_front *f, uint64_t now);
 
 /* ---- entry points: the only calls the shell makes into the core ---- */

@@ -138,6 +138,11 @@ static void copy_settings(mongo_shell_front *sf, const cfg_mongo *m)
 {
     mongo_front *f = &sf->core;
     f->pool_size = m->pool_size > 0 ? m->pool_size : 1;
+    /* One deployment is one database as far as max_db_connections goes. */
+    if (m->max_db_connections > 0 && m->max_db_connections < f->pool_size)
+        f->pool_size = m->max_db_connections;
+    f->min_pool_size = m->min_pool_size < f->pool_size ? m->min_pool_size : f->pool_size;
+    f->max_idle_ms = m->max_idle_time_ms;
     int main_max = sf->gw->ctx->cfg->max_client_conn;
     f->max_clients = m->max_client_conn > 0 ? m->max_client_conn : main_max > 0 ? main_max : 100;
     f->query_timeout_ms = m->query_timeout_ms;

@@ -41,8 +41,10 @@ void mongo__backend_set_state(mongo_backend *b, mongo_backend_state next)
         gw_list_push_tail(&f->backends, &b->node);
         f->n_backends++;
     }
-    if (next == MONGO_BE_IDLE)
+    if (next == MONGO_BE_IDLE) {
         gw_list_push_head(&f->idle, &b->idle_node); /* LIFO: the warmest is reused */
+        b->idle_since = mongo_shell_now(f);
+    }
     if (next == MONGO_BE_CLOSING) {
         gw_list_remove(&b->node);
         f->n_backends--;
@@ -259,6 +261,19 @@ void mongo__pool_check_timeouts(mongo_front *f, uint64_t now)
                                "connection was retired");
         mongo__backend_close(b, MONGO_END_QUERY_TIMEOUT, NULL);
     }
+    /* max_idle_time: the connections idle longest (the tail of the LIFO list) close first,
+     * down to min_pool_size. */
+    while (f->max_idle_ms && f->n_backends > (uint32_t)f->min_pool_size &&
+           !gw_list_empty(&f->idle)) {
+        mongo_backend *idle = gw_container_of(f->idle.prev, mongo_backend, idle_node);
+        if (now - idle->idle_since <= f->max_idle_ms)
+            break;
+        mongo__backend_close(idle, MONGO_END_IDLE, NULL);
+    }
     /* Retry for those still waiting after a failed attempt. */
     mongo__pool_connect_more(f);
+    /* min_pool_size: one attempt at a time until it is reached (as connect_more does). */
+    if (!f->stopping && !backing_off(f) && f->n_connecting == 0 &&
+        f->n_backends < (uint32_t)f->min_pool_size)
+        mongo__pool_request_connect(f, NULL);
 }

@@ -102,6 +102,11 @@ int pg_relay_server_msg(pg_server *s, uint8_t t, const uint8_t *msg, size_t tota
         if (skipq) {
             const char *m = pg_error_field(body, len, 'M');
             gw_warn(ctx, "server %u: a query Sluice sent failed: %s", s->id, m ? m : "?");
+            if (s->state == PG_SV_RESETTING && s->checking) {
+                /* The waiting clients get another server instead. */
+                pg_server_close(s, PG_END_CHECK_FAILED, "server_check_query failed");
+                return -1;
+            }
             if (s->state == PG_SV_RESETTING) {
                 /* Its session may still hold the last client's state. */
                 pg_server_close(s, PG_END_RESET_FAILED,

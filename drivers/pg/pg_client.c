@@ -94,6 +94,8 @@ void pg_client_start(pg_client *c, pg_gateway *gw)
 void pg_client_closed(pg_client *c)
 {
     pg_gateway *gw = c->conn.gw;
+    if (c->pool && --c->pool->n_clients == 0)
+        c->pool->unused_since = gw_now(gw->ctx);
     pg_params_free(&c->params);
     pg_params_free(&c->startup);
     pg_relay_set_unnamed(&c->unnamed, NULL, gw);
@@ -394,6 +396,7 @@ void pg_client_login(pg_client *c, const char *dbname, const char *user)
     }
     c->pool = p;
     GW_STAT_ADD(p->stats.client_logins, 1);
+    p->n_clients++;
     /* What the client proved itself with may be what the pool logs in to its servers with. */
     if (c->cred)
         pg_pool_cred_learn(p, c->cred);

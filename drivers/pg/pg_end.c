@@ -27,6 +27,12 @@ static const struct {
     [PG_END_SHUTDOWN] = {"shutdown", "57P01"},
     [PG_END_AUTH_FAILED] = {"auth_failed", "28P01"},
     [PG_END_ADMIN] = {"admin", "57P01"},
+    [PG_END_LIFETIME] = {"server_lifetime", NULL},
+    [PG_END_SERVER_IDLE] = {"server_idle_timeout", NULL},
+    [PG_END_CHECK_FAILED] = {"server_check_failed", NULL},
+    [PG_END_CLIENT_IDLE] = {"client_idle_timeout", "08P01"},
+    [PG_END_MAKE_ROOM] = {"make_room", NULL},
+    [PG_END_AUTODB_IDLE] = {"autodb_idle_timeout", NULL},
 };
 
 const char *pg_end_name(pg_end why)

@@ -30,6 +30,13 @@ typedef enum pg_end {
     PG_END_SHUTDOWN,        /* Sluice is stopping (57P01) */
     PG_END_AUTH_FAILED,     /* wrong password or unknown user (28P01) */
     PG_END_ADMIN,           /* the admin console closed it (KILL, KILL_CLIENT, RECONNECT) */
+    PG_END_LIFETIME,        /* server_lifetime: the server is older than that */
+    PG_END_SERVER_IDLE,     /* server_idle_timeout: idle in the pool too long */
+    PG_END_CHECK_FAILED,    /* server_check_query failed, or the server went with it */
+    PG_END_CLIENT_IDLE,     /* client_idle_timeout (08P01) */
+    PG_END_MAKE_ROOM,       /* closed so a pool under the same max_db_connections or
+                             * max_user_connections can open one */
+    PG_END_AUTODB_IDLE,     /* its "*" pool is freed: autodb_idle_timeout */
 } pg_end;
 
 /* A short stable name for logs ("client_left", "protocol", ...). */

@@ -103,7 +103,8 @@ typedef enum pg_server_state {
     PG_SV_CONNECTING, /* libpq handshake in progress (uv_poll on PQsocket); pool->n_connecting */
     PG_SV_IDLE,       /* on pool->idle, transaction status idle, no requests pending */
     PG_SV_ACTIVE,     /* linked to a client */
-    PG_SV_RESETTING,  /* transient: unlinked, running ROLLBACK/reset; idle again at ReadyForQuery */
+    PG_SV_RESETTING,  /* transient: unlinked, running ROLLBACK/reset, or server_check_query
+                       * (s->checking); placed by the pool again at ReadyForQuery */
     PG_SV_CLOSING,    /* transient: off every pool list, handles closing, freed in the callback */
 } pg_server_state;
 
@@ -122,6 +123,9 @@ typedef struct pg_server {
     uint64_t busy_since; /* the oldest unanswered request was sent (query_timeout) */
     uint64_t idle_since; /* the last ReadyForQuery arrived (idle_transaction_timeout) */
     uint64_t cancel_at;  /* when query_timeout sent a cancel, 0 if none */
+    uint64_t born;       /* the login completed (server_lifetime counts from here) */
+    bool used;           /* has served a client (server_lifetime 0: it then closes) */
+    bool checking;       /* RESETTING for server_check_query: counted in pool->n_checking */
     uint32_t id;
     uint32_t cancels; /* cancels in flight: the server goes to no other client until they land */
     uint64_t req_seq; /* number of the last request queued */
@@ -261,10 +265,17 @@ typedef struct pg_pool {
     unsigned cfg_gen; /* ctx->cfg_gen the settings below were derived from; 0 = never */
     int size;
     cfg_pool_mode mode;
-    int db_max; /* max_db_connections for this database, 0 = unlimited */
+    int db_max;    /* max_db_connections for this database, 0 = unlimited */
+    bool autodb;   /* made through the "*" entry: freed after autodb_idle_timeout without clients */
+    bool dropping; /* autodb_idle_timeout passed: no new server; freed once n_alive is 0 */
     gw_list servers;
     gw_list idle; /* LIFO: the most recently used server is reused first */
     uint32_t n_servers, n_connecting;
+    uint32_t n_checking; /* servers running server_check_query for a waiting client */
+    /* Objects that point at the pool: clients from their login to their close callback, servers
+     * from their connect attempt to theirs. The pool may be freed only when both are 0. */
+    uint32_t n_clients, n_alive;
+    uint64_t unused_since; /* n_clients last dropped to 0 (autodb_idle_timeout) */
     gw_list waiters;       /* FIFO of clients in PG_CL_WAITING */
     gw_list login_waiters; /* clients in PG_CL_LOGIN_WAIT */
     pg_params defaults;    /* parameters a fresh server reports */
@@ -300,6 +311,7 @@ typedef struct pg_gateway {
     uint32_t pending_cancels;
     uint32_t pinned_clients; /* clients now pinned to their server (pg_pin.c) */
     uint64_t pinned_total;   /* clients ever pinned */
+    uint64_t autodb_freed;   /* pools of the "*" entry freed after autodb_idle_timeout */
     bool stopping;
     gw_list admin_waiting;  /* console sessions whose command waits (pg_admin.c) */
     struct gw_creds *creds; /* SCRAM credentials of plaintext users (pg_auth.c), lazily made */
@@ -446,6 +458,20 @@ void pg_pool_server_ready(pg_server *s);
  * p->last_sqlstate (08006 when empty). */
 void pg_pool_connect_failed(pg_pool *p, const char *msg);
 void pg_pool_maybe_connect(pg_pool *p);
+
+/* pg_limits.c: the bounds a pool's server count is under: its pool_size (plus
+ * reserve_pool_size once a client has waited reserve_pool_timeout), and the limits it shares
+ * with other pools (max_db_connections per database, max_user_connections per user). */
+/* Servers p may have now. */
+uint32_t pg_limits_pool_max(const pg_pool *p, uint64_t now);
+/* Whether p may open one more server. When only a shared limit stops it, an idle server of a
+ * pool sharing that limit is closed to make room (its open follows from the janitor). */
+bool pg_limits_may_open(pg_pool *p, uint64_t now);
+/* s of p is about to be placed: the pool under a shared limit whose first client has waited
+ * longer than any of p's, when p is at that limit, else NULL. s should then make room for it,
+ * so one busy pool cannot starve the others of the same database or user. */
+pg_pool *pg_limits_longer_waiter(pg_pool *p);
+/* Servers open to dbname across its pools (SHOW DATABASES' current_connections). */
 uint32_t pg_pool_db_servers(pg_gateway *gw, const char *dbname);
 
 /* pg_login.c: the credential a pool logs in with, and Sluice's own login for the credentials

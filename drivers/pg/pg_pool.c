@@ -95,6 +95,7 @@ void pg_pool_refresh(pg_pool *p, const gw_ctx *ctx)
         p->size = cfg_db_pool_size(ctx->cfg, db);
         p->mode = cfg_db_pool_mode(ctx->cfg, db);
         p->db_max = cfg_db_max_connections(ctx->cfg, db);
+        p->autodb = strcmp(db->name, "*") == 0;
     }
     pg_pool_cred_from_file(p, ctx); /* the users file may have changed */
     p->cfg_gen = ctx->cfg_gen;
@@ -107,6 +108,7 @@ pg_pool *pg_pool_get(pg_gateway *gw, const cfg_database *db, const char *dbname,
         pg_pool *p = gw_container_of(it, pg_pool, node);
         if (strcmp(p->dbname, dbname) == 0 && strcmp(p->user, user) == 0) {
             pg_pool_refresh(p, gw->ctx);
+            p->dropping = false; /* a client came back before its servers were gone */
             return p;
         }
     }
@@ -144,24 +146,6 @@ void pg_pool_free(pg_pool *p, pg_gateway *gw)
     (void)gw;
 }
 
-uint32_t pg_pool_db_servers(pg_gateway *gw, const char *dbname)
-{
-    uint32_t n = 0;
-    for (gw_list *it = gw->pools.next; it != &gw->pools; it = it->next) {
-        pg_pool *p = gw_container_of(it, pg_pool, node);
-        if (strcmp(p->dbname, dbname) == 0)
-            n += p->n_servers;
-    }
-    return n;
-}
-
-static bool may_open(pg_pool *p)
-{
-    if (p->n_servers >= (uint32_t)p->size)
-        return false;
-    return p->db_max <= 0 || pg_pool_db_servers(p->gw, p->dbname) < (uint32_t)p->db_max;
-}
-
 /* Counts list entries, stopping at cap: callers only need to know whether there are "enough". */
 static uint32_t count_list(const gw_list *l, uint32_t cap)
 {
@@ -174,9 +158,10 @@ static uint32_t count_list(const gw_list *l, uint32_t cap)
 void pg_pool_maybe_connect(pg_pool *p)
 {
     pg_gateway *gw = p->gw;
-    if (gw->stopping)
+    if (gw->stopping || p->dropping)
         return;
     pg_pool_refresh(p, gw->ctx);
+    uint64_t now = gw_now(gw->ctx);
     if (p->last_fail) {
         /* Credentials the server refused (class 28) would be refused again: the server is not
          * asked for server_login_retry, and clients get its answer meanwhile instead of
@@ -186,21 +171,24 @@ void pg_pool_maybe_connect(pg_pool *p)
         uint64_t wait = PG_CONNECT_RETRY_MS, retry = gw->ctx->cfg->server_login_retry_ms;
         if (refused && retry > wait)
             wait = retry;
-        if (gw_now(gw->ctx) - p->last_fail < wait) {
+        if (now - p->last_fail < wait) {
             if (refused)
                 pg_pool_connect_failed(p, p->last_error);
             return;
         }
     }
-    /* One new connection per waiting client that no connecting server will serve. */
-    uint32_t room = p->n_servers < (uint32_t)p->size ? (uint32_t)p->size - p->n_servers : 0;
-    uint32_t want = count_list(&p->waiters, p->n_connecting + room);
+    /* One new connection per waiting client that no connecting or checked server will
+     * serve. */
+    uint32_t max = pg_limits_pool_max(p, now);
+    uint32_t room = p->n_servers < max ? max - p->n_servers : 0;
+    uint32_t waiting = count_list(&p->waiters, p->n_connecting + p->n_checking + room);
+    uint32_t want = waiting > p->n_checking ? waiting - p->n_checking : 0;
     if (!p->have_defaults && !gw_list_empty(&p->login_waiters) && want == 0)
         want = 1;
     uint32_t min = (uint32_t)gw->ctx->cfg->min_pool_size;
     if (p->n_servers < min && min - p->n_servers > want)
         want = min - p->n_servers;
-    while (p->n_connecting < want && may_open(p)) {
+    while (p->n_connecting < want && pg_limits_may_open(p, now)) {
         if (!pg_shell_connect(p))
             break;
         if (p->last_fail)
@@ -233,28 +221,73 @@ static void link(pg_client *c, pg_server *s)
     s->client = c;
     c->server = s;
     GW_STAT_ADD(s->pool->stats.server_assignments, 1);
+    s->used = true;
     s->idle_since = gw_now(pg_ctx(&s->conn));
     if (pg_relay_sync_params(s, c) != 0)
         pg_client_fatal(c, PG_END_NO_MEMORY, "53200", "out of memory");
 }
 
+/* Whether s, idle since s->since, must pass server_check_query before a client gets it. */
+static bool needs_check(const pg_server *s, const cfg *conf, uint64_t now)
+{
+    if (!conf->server_check_query || !*conf->server_check_query)
+        return false;
+    return conf->server_check_delay_ms == 0 || now - s->since > conf->server_check_delay_ms;
+}
+
+/* Sends server_check_query on s for the waiting clients: at its ReadyForQuery s is placed as
+ * any clean server is (pg_pool_server_ready); if it fails, or the connection turns out dead,
+ * s closes and the pool opens another for them. */
+static void start_check(pg_server *s, const char *query)
+{
+    pg_gateway *gw = s->conn.gw;
+    pg_server_set_state(s, PG_SV_RESETTING);
+    s->checking = true;
+    s->pool->n_checking++;
+    gw_debug(gw->ctx, "server %u idle for %.1f s: checking it", s->id,
+             (gw_now(gw->ctx) - s->since) / 1000.0);
+    int rc = pg_build_query(&s->conn.out, &gw->bufs, query);
+    rc = rc ? rc : pg_reqq_push(s, 'Q', PG_REQ_SKIP, NULL, false);
+    if (rc != 0) {
+        pg_server_close(s, PG_END_NO_MEMORY, "out of memory");
+        return;
+    }
+    pg_conn_mark(&s->conn);
+}
+
 bool pg_pool_acquire(pg_client *c)
 {
     pg_pool *p = c->pool;
-    pg_pool_refresh(p, pg_ctx(&c->conn));
+    const gw_ctx *ctx = pg_ctx(&c->conn);
+    pg_pool_refresh(p, ctx);
     /* A paused database holds new transactions until RESUME (pg_pool_resume). */
     if (gw_admin_paused(pg_ctx(&c->conn), p->dbname)) {
         pg_client_set_state(c, PG_CL_WAITING);
         return false;
     }
+    uint64_t now = gw_now(ctx);
     gw_list *it = gw_list_first(&p->idle);
     if (it) {
-        link(c, gw_container_of(it, pg_server, idle_node));
-        return !pg_conn_closing(&c->conn);
+        pg_server *s = gw_container_of(it, pg_server, idle_node);
+        if (!needs_check(s, ctx->cfg, now)) {
+            link(c, s);
+            return !pg_conn_closing(&c->conn);
+        }
+        pg_client_set_state(c, PG_CL_WAITING);
+        start_check(s, ctx->cfg->server_check_query);
+        return false;
     }
     pg_client_set_state(c, PG_CL_WAITING);
     pg_pool_maybe_connect(p);
     return false;
+}
+
+/* server_lifetime: s is older than that, or (0) has served its one client. */
+static bool past_lifetime(const pg_server *s, const cfg *conf, uint64_t now)
+{
+    if (conf->server_lifetime_ms == 0)
+        return s->used;
+    return now - s->born >= conf->server_lifetime_ms;
 }
 
 void pg_pool_server_ready(pg_server *s)
@@ -266,8 +299,25 @@ void pg_pool_server_ready(pg_server *s)
         pg_server_close(s, PG_END_SHUTDOWN, "shutting down");
         return;
     }
-    if (p->n_servers > (uint32_t)p->size) {
-        pg_server_close(s, PG_END_POOL_SHRINK, "pool is larger than pool_size");
+    uint64_t now = gw_now(gw->ctx);
+    if (past_lifetime(s, gw->ctx->cfg, now)) {
+        pg_server_close(s, PG_END_LIFETIME, "server_lifetime reached");
+        return;
+    }
+    /* Over pool_size: after a reload that shrank it, or a reserve server nobody waits for. */
+    if (p->n_servers > pg_limits_pool_max(p, now)) {
+        bool reserve = gw->ctx->cfg->reserve_pool_size > 0 && gw_list_empty(&p->waiters);
+        pg_server_close(s, PG_END_POOL_SHRINK,
+                        reserve ? "reserve server no longer needed"
+                                : "pool is larger than pool_size");
+        return;
+    }
+    pg_pool *other = pg_limits_longer_waiter(p);
+    if (other) {
+        pg_server_close(s, PG_END_MAKE_ROOM,
+                        "a client of a pool under the same max_db_connections or "
+                        "max_user_connections has waited longer");
+        pg_pool_maybe_connect(other);
         return;
     }
     if (s->close_needed) {
@@ -332,7 +382,9 @@ void pg_pool_release(pg_server *s, bool client_left)
         return;
     }
     const char *reset = gw->ctx->cfg->server_reset_query;
-    bool session_reset = client_left && s->pool->mode == CFG_POOL_SESSION && reset && *reset;
+    bool session_reset = (client_left && s->pool->mode == CFG_POOL_SESSION) ||
+                         gw->ctx->cfg->server_reset_query_always;
+    session_reset = session_reset && reset && *reset;
     /* A pinned client changed session state Sluice does not track: all of it goes. */
     if (pinned)
         reset = "DISCARD ALL";

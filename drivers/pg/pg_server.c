@@ -18,13 +18,13 @@ static const char *const server_state_names[] = {"new",    "connecting", "idle",
 
 #define SV(st) (1u << PG_SV_##st)
 /* The states each state may be entered from. ACTIVE follows ACTIVE when a server goes straight
- * from one client to the next waiting one. */
+ * from one client to the next waiting one; RESETTING follows IDLE for server_check_query. */
 static const unsigned server_from[] = {
     [PG_SV_NEW] = 0,
     [PG_SV_CONNECTING] = SV(NEW),
     [PG_SV_IDLE] = SV(ACTIVE) | SV(RESETTING),
     [PG_SV_ACTIVE] = SV(IDLE) | SV(ACTIVE) | SV(RESETTING),
-    [PG_SV_RESETTING] = SV(CONNECTING) | SV(ACTIVE) | SV(RESETTING),
+    [PG_SV_RESETTING] = SV(CONNECTING) | SV(IDLE) | SV(ACTIVE) | SV(RESETTING),
     [PG_SV_CLOSING] = SV(CONNECTING) | SV(IDLE) | SV(ACTIVE) | SV(RESETTING),
 };
 #undef SV
@@ -44,6 +44,10 @@ void pg_server_set_state(pg_server *s, pg_server_state st)
     gw_assert(st != PG_SV_CLOSING || s->conn.end != PG_END_NONE);
     if (old == PG_SV_IDLE)
         gw_list_remove(&s->idle_node);
+    if (s->checking && st != PG_SV_RESETTING) {
+        s->checking = false;
+        p->n_checking--;
+    }
     if (old == PG_SV_CONNECTING)
         p->n_connecting--;
     if (old == PG_SV_NEW) {
@@ -143,6 +147,7 @@ void pg_server_init(pg_server *s, pg_pool *pool)
     gw_list_init(&s->idle_node);
     pg_server_stmts_init(&s->stmts);
     s->id = ++gw->next_server_id;
+    pool->n_alive++;
     pg_server_set_state(s, PG_SV_CONNECTING);
 }
 
@@ -152,6 +157,7 @@ void pg_server_connected(pg_server *s, int backend_pid)
     s->tx = 'I';
     s->connect_us = gw_stats_now_us();
     GW_STAT_ADD(p->stats.server_connects, 1);
+    s->born = gw_now(pg_ctx(&s->conn));
     pg_server_set_state(s, PG_SV_RESETTING); /* transient until the pool places it */
     p->last_fail = 0;
     gw_debug(pg_ctx(&s->conn), "server %u connected to %s/%s (pid %d)", s->id, p->dbname, p->user,
@@ -174,6 +180,7 @@ void pg_server_closed(pg_server *s)
     pg_gateway *gw = s->conn.gw;
     gw_buf_release(&s->conn.in, &gw->bufs);
     gw_buf_release(&s->conn.out, &gw->bufs);
+    s->pool->n_alive--;
 }
 
 void pg_server_process(pg_server *s)

@@ -23,6 +23,17 @@ static bool check_client(pg_client *c, const cfg *conf, uint64_t now)
             return true;
         }
         break;
+    case PG_CL_IDLE:
+        /* PgBouncer's rule: a client holding no server that sends nothing. A client with a
+         * server (session mode, a pinned client) is left alone, as there. */
+        if (conf->client_idle_timeout_ms && age > conf->client_idle_timeout_ms &&
+            c->conn.in.len == 0 && !c->conn.pass_left) {
+            pg_client_fatal(c, PG_END_CLIENT_IDLE, "08P01",
+                            "client_idle_timeout: no request for more than %.1f s",
+                            conf->client_idle_timeout_ms / 1000.0);
+            return true;
+        }
+        break;
     case PG_CL_WAITING:
         if (conf->query_wait_timeout_ms && age > conf->query_wait_timeout_ms) {
             pg_client_fatal(c, PG_END_WAIT_TIMEOUT, "08P01",
@@ -64,34 +75,83 @@ static bool check_client(pg_client *c, const cfg *conf, uint64_t now)
     return false;
 }
 
+/* Returns true when it closed s (which may have closed or opened others of its pool). */
+static bool check_server(pg_server *s, const cfg *conf, uint64_t now)
+{
+    pg_pool *p = s->pool;
+    if (s->state == PG_SV_CONNECTING && conf->server_connect_timeout_ms &&
+        now - s->since > conf->server_connect_timeout_ms) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "server_connect_timeout: no connection within %.1f s",
+                 conf->server_connect_timeout_ms / 1000.0);
+        snprintf(p->last_error, sizeof p->last_error, "%s", msg);
+        p->last_sqlstate[0] = 0;
+        p->last_fail = now ? now : 1;
+        pg_server_close(s, PG_END_CONNECT_FAILED, msg);
+        pg_pool_connect_failed(p, msg);
+        return true;
+    }
+    if (s->state != PG_SV_IDLE)
+        return false; /* a server in use is judged when it comes back (pg_pool_server_ready) */
+    if (conf->server_lifetime_ms && now - s->born >= conf->server_lifetime_ms) {
+        pg_server_close(s, PG_END_LIFETIME, "server_lifetime reached while idle");
+        return true;
+    }
+    if (conf->server_idle_timeout_ms && now - s->since > conf->server_idle_timeout_ms &&
+        (p->n_servers > (uint32_t)conf->min_pool_size || p->dropping)) {
+        pg_server_close(s, PG_END_SERVER_IDLE, "server_idle_timeout reached");
+        return true;
+    }
+    if (p->dropping) {
+        pg_server_close(s, PG_END_AUTODB_IDLE, "its pool is freed (autodb_idle_timeout)");
+        return true;
+    }
+    return false;
+}
+
+/* autodb_idle_timeout: a pool of the "*" entry without clients for that long stops opening
+ * servers and closes its idle ones; once nothing points at it any more it is freed. Returns
+ * true when p was freed. */
+static bool check_autodb(pg_pool *p, const cfg *conf, uint64_t now)
+{
+    if (!p->autodb || p->n_clients > 0 || !conf->autodb_idle_timeout_ms ||
+        now - p->unused_since <= conf->autodb_idle_timeout_ms)
+        return false;
+    if (!p->dropping) {
+        p->dropping = true;
+        pg_notify_stop(p);
+        gw_debug(p->gw->ctx, "pool %s/%s: no client for %.1f s (autodb_idle_timeout), freeing it",
+                 p->dbname, p->user, (now - p->unused_since) / 1000.0);
+        return false; /* its idle servers close in this sweep */
+    }
+    if (p->n_alive > 0 || p->listen_conn)
+        return false;
+    p->gw->autodb_freed++;
+    gw_info(p->gw->ctx, "pool %s/%s freed (autodb_idle_timeout)", p->dbname, p->user);
+    pg_pool_free(p, p->gw);
+    return true;
+}
+
 void pg_core_tick(pg_gateway *gw, uint64_t now)
 {
     const cfg *conf = gw->ctx->cfg;
-    gw_list *it, *tmp;
+    gw_list *it, *tmp, *pi, *ptmp;
 restart_clients:
     gw_list_foreach_safe(it, tmp, &gw->clients)
     {
         if (check_client(gw_container_of(it, pg_client, node), conf, now))
             goto restart_clients;
     }
-    for (gw_list *pi = gw->pools.next; pi != &gw->pools; pi = pi->next) {
+    gw_list_foreach_safe(pi, ptmp, &gw->pools)
+    {
         pg_pool *p = gw_container_of(pi, pg_pool, node);
+        if (check_autodb(p, conf, now))
+            continue;
     restart_servers:
         gw_list_foreach_safe(it, tmp, &p->servers)
         {
-            pg_server *s = gw_container_of(it, pg_server, pool_node);
-            if (s->state == PG_SV_CONNECTING && conf->server_connect_timeout_ms &&
-                now - s->since > conf->server_connect_timeout_ms) {
-                char msg[128];
-                snprintf(msg, sizeof msg, "server_connect_timeout: no connection within %.1f s",
-                         conf->server_connect_timeout_ms / 1000.0);
-                snprintf(p->last_error, sizeof p->last_error, "%s", msg);
-                p->last_sqlstate[0] = 0;
-                p->last_fail = now ? now : 1;
-                pg_server_close(s, PG_END_CONNECT_FAILED, msg);
-                pg_pool_connect_failed(p, msg);
+            if (check_server(gw_container_of(it, pg_server, pool_node), conf, now))
                 goto restart_servers;
-            }
         }
         pg_pool_maybe_connect(p);
         pg_notify_tick(p, now);

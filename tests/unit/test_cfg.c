@@ -409,6 +409,42 @@ Test(cfg, mongodb_max_client_conn)
                "'max_client_conn'?");
 }
 
+Test(cfg, mongodb_backend_lifecycle_keys)
+{
+    cfg *c = loads("[sluice]\nmax_db_connections = 4\n[mongodb]\n"
+                   "m = listen_port=27018 uri=mongodb://h/ pool_size=5 min_pool_size=2 "
+                   "max_idle_time=1.5 max_db_connections=0\n"
+                   "n = listen_port=27019 uri=mongodb://h/\n");
+    cr_assert_eq(c->mongo[0].min_pool_size, 2);
+    cr_assert_eq(c->mongo[0].max_idle_time_ms, 1500);
+    cr_assert_eq(c->mongo[0].max_db_connections, 0, "0 on the line: unlimited, not the main");
+    cr_assert_eq(c->mongo[1].min_pool_size, 0);
+    cr_assert_eq(c->mongo[1].max_idle_time_ms, 0, "idle backends are kept unless asked");
+    cr_assert_eq(c->mongo[1].max_db_connections, 4, "not given: the main one");
+    cfg_free(c);
+    FAILS_WITH("[mongodb]\nm = listen_port=27018 uri=x pool_size=2 min_pool_size=3\n",
+               "test.ini:2: mongodb entry 'm': min_pool_size 3 exceeds pool_size 2");
+    FAILS_WITH("[mongodb]\nm = listen_port=27018 uri=x max_idle_time=-1 min_pool_size=x\n",
+               "test.ini:2: mongodb entry 'm': max_idle_time: expected seconds",
+               "test.ini:2: mongodb entry 'm': min_pool_size: expected a whole number from 0");
+}
+
+Test(cfg, lifecycle_keys_take_pgbouncer_defaults)
+{
+    cfg *c = loads("[sluice]\n");
+    cr_assert_eq(c->server_lifetime_ms, 3600000);
+    cr_assert_eq(c->server_idle_timeout_ms, 600000);
+    cr_assert_eq(c->server_check_delay_ms, 30000);
+    cr_assert_str_eq(c->server_check_query, "select 1");
+    cr_assert_eq(c->server_reset_query_always, false);
+    cr_assert_eq(c->client_idle_timeout_ms, 0);
+    cr_assert_eq(c->reserve_pool_size, 0);
+    cr_assert_eq(c->reserve_pool_timeout_ms, 5000);
+    cr_assert_eq(c->max_user_connections, 0);
+    cr_assert_eq(c->autodb_idle_timeout_ms, 3600000);
+    cfg_free(c);
+}
+
 Test(cfg, mongodb_errors)
 {
     FAILS_WITH("[mongodb]\nm = uri=mongodb://x/\n",

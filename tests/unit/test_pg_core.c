@@ -2,6 +2,7 @@
  * libpq, no event loop run. */
 #include <criterion/criterion.h>
 #include <signal.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "drivers/pg/pg_wire.h"
@@ -361,6 +362,154 @@ Test(pg_core, impossible_server_state_change_aborts, .signal = SIGABRT)
     pg_server *s = fk_first_server(&w);
     cr_assert_eq(s->state, PG_SV_IDLE);
     pg_server_set_state(s, PG_SV_CONNECTING);
+}
+
+/* ---- server lifecycle and client limits (pg_pool.c, pg_tick.c) ---- */
+
+/* A fresh world whose [sluice] section adds extra, with databases as its [databases] lines. */
+static void world_with(const char *extra, const char *databases)
+{
+    char text[512];
+    snprintf(text, sizeof text,
+             "[sluice]\nlisten_port = 6432\npool_mode = transaction\nlog_level = error\n%s"
+             "[databases]\n%s",
+             extra, databases ? databases : "db = host=127.0.0.1 port=1 dbname=db\n");
+    fk_fini(&w);
+    cr_assert_eq(fk_init(&w, text), 0);
+}
+
+static size_t answer(uint8_t *b, const char *tag)
+{
+    size_t m = msg(b, 'C', tag, strlen(tag) + 1);
+    return m + msg(b + m, 'Z', "I", 1);
+}
+
+/* A client whose query meets its pool's only server idle and due for a check
+ * (server_check_delay 0): the server is sent server_check_query first, and the client waits. */
+typedef struct checked {
+    pg_client *c;
+    pg_server *s; /* running the check */
+    uint8_t q[64];
+    size_t qlen;
+} checked;
+
+static void query_behind_check(checked *k)
+{
+    world_with("server_check_delay = 0\n", NULL);
+    k->c = logged_in();
+    k->qlen = msg(k->q, 'Q', "SELECT 2", 9);
+    fk_client_input(&w, k->c, k->q, k->qlen);
+    k->s = fk_first_server(&w);
+    cr_assert_eq(k->s->state, PG_SV_RESETTING);
+    cr_assert(k->s->checking);
+    cr_assert_eq(k->c->state, PG_CL_WAITING);
+    size_t n = fk_server_output(&w, k->s, out, sizeof out);
+    cr_assert_gt(n, 5);
+    cr_assert_eq(out[0], 'Q');
+    cr_assert_str_eq((const char *)out + 5, "select 1", "the check query goes first");
+}
+
+/* s now serves the client: it got the client's query unchanged, and the client heard nothing of
+ * the check. */
+static void expect_served(pg_server *s, const checked *k)
+{
+    cr_assert_eq(s->client, k->c);
+    cr_assert_eq(fk_server_output(&w, s, out, sizeof out), k->qlen);
+    cr_assert_eq(memcmp(out, k->q, k->qlen), 0, "the client's query, unchanged");
+    cr_assert_eq(fk_client_output(&w, k->c, out, sizeof out), 0, "no answer or error of the check");
+}
+
+Test(pg_core, passed_server_check_hands_the_server_on)
+{
+    checked k;
+    query_behind_check(&k);
+    uint8_t b[64];
+    fk_server_input(&w, k.s, b, answer(b, "SELECT 1"));
+    expect_served(k.s, &k);
+    cr_assert_eq(k.s->pool->n_checking, 0);
+}
+
+Test(pg_core, failed_server_check_gives_the_waiting_client_another_server)
+{
+    checked k;
+    query_behind_check(&k);
+    uint8_t b[128];
+    static const char err[] = "SERROR\0C42P01\0Mno such table\0";
+    size_t m = msg(b, 'E', err, sizeof err);
+    m += msg(b + m, 'Z', "I", 1);
+    fk_server_input(&w, k.s, b, m);
+    cr_assert_eq(w.last_server_end, PG_END_CHECK_FAILED);
+    cr_assert_eq(w.connects, 2, "a new server is opened for the waiting client");
+    cr_assert_eq(k.c->state, PG_CL_WAITING);
+    fk_connect_all(&w, false);
+    expect_served(fk_first_server(&w), &k); /* a fresh server is not checked */
+}
+
+Test(pg_core, server_gone_during_its_check_is_replaced_too)
+{
+    checked k;
+    query_behind_check(&k);
+    fk_server_eof(&w, k.s);
+    cr_assert(fk_client_alive(&w, k.c));
+    cr_assert_eq(w.connects, 2);
+    fk_connect_all(&w, false);
+    expect_served(fk_first_server(&w), &k);
+}
+
+Test(pg_core, server_lifetime_zero_closes_a_server_after_one_client)
+{
+    world_with("server_lifetime = 0\n", NULL);
+    pg_client *c = logged_in();
+    pg_server *s = query(c, "SELECT 1");
+    uint8_t b[64];
+    fk_server_input(&w, s, b, answer(b, "SELECT 1"));
+    cr_assert_eq(w.last_server_end, PG_END_LIFETIME);
+    cr_assert_null(fk_first_server(&w));
+    cr_assert(fk_client_alive(&w, c), "the client stays");
+}
+
+Test(pg_core, client_idle_timeout_is_fatal_08P01)
+{
+    world_with("client_idle_timeout = 1\n", NULL);
+    pg_client *c = logged_in();
+    uint64_t since = c->since;
+    pg_core_tick(w.gw, since + 900);
+    fk_step(&w);
+    cr_assert(fk_client_alive(&w, c));
+    pg_core_tick(w.gw, since + 1100);
+    fk_step(&w);
+    expect_fatal(c, PG_END_CLIENT_IDLE, "08P01");
+}
+
+/* A client of database "db" logs in and leaves; then the janitor runs at +0.5 s, +1.5 s and
+ * +1.6 s. */
+static void leave_and_sweep(void)
+{
+    pg_client *c = logged_in();
+    fk_client_input(&w, c, "X\0\0\0\4", 5);
+    cr_assert(!fk_client_alive(&w, c));
+    uint64_t t = gw_now(&w.ctx);
+    for (unsigned ms = 500; ms <= 1600; ms += ms < 1500 ? 1000 : 100) {
+        pg_core_tick(w.gw, t + ms);
+        fk_step(&w);
+    }
+}
+
+Test(pg_core, autodb_pool_is_freed_when_unused)
+{
+    world_with("autodb_idle_timeout = 1\n", "* = host=127.0.0.1 port=1\n");
+    leave_and_sweep();
+    cr_assert_eq(w.last_server_end, PG_END_AUTODB_IDLE);
+    cr_assert_eq(w.gw->autodb_freed, 1);
+    cr_assert(gw_list_empty(&w.gw->pools));
+}
+
+Test(pg_core, named_database_pool_is_kept)
+{
+    world_with("autodb_idle_timeout = 1\n", NULL);
+    leave_and_sweep();
+    cr_assert_eq(w.gw->autodb_freed, 0);
+    cr_assert_not_null(fk_first_server(&w), "its idle server stays too");
 }
 
 /* ---- client authentication (pg_auth.c) ---- */
