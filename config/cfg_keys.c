@@ -16,6 +16,9 @@ const cfg_key cfg__keys[] = {
      "TCP port for PostgreSQL clients."},
     {"unix_socket_dir", CFG_T_STR, OFF(unix_socket_dir), "/tmp", CFG_RESTART,
      "Directory of the Unix socket `.s.PGSQL.<listen_port>`; empty disables it."},
+    {"so_reuseport", CFG_T_BOOL, OFF(so_reuseport), "0", CFG_RESTART,
+     "Sets SO_REUSEPORT on the TCP listeners (PostgreSQL and `[mongodb]`), so that several "
+     "Sluice processes can listen on one port: the way to restart without refusing anyone."},
     {"pool_mode", CFG_T_MODE, OFF(pool_mode), "transaction", CFG_RELOAD,
      "When a server connection goes back to the pool: at client disconnect (`session`) or at "
      "the end of each transaction (`transaction`)."},
@@ -108,6 +111,9 @@ const cfg_key cfg__keys[] = {
     {"client_tls_dheparams", CFG_T_STR, OFF(client_tls_dheparams), "auto", CFG_RELOAD,
      "Finite-field DHE key exchange for TLS 1.2: `none`, or `auto` / `legacy` (OpenSSL's "
      "built-in groups sized to the certificate)."},
+    {"shutdown_timeout", CFG_T_MS, OFF(shutdown_timeout_ms), "60", CFG_RELOAD,
+     "How long SIGTERM (and SHUTDOWN WAIT_FOR_SERVERS / WAIT_FOR_CLIENTS) waits for "
+     "transactions or clients to finish before closing what is left; 0 = no limit."},
     {"log_level", CFG_T_LOG, OFF(log_level), "info", CFG_RELOAD,
      "`error`, `warning`, `info` or `debug`."},
     {NULL, 0, 0, NULL, 0, NULL},
@@ -323,6 +329,36 @@ void cfg_write_reference(FILE *out)
                 k->reload == CFG_RELOAD ? "applied" : "needs restart", k->doc);
 }
 
+/* The bytes a key of type t occupies in struct cfg. */
+static size_t field_size(cfg_type t)
+{
+    switch (t) {
+    case CFG_T_STR:
+        return sizeof(char *);
+    case CFG_T_MS:
+        return sizeof(uint64_t);
+    case CFG_T_SIZE:
+        return sizeof(uint32_t);
+    case CFG_T_MODE:
+        return sizeof(cfg_pool_mode);
+    case CFG_T_AUTH:
+        return sizeof(cfg_auth_type);
+    case CFG_T_LOG:
+        return sizeof(cfg_log_level);
+    case CFG_T_TLSMODE:
+        return sizeof(cfg_tls_mode);
+    case CFG_T_BOOL:
+        return sizeof(bool);
+    case CFG_T_LIST:
+        return sizeof(cfg_names);
+    case CFG_T_INT:
+    case CFG_T_INT0:
+    case CFG_T_PORT:
+        return sizeof(int);
+    }
+    abort();
+}
+
 static bool same_value(const cfg_key *k, const cfg *a, const cfg *b)
 {
     const char *fa = (const char *)a + k->offset, *fb = (const char *)b + k->offset;
@@ -358,6 +394,21 @@ static bool same_value(const cfg_key *k, const cfg *a, const cfg *b)
         return *(const int *)fa == *(const int *)fb;
     }
     abort();
+}
+
+void cfg_keep_restart_keys(cfg *next, cfg *old)
+{
+    for (const cfg_key *k = cfg__keys; k->name; k++) {
+        if (k->reload != CFG_RESTART || same_value(k, old, next))
+            continue;
+        /* Exchanged, not copied: each cfg keeps owning exactly one of the two strings. */
+        char tmp[sizeof(cfg_names)];
+        size_t n = field_size(k->type);
+        char *a = (char *)next + k->offset, *b = (char *)old + k->offset;
+        memcpy(tmp, a, n);
+        memcpy(a, b, n);
+        memcpy(b, tmp, n);
+    }
 }
 
 size_t cfg_restart_keys(const cfg *old, const cfg *next, const char **names, size_t max)
