@@ -15,6 +15,7 @@
 #include "drivers/mongo/mongo_int.h"
 #include "drivers/mongo/mongo_redact.h"
 #include "drivers/mongo/mongo_wire.h"
+#include "gateway/listen.h"
 
 #define MONGO_JANITOR_MS 100
 
@@ -137,13 +138,21 @@ void mongo__refresh_settings(mongo_gateway *gw)
     }
 }
 
+static void close_listener(mongo_shell_front *f);
+
 static void on_janitor(uv_timer_t *t)
 {
     mongo_gateway *gw = t->data;
     mongo__refresh_settings(gw);
     uint64_t now = gw_now(gw->ctx);
-    for (size_t i = 0; i < gw->n_fronts; i++)
+    for (size_t i = 0; i < gw->n_fronts; i++) {
+        if (gw->draining && gw->fronts[i].listening &&
+            gw_listener_quiet((uv_stream_t *)&gw->fronts[i].listener))
+            close_listener(&gw->fronts[i]);
+        if (gw->draining && !gw->drain_clients)
+            mongo_core_drain(&gw->fronts[i].core);
         mongo_core_tick(&gw->fronts[i].core, now);
+    }
 }
 
 static void on_connection(uv_stream_t *listener, int status)
@@ -179,12 +188,12 @@ static int start_front(mongo_gateway *gw, mongo_shell_front *f, const cfg_mongo 
     int rc = strchr(addr, ':') ? uv_ip6_addr(addr, m->listen_port, (struct sockaddr_in6 *)&ss)
                                : uv_ip4_addr(addr, m->listen_port, (struct sockaddr_in *)&ss);
     if (rc == 0)
-        rc = uv_tcp_init(ctx->loop, &f->listener);
+        rc = gw_tcp_init(ctx->loop, &f->listener, (struct sockaddr *)&ss);
     if (rc == 0) {
         f->listener.data = f;
         f->listening = true; /* closed by the stop from here on */
         gw->open_handles++;
-        rc = uv_tcp_bind(&f->listener, (struct sockaddr *)&ss, 0);
+        rc = gw_tcp_bind(&f->listener, (struct sockaddr *)&ss, ctx->cfg->so_reuseport);
         if (rc == 0)
             rc = uv_listen((uv_stream_t *)&f->listener, 4096, on_connection);
     }
@@ -241,6 +250,46 @@ int mongo_gateway_start(gw_ctx *ctx)
     return 0;
 }
 
+static void close_listener(mongo_shell_front *f)
+{
+    if (f->listening) {
+        f->listener.data = f->gw;
+        uv_close((uv_handle_t *)&f->listener, on_handle_closed);
+        f->listening = false;
+    }
+}
+
+void mongo_gateway_drain(gw_ctx *ctx, bool wait_clients)
+{
+    mongo_gateway *gw = ctx->mongo;
+    if (!gw || gw->stopping || gw->draining)
+        return;
+    gw->draining = true;
+    gw->drain_clients = wait_clients;
+    /* The janitor closes each listener once its accept queue is empty (gw_listener_quiet) and
+     * closes clients as they finish. */
+}
+
+bool mongo_gateway_drained(const gw_ctx *ctx, bool wait_clients)
+{
+    (void)wait_clients; /* either way the drain ends when the last client has gone */
+    const mongo_gateway *gw = ctx->mongo;
+    if (!gw)
+        return true;
+    for (size_t i = 0; i < gw->n_fronts; i++)
+        if (gw->fronts[i].listening || gw->fronts[i].core.n_clients > 0)
+            return false;
+    return true;
+}
+
+int mongo_gateway_reconfigure(gw_ctx *ctx)
+{
+    mongo_gateway *gw = ctx->mongo;
+    if (gw && !gw->stopping)
+        mongo__refresh_settings(gw);
+    return 0;
+}
+
 void mongo_gateway_stop(gw_ctx *ctx)
 {
     mongo_gateway *gw = ctx->mongo;
@@ -253,10 +302,7 @@ void mongo_gateway_stop(gw_ctx *ctx)
         mongo_shell_front *f = &gw->fronts[i];
         f->wake.data = gw;
         mongo__worker_stop(f, on_handle_closed);
-        if (f->listening) {
-            f->listener.data = gw;
-            uv_close((uv_handle_t *)&f->listener, on_handle_closed);
-        }
+        close_listener(f);
         mongo_core_stop(&f->core);
     }
     mongo__gateway_maybe_free(gw);

@@ -61,6 +61,10 @@ typedef struct mongo_gateway {
     int open_handles;
     uint32_t live; /* connection handles not yet closed */
     bool stopping;
+    /* A graceful shutdown: listeners closed; clients leave as their commands and transactions
+     * end (mongo_core_drain), or with drain_clients only when they choose to. */
+    bool draining;
+    bool drain_clients;
 } mongo_gateway;
 
 /* mongo_gateway.c */

@@ -26,6 +26,7 @@ static const struct {
     [PG_END_IO_ERROR] = {"io_error", NULL},
     [PG_END_SHUTDOWN] = {"shutdown", "57P01"},
     [PG_END_AUTH_FAILED] = {"auth_failed", "28P01"},
+    [PG_END_RECONFIGURED] = {"reconfigured", NULL},
 };
 
 const char *pg_end_name(pg_end why)

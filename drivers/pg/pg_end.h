@@ -28,6 +28,7 @@ typedef enum pg_end {
     PG_END_IO_ERROR,        /* a socket read or write failed */
     PG_END_SHUTDOWN,        /* Sluice is stopping (57P01) */
     PG_END_AUTH_FAILED,     /* wrong password or unknown user (28P01) */
+    PG_END_RECONFIGURED,    /* a reload changed or removed the server's database line */
 } pg_end;
 
 /* A short stable name for logs ("client_left", "protocol", ...). */

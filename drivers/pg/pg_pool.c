@@ -22,31 +22,31 @@ static bool has_kw(const cfg_database *db, const char *kw)
     return false;
 }
 
-static void free_kw(pg_pool *p)
+static void free_kw(char **kw, char **val)
 {
-    for (size_t i = 0; p->kw && p->kw[i]; i++) {
-        free(p->kw[i]);
-        free(p->val[i]);
+    /* A half-built pair of arrays may have either string of its last entry. */
+    for (size_t i = 0; kw && val && (kw[i] || val[i]); i++) {
+        free(kw[i]);
+        free(val[i]);
     }
-    free(p->kw);
-    free(p->val);
-    p->kw = p->val = NULL;
+    free(kw);
+    free(val);
 }
 
 /* libpq keywords for new connections: the database line, plus what it leaves out. TLS and GSS
  * encryption default to off, because Sluice relays plain protocol bytes (refused otherwise). */
-static int build_kw(pg_pool *p, const cfg_database *db)
+static int build_kw(const pg_pool *p, const cfg_database *db, char ***kw_out, char ***val_out)
 {
     size_t n = db->n_conn + 6, i = 0;
-    p->kw = calloc(n + 1, sizeof(char *));
-    p->val = calloc(n + 1, sizeof(char *));
-    if (!p->kw || !p->val)
+    char **kw = *kw_out = calloc(n + 1, sizeof(char *));
+    char **val = *val_out = calloc(n + 1, sizeof(char *));
+    if (!kw || !val)
         return -1;
 #define ADD(k, v)                                                                                  \
     do {                                                                                           \
-        p->kw[i] = strdup(k);                                                                      \
-        p->val[i] = strdup(v);                                                                     \
-        if (!p->kw[i] || !p->val[i])                                                               \
+        kw[i] = strdup(k);                                                                         \
+        val[i] = strdup(v);                                                                        \
+        if (!kw[i] || !val[i])                                                                     \
             return -1;                                                                             \
         i++;                                                                                       \
     } while (0)
@@ -69,15 +69,77 @@ static int build_kw(pg_pool *p, const cfg_database *db)
     return 0;
 }
 
+static bool same_kw(char **a, char **av, char **b, char **bv)
+{
+    size_t i = 0;
+    for (; a[i] && b[i]; i++)
+        if (strcmp(a[i], b[i]) != 0 || strcmp(av[i], bv[i]) != 0)
+            return false;
+    return !a[i] && !b[i];
+}
+
+/* Idle servers made with settings the pool no longer has end now; busy ones end when their
+ * client lets go of them (pg_pool_server_ready). */
+static void close_stale_idle(pg_pool *p, const char *why)
+{
+    gw_list *it, *tmp;
+    gw_list_foreach_safe(it, tmp, &p->idle)
+    {
+        pg_server *s = gw_container_of(it, pg_server, idle_node);
+        if (p->removed || s->conn_gen != p->conn_gen)
+            pg_server_close(s, PG_END_RECONFIGURED, why);
+    }
+}
+
+/* A reload changed the database's line: new servers use the new connection settings, and
+ * servers made with the old ones are retired as their transactions end, so no client loses
+ * one. Keeps the old settings when the new ones cannot be built (out of memory). */
+static void apply_line(pg_pool *p, const cfg_database *db)
+{
+    char **kw = NULL, **val = NULL;
+    if (build_kw(p, db, &kw, &val) != 0) {
+        free_kw(kw, val);
+        gw_error(p->gw->ctx, "pool %s/%s: out of memory applying its new settings", p->dbname,
+                 p->user);
+        return;
+    }
+    if (same_kw(kw, val, p->kw, p->val)) {
+        free_kw(kw, val);
+        return;
+    }
+    free_kw(p->kw, p->val);
+    p->kw = kw;
+    p->val = val;
+    p->conn_gen++;
+    /* What was learnt logs in as the old line's user, possibly to another server. */
+    pg_pool_cred_clear(p);
+    p->have_defaults = false;
+    p->last_fail = 0;
+    gw_info(p->gw->ctx,
+            "pool %s/%s: connection settings changed; servers are replaced as their "
+            "transactions end",
+            p->dbname, p->user);
+    close_stale_idle(p, "the database's connection settings changed");
+}
+
 void pg_pool_refresh(pg_pool *p, const gw_ctx *ctx)
 {
     if (p->cfg_gen == ctx->cfg_gen)
         return;
     const cfg_database *db = cfg_find_database(ctx->cfg, p->dbname);
+    bool was_removed = p->removed;
+    p->removed = !db;
     if (db) {
         p->size = cfg_db_pool_size(ctx->cfg, db);
         p->mode = cfg_db_pool_mode(ctx->cfg, db);
         p->db_max = cfg_db_max_connections(ctx->cfg, db);
+        if (p->cfg_gen != 0)
+            apply_line(p, db);
+    } else if (!was_removed) {
+        /* New clients are refused at login (3D000); connected ones keep the old settings
+         * until they leave. */
+        gw_info(ctx, "pool %s/%s: database removed; its clients may finish", p->dbname, p->user);
+        close_stale_idle(p, "the database was removed from the configuration");
     }
     pg_pool_cred_from_file(p, ctx); /* the users file may have changed */
     p->cfg_gen = ctx->cfg_gen;
@@ -103,7 +165,7 @@ pg_pool *pg_pool_get(pg_gateway *gw, const cfg_database *db, const char *dbname,
     gw_list_init(&p->login_waiters);
     p->dbname = strdup(dbname);
     p->user = strdup(user);
-    if (!p->dbname || !p->user || build_kw(p, db) != 0) {
+    if (!p->dbname || !p->user || build_kw(p, db, &p->kw, &p->val) != 0) {
         pg_pool_free(p, gw);
         return NULL;
     }
@@ -119,7 +181,7 @@ void pg_pool_free(pg_pool *p, pg_gateway *gw)
     gw_list_remove(&p->node);
     pg_notify_free(p);
     pg_pool_cred_clear(p);
-    free_kw(p);
+    free_kw(p->kw, p->val);
     pg_params_free(&p->defaults);
     free(p->dbname);
     free(p->user);
@@ -180,7 +242,7 @@ void pg_pool_maybe_connect(pg_pool *p)
     uint32_t want = count_list(&p->waiters, p->n_connecting + room);
     if (!p->have_defaults && !gw_list_empty(&p->login_waiters) && want == 0)
         want = 1;
-    uint32_t min = (uint32_t)gw->ctx->cfg->min_pool_size;
+    uint32_t min = p->removed || gw->draining ? 0 : (uint32_t)gw->ctx->cfg->min_pool_size;
     if (p->n_servers < min && min - p->n_servers > want)
         want = min - p->n_servers;
     while (p->n_connecting < want && may_open(p)) {
@@ -247,6 +309,10 @@ void pg_pool_server_ready(pg_server *s)
         pg_server_close(s, PG_END_POOL_SHRINK, "pool is larger than pool_size");
         return;
     }
+    if (s->conn_gen != p->conn_gen) {
+        pg_server_close(s, PG_END_RECONFIGURED, "the database's connection settings changed");
+        return;
+    }
     if (s->cancels > 0) {
         /* A cancel sent for the previous client could hit the next one's query. */
         pg_server_set_state(s, PG_SV_RESETTING);
@@ -257,6 +323,11 @@ void pg_pool_server_ready(pg_server *s)
         pg_client *c = gw_container_of(it, pg_client, wait_node);
         link(c, s);
         pg_conn_mark_process(&c->conn);
+        return;
+    }
+    if (p->removed) {
+        /* Nobody new can come for it. */
+        pg_server_close(s, PG_END_RECONFIGURED, "the database was removed from the configuration");
         return;
     }
     pg_server_set_state(s, PG_SV_IDLE);
@@ -291,6 +362,10 @@ void pg_pool_release(pg_server *s, bool client_left)
                 pg_conn_mark(&c->conn);
         }
         pg_notify_flush(c);
+        /* A graceful shutdown closes each client as its transaction ends. */
+        if (gw->draining && !gw->drain_clients && c->state == PG_CL_IDLE)
+            pg_client_fatal(c, PG_END_SHUTDOWN, pg_end_sqlstate(PG_END_SHUTDOWN),
+                            "terminating connection due to administrator command");
     }
     if (s->state == PG_SV_CLOSING)
         return;

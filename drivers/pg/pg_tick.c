@@ -65,10 +65,50 @@ static bool check_client(pg_client *c, const cfg *conf, uint64_t now)
     return false;
 }
 
+/* Whether a client has no transaction under way: it may be closed without losing one. */
+static bool between_transactions(const pg_client *c)
+{
+    switch (c->state) {
+    case PG_CL_STARTUP:
+    case PG_CL_AUTH:
+    case PG_CL_LOGIN_WAIT:
+    case PG_CL_IDLE:
+    case PG_CL_WAITING: /* its next request has not reached a server */
+        return true;
+    case PG_CL_ACTIVE: {
+        const pg_server *s = c->server;
+        /* Session mode, or pinned: the server stays linked between transactions. */
+        return s && s->q.count == 0 && s->tx == 'I' && !s->conn.pass_left && !c->conn.pass_left;
+    }
+    case PG_CL_NEW:
+    case PG_CL_CLOSING:
+        break;
+    }
+    return false;
+}
+
+void pg_core_drain(pg_gateway *gw)
+{
+    if (!gw->draining || gw->drain_clients)
+        return;
+    gw_list *it, *tmp;
+restart:
+    gw_list_foreach_safe(it, tmp, &gw->clients)
+    {
+        pg_client *c = gw_container_of(it, pg_client, node);
+        if (!between_transactions(c))
+            continue;
+        pg_client_fatal(c, PG_END_SHUTDOWN, pg_end_sqlstate(PG_END_SHUTDOWN),
+                        "terminating connection due to administrator command");
+        goto restart; /* its server's release may have closed others */
+    }
+}
+
 void pg_core_tick(pg_gateway *gw, uint64_t now)
 {
     const cfg *conf = gw->ctx->cfg;
     gw_list *it, *tmp;
+    pg_core_drain(gw);
 restart_clients:
     gw_list_foreach_safe(it, tmp, &gw->clients)
     {
