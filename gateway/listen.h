@@ -18,6 +18,12 @@ int gw_tcp_init(uv_loop_t *loop, uv_tcp_t *h, const struct sockaddr *sa);
  * connections over the listeners. 0 or a libuv error. */
 int gw_tcp_bind(uv_tcp_t *h, const struct sockaddr *sa, bool reuseport);
 
+/* Binds h (initialised, not yet opened) to a Unix socket at path. Unlike uv_pipe_bind, libuv
+ * does not unlink path when h closes: the owner removes the file itself, and only while it is
+ * still its own (a successor sharing the directory may have replaced it). 0 or a libuv
+ * error. */
+int gw_pipe_bind(uv_pipe_t *h, const char *path);
+
 /* Whether no connection waits in h's accept queue. A listener closed with connections queued
  * resets them; with SO_REUSEPORT they might have gone to the process that replaces this one,
  * so a graceful shutdown closes a listener only once it is quiet. */

@@ -31,9 +31,11 @@ typedef struct pg_io_gateway {
     bool tcp_open, tcp4_open, unix_open, janitor_open, prepare_open, check_open;
     char *unix_path;
     /* The socket file this process bound: with so_reuseport a successor may have replaced it
-     * at the same path, and that one must survive our exit. */
+     * at the same path, and that one must survive our exit. The inode number alone does not
+     * tell them apart (ext4 gives a freed number to the next file). */
     dev_t unix_dev;
     ino_t unix_ino;
+    struct timespec unix_ctime;
 } pg_io_gateway;
 
 static pg_io_gateway *io_of(pg_gateway *gw)
@@ -171,7 +173,8 @@ static int listen_unix(pg_gateway *gw)
         return -ENOMEM;
     snprintf(io->unix_path, n, "%s/.s.PGSQL.%d", dir, ctx->cfg->listen_port);
     struct stat st;
-    /* A socket left behind by a process that died; a live one would still refuse the bind. */
+    /* A socket left behind by a process that died, or one of a running Sluice this one
+     * replaces (so_reuseport: the TCP bind would have failed otherwise). */
     if (lstat(io->unix_path, &st) == 0 && S_ISSOCK(st.st_mode))
         unlink(io->unix_path);
     int rc = uv_pipe_init(ctx->loop, &io->unix_sock, 0);
@@ -180,7 +183,7 @@ static int listen_unix(pg_gateway *gw)
         return rc;
     }
     own(gw, &io->unix_sock, &io->unix_open);
-    rc = uv_pipe_bind(&io->unix_sock, io->unix_path);
+    rc = gw_pipe_bind(&io->unix_sock, io->unix_path);
     if (rc == 0)
         rc = uv_listen((uv_stream_t *)&io->unix_sock, 4096, on_connection);
     if (rc != 0) {
@@ -191,6 +194,7 @@ static int listen_unix(pg_gateway *gw)
     if (lstat(io->unix_path, &st) == 0) {
         io->unix_dev = st.st_dev;
         io->unix_ino = st.st_ino;
+        io->unix_ctime = st.st_ctim;
     }
     gw_info(ctx, "listening on %s", io->unix_path);
     return 0;
@@ -259,7 +263,8 @@ static void unlink_own_socket(pg_io_gateway *io)
 {
     struct stat st;
     if (io->unix_open && lstat(io->unix_path, &st) == 0 && st.st_dev == io->unix_dev &&
-        st.st_ino == io->unix_ino)
+        st.st_ino == io->unix_ino && st.st_ctim.tv_sec == io->unix_ctime.tv_sec &&
+        st.st_ctim.tv_nsec == io->unix_ctime.tv_nsec)
         unlink(io->unix_path);
 }
 

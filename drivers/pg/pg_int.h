@@ -203,6 +203,7 @@ typedef struct pg_client {
     bool rejected; /* over max_client_conn: refuse after reading the startup packet */
     bool counted;  /* counts toward max_client_conn */
     bool discard;  /* a cancel ended its wait: drop messages up to the next Sync or Query */
+    bool served;   /* has had a server: a drain may close it between transactions */
     /* Why the client keeps its server until it disconnects (transaction mode; pg_pin.c), or
      * NULL. A static string. */
     const char *pinned;
@@ -328,7 +329,8 @@ void pg_core_tick(pg_gateway *gw, uint64_t now);
 /* Stopping: every client and server is closed with PG_END_SHUTDOWN. */
 void pg_core_shutdown(pg_gateway *gw);
 /* Draining without drain_clients (each tick): clients with no transaction under way are closed
- * with 57P01, the others once their transaction ends. */
+ * with 57P01, the others once their transaction ends; logins finish, and a client that has not
+ * had a server yet gets a moment for its first request (pg_tick.c). */
 void pg_core_drain(pg_gateway *gw);
 /* A CancelRequest packet, and the end of a cancel the shell sent for server server_id. */
 void pg_cancel_request(pg_gateway *gw, uint32_t pid, uint32_t key);

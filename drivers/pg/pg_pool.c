@@ -277,6 +277,7 @@ static void link(pg_client *c, pg_server *s)
     pg_client_set_state(c, PG_CL_ACTIVE);
     s->client = c;
     c->server = s;
+    c->served = true;
     s->idle_since = gw_now(pg_ctx(&s->conn));
     if (pg_relay_sync_params(s, c) != 0)
         pg_client_fatal(c, PG_END_NO_MEMORY, "53200", "out of memory");

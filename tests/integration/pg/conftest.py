@@ -51,7 +51,8 @@ class Sluice:
     """One running Sluice with its own config file, Unix socket directory and log."""
 
     def __init__(self, pg, overrides, databases, tmp):
-        self.port = free_port()
+        # A listen_port of the test's own: another Sluice may share it (so_reuseport).
+        self.port = int(overrides.get("listen_port") or free_port())
         self.dir = tmp
         self.conf = os.path.join(tmp, "sluice.ini")
         self.log_path = os.path.join(tmp, "sluice.log")
