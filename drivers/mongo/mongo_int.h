@@ -33,8 +33,14 @@ typedef struct mongo_shell_front {
     mongo_front core;
     struct mongo_gateway *gw;
     char *uri_string;
+    char listen_addr[64]; /* the listener's address and port as the line gave them */
+    int listen_port;
     uv_tcp_t listener;
     bool listening;
+    int open_handles; /* its listener and wake handle not yet closed */
+    uint32_t live;    /* its connection handles not yet closed */
+    bool retired;     /* a reload removed or replaced its line: it drains, stops, is freed */
+    bool stopped;     /* its worker, listener and connections were told to close */
     /* worker thread: shared state in mongo_worker.c, released by whichever side lets go last */
     int connect_timeout_ms;      /* fixed when the thread starts */
     struct mongo_worker *worker; /* NULL when no thread runs (or after the stop) */
@@ -53,7 +59,7 @@ typedef struct mongo_shell_conn {
 
 typedef struct mongo_gateway {
     gw_ctx *ctx;
-    mongo_shell_front *fronts;
+    mongo_shell_front **fronts; /* owned; retired fronts until they are freed */
     size_t n_fronts;
     unsigned cfg_gen; /* ctx->cfg_gen the fronts' settings were copied at */
     uv_timer_t janitor;
@@ -72,6 +78,10 @@ typedef struct mongo_gateway {
 void mongo__gateway_maybe_free(mongo_gateway *gw);
 /* Re-reads the fronts' settings when the config was reloaded. */
 void mongo__refresh_settings(mongo_gateway *gw);
+/* Counts h (initialised) as one of sf's handles: closed with the front, h->data = sf. */
+void mongo__front_own_handle(mongo_shell_front *sf, uv_handle_t *h);
+/* Frees a retired, stopped front once its last handle and connection are gone. */
+void mongo__front_maybe_free(mongo_shell_front *sf);
 
 /* mongo_worker.c */
 /* Starts sf's worker thread (detached). Returns 0 or a negative errno-style code. */

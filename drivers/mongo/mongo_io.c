@@ -53,13 +53,16 @@ const char *mongo_shell_strerror(int err)
 static void on_conn_closed(uv_handle_t *h)
 {
     mongo_shell_conn *io = (mongo_shell_conn *)h;
-    mongo_gateway *gw = io->sf->gw;
+    mongo_shell_front *sf = io->sf;
+    mongo_gateway *gw = sf->gw;
     if (io->client)
         mongo_core_client_closed(io->client);
     if (io->backend)
         mongo_core_backend_closed(io->backend);
     free(io);
     gw->live--;
+    sf->live--;
+    mongo__front_maybe_free(sf);
     mongo__gateway_maybe_free(gw);
 }
 
@@ -81,6 +84,7 @@ static mongo_shell_conn *conn_new(mongo_shell_front *sf)
     }
     io->sf = sf;
     sf->gw->live++;
+    sf->live++;
     return io;
 }
 
@@ -231,7 +235,7 @@ void mongo__io_accept(mongo_shell_front *sf)
 
 void mongo__io_backend_connected(mongo_shell_front *sf, mongo_job *job)
 {
-    if (sf->gw->stopping) {
+    if (sf->gw->stopping || sf->stopped) {
         close(job->fd);
         return;
     }

@@ -11,19 +11,11 @@ import time
 import psycopg2
 import pytest
 
-from pgutil import pgbench, run_psql, wait_for
+from pgutil import pgbench, refused, run_psql, wait_for
 
 
 def line(pg):
     return {"postgres": f"host=127.0.0.1 port={pg.port} dbname=postgres"}
-
-
-def refused(port):
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        return False
-    except OSError:
-        return True
 
 
 def open_transaction(s, table, value):
