@@ -130,6 +130,7 @@ typedef struct cfg {
     char *unix_socket_dir;    /* default "/tmp"; "" disables the Unix socket */
     char *metrics_addr;       /* default "127.0.0.1"; the HTTP metrics and probe endpoint */
     int metrics_port;         /* default 0 = no metrics endpoint */
+    bool so_reuseport;        /* default 0: SO_REUSEPORT on the TCP listeners */
     cfg_pool_mode pool_mode;  /* default transaction */
     int default_pool_size;    /* default 20 */
     int min_pool_size;        /* default 0 */
@@ -155,6 +156,7 @@ typedef struct cfg {
     uint64_t client_idle_timeout_ms;  /* default 0 */
     uint64_t reserve_pool_timeout_ms; /* default 5 s */
     uint64_t autodb_idle_timeout_ms;  /* default 3600 s */
+    uint64_t shutdown_timeout_ms;     /* default 60 s: bound of a graceful shutdown */
     int max_prepared_statements;      /* per server connection, default 200; 0 disables tracking */
     uint32_t max_packet_size;         /* bytes, default 2147483647 (PgBouncer's); min 1024 */
     uint32_t max_buffered_message;    /* bytes held whole per client message, default 16 MB */
@@ -246,6 +248,10 @@ bool cfg_names_has(const cfg_names *l, const char *name);
  * listeners). Up to max of their names go to names (static strings); returns how many there are.
  */
 size_t cfg_restart_keys(const cfg *old, const cfg *next, const char **names, size_t max);
+
+/* Gives next the running values of the keys that need a restart (old gets next's), so the
+ * config that replaces old describes the listeners that actually run. */
+void cfg_keep_restart_keys(cfg *next, cfg *old);
 
 /* Writes the [sluice] key reference (name, type and unit, default, reload policy, meaning) as a
  * Markdown table; config/README.md carries its output. */

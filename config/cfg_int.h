@@ -50,7 +50,7 @@ typedef struct cfg_key {
 } cfg_key;
 
 #define CFG__INT_MAX  1000000
-#define CFG__MAX_KEYS 64
+#define CFG__MAX_KEYS 96
 
 extern const cfg_key cfg__keys[]; /* ends with a row whose name is NULL */
 

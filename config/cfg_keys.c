@@ -23,6 +23,9 @@ const cfg_key cfg__keys[] = {
      "`/ready`); `*` listens on every IPv4 address."},
     {"metrics_port", CFG_T_PORT0, OFF(metrics_port), "0", CFG_RESTART,
      "TCP port of that endpoint; 0 turns it off."},
+    {"so_reuseport", CFG_T_BOOL, OFF(so_reuseport), "0", CFG_RESTART,
+     "Sets SO_REUSEPORT on the TCP listeners (PostgreSQL and `[mongodb]`), so that several "
+     "Sluice processes can listen on one port: the way to restart without refusing anyone."},
     {"pool_mode", CFG_T_MODE, OFF(pool_mode), "transaction", CFG_RELOAD,
      "When a server connection goes back to the pool: at client disconnect (`session`) or at "
      "the end of each transaction (`transaction`)."},
@@ -164,6 +167,9 @@ const cfg_key cfg__keys[] = {
      "login (md5/SCRAM passthrough); libpq cannot be told which ciphers to offer, so for its "
      "connections this is a check after the handshake: a server connection whose TLS 1.2 cipher "
      "is not in the list is closed with an error. TLS 1.3 suites are OpenSSL's."},
+    {"shutdown_timeout", CFG_T_MS, OFF(shutdown_timeout_ms), "60", CFG_RELOAD,
+     "How long SIGTERM (and SHUTDOWN WAIT_FOR_SERVERS / WAIT_FOR_CLIENTS) waits for "
+     "transactions or clients to finish before closing what is left; 0 = no limit."},
     {"log_level", CFG_T_LOG, OFF(log_level), "info", CFG_RELOAD,
      "`error`, `warning`, `info` or `debug`."},
     {"stats_period", CFG_T_MS, OFF(stats_period_ms), "60", CFG_RELOAD,
@@ -447,31 +453,47 @@ void cfg_write_reference(FILE *out)
                 k->reload == CFG_RELOAD ? "applied" : "needs restart", k->doc);
 }
 
+/* The bytes a key of type t occupies in struct cfg. */
+static size_t field_size(cfg_type t)
+{
+    switch (t) {
+    case CFG_T_STR:
+        return sizeof(char *);
+    case CFG_T_MS:
+        return sizeof(uint64_t);
+    case CFG_T_SIZE:
+        return sizeof(uint32_t);
+    case CFG_T_MODE:
+        return sizeof(cfg_pool_mode);
+    case CFG_T_AUTH:
+        return sizeof(cfg_auth_type);
+    case CFG_T_LOG:
+        return sizeof(cfg_log_level);
+    case CFG_T_TLSMODE:
+        return sizeof(cfg_tls_mode);
+    case CFG_T_LOGFMT:
+        return sizeof(cfg_log_format);
+    case CFG_T_FACILITY:
+        return sizeof(cfg_syslog_facility);
+    case CFG_T_BOOL:
+        return sizeof(bool);
+    case CFG_T_LIST:
+        return sizeof(cfg_names);
+    case CFG_T_INT:
+    case CFG_T_INT0:
+    case CFG_T_PORT:
+    case CFG_T_PORT0:
+        return sizeof(int);
+    }
+    abort();
+}
+
 static bool same_value(const cfg_key *k, const cfg *a, const cfg *b)
 {
     const char *fa = (const char *)a + k->offset, *fb = (const char *)b + k->offset;
-    switch (k->type) {
-    case CFG_T_STR:
+    if (k->type == CFG_T_STR)
         return strcmp(*(char *const *)fa, *(char *const *)fb) == 0;
-    case CFG_T_MS:
-        return *(const uint64_t *)fa == *(const uint64_t *)fb;
-    case CFG_T_SIZE:
-        return *(const uint32_t *)fa == *(const uint32_t *)fb;
-    case CFG_T_MODE:
-        return *(const cfg_pool_mode *)fa == *(const cfg_pool_mode *)fb;
-    case CFG_T_AUTH:
-        return *(const cfg_auth_type *)fa == *(const cfg_auth_type *)fb;
-    case CFG_T_LOG:
-        return *(const cfg_log_level *)fa == *(const cfg_log_level *)fb;
-    case CFG_T_TLSMODE:
-        return *(const cfg_tls_mode *)fa == *(const cfg_tls_mode *)fb;
-    case CFG_T_LOGFMT:
-        return *(const cfg_log_format *)fa == *(const cfg_log_format *)fb;
-    case CFG_T_FACILITY:
-        return *(const cfg_syslog_facility *)fa == *(const cfg_syslog_facility *)fb;
-    case CFG_T_BOOL:
-        return *(const bool *)fa == *(const bool *)fb;
-    case CFG_T_LIST: {
+    if (k->type == CFG_T_LIST) {
         const cfg_names *na = (const cfg_names *)fa, *nb = (const cfg_names *)fb;
         if (na->n != nb->n)
             return false;
@@ -480,13 +502,24 @@ static bool same_value(const cfg_key *k, const cfg *a, const cfg *b)
                 return false;
         return true;
     }
-    case CFG_T_INT:
-    case CFG_T_INT0:
-    case CFG_T_PORT:
-    case CFG_T_PORT0:
-        return *(const int *)fa == *(const int *)fb;
+    /* Scalars: bool and the enums are written only through cfg__set_key, so equal values have
+     * equal bytes. */
+    return memcmp(fa, fb, field_size(k->type)) == 0;
+}
+
+void cfg_keep_restart_keys(cfg *next, cfg *old)
+{
+    for (const cfg_key *k = cfg__keys; k->name; k++) {
+        if (k->reload != CFG_RESTART || same_value(k, old, next))
+            continue;
+        /* Exchanged, not copied: each cfg keeps owning exactly one of the two strings. */
+        char tmp[sizeof(cfg_names)];
+        size_t n = field_size(k->type);
+        char *a = (char *)next + k->offset, *b = (char *)old + k->offset;
+        memcpy(tmp, a, n);
+        memcpy(a, b, n);
+        memcpy(b, tmp, n);
     }
-    abort();
 }
 
 size_t cfg_restart_keys(const cfg *old, const cfg *next, const char **names, size_t max)

@@ -1,5 +1,5 @@
-/* sluice: entry point. Loads the config, starts the front ends on one libuv loop, handles signals.
- */
+/* sluice: entry point. Parses the command line and loads the config; gateway/process.c runs the
+ * front ends on one libuv loop and handles signals. */
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
@@ -15,11 +15,9 @@
 #include "auth/auth.h"
 #include "config/cfg.h"
 #include "drivers/mongo/mongo.h"
-#include "drivers/mongo/mongo_ready.h"
 #include "drivers/pg/pg.h"
-#include "drivers/pg/pg_ready.h"
 #include "gateway/gw.h"
-#include "gateway/metrics.h"
+#include "gateway/process.h"
 #include "gateway/tls_cfg.h"
 #include "gateway/htable.h"
 
@@ -131,98 +129,6 @@ static int make_verifier(const char *user)
     return fflush(stdout) == 0 ? 0 : 1;
 }
 
-static void on_signal_closed(uv_handle_t *h)
-{
-    (void)h;
-}
-
-/* The process's loop context and the signal handles main owns. */
-typedef struct gw_process {
-    gw_ctx ctx;
-    uv_signal_t sig_int, sig_term, sig_hup;
-    gw_metrics *metrics; /* NULL when metrics_port is 0 */
-} gw_process;
-
-static void begin_shutdown(gw_process *pr)
-{
-    gw_ctx *ctx = &pr->ctx;
-    if (ctx->stopping)
-        return;
-    ctx->stopping = true;
-    gw_info(ctx, "shutting down");
-    pg_gateway_stop(ctx);
-    mongo_gateway_stop(ctx);
-    uv_close((uv_handle_t *)&pr->sig_int, on_signal_closed);
-    uv_close((uv_handle_t *)&pr->sig_term, on_signal_closed);
-    uv_close((uv_handle_t *)&pr->sig_hup, on_signal_closed);
-}
-
-static void on_stop_signal(uv_signal_t *h, int signum)
-{
-    (void)signum;
-    begin_shutdown(h->data);
-}
-
-/* The process gw_ctx belongs to (ctx is gw_process's first member). */
-static gw_process *process_of(gw_ctx *ctx)
-{
-    return (gw_process *)ctx;
-}
-
-static void process_shutdown(gw_ctx *ctx, gw_shutdown_mode mode)
-{
-    (void)mode; /* every mode drains the same way for now */
-    begin_shutdown(process_of(ctx));
-}
-
-/* Reloads the file. Settings that need new listeners or pools are logged as needing a restart;
- * the running config object is replaced whole so nothing sees a half-applied change. */
-static int process_reload(gw_ctx *ctx)
-{
-    cfg *next = NULL;
-    if (cfg_load(ctx->cfg->path, &next, stderr) != 0) {
-        gw_error(ctx, "reload of %s failed; keeping the running configuration", ctx->cfg->path);
-        return -1;
-    }
-    if (mongo_config_check(next, stderr) != 0) {
-        gw_error(ctx, "reload of %s failed; keeping the running configuration", ctx->cfg->path);
-        cfg_free(next);
-        return -1;
-    }
-    gw_tls_conf *tls = NULL;
-    char err[512];
-    if (gw_tls_conf_from_cfg(next, &tls, err, sizeof err) != 0) {
-        gw_error(ctx, "reload of %s refused: %s; keeping the running configuration", ctx->cfg->path,
-                 err);
-        cfg_free(next);
-        return -1;
-    }
-    /* Connections already in TLS keep the context they began with (they hold a reference). */
-    gw_tls_conf_release(ctx->client_tls);
-    ctx->client_tls = tls;
-    cfg *old = ctx->cfg;
-    if (strcmp(old->listen_addr, next->listen_addr) != 0 || old->listen_port != next->listen_port ||
-        strcmp(old->unix_socket_dir, next->unix_socket_dir) != 0)
-        gw_warn(ctx, "listen_addr, listen_port and unix_socket_dir take effect at the next "
-                     "restart");
-    gw_info(ctx, "configuration reloaded from %s", next->path);
-    ctx->cfg = next;
-    ctx->cfg_gen++;
-    cfg_free(old);
-    return 0;
-}
-
-/* What /ready asks the front ends. */
-static gw_metrics_reach_fn *const reach[] = {pg_servers_reachable, mongo_servers_reachable};
-
-static const gw_process_ops process_ops = {.reload = process_reload, .shutdown = process_shutdown};
-
-static void on_hup(uv_signal_t *h, int signum)
-{
-    (void)signum;
-    process_reload(&((gw_process *)h->data)->ctx);
-}
-
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -303,46 +209,16 @@ int main(int argc, char **argv)
 
     uv_loop_t loop;
     uv_loop_init(&loop);
-    gw_process pr = {.ctx = {.loop = &loop,
-                             .cfg = conf,
-                             .cfg_gen = 1,
-                             .client_tls = client_tls,
-                             .process = &process_ops}};
-    gw_ctx *const ctx = &pr.ctx;
-    if (uv_random(NULL, NULL, ctx->auth_seed, sizeof ctx->auth_seed, 0, NULL) != 0) {
+    gw_process pr;
+    if (gw_process_init(&pr, &loop, conf, client_tls) != 0) {
+        fprintf(stderr, "sluice: cannot set up signal handling\n");
+        return 1;
+    }
+    if (uv_random(NULL, NULL, pr.ctx.auth_seed, sizeof pr.ctx.auth_seed, 0, NULL) != 0) {
         fprintf(stderr, "sluice: no random source for the authentication seed\n");
         return 1;
     }
-
-    uv_signal_init(&loop, &pr.sig_int);
-    uv_signal_init(&loop, &pr.sig_term);
-    uv_signal_init(&loop, &pr.sig_hup);
-    pr.sig_int.data = pr.sig_term.data = pr.sig_hup.data = &pr;
-    uv_signal_start(&pr.sig_int, on_stop_signal, SIGINT);
-    uv_signal_start(&pr.sig_term, on_stop_signal, SIGTERM);
-    uv_signal_start(&pr.sig_hup, on_hup, SIGHUP);
-
-    int exit_code = 0;
-    if (gw_metrics_start(ctx, reach, 2, &pr.metrics) != 0 || pg_gateway_start(ctx) != 0 ||
-        (conf->n_mongo > 0 && mongo_gateway_start(ctx) != 0)) {
-        exit_code = 1;
-        begin_shutdown(&pr);
-    } else {
-        gw_info(ctx, "sluice started (pool_mode=%s)", cfg_pool_mode_name(conf->pool_mode));
-    }
-
-    uv_run(&loop, UV_RUN_DEFAULT);
-    /* The metrics endpoint answers (/ready: 503) while the front ends drain, and does not keep
-     * the loop alive; close it now that they are done. */
-    gw_metrics_stop(pr.metrics);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    if (uv_loop_close(&loop) != 0) {
-        gw_error(ctx, "event loop closed with handles still open");
-        exit_code = 1;
-    }
-    gw_admin_free(ctx);
-    cfg_free(ctx->cfg);
-    gw_tls_conf_release(ctx->client_tls);
+    int exit_code = gw_process_run(&pr);
     mongo_global_cleanup();
     return exit_code;
 }

@@ -22,6 +22,15 @@ int mongo_config_check(const cfg *c, FILE *diag);
  * errno-style code (already logged). Sets ctx->mongo. */
 int mongo_gateway_start(gw_ctx *ctx);
 
+/* Graceful shutdown: closes the listeners; clients are closed as their commands and
+ * transactions end, or with wait_clients only when they leave. */
+void mongo_gateway_drain(gw_ctx *ctx, bool wait_clients);
+/* Whether the drain is over (no client left); true when the front end is not running. */
+bool mongo_gateway_drained(const gw_ctx *ctx, bool wait_clients);
+/* After a reload replaced ctx->cfg: each front takes its line's new settings (pool_size,
+ * timeouts, max_client_conn). 0, or -1 when a change needs a restart (logged). */
+int mongo_gateway_reconfigure(gw_ctx *ctx);
+
 /* Begins shutdown: closes listeners, client and backend connections and worker threads so that
  * the loop can run to completion. Frees ctx->mongo once every handle is closed. */
 void mongo_gateway_stop(gw_ctx *ctx);

@@ -141,6 +141,28 @@ void mongo_core_stop(mongo_front *f)
     }
 }
 
+/* Whether c has nothing under way: no request in hand and no transaction open on a server. */
+static bool client_finished(mongo_client *c)
+{
+    if (c->state != MONGO_CL_IDLE)
+        return false;
+    for (gw_list *it = c->txns.next; it != &c->txns; it = it->next)
+        if (!gw_container_of(it, mongo_txn, owner_node)->ended)
+            return false;
+    return true;
+}
+
+void mongo_core_drain(mongo_front *f)
+{
+    gw_list *it, *tmp;
+    gw_list_foreach_safe(it, tmp, &f->clients)
+    {
+        mongo_client *c = gw_container_of(it, mongo_client, node);
+        if (client_finished(c))
+            mongo__client_close(c, MONGO_END_SHUTDOWN, "its last command is done");
+    }
+}
+
 void mongo_core_tick(mongo_front *f, uint64_t now)
 {
     gw_list *it, *tmp;

@@ -395,6 +395,9 @@ void mongo_core_start(mongo_front *f);
 /* Shutdown: every client and backend is closed; nothing new starts. */
 void mongo_core_stop(mongo_front *f);
 /* The shell's timer, about every 100 ms: timeouts, and now and then expiry of cursors. */
+/* A graceful shutdown (each tick): clients with no command in flight and no open transaction
+ * are closed; the others once they get there. */
+void mongo_core_drain(mongo_front *f);
 void mongo_core_tick(mongo_front *f, uint64_t now);
 
 /* A client connected on io. Returns its client (possibly already closing: over max_client_conn),

@@ -36,8 +36,14 @@ typedef struct mongo_shell_front {
     mongo_front core;
     struct mongo_gateway *gw;
     char *uri_string;
+    char listen_addr[64]; /* the listener's address and port as the line gave them */
+    int listen_port;
     uv_tcp_t listener;
     bool listening;
+    int open_handles; /* its listener and wake handle not yet closed */
+    uint32_t live;    /* its connection handles not yet closed */
+    bool retired;     /* a reload removed or replaced its line: it drains, stops, is freed */
+    bool stopped;     /* its worker, listener and connections were told to close */
     /* worker thread: shared state in mongo_worker.c, released by whichever side lets go last */
     int connect_timeout_ms;      /* fixed when the thread starts */
     struct mongo_worker *worker; /* NULL when no thread runs (or after the stop) */
@@ -66,7 +72,7 @@ typedef struct mongo_shell_conn {
 
 typedef struct mongo_gateway {
     gw_ctx *ctx;
-    mongo_shell_front *fronts;
+    mongo_shell_front **fronts; /* owned; retired fronts until they are freed */
     size_t n_fronts;
     unsigned cfg_gen; /* ctx->cfg_gen the fronts' settings were copied at */
     uv_timer_t janitor;
@@ -75,6 +81,10 @@ typedef struct mongo_gateway {
     uint32_t live;   /* connection handles not yet closed */
     gw_bufpool bufs; /* the transports' blocks (TLS records, plaintext on its way) */
     bool stopping;
+    /* A graceful shutdown: listeners closed; clients leave as their commands and transactions
+     * end (mongo_core_drain), or with drain_clients only when they choose to. */
+    bool draining;
+    bool drain_clients;
 } mongo_gateway;
 
 /* mongo_gateway.c */
@@ -85,6 +95,10 @@ void mongo__stats_register(mongo_gateway *gw);
 void mongo__stats_unregister(mongo_gateway *gw);
 /* Re-reads the fronts' settings when the config was reloaded. */
 void mongo__refresh_settings(mongo_gateway *gw);
+/* Counts h (initialised) as one of sf's handles: closed with the front, h->data = sf. */
+void mongo__front_own_handle(mongo_shell_front *sf, uv_handle_t *h);
+/* Frees a retired, stopped front once its last handle and connection are gone. */
+void mongo__front_maybe_free(mongo_shell_front *sf);
 
 /* mongo_worker.c */
 /* Starts sf's worker thread (detached). Returns 0 or a negative errno-style code. */

@@ -99,7 +99,8 @@ static gw_bufpool *pool_of(mongo_shell_conn *io)
 static void on_conn_closed(uv_handle_t *h)
 {
     mongo_shell_conn *io = conn_of(h->data);
-    mongo_gateway *gw = io->sf->gw;
+    mongo_shell_front *sf = io->sf;
+    mongo_gateway *gw = sf->gw;
     gw_transport_release(&io->t);
     gw_buf_release(&io->in, &gw->bufs);
     if (io->client)
@@ -108,6 +109,8 @@ static void on_conn_closed(uv_handle_t *h)
         mongo_core_backend_closed(io->backend);
     free(io);
     gw->live--;
+    sf->live--;
+    mongo__front_maybe_free(sf);
     mongo__gateway_maybe_free(gw);
 }
 
@@ -304,6 +307,7 @@ static mongo_shell_conn *conn_new(mongo_shell_front *sf)
     }
     io->sf = sf;
     sf->gw->live++;
+    sf->live++;
     return io;
 }
 
@@ -394,7 +398,7 @@ void mongo__io_accept(mongo_shell_front *sf)
 
 void mongo__io_backend_connected(mongo_shell_front *sf, mongo_job *job)
 {
-    if (sf->gw->stopping) {
+    if (sf->gw->stopping || sf->stopped) {
         close(job->fd);
         return;
     }

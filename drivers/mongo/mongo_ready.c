@@ -10,7 +10,7 @@ bool mongo_servers_reachable(gw_ctx *ctx, char *why, size_t n)
     if (!gw)
         return true;
     for (size_t i = 0; i < gw->n_fronts; i++) {
-        const mongo_front *f = &gw->fronts[i].core;
+        const mongo_front *f = &gw->fronts[i]->core;
         if (f->last_fail && mongo_shell_now(f) - f->last_fail < MONGO_READY_WINDOW_MS) {
             snprintf(why, n, "%s: %s", f->name, f->last_error);
             return false;

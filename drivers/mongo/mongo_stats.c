@@ -21,7 +21,7 @@
 
 #define EACH_FRONT(gw, f)                                                                          \
     for (size_t i_ = 0; i_ < (gw)->n_fronts; i_++)                                                 \
-        for (mongo_front *f = &(gw)->fronts[i_].core; f; f = NULL)
+        for (mongo_front *f = &(gw)->fronts[i_]->core; f; f = NULL)
 
 static void each_pool(void *drv, gw_pool_fn *fn, void *arg)
 {

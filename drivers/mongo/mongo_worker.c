@@ -733,9 +733,8 @@ int mongo__worker_start(mongo_shell_front *f)
         free(w);
         return rc;
     }
-    f->wake.data = f;
+    mongo__front_own_handle(f, (uv_handle_t *)&f->wake);
     f->wake_open = true;
-    f->gw->open_handles++;
     pthread_mutex_init(&w->lock, NULL);
     pthread_cond_init(&w->cond, NULL);
     w->wake = &f->wake;

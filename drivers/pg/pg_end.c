@@ -33,6 +33,7 @@ static const struct {
     [PG_END_CLIENT_IDLE] = {"client_idle_timeout", "08P01"},
     [PG_END_MAKE_ROOM] = {"make_room", NULL},
     [PG_END_AUTODB_IDLE] = {"autodb_idle_timeout", NULL},
+    [PG_END_RECONFIGURED] = {"reconfigured", NULL},
 };
 
 const char *pg_end_name(pg_end why)

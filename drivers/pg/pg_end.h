@@ -37,6 +37,7 @@ typedef enum pg_end {
     PG_END_MAKE_ROOM,       /* closed so a pool under the same max_db_connections or
                              * max_user_connections can open one */
     PG_END_AUTODB_IDLE,     /* its "*" pool is freed: autodb_idle_timeout */
+    PG_END_RECONFIGURED,    /* a reload changed or removed the server's database line */
 } pg_end;
 
 /* A short stable name for logs ("client_left", "protocol", ...). */

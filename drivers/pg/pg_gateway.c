@@ -15,6 +15,7 @@
 #include "drivers/pg/pg_io.h"
 #include "drivers/pg/pg_shell.h"
 #include "gateway/admin.h"
+#include "gateway/listen.h"
 
 #define PG_JANITOR_MS 100
 
@@ -30,6 +31,12 @@ typedef struct pg_io_gateway {
     int open_handles; /* handles of the gateway itself not yet closed */
     bool tcp_open, tcp4_open, unix_open, janitor_open, prepare_open, check_open;
     char *unix_path;
+    /* The socket file this process bound: with so_reuseport a successor may have replaced it
+     * at the same path, and that one must survive our exit. The inode number alone does not
+     * tell them apart (ext4 gives a freed number to the next file). */
+    dev_t unix_dev;
+    ino_t unix_ino;
+    struct timespec unix_ctime;
 } pg_io_gateway;
 
 static pg_io_gateway *io_of(pg_gateway *gw)
@@ -81,10 +88,14 @@ static void on_check(uv_check_t *h)
     pg_gateway_run_ready(h->data);
 }
 
+static void close_quiet_listeners(pg_io_gateway *io);
+
 static void on_janitor(uv_timer_t *h)
 {
     pg_gateway *gw = h->data;
     uint64_t now = gw_now(gw->ctx);
+    if (gw->draining)
+        close_quiet_listeners(io_of(gw));
     pg_core_tick(gw, now);
     pg_admin_tick(gw);
     gw_admin_tick(gw->ctx);
@@ -105,11 +116,11 @@ static void on_connection(uv_stream_t *listener, int status)
  * *open is false again. */
 static int listen_on(pg_gateway *gw, uv_tcp_t *handle, bool *open, const struct sockaddr *sa)
 {
-    int rc = uv_tcp_init(gw->ctx->loop, handle);
+    int rc = gw_tcp_init(gw->ctx->loop, handle, sa);
     if (rc != 0)
         return rc;
     own(gw, handle, open);
-    rc = uv_tcp_bind(handle, sa, 0);
+    rc = gw_tcp_bind(handle, sa, gw->ctx->cfg->so_reuseport);
     if (rc == 0)
         rc = uv_listen((uv_stream_t *)handle, 4096, on_connection);
     if (rc != 0)
@@ -165,7 +176,8 @@ static int listen_unix(pg_gateway *gw)
         return -ENOMEM;
     snprintf(io->unix_path, n, "%s/.s.PGSQL.%d", dir, ctx->cfg->listen_port);
     struct stat st;
-    /* A socket left behind by a process that died; a live one would still refuse the bind. */
+    /* A socket left behind by a process that died, or one of a running Sluice this one
+     * replaces (so_reuseport: the TCP bind would have failed otherwise). */
     if (lstat(io->unix_path, &st) == 0 && S_ISSOCK(st.st_mode))
         unlink(io->unix_path);
     int rc = uv_pipe_init(ctx->loop, &io->unix_sock, 0);
@@ -174,7 +186,7 @@ static int listen_unix(pg_gateway *gw)
         return rc;
     }
     own(gw, &io->unix_sock, &io->unix_open);
-    rc = uv_pipe_bind(&io->unix_sock, io->unix_path);
+    rc = gw_pipe_bind(&io->unix_sock, io->unix_path);
     if (rc == 0)
         rc = uv_listen((uv_stream_t *)&io->unix_sock, 4096, on_connection);
     if (rc != 0) {
@@ -182,6 +194,11 @@ static int listen_unix(pg_gateway *gw)
         return rc;
     }
     chmod(io->unix_path, 0777);
+    if (lstat(io->unix_path, &st) == 0) {
+        io->unix_dev = st.st_dev;
+        io->unix_ino = st.st_ino;
+        io->unix_ctime = st.st_ctim;
+    }
     gw_info(ctx, "listening on %s", io->unix_path);
     return 0;
 }
@@ -245,6 +262,74 @@ int pg_gateway_start(gw_ctx *ctx)
     return rc;
 }
 
+/* Removes the socket file if it is still the one this process bound. */
+static void unlink_own_socket(pg_io_gateway *io)
+{
+    struct stat st;
+    if (io->unix_open && lstat(io->unix_path, &st) == 0 && st.st_dev == io->unix_dev &&
+        st.st_ino == io->unix_ino && st.st_ctim.tv_sec == io->unix_ctime.tv_sec &&
+        st.st_ctim.tv_nsec == io->unix_ctime.tv_nsec)
+        unlink(io->unix_path);
+}
+
+/* A listener is closed once no connection waits in its queue (gw_listener_quiet); the janitor
+ * tries again while draining. */
+static void close_quiet(void *handle, bool *open)
+{
+    if (*open && gw_listener_quiet(handle))
+        close_own(handle, open);
+}
+
+static void close_quiet_listeners(pg_io_gateway *io)
+{
+    close_quiet(&io->tcp, &io->tcp_open);
+    close_quiet(&io->tcp4, &io->tcp4_open);
+    if (io->unix_open && gw_listener_quiet((uv_stream_t *)&io->unix_sock)) {
+        unlink_own_socket(io);
+        close_own(&io->unix_sock, &io->unix_open);
+    }
+}
+
+static void close_listeners(pg_io_gateway *io)
+{
+    close_own(&io->tcp, &io->tcp_open);
+    close_own(&io->tcp4, &io->tcp4_open);
+    unlink_own_socket(io);
+    close_own(&io->unix_sock, &io->unix_open);
+}
+
+void pg_gateway_drain(gw_ctx *ctx, bool wait_clients)
+{
+    pg_gateway *gw = ctx->pg;
+    if (!gw || gw->stopping || gw->draining)
+        return;
+    gw->draining = true;
+    gw->drain_clients = wait_clients;
+    close_quiet_listeners(io_of(gw));
+    pg_core_drain(gw);
+    pg_gateway_run_ready(gw);
+}
+
+bool pg_gateway_drained(const gw_ctx *ctx, bool wait_clients)
+{
+    (void)wait_clients; /* either way the drain ends when the last client has gone */
+    pg_gateway *gw = ctx->pg;
+    if (!gw)
+        return true;
+    const pg_io_gateway *io = io_of(gw);
+    return !io->tcp_open && !io->tcp4_open && !io->unix_open && gw_list_empty(&gw->clients);
+}
+
+void pg_gateway_reconfigure(gw_ctx *ctx)
+{
+    pg_gateway *gw = ctx->pg;
+    if (!gw || gw->stopping)
+        return;
+    for (gw_list *it = gw->pools.next; it != &gw->pools; it = it->next)
+        pg_pool_refresh(gw_container_of(it, pg_pool, node), ctx);
+    pg_gateway_run_ready(gw);
+}
+
 void pg_gateway_stop(gw_ctx *ctx)
 {
     pg_gateway *gw = ctx->pg;
@@ -253,11 +338,7 @@ void pg_gateway_stop(gw_ctx *ctx)
     pg_io_gateway *io = io_of(gw);
     gw->stopping = true;
     pg_stats_unregister(gw);
-    close_own(&io->tcp, &io->tcp_open);
-    close_own(&io->tcp4, &io->tcp4_open);
-    if (io->unix_open)
-        unlink(io->unix_path);
-    close_own(&io->unix_sock, &io->unix_open);
+    close_listeners(io);
     close_own(&io->janitor, &io->janitor_open);
     close_own(&io->prepare, &io->prepare_open);
     close_own(&io->check, &io->check_open);

@@ -115,9 +115,10 @@ typedef struct pg_server {
     gw_list pool_node;        /* pool->servers */
     gw_list idle_node;        /* pool->idle while PG_SV_IDLE */
     pg_server_state state;
-    char tx;          /* transaction status of the last ReadyForQuery: I, T or E */
-    pg_reqq q;        /* requests awaiting responses */
-    pg_params params; /* the server's current session parameters */
+    unsigned conn_gen; /* the pool's conn_gen it was connected with */
+    char tx;           /* transaction status of the last ReadyForQuery: I, T or E */
+    pg_reqq q;         /* requests awaiting responses */
+    pg_params params;  /* the server's current session parameters */
     pg_server_stmts stmts;
     uint64_t since;      /* entered the current state (connect start for CONNECTING) */
     uint64_t busy_since; /* the oldest unanswered request was sent (query_timeout) */
@@ -214,6 +215,7 @@ typedef struct pg_client {
     bool rejected; /* over max_client_conn: refuse after reading the startup packet */
     bool counted;  /* counts toward max_client_conn */
     bool discard;  /* a cancel ended its wait: drop messages up to the next Sync or Query */
+    bool served;   /* has had a server: a drain may close it between transactions */
     /* Why the client keeps its server until it disconnects (transaction mode; pg_pin.c), or
      * NULL. A static string. */
     const char *pinned;
@@ -261,8 +263,10 @@ typedef struct pg_pool {
     struct pg_gateway *gw;
     char *dbname; /* the database name clients use */
     char *user;
-    char **kw, **val; /* libpq keywords for new server connections, NULL-terminated, owned */
-    unsigned cfg_gen; /* ctx->cfg_gen the settings below were derived from; 0 = never */
+    char **kw, **val;  /* libpq keywords for new server connections, NULL-terminated, owned */
+    unsigned cfg_gen;  /* ctx->cfg_gen the settings below were derived from; 0 = never */
+    unsigned conn_gen; /* bumped when a reload changes kw/val: older servers are retired */
+    bool removed;      /* the reload removed its database: no new clients, no idle servers */
     int size;
     cfg_pool_mode mode;
     int db_max;    /* max_db_connections for this database, 0 = unlimited */
@@ -313,7 +317,12 @@ typedef struct pg_gateway {
     uint64_t pinned_total;   /* clients ever pinned */
     uint64_t autodb_freed;   /* pools of the "*" entry freed after autodb_idle_timeout */
     bool stopping;
-    gw_list admin_waiting;  /* console sessions whose command waits (pg_admin.c) */
+    gw_list admin_waiting; /* console sessions whose command waits (pg_admin.c) */
+    /* A graceful shutdown: the listeners are closed and clients leave as they finish (every
+     * client between transactions is closed, pg_core_drain), or, with drain_clients, when they
+     * choose to. */
+    bool draining;
+    bool drain_clients;
     struct gw_creds *creds; /* SCRAM credentials of plaintext users (pg_auth.c), lazily made */
 } pg_gateway;
 
@@ -350,6 +359,10 @@ void pg_server_closed(pg_server *s);
 void pg_core_tick(pg_gateway *gw, uint64_t now);
 /* Stopping: every client and server is closed with PG_END_SHUTDOWN. */
 void pg_core_shutdown(pg_gateway *gw);
+/* Draining without drain_clients (each tick): clients with no transaction under way are closed
+ * with 57P01, the others once their transaction ends; logins finish, and a client that has not
+ * had a server yet gets a moment for its first request (pg_tick.c). */
+void pg_core_drain(pg_gateway *gw);
 /* A CancelRequest packet, and the end of a cancel the shell sent for server server_id. */
 void pg_cancel_request(pg_gateway *gw, uint32_t pid, uint32_t key);
 void pg_server_cancel_done(pg_gateway *gw, uint32_t server_id);

@@ -23,7 +23,8 @@ static bool has_kw(const cfg_database *db, const char *kw)
     return false;
 }
 
-/* Frees both arrays; a pair whose copy failed halfway is freed too. */
+/* Frees both arrays; a pair whose copy failed halfway is freed too (either string of its last
+ * entry may be set). */
 static void free_kw(char **kw, char **val)
 {
     for (size_t i = 0; kw && val && (kw[i] || val[i]); i++) {
@@ -36,14 +37,18 @@ static void free_kw(char **kw, char **val)
 
 /* libpq keywords for new connections: the database line, plus what it leaves out. TLS follows
  * the server_tls_* keys (pg_tlskw.h); GSS encryption defaults to off, as Sluice relays only plain
- * or TLS bytes. Built whole and swapped in, so a failure keeps the previous set. */
-static int build_kw(pg_pool *p, const cfg *c, const cfg_database *db)
+ * or TLS bytes. 0 with both arrays in *kw_out and *val_out (caller frees them with free_kw even
+ * on failure), or -1. */
+static int build_kw(const pg_pool *p, const cfg *c, const cfg_database *db, char ***kw_out,
+                    char ***val_out)
 {
     pg_tlskw tls;
+    *kw_out = *val_out = NULL;
     if (pg_tlskw_build(c, db, &tls) != 0)
         return -1;
     size_t n = db->n_conn + 5 + tls.n, i = 0;
-    char **kw = calloc(n + 1, sizeof(char *)), **val = calloc(n + 1, sizeof(char *));
+    char **kw = *kw_out = calloc(n + 1, sizeof(char *));
+    char **val = *val_out = calloc(n + 1, sizeof(char *));
     int rc = -1;
     if (!kw || !val)
         goto out;
@@ -71,15 +76,64 @@ static int build_kw(pg_pool *p, const cfg *c, const cfg_database *db)
         ADD("passfile", "/dev/null/no-passfile");
     ADD("fallback_application_name", "sluice");
 #undef ADD
+    rc = 0;
+out:
+    pg_tlskw_free(&tls);
+    return rc;
+}
+
+static bool same_kw(char **a, char **av, char **b, char **bv)
+{
+    size_t i = 0;
+    for (; a[i] && b[i]; i++)
+        if (strcmp(a[i], b[i]) != 0 || strcmp(av[i], bv[i]) != 0)
+            return false;
+    return !a[i] && !b[i];
+}
+
+/* Idle servers made with settings the pool no longer has end now; busy ones end when their
+ * client lets go of them (pg_pool_server_ready). */
+static void close_stale_idle(pg_pool *p, const char *why)
+{
+    gw_list *it, *tmp;
+    gw_list_foreach_safe(it, tmp, &p->idle)
+    {
+        pg_server *s = gw_container_of(it, pg_server, idle_node);
+        if (p->removed || s->conn_gen != p->conn_gen)
+            pg_server_close(s, PG_END_RECONFIGURED, why);
+    }
+}
+
+/* A reload changed the database's line (or the server_tls_* keys): new servers use the new
+ * connection settings, and servers made with the old ones are retired as their transactions end,
+ * so no client loses one. Keeps the old settings when the new ones cannot be built (out of
+ * memory). */
+static void apply_line(pg_pool *p, const cfg *c, const cfg_database *db)
+{
+    char **kw = NULL, **val = NULL;
+    if (build_kw(p, c, db, &kw, &val) != 0) {
+        free_kw(kw, val);
+        gw_error(p->gw->ctx, "pool %s/%s: out of memory applying its new settings", p->dbname,
+                 p->user);
+        return;
+    }
+    if (same_kw(kw, val, p->kw, p->val)) {
+        free_kw(kw, val);
+        return;
+    }
     free_kw(p->kw, p->val);
     p->kw = kw;
     p->val = val;
-    kw = val = NULL;
-    rc = 0;
-out:
-    free_kw(kw, val);
-    pg_tlskw_free(&tls);
-    return rc;
+    p->conn_gen++;
+    /* What was learnt logs in as the old line's user, possibly to another server. */
+    pg_pool_cred_clear(p);
+    p->have_defaults = false;
+    p->last_fail = 0;
+    gw_info(p->gw->ctx,
+            "pool %s/%s: connection settings changed; servers are replaced as their "
+            "transactions end",
+            p->dbname, p->user);
+    close_stale_idle(p, "the database's connection settings changed");
 }
 
 void pg_pool_refresh(pg_pool *p, const gw_ctx *ctx)
@@ -87,15 +141,21 @@ void pg_pool_refresh(pg_pool *p, const gw_ctx *ctx)
     if (p->cfg_gen == ctx->cfg_gen)
         return;
     const cfg_database *db = cfg_find_database(ctx->cfg, p->dbname);
+    bool was_removed = p->removed;
+    p->removed = !db;
     if (db) {
-        /* New server connections follow the reloaded line and server_tls_* keys. */
-        if (build_kw(p, ctx->cfg, db) != 0)
-            gw_warn(ctx, "pool %s/%s keeps its previous connection settings: out of memory",
-                    p->dbname, p->user);
         p->size = cfg_db_pool_size(ctx->cfg, db);
         p->mode = cfg_db_pool_mode(ctx->cfg, db);
         p->db_max = cfg_db_max_connections(ctx->cfg, db);
         p->autodb = strcmp(db->name, "*") == 0;
+        /* New server connections follow the reloaded line and server_tls_* keys. */
+        if (p->cfg_gen != 0)
+            apply_line(p, ctx->cfg, db);
+    } else if (!was_removed) {
+        /* New clients are refused at login (3D000); connected ones keep the old settings
+         * until they leave. */
+        gw_info(ctx, "pool %s/%s: database removed; its clients may finish", p->dbname, p->user);
+        close_stale_idle(p, "the database was removed from the configuration");
     }
     pg_pool_cred_from_file(p, ctx); /* the users file may have changed */
     p->cfg_gen = ctx->cfg_gen;
@@ -122,7 +182,7 @@ pg_pool *pg_pool_get(pg_gateway *gw, const cfg_database *db, const char *dbname,
     gw_list_init(&p->login_waiters);
     p->dbname = strdup(dbname);
     p->user = strdup(user);
-    if (!p->dbname || !p->user || build_kw(p, gw->ctx->cfg, db) != 0) {
+    if (!p->dbname || !p->user || build_kw(p, gw->ctx->cfg, db, &p->kw, &p->val) != 0) {
         pg_pool_free(p, gw);
         return NULL;
     }
@@ -185,7 +245,7 @@ void pg_pool_maybe_connect(pg_pool *p)
     uint32_t want = waiting > p->n_checking ? waiting - p->n_checking : 0;
     if (!p->have_defaults && !gw_list_empty(&p->login_waiters) && want == 0)
         want = 1;
-    uint32_t min = (uint32_t)gw->ctx->cfg->min_pool_size;
+    uint32_t min = p->removed || gw->draining ? 0 : (uint32_t)gw->ctx->cfg->min_pool_size;
     if (p->n_servers < min && min - p->n_servers > want)
         want = min - p->n_servers;
     while (p->n_connecting < want && pg_limits_may_open(p, now)) {
@@ -222,6 +282,7 @@ static void link(pg_client *c, pg_server *s)
     c->server = s;
     GW_STAT_ADD(s->pool->stats.server_assignments, 1);
     s->used = true;
+    c->served = true;
     s->idle_since = gw_now(pg_ctx(&s->conn));
     if (pg_relay_sync_params(s, c) != 0)
         pg_client_fatal(c, PG_END_NO_MEMORY, "53200", "out of memory");
@@ -324,6 +385,10 @@ void pg_pool_server_ready(pg_server *s)
         pg_server_close(s, PG_END_ADMIN, "closed by RECONNECT");
         return;
     }
+    if (s->conn_gen != p->conn_gen) {
+        pg_server_close(s, PG_END_RECONFIGURED, "the database's connection settings changed");
+        return;
+    }
     if (s->cancels > 0) {
         /* A cancel sent for the previous client could hit the next one's query. */
         pg_server_set_state(s, PG_SV_RESETTING);
@@ -334,6 +399,11 @@ void pg_pool_server_ready(pg_server *s)
         pg_client *c = gw_container_of(it, pg_client, wait_node);
         link(c, s);
         pg_conn_mark_process(&c->conn);
+        return;
+    }
+    if (p->removed) {
+        /* Nobody new can come for it. */
+        pg_server_close(s, PG_END_RECONFIGURED, "the database was removed from the configuration");
         return;
     }
     pg_server_set_state(s, PG_SV_IDLE);
@@ -371,6 +441,10 @@ void pg_pool_release(pg_server *s, bool client_left)
                 pg_conn_mark(&c->conn);
         }
         pg_notify_flush(c);
+        /* A graceful shutdown closes each client as its transaction ends. */
+        if (gw->draining && !gw->drain_clients && c->state == PG_CL_IDLE)
+            pg_client_fatal(c, PG_END_SHUTDOWN, pg_end_sqlstate(PG_END_SHUTDOWN),
+                            "terminating connection due to administrator command");
     }
     if (s->state == PG_SV_CLOSING)
         return;

@@ -143,6 +143,7 @@ void pg_server_init(pg_server *s, pg_pool *pool)
 {
     pg_gateway *gw = pool->gw;
     s->pool = pool;
+    s->conn_gen = pool->conn_gen;
     pg_conn_init(&s->conn, gw, PG_CONN_SERVER);
     gw_list_init(&s->idle_node);
     pg_server_stmts_init(&s->stmts);

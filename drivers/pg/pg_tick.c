@@ -109,6 +109,34 @@ static bool check_server(pg_server *s, const cfg *conf, uint64_t now)
     return false;
 }
 
+/* A client that logged in and has not had a server yet gets this long, during a drain, to send
+ * its first request: it connected (perhaps to run just one transaction, as `pgbench -C` does)
+ * before it could know the listener was closing. One that sends nothing is closed after it. */
+#define PG_DRAIN_FIRST_REQUEST_MS 1000
+
+/* Whether a drain may close c now without losing a transaction. */
+static bool between_transactions(const pg_client *c, uint64_t now)
+{
+    switch (c->state) {
+    case PG_CL_IDLE:
+        return c->served || now - c->since >= PG_DRAIN_FIRST_REQUEST_MS;
+    case PG_CL_WAITING: /* its next request has not reached a server */
+        return c->served;
+    case PG_CL_ACTIVE: {
+        const pg_server *s = c->server;
+        /* Session mode, or pinned: the server stays linked between transactions. */
+        return s && s->q.count == 0 && s->tx == 'I' && !s->conn.pass_left && !c->conn.pass_left;
+    }
+    case PG_CL_NEW:
+    case PG_CL_STARTUP: /* logins finish (client_login_timeout bounds them) */
+    case PG_CL_AUTH:
+    case PG_CL_LOGIN_WAIT:
+    case PG_CL_CLOSING:
+        break;
+    }
+    return false;
+}
+
 /* autodb_idle_timeout: a pool of the "*" entry without clients for that long stops opening
  * servers and closes its idle ones; once nothing points at it any more it is freed. Returns
  * true when p was freed. */
@@ -132,10 +160,29 @@ static bool check_autodb(pg_pool *p, const cfg *conf, uint64_t now)
     return true;
 }
 
+void pg_core_drain(pg_gateway *gw)
+{
+    if (!gw->draining || gw->drain_clients)
+        return;
+    uint64_t now = gw_now(gw->ctx);
+    gw_list *it, *tmp;
+restart:
+    gw_list_foreach_safe(it, tmp, &gw->clients)
+    {
+        pg_client *c = gw_container_of(it, pg_client, node);
+        if (!between_transactions(c, now))
+            continue;
+        pg_client_fatal(c, PG_END_SHUTDOWN, pg_end_sqlstate(PG_END_SHUTDOWN),
+                        "terminating connection due to administrator command");
+        goto restart; /* its server's release may have closed others */
+    }
+}
+
 void pg_core_tick(pg_gateway *gw, uint64_t now)
 {
     const cfg *conf = gw->ctx->cfg;
     gw_list *it, *tmp, *pi, *ptmp;
+    pg_core_drain(gw);
 restart_clients:
     gw_list_foreach_safe(it, tmp, &gw->clients)
     {

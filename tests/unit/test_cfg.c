@@ -835,6 +835,24 @@ Test(cfg, restart_keys_are_the_listeners)
     cfg_free(b);
 }
 
+Test(cfg, a_reload_keeps_the_running_listeners)
+{
+    cfg *old = loads("[sluice]\nlisten_port = 7000\nso_reuseport = 1\n");
+    cfg *next = loads("[sluice]\nlisten_port = 7001\nunix_socket_dir = /run/x\n"
+                      "query_timeout = 5\n");
+    cfg_keep_restart_keys(next, old);
+    cr_assert_eq(next->listen_port, 7000);
+    cr_assert_str_eq(next->unix_socket_dir, "/tmp");
+    cr_assert(next->so_reuseport);
+    cr_assert_eq(next->query_timeout_ms, 5000, "reloadable keys keep the new value");
+    cr_assert_eq(old->listen_port, 7001, "exchanged: each side frees one string");
+    cr_assert_str_eq(old->unix_socket_dir, "/run/x");
+    const char *names[4];
+    cr_assert_eq(cfg_restart_keys(old, next, names, 4), 3);
+    cfg_free(old);
+    cfg_free(next);
+}
+
 Test(cfg, key_table_is_complete)
 {
     for (const cfg_key *k = cfg__keys; k->name; k++) {

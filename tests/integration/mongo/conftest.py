@@ -86,7 +86,9 @@ class Sluice:
         self.pg_port = free_port()
         self.conf = os.path.join(tmp, "sluice.ini")
         self.log_path = os.path.join(tmp, "sluice.log")
-        main = {"query_wait_timeout": opts.pop("query_wait_timeout", 120)}
+        # SIGTERM waits for open transactions: bounded for tests that leave one open.
+        main = {"query_wait_timeout": opts.pop("query_wait_timeout", 120),
+                "shutdown_timeout": opts.pop("shutdown_timeout", 5)}
         for key in ("server_connect_timeout", "auth_file", "metrics_port"):
             if key in opts:
                 main[key] = opts.pop(key)

@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from pgutil import PgCluster, free_port, open_fds, stop_problems
+from pgutil import PgCluster, free_port, open_fds, stop_problems, wait_for
 
 SLUICE_BIN = os.environ.get("SLUICE_BIN") or os.path.join(
     os.path.dirname(__file__), "..", "..", "..", "build", "sluice")
@@ -51,7 +51,8 @@ class Sluice:
     """One running Sluice with its own config file, Unix socket directory and log."""
 
     def __init__(self, pg, overrides, databases, tmp):
-        self.port = free_port()
+        # A listen_port of the test's own: another Sluice may share it (so_reuseport).
+        self.port = int(overrides.get("listen_port") or free_port())
         self.dir = tmp
         self.conf = os.path.join(tmp, "sluice.ini")
         self.log_path = os.path.join(tmp, "sluice.log")
@@ -61,19 +62,17 @@ class Sluice:
             "unix_socket_dir": tmp,
             "log_level": "debug",
             "default_pool_size": "5",
+            # SIGTERM waits for open transactions: a test that leaves one open must not make
+            # the teardown wait the default minute.
+            "shutdown_timeout": "5",
         }
         main.update({k: str(v) for k, v in overrides.items()})
         dbs = databases or {
             "postgres": f"host=127.0.0.1 port={pg.port} dbname=postgres",
             "*": f"host=127.0.0.1 port={pg.port}",
         }
-        with open(self.conf, "w") as f:
-            f.write("[sluice]\n")
-            for k, v in main.items():
-                f.write(f"{k} = {v}\n")
-            f.write("[databases]\n")
-            for k, v in dbs.items():
-                f.write(f"{k} = {v}\n")
+        self.main = main
+        self._write(dbs)
         self.logf = open(self.log_path, "w")
         env = dict(os.environ, ASAN_OPTIONS="detect_leaks=1:abort_on_error=0",
                    UBSAN_OPTIONS="print_stacktrace=1")
@@ -121,6 +120,28 @@ class Sluice:
 
     def reload(self):
         self.proc.send_signal(signal.SIGHUP)
+
+    def _write(self, databases):
+        with open(self.conf, "w") as f:
+            f.write("[sluice]\n")
+            for k, v in self.main.items():
+                f.write(f"{k} = {v}\n")
+            f.write("[databases]\n")
+            for k, v in databases.items():
+                f.write(f"{k} = {v}\n")
+
+    def rewrite(self, databases, **overrides):
+        """Writes the config again with these [databases] lines and [sluice] changes (the
+        ports and directories stay), for a reload."""
+        self.main.update({k: str(v) for k, v in overrides.items()})
+        self._write(databases)
+
+    def reload_and_wait(self):
+        """SIGHUP, then waits for the log line that ends the reload (applied or refused)."""
+        done = ("configuration reloaded", "keeping the running configuration")
+        before = sum(self.log().count(d) for d in done)
+        self.reload()
+        assert wait_for(lambda: sum(self.log().count(d) for d in done) > before), self.log()
 
     def stop(self):
         """SIGTERM, then up to 10 s for the exit; returns the exit status, or None when Sluice

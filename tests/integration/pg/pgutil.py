@@ -298,6 +298,15 @@ def raw_login(port, **params):
     return s, msgs
 
 
+def refused(port):
+    """Whether nothing accepts TCP connections on the loopback port."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return False
+    except OSError:
+        return True
+
+
 def wait_for(predicate, timeout=10):
     """Polls predicate until it holds or timeout seconds pass; returns its last value."""
     deadline = time.time() + timeout
