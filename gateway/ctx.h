@@ -104,6 +104,9 @@ __attribute__((format(printf, 4, 5)))
 #endif
 void gw_log_conn(const gw_ctx *ctx, cfg_log_level level, const gw_log_who *who, const char *fmt,
                  ...);
+#ifdef __GNUC__
+__attribute__((format(printf, 4, 0)))
+#endif
 void gw_vlog_conn(const gw_ctx *ctx, cfg_log_level level, const gw_log_who *who, const char *fmt,
                   va_list ap);
 /* The message already formatted. */

@@ -7,12 +7,12 @@
 
 #include "tests/fuzz/fuzz.h"
 
-#define FUZZ_SCRAM_SHA1  1  /* SCRAM-SHA-1 (RFC 5802's example) instead of SHA-256 (RFC 7677's) */
-#define FUZZ_SCRAM_MONGO 2  /* server: MongoDB rules; client: log in with keys, not a password */
-#define FUZZ_SCRAM_FAKE  4  /* server: an unknown user (fake verifier) */
-#define FUZZ_SCRAM_BIND  8  /* binding data 00 01 .. 1f (a TLS connection) */
-#define FUZZ_SCRAM_PLUS  16 /* server: the client picked -PLUS (needs BIND); client: -PLUS offered \
-                             */
+#define FUZZ_SCRAM_SHA1  1 /* SCRAM-SHA-1 (RFC 5802's example) instead of SHA-256 (RFC 7677's) */
+#define FUZZ_SCRAM_MONGO 2 /* server: MongoDB rules; client: log in with keys, not a password */
+#define FUZZ_SCRAM_FAKE  4 /* server: an unknown user (fake verifier) */
+#define FUZZ_SCRAM_BIND  8 /* binding data 00 01 .. 1f (a TLS connection) */
+/* server: the client picked -PLUS (needs BIND); client: -PLUS offered */
+#define FUZZ_SCRAM_PLUS 16
 
 typedef struct fuzz_scram_input {
     unsigned flags;
