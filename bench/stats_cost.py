@@ -10,6 +10,13 @@ and after each round.
 Usage: bench/stats_cost.py --on build/sluice --off build-nostats/sluice [--rounds 4]
        [--seconds 10] [--clients 50]
 Prints a Markdown table and the difference of the medians.
+
+CPU time on a shared machine is noisy (two builds a few percent apart overlap from round to
+round). --instructions counts instead: each build runs under valgrind's callgrind twice, once
+for --short and once for --long transactions per client (pgbench -S -t), and the difference of
+the instruction totals divided by the difference of the transactions is what one transaction
+costs Sluice in instructions, start-up and shutdown cancelled out. Deterministic up to the
+order in which the loop happens to see events, so it separates a 1% difference.
 """
 import argparse
 import os
@@ -119,6 +126,65 @@ def round_(targets, clients, seconds):
     return res
 
 
+def callgrind_total(path):
+    with open(path) as f:
+        for line in f:
+            if line.startswith("summary:") or line.startswith("totals:"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no totals in {path}")
+
+
+def instructions_run(binary, d, name, pg_port, clients, per_client):
+    """Sluice under callgrind through one pgbench -S -t run: total instructions, transactions."""
+    out = os.path.join(d, f"callgrind.{name}.{per_client}")
+    port = free_port()
+    conf = os.path.join(d, f"{name}-cg.ini")
+    with open(conf, "w") as f:
+        f.write(f"""[sluice]
+listen_addr = 127.0.0.1
+listen_port = {port}
+unix_socket_dir =
+pool_mode = transaction
+default_pool_size = {clients}
+min_pool_size = {clients}
+log_level = warning
+[databases]
+postgres = host=127.0.0.1 port={pg_port} dbname=postgres user=postgres
+""")
+    p = subprocess.Popen(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", binary,
+                          "-c", conf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(600):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    r = subprocess.run(["pgbench", "-n", "-S", "-c", str(clients), "-j", "1", "-t",
+                        str(per_client), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres",
+                        "postgres"], capture_output=True, text=True, timeout=1800)
+    m = re.search(r"number of transactions actually processed: (\d+)", r.stdout)
+    p.terminate()
+    p.wait(timeout=300)
+    if r.returncode != 0 or not m:
+        raise RuntimeError(r.stdout + r.stderr)
+    return callgrind_total(out), int(m.group(1))
+
+
+def instructions(a, d, pg_port):
+    print(f"pgbench -S -c {a.clients} -t {a.short} and -t {a.long} through Sluice under "
+          "callgrind; instructions per transaction = difference of totals / difference of "
+          "transactions\n")
+    print("| build | instructions per transaction |")
+    print("|---|---|")
+    per = {}
+    for name, binary in (("on", a.on), ("off", a.off)):
+        i1, t1 = instructions_run(os.path.abspath(binary), d, name, pg_port, a.clients, a.short)
+        i2, t2 = instructions_run(os.path.abspath(binary), d, name, pg_port, a.clients, a.long)
+        per[name] = (i2 - i1) / (t2 - t1)
+        print(f"| stats {name} | {per[name]:,.0f} |")
+    print(f"\ndifference: {(per['on'] - per['off']) / per['off'] * 100:+.2f}%")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--on", required=True, help="sluice built with statistics (default build)")
@@ -126,6 +192,10 @@ def main():
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--clients", type=int, default=50)
+    ap.add_argument("--instructions", action="store_true",
+                    help="count instructions under callgrind instead of CPU time")
+    ap.add_argument("--short", type=int, default=200, help="--instructions: -t of the short run")
+    ap.add_argument("--long", type=int, default=1200, help="--instructions: -t of the long run")
     a = ap.parse_args()
     d = tempfile.mkdtemp(prefix="sluice-stats-cost-")
     os.chmod(d, 0o755)
@@ -134,6 +204,9 @@ def main():
     procs = []
     try:
         data = start_pg(d, pg_port)
+        if a.instructions:
+            instructions(a, d, pg_port)
+            return
         on = start_sluice(os.path.abspath(a.on), d, "on", pg_port)
         off = start_sluice(os.path.abspath(a.off), d, "off", pg_port)
         procs = [on[0], off[0]]

@@ -81,6 +81,11 @@ typedef struct gw_ctx {
     /* What the drivers report (gateway/stats.h): their registered sources. Zeroed with the
      * context; nothing to free. */
     gw_stats stats;
+    /* gw_stats_now_us as first read in this loop iteration, 0 until then: the PostgreSQL
+     * counting (pg_count.c) reads the clock once per iteration for all the queries it ends,
+     * rather than twice per query. The shell clears it after each iteration's events (its
+     * prepare and check callbacks), so no value outlives a poll. */
+    uint64_t stats_clock_us;
     /* The admin console's state: paused and disabled databases, drivers' controls
      * (gateway/admin.h). Zeroed with the context; gw_admin_free releases it. */
     gw_admin admin;

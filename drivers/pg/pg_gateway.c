@@ -78,14 +78,19 @@ static void close_own(void *handle, bool *open)
     *open = false;
 }
 
+/* Both end a phase of the loop: what the counting clock read belongs to it (gw_ctx). */
 static void on_prepare(uv_prepare_t *h)
 {
-    pg_gateway_run_ready(h->data);
+    pg_gateway *gw = h->data;
+    pg_gateway_run_ready(gw);
+    gw->ctx->stats_clock_us = 0;
 }
 
 static void on_check(uv_check_t *h)
 {
-    pg_gateway_run_ready(h->data);
+    pg_gateway *gw = h->data;
+    pg_gateway_run_ready(gw);
+    gw->ctx->stats_clock_us = 0;
 }
 
 static void close_quiet_listeners(pg_io_gateway *io);
