@@ -62,7 +62,8 @@ static int load_checked(gw_ctx *ctx, cfg **out, struct gw_tls_conf **tls)
         return -1;
     char err[512];
     if (gw_tls_conf_from_cfg(*out, tls, err, sizeof err) != 0) {
-        gw_error(ctx, "client TLS: %s", err);
+        /* err begins "client TLS: " or "server TLS: ". */
+        gw_error(ctx, "reload of %s refused: %s", ctx->cfg->path, err);
         return -1;
     }
     return 0;

@@ -186,6 +186,12 @@ class FakeServer:
         try:
             ln = struct.unpack("!I", self._recv(conn, 4))[0]
             body = self._recv(conn, ln - 4)
+            if ln == 8 and struct.unpack("!I", body)[0] == 80877103:
+                # An SSLRequest (server_tls_sslmode prefer): no TLS here, as a server with
+                # ssl = off answers; the startup packet follows in cleartext.
+                conn.sendall(b"N")
+                ln = struct.unpack("!I", self._recv(conn, 4))[0]
+                body = self._recv(conn, ln - 4)
             parts = body[4:].split(b"\0")
             params = dict(zip(parts[::2], parts[1::2]))
             reply, close = GARBAGE[params[b"database"].decode()]

@@ -21,7 +21,7 @@ import psycopg2.extensions
 import pytest
 
 from pgutil import PgCluster, pgbench, wait_for
-from test_tls import make_ca, make_cert
+from tlscerts import make_ca, make_cert
 
 HANG = 20
 SSL_QUERY = "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"

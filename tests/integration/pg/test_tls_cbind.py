@@ -17,7 +17,8 @@ import pytest
 
 from pgutil import error_fields, message, read_messages, read_to_eof, startup_packet
 from test_auth import auth_request, fatal_of, sasl_initial
-from test_tls import certs, openssl, tls_sluice, tls_socket  # noqa: F401 (a fixture)
+from test_tls import certs, tls_sluice, tls_socket  # noqa: F401 (a fixture)
+from tlscerts import openssl
 
 PASSWORD = "bound pass"
 USER = "cbind_user"
