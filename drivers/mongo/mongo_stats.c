@@ -196,6 +196,16 @@ static uint32_t busy(void *drv, const char *db)
     return n;
 }
 
+static void resume(void *drv, const char *db)
+{
+    mongo_gateway *gw = drv;
+    EACH_FRONT(gw, f)
+    {
+        if (db_match(db, f->name))
+            mongo_core_resume(f);
+    }
+}
+
 static void kill_db(void *drv, const char *db)
 {
     mongo_gateway *gw = drv;
@@ -280,6 +290,7 @@ static bool has_db(void *drv, const char *db)
 
 static const gw_admin_driver mongo_admin_driver = {
     .busy = busy,
+    .resume = resume,
     .kill = kill_db,
     .reconnect = reconnect,
     .closing = closing,

@@ -291,3 +291,44 @@ Test(mongo_core, a_message_nobody_asked_for_closes_the_backend)
     cr_assert(b->closed);
     cr_assert(!c->closing);
 }
+
+Test(mongo_core, a_paused_front_holds_requests_until_resume)
+{
+    fake_conn *c = mongo_fake_client(&fs);
+    send_doc(c, BCON_NEW("ping", BCON_INT32(1), "$db", BCON_UTF8("admin")), 21);
+    bson_t body;
+    next_reply(c, &body);
+    bson_destroy(&body);
+    int before = n_seen;
+    fs.paused = true;
+    send_doc(c, BCON_NEW("ping", BCON_INT32(1), "$db", BCON_UTF8("admin")), 22);
+    mongo_core_tick(&fs.front, fs.now);
+    mongo_fake_run(&fs);
+    size_t len;
+    cr_assert_null(mongo_fake_next_reply(c, &len), "answered while paused");
+    cr_assert_eq(n_seen, before, "a request reached a backend while paused");
+    /* The console's resume while still paused (PAUSE of everything) changes nothing. */
+    mongo_core_resume(&fs.front);
+    mongo_fake_run(&fs);
+    cr_assert_eq(n_seen, before);
+    fs.paused = false;
+    mongo_core_resume(&fs.front);
+    mongo_fake_run(&fs);
+    mongo_header h = next_reply(c, &body);
+    cr_assert_eq(h.response_to, 22);
+    cr_assert_eq(get_int(&body, "ok"), 1);
+    bson_destroy(&body);
+    cr_assert(!c->closing);
+}
+
+Test(mongo_core, a_disabled_front_closes_new_clients_at_accept)
+{
+    fake_conn *old = mongo_fake_client(&fs);
+    fs.disabled = true;
+    fake_conn *c = mongo_fake_client(&fs);
+    cr_assert(c->closing, "a client of a disabled entry was let in");
+    cr_assert(!old->closing, "DISABLE closed a client already in");
+    fs.disabled = false;
+    c = mongo_fake_client(&fs);
+    cr_assert(!c->closing);
+}

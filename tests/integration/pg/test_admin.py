@@ -441,3 +441,93 @@ def test_mongo_entries_show_in_the_same_views(sluice_factory, pg, mongo_backend)
     mid = next(r["id"] for r in clients if r["database"] == "mdb")
     adm.cursor().execute(f"KILL_CLIENT {mid}")
     client.close()
+
+
+def _sluice_with_mongo(sluice_factory, pg, mongo_backend, **opts):
+    """A Sluice with the console, postgres and one [mongodb] entry `mdb`: (sluice, mongo port)."""
+    from pgutil import free_port
+    mport = free_port()
+    dbs = {"postgres": f"host=127.0.0.1 port={pg.port} dbname=postgres\n[mongodb]\n"
+                       f"mdb = listen_port={mport} pool_size=2 "
+                       f"uri=mongodb://127.0.0.1:{mongo_backend.port}/?appname=sluice"}
+    s = sluice_factory(databases=dbs, **ADMIN, **opts)
+    _mongo_server_class()[1](mport)
+    return s, mport
+
+
+def _mongo_client(mport, **opts):
+    import pymongo
+    opts.setdefault("serverSelectionTimeoutMS", 10000)
+    return pymongo.MongoClient(f"mongodb://127.0.0.1:{mport}/", **opts)
+
+
+def test_pause_resume_of_a_mongo_entry_holds_requests_without_errors(sluice_factory, pg,
+                                                                      mongo_backend):
+    s, mport = _sluice_with_mongo(sluice_factory, pg, mongo_backend)
+    client = _mongo_client(mport, maxPoolSize=4)
+    coll = client.test.paused
+    coll.insert_one({"i": 0})
+    done, stop, errors = [0], threading.Event(), []
+
+    def traffic():
+        while not stop.is_set():
+            try:
+                coll.find_one({"i": 0})
+                done[0] += 1
+            except Exception as e:  # every error fails the test
+                errors.append(repr(e))
+
+    workers = [threading.Thread(target=traffic) for _ in range(4)]
+    for t in workers:
+        t.start()
+    adm = console(s)
+    assert wait_for(lambda: done[0] > 50)
+    adm.cursor().execute("PAUSE mdb")  # returns once no Mongo request runs
+    assert wait_for(lambda: pool(adm, "mdb")["cl_waiting"] == 4)
+    held = done[0]
+    assert done[0] == held
+    assert {r["name"]: r["paused"] for r in show(adm, "DATABASES")[0]}["mdb"] == 1
+    assert sqlstate_of(lambda: adm.cursor().execute("PAUSE mdb")) == "55000"
+    # PostgreSQL is not held by a pause of the Mongo entry.
+    with psycopg2.connect(**s.dsn()) as c:
+        c.cursor().execute("SELECT 1")
+    # Hostile: a waiting client gives up (its socket times out and closes) during the pause.
+    quitter = _mongo_client(mport, socketTimeoutMS=500)
+    with pytest.raises(Exception):
+        quitter.test.paused.find_one({"i": 0})
+    quitter.close()
+    adm.cursor().execute("RESUME mdb")
+    assert wait_for(lambda: done[0] > held + 50)
+    # PAUSE and RESUME of everything reach the Mongo entry too.
+    adm.cursor().execute("PAUSE")
+    assert wait_for(lambda: pool(adm, "mdb")["cl_waiting"] == 4)
+    held = done[0]
+    adm.cursor().execute("RESUME")
+    assert wait_for(lambda: done[0] > held + 50)
+    stop.set()
+    for t in workers:
+        t.join(30)
+    assert errors == []
+    client.close()
+
+
+def test_disable_refuses_new_mongo_clients_until_enable(sluice_factory, pg, mongo_backend):
+    import pymongo.errors
+    s, mport = _sluice_with_mongo(sluice_factory, pg, mongo_backend)
+    old = _mongo_client(mport)
+    old.test.items.insert_one({"i": 1})
+    adm = console(s)
+    adm.cursor().execute("DISABLE mdb")
+    assert {r["name"]: r["disabled"] for r in show(adm, "DATABASES")[0]}["mdb"] == 1
+    new = _mongo_client(mport, serverSelectionTimeoutMS=1500)
+    with pytest.raises(pymongo.errors.PyMongoError):
+        new.admin.command("ping")
+    new.close()
+    assert "disabled by the admin (DISABLE)" in s.log()
+    # A client already in keeps working on its open connection.
+    assert old.test.items.find_one({"i": 1}) is not None
+    adm.cursor().execute("ENABLE mdb")
+    new = _mongo_client(mport)
+    assert new.test.items.find_one({"i": 1}) is not None
+    new.close()
+    old.close()
