@@ -531,3 +531,86 @@ def test_disable_refuses_new_mongo_clients_until_enable(sluice_factory, pg, mong
     assert new.test.items.find_one({"i": 1}) is not None
     new.close()
     old.close()
+
+
+class Psql:
+    """An interactive psql on a pipe: one query in, its one-line answer out."""
+
+    def __init__(self, port):
+        self.proc = subprocess.Popen(["psql", "-X", "-q", "-At", "-h", "127.0.0.1", "-p", str(port),
+                                      "-U", "postgres", "-d", "postgres"],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True, bufsize=1)
+
+    def query(self, sql):
+        self.proc.stdin.write(sql + "\n")
+        self.proc.stdin.flush()
+        return self.proc.stdout.readline().strip()
+
+    def quit(self):
+        self.proc.stdin.write("\\q\n")
+        self.proc.stdin.flush()
+        return self.proc.wait(timeout=30)
+
+
+def _console_shutdown(s, mode):
+    adm = console(s)
+    # As with PgBouncer, the console may be closed before its CommandComplete is read.
+    try:
+        adm.cursor().execute("SHUTDOWN " + mode)
+    except psycopg2.OperationalError:
+        pass
+    adm.close()
+
+
+def test_shutdown_wait_for_clients_serves_a_psql_client_until_it_quits(sluice_factory, pg):
+    from pgutil import refused
+    s = sluice_factory(shutdown_timeout=120, **ADMIN)
+    p = Psql(s.port)
+    assert p.query("SELECT 40 + 1;") == "41"
+    _console_shutdown(s, "WAIT_FOR_CLIENTS")
+    assert wait_for(lambda: refused(s.port)), "new clients still accepted"
+    with pytest.raises(psycopg2.OperationalError):
+        psycopg2.connect(**s.dsn(), connect_timeout=5)
+    # The client that was in keeps being served, transactions included, for as long as it stays.
+    assert p.query("SELECT 40 + 2;") == "42"
+    assert p.query("BEGIN; SELECT 43; COMMIT;") == "43"
+    assert s.running()
+    assert p.quit() == 0
+    assert s.proc.wait(timeout=30) == 0, s.log()[-3000:]
+    assert "every client has left" in s.log()
+
+
+def test_shutdown_wait_for_servers_lets_an_open_transaction_commit(sluice_factory, pg):
+    s = sluice_factory(shutdown_timeout=120, **ADMIN)
+    pg.psql("CREATE TABLE IF NOT EXISTS admin_shut (v int)")
+    pg.psql("DELETE FROM admin_shut")
+    c = psycopg2.connect(**s.dsn())
+    cur = c.cursor()
+    cur.execute("INSERT INTO admin_shut VALUES (1)")  # the transaction stays open
+    _console_shutdown(s, "WAIT_FOR_SERVERS")
+    assert wait_for(lambda: "shutdown requested" in s.log())
+    assert s.running(), "exited with a transaction open"
+    cur.execute("INSERT INTO admin_shut VALUES (2)")
+    c.commit()
+    assert s.proc.wait(timeout=30) == 0, s.log()[-3000:]
+    assert pg.psql("SELECT count(*) FROM admin_shut")[0][0] == 2
+    assert "every transaction has ended" in s.log()
+    # Once its transaction ended the client was closed: nothing more runs on it.
+    with pytest.raises(psycopg2.Error):
+        cur.execute("SELECT 1")
+    c.close()
+
+
+def test_shutdown_with_a_bad_mode_changes_nothing(sluice_factory, pg):
+    s = sluice_factory(**ADMIN)
+    adm = console(s)
+    for bad in ("SHUTDOWN WAIT_FOR_NOTHING", "SHUTDOWN WAIT_FOR_CLIENTS now",
+                "SHUTDOWN 'WAIT_FOR_CLIENTS'; SELECT 1"):
+        assert sqlstate_of(lambda: adm.cursor().execute(bad)) in ("42601", "42000")
+    # Only admin_users may shut down.
+    st = console(s, user="stats")
+    assert sqlstate_of(lambda: st.cursor().execute("SHUTDOWN WAIT_FOR_CLIENTS")) == "42501"
+    assert s.running()
+    with psycopg2.connect(**s.dsn()) as c:
+        c.cursor().execute("SELECT 1")
