@@ -158,6 +158,7 @@ static void each_db(void *drv, gw_db_fn *fn, void *arg)
             .dbname = f->name,
             .protocol = PROTOCOL,
             .pool_size = f->pool_size,
+            .min_pool_size = f->min_pool_size,
             .pool_mode = "transaction",
             .max_client_connections = f->max_clients,
             .current_connections = (int)f->n_backends,

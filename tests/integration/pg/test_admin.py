@@ -448,7 +448,7 @@ def _sluice_with_mongo(sluice_factory, pg, mongo_backend, **opts):
     from pgutil import free_port
     mport = free_port()
     dbs = {"postgres": f"host=127.0.0.1 port={pg.port} dbname=postgres\n[mongodb]\n"
-                       f"mdb = listen_port={mport} pool_size=2 "
+                       f"mdb = listen_port={mport} pool_size=2 min_pool_size=1 "
                        f"uri=mongodb://127.0.0.1:{mongo_backend.port}/?appname=sluice"}
     s = sluice_factory(databases=dbs, **ADMIN, **opts)
     _mongo_server_class()[1](mport)
@@ -614,3 +614,21 @@ def test_shutdown_with_a_bad_mode_changes_nothing(sluice_factory, pg):
     assert s.running()
     with psycopg2.connect(**s.dsn()) as c:
         c.cursor().execute("SELECT 1")
+
+
+def test_show_databases_reports_reserve_pool_and_server_lifetime(sluice_factory, pg, mongo_backend):
+    s, _ = _sluice_with_mongo(sluice_factory, pg, mongo_backend, reserve_pool_size=3,
+                              server_lifetime=1800)
+    adm = console(s)
+    config = {r["key"]: r["value"] for r in show(adm, "CONFIG")[0]}
+    assert config["reserve_pool_size"] == "3" and config["server_lifetime"] == "1800"
+    dbs = {r["name"]: r for r in show(adm, "DATABASES")[0]}
+    assert dbs["postgres"]["reserve_pool_size"] == 3
+    assert dbs["postgres"]["server_lifetime"] == 1800
+    # What SET changes shows at once; the Mongo entry has neither (no reserve, no lifetime).
+    adm.cursor().execute("SET server_lifetime = 900")
+    adm.cursor().execute("SET reserve_pool_size = 0")
+    dbs = {r["name"]: r for r in show(adm, "DATABASES")[0]}
+    assert dbs["postgres"]["server_lifetime"] == 900 and dbs["postgres"]["reserve_pool_size"] == 0
+    assert dbs["mdb"]["reserve_pool_size"] == 0 and dbs["mdb"]["server_lifetime"] == 0
+    assert dbs["mdb"]["min_pool_size"] == 1 and dbs["mdb"]["pool_size"] == 2
