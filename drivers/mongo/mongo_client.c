@@ -578,17 +578,22 @@ mongo_client *mongo_core_client_accepted(mongo_front *f, struct mongo_shell_conn
     gw_list_init(&c->cursors);
     gw_list_init(&c->txns);
     client_set_state(c, MONGO_CL_IDLE);
-    if (f->n_clients > (uint32_t)f->max_clients) {
+    char why[64] = "";
+    if (f->n_clients > (uint32_t)f->max_clients)
+        snprintf(why, sizeof why, "max_client_conn (%d) reached", f->max_clients);
+    else if (mongo_shell_disabled(f))
+        snprintf(why, sizeof why, "disabled by the admin (DISABLE)");
+    if (why[0]) {
         /* MongoDB has no error before the handshake: the connection closes at once (drivers
          * report a network error), rather than after a timeout, holding nothing meanwhile. */
         f->refused++;
         uint64_t now = mongo_shell_now(f);
         if (!f->refused_logged_at || now - f->refused_logged_at >= 1000) {
-            mongo_warn(f, "max_client_conn (%d) reached: closing new clients (%llu so far)",
-                       f->max_clients, (unsigned long long)f->refused);
+            mongo_warn(f, "%s: closing new clients (%llu so far)", why,
+                       (unsigned long long)f->refused);
             f->refused_logged_at = now;
         }
-        mongo__client_close(c, MONGO_END_REFUSED, "max_client_conn reached");
+        mongo__client_close(c, MONGO_END_REFUSED, why);
         return c;
     }
     if (!c->need_auth)

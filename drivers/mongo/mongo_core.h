@@ -90,7 +90,7 @@ typedef enum mongo_end {
     /* clients */
     MONGO_END_CLIENT_LEFT,
     MONGO_END_PROTOCOL, /* an error reply was sent, then the connection closed */
-    MONGO_END_REFUSED,  /* over max_client_conn: closed at once (the protocol has no way to say) */
+    MONGO_END_REFUSED,  /* over max_client_conn or DISABLEd: closed at once (no way to say) */
     /* backends */
     MONGO_END_SERVER_CLOSED, /* the server closed the connection */
     MONGO_END_BAD_LENGTH,    /* a reply's length is out of bounds: the stream cannot be framed */
@@ -251,7 +251,7 @@ typedef struct mongo_front {
     bool stopping; /* shutting down: no new connections, nothing goes back to the pool */
     gw_list clients, backends, idle, waiters;
     uint32_t n_clients;
-    uint64_t refused, refused_logged_at; /* clients refused over max_clients; last log of it */
+    uint64_t refused, refused_logged_at; /* clients refused at accept; last log of it */
     gw_list internal;                    /* mongo_internal_msg waiting for a connection */
     uint32_t n_internal;
     uint32_t n_backends, n_connecting;
@@ -399,6 +399,9 @@ void mongo_core_stop(mongo_front *f);
  * are closed; the others once they get there. */
 void mongo_core_drain(mongo_front *f);
 void mongo_core_tick(mongo_front *f, uint64_t now);
+/* The console lifted a PAUSE (mongo_shell_paused is false now): waiting requests get
+ * connections. */
+void mongo_core_resume(mongo_front *f);
 
 /* A client connected on io. Returns its client (possibly already closing: over max_client_conn),
  * or NULL when out of memory (the shell then closes io itself). */

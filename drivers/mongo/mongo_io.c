@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "drivers/mongo/mongo_int.h"
+#include "gateway/admin.h"
 
 static mongo_shell_front *shell_of(const mongo_front *f)
 {
@@ -38,6 +39,16 @@ const struct auth_userlist *mongo_shell_users(const mongo_front *f)
 const uint8_t *mongo_shell_auth_seed(const mongo_front *f)
 {
     return shell_of(f)->gw->ctx->auth_seed;
+}
+
+bool mongo_shell_paused(const mongo_front *f)
+{
+    return gw_admin_paused(shell_of(f)->gw->ctx, f->name);
+}
+
+bool mongo_shell_disabled(const mongo_front *f)
+{
+    return gw_admin_disabled(shell_of(f)->gw->ctx, f->name);
 }
 
 void mongo_shell_log(const mongo_front *f, cfg_log_level level, const char *fmt, ...)

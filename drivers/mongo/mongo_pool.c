@@ -68,7 +68,7 @@ void mongo__pool_connect_more(mongo_front *f)
     if (f->stopping || backing_off(f))
         return;
     const char *target = NULL;
-    gw_list *it = gw_list_first(&f->waiters);
+    gw_list *it = mongo_shell_paused(f) ? NULL : gw_list_first(&f->waiters);
     if (it)
         target = gw_container_of(it, mongo_client, wait_node)->r.pin;
     else if ((it = gw_list_first(&f->internal)))
@@ -128,14 +128,16 @@ void mongo__pool_release(mongo_backend *b)
             return;
         }
     }
-    for (gw_list *it = f->waiters.next; it != &f->waiters; it = it->next) {
+    /* A paused entry's waiters keep waiting (mongo_core_resume); Sluice's own cleanup goes on. */
+    bool serve = !mongo_shell_paused(f);
+    for (gw_list *it = f->waiters.next; serve && it != &f->waiters; it = it->next) {
         mongo_client *c = gw_container_of(it, mongo_client, wait_node);
         if (host_fits(c->r.pin, b->host)) {
             mongo__client_got_backend(c, b);
             return;
         }
     }
-    if (!gw_list_empty(&f->waiters) || !gw_list_empty(&f->internal)) {
+    if ((serve && !gw_list_empty(&f->waiters)) || !gw_list_empty(&f->internal)) {
         /* Everyone waiting needs another server: trade this connection for one there. */
         if (f->n_backends + f->n_connecting >= (uint32_t)f->pool_size) {
             mongo__backend_close(b, MONGO_END_TRADE, NULL);
@@ -150,6 +152,8 @@ void mongo__pool_acquire(mongo_client *c)
 {
     mongo_front *f = c->front;
     mongo_assert(c->state == MONGO_CL_WAITING);
+    if (mongo_shell_paused(f))
+        return; /* queued until RESUME, the client unanswered (as PgBouncer's PAUSE) */
     for (gw_list *it = f->idle.next; it != &f->idle; it = it->next) {
         mongo_backend *b = gw_container_of(it, mongo_backend, idle_node);
         if (host_fits(c->r.pin, b->host)) {
@@ -169,6 +173,23 @@ void mongo__pool_acquire(mongo_client *c)
         mongo_backend *b = gw_container_of(f->idle.next, mongo_backend, idle_node);
         mongo__backend_close(b, MONGO_END_TRADE, NULL);
     }
+}
+
+void mongo_core_resume(mongo_front *f)
+{
+    if (f->stopping || mongo_shell_paused(f))
+        return;
+    /* Each idle connection goes through release once, oldest first (release puts one it keeps
+     * back at the head): it serves the first waiter that fits, or stays, or is traded. */
+    size_t n = 0;
+    for (gw_list *it = f->idle.next; it != &f->idle; it = it->next)
+        n++;
+    for (; n > 0 && !gw_list_empty(&f->idle); n--) {
+        mongo_backend *b = gw_container_of(f->idle.prev, mongo_backend, idle_node);
+        mongo__backend_set_state(b, MONGO_BE_BUSY);
+        mongo__pool_release(b);
+    }
+    mongo__pool_connect_more(f);
 }
 
 void mongo__pool_connect_failed(mongo_front *f, const char *target, const char *raw_error)

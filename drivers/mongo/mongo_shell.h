@@ -48,6 +48,12 @@ const struct auth_userlist *mongo_shell_users(const struct mongo_front *f);
 /* The per-process secret (32 bytes) unknown users' fake SCRAM verifiers derive from. */
 const uint8_t *mongo_shell_auth_seed(const struct mongo_front *f);
 
+/* The admin console's holds on f's entry (PAUSE, DISABLE; also PAUSE of everything): a paused
+ * entry gives no connection to a request until RESUME (mongo_core_resume); a disabled one
+ * closes new clients at accept. */
+bool mongo_shell_paused(const struct mongo_front *f);
+bool mongo_shell_disabled(const struct mongo_front *f);
+
 /* Text for a negative error a shell call returned. */
 const char *mongo_shell_strerror(int err);
 

@@ -158,6 +158,7 @@ static void each_db(void *drv, gw_db_fn *fn, void *arg)
             .dbname = f->name,
             .protocol = PROTOCOL,
             .pool_size = f->pool_size,
+            .min_pool_size = f->min_pool_size,
             .pool_mode = "transaction",
             .max_client_connections = f->max_clients,
             .current_connections = (int)f->n_backends,
@@ -194,6 +195,16 @@ static uint32_t busy(void *drv, const char *db)
             n += gw_container_of(it, mongo_client, node)->state == MONGO_CL_ACTIVE;
     }
     return n;
+}
+
+static void resume(void *drv, const char *db)
+{
+    mongo_gateway *gw = drv;
+    EACH_FRONT(gw, f)
+    {
+        if (db_match(db, f->name))
+            mongo_core_resume(f);
+    }
 }
 
 static void kill_db(void *drv, const char *db)
@@ -280,6 +291,7 @@ static bool has_db(void *drv, const char *db)
 
 static const gw_admin_driver mongo_admin_driver = {
     .busy = busy,
+    .resume = resume,
     .kill = kill_db,
     .reconnect = reconnect,
     .closing = closing,

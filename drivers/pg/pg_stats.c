@@ -5,6 +5,7 @@
  */
 #include <arpa/inet.h>
 #include <libpq-fe.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -232,6 +233,11 @@ static void each_db(void *drv, gw_db_fn *fn, void *arg)
             .protocol = PROTOCOL,
             .pool_size = cfg_db_pool_size(cf, db),
             .min_pool_size = cf->min_pool_size,
+            /* [sluice]'s: a [databases] line has no reserve_pool or server_lifetime of its own. */
+            .reserve_pool_size = cf->reserve_pool_size,
+            .server_lifetime_s = cf->server_lifetime_ms / 1000 > INT_MAX
+                                     ? INT_MAX
+                                     : (int)(cf->server_lifetime_ms / 1000),
             .pool_mode =
                 db->pool_mode >= 0 ? cfg_pool_mode_name((cfg_pool_mode)db->pool_mode) : NULL,
             .max_connections = cfg_db_max_connections(cf, db),

@@ -87,6 +87,18 @@ static int64_t get_int(const bson_t *doc, const char *key)
     return bson_iter_as_int64(&it);
 }
 
+/* The next reply to c answers request id and carries key: its value. c stays open. */
+static int64_t reply_value(fake_conn *c, int32_t id, const char *key)
+{
+    bson_t body;
+    mongo_header h = next_reply(c, &body);
+    cr_assert_eq(h.response_to, id);
+    int64_t v = get_int(&body, key);
+    bson_destroy(&body);
+    cr_assert(!c->closing);
+    return v;
+}
+
 Test(mongo_core, hello_is_answered_by_sluice_itself)
 {
     fake_conn *c = mongo_fake_client(&fs);
@@ -233,12 +245,7 @@ Test(mongo_core, a_client_left_waiting_gets_query_wait_timeout)
     fs.now += 1500;
     mongo_core_tick(&fs.front, fs.now);
     mongo_fake_run(&fs);
-    bson_t body;
-    mongo_header h = next_reply(c, &body);
-    cr_assert_eq(h.response_to, 11);
-    cr_assert_eq(get_int(&body, "code"), 262);
-    bson_destroy(&body);
-    cr_assert(!c->closing);
+    cr_assert_eq(reply_value(c, 11, "code"), 262);
 }
 
 Test(mongo_core, more_to_come_is_fenced_by_a_ping_before_the_connection_is_reused)
@@ -289,5 +296,40 @@ Test(mongo_core, a_message_nobody_asked_for_closes_the_backend)
     free(m);
     mongo_fake_run(&fs);
     cr_assert(b->closed);
+    cr_assert(!c->closing);
+}
+
+Test(mongo_core, a_paused_front_holds_requests_until_resume)
+{
+    fake_conn *c = mongo_fake_client(&fs);
+    send_doc(c, BCON_NEW("ping", BCON_INT32(1), "$db", BCON_UTF8("admin")), 21);
+    cr_assert_eq(reply_value(c, 21, "ok"), 1);
+    int before = n_seen;
+    fs.paused = true;
+    send_doc(c, BCON_NEW("ping", BCON_INT32(1), "$db", BCON_UTF8("admin")), 22);
+    mongo_core_tick(&fs.front, fs.now);
+    mongo_fake_run(&fs);
+    size_t len;
+    cr_assert_null(mongo_fake_next_reply(c, &len), "answered while paused");
+    cr_assert_eq(n_seen, before, "a request reached a backend while paused");
+    /* The console's resume while still paused (PAUSE of everything) changes nothing. */
+    mongo_core_resume(&fs.front);
+    mongo_fake_run(&fs);
+    cr_assert_eq(n_seen, before);
+    fs.paused = false;
+    mongo_core_resume(&fs.front);
+    mongo_fake_run(&fs);
+    cr_assert_eq(reply_value(c, 22, "ok"), 1);
+}
+
+Test(mongo_core, a_disabled_front_closes_new_clients_at_accept)
+{
+    fake_conn *old = mongo_fake_client(&fs);
+    fs.disabled = true;
+    fake_conn *c = mongo_fake_client(&fs);
+    cr_assert(c->closing, "a client of a disabled entry was let in");
+    cr_assert(!old->closing, "DISABLE closed a client already in");
+    fs.disabled = false;
+    c = mongo_fake_client(&fs);
     cr_assert(!c->closing);
 }

@@ -64,6 +64,16 @@ const uint8_t *mongo_shell_auth_seed(const mongo_front *f)
     return f->shell->auth_seed;
 }
 
+bool mongo_shell_paused(const mongo_front *f)
+{
+    return f->shell->paused;
+}
+
+bool mongo_shell_disabled(const mongo_front *f)
+{
+    return f->shell->disabled;
+}
+
 const char *mongo_shell_strerror(int err)
 {
     return strerror(-err);

@@ -58,6 +58,7 @@ struct mongo_shell_front {
     bool quiet;                        /* no log output at all */
     const struct auth_userlist *users; /* what mongo_shell_users answers (the driver's) */
     uint8_t auth_seed[32];
+    bool paused, disabled; /* what mongo_shell_paused / _disabled answer (the console's) */
 };
 typedef struct mongo_shell_front fake_shell;
 

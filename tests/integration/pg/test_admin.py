@@ -441,3 +441,194 @@ def test_mongo_entries_show_in_the_same_views(sluice_factory, pg, mongo_backend)
     mid = next(r["id"] for r in clients if r["database"] == "mdb")
     adm.cursor().execute(f"KILL_CLIENT {mid}")
     client.close()
+
+
+def _sluice_with_mongo(sluice_factory, pg, mongo_backend, **opts):
+    """A Sluice with the console, postgres and one [mongodb] entry `mdb`: (sluice, mongo port)."""
+    from pgutil import free_port
+    mport = free_port()
+    dbs = {"postgres": f"host=127.0.0.1 port={pg.port} dbname=postgres\n[mongodb]\n"
+                       f"mdb = listen_port={mport} pool_size=2 min_pool_size=1 "
+                       f"uri=mongodb://127.0.0.1:{mongo_backend.port}/?appname=sluice"}
+    s = sluice_factory(databases=dbs, **ADMIN, **opts)
+    _mongo_server_class()[1](mport)
+    return s, mport
+
+
+def _mongo_client(mport, **opts):
+    import pymongo
+    opts.setdefault("serverSelectionTimeoutMS", 10000)
+    return pymongo.MongoClient(f"mongodb://127.0.0.1:{mport}/", **opts)
+
+
+def test_pause_resume_of_a_mongo_entry_holds_requests_without_errors(sluice_factory, pg,
+                                                                      mongo_backend):
+    s, mport = _sluice_with_mongo(sluice_factory, pg, mongo_backend)
+    client = _mongo_client(mport, maxPoolSize=4)
+    coll = client.test.paused
+    coll.insert_one({"i": 0})
+    done, stop, errors = [0], threading.Event(), []
+
+    def traffic():
+        while not stop.is_set():
+            try:
+                coll.find_one({"i": 0})
+                done[0] += 1
+            except Exception as e:  # every error fails the test
+                errors.append(repr(e))
+
+    workers = [threading.Thread(target=traffic) for _ in range(4)]
+    for t in workers:
+        t.start()
+    adm = console(s)
+    assert wait_for(lambda: done[0] > 50)
+    adm.cursor().execute("PAUSE mdb")  # returns once no Mongo request runs
+    assert wait_for(lambda: pool(adm, "mdb")["cl_waiting"] == 4)
+    held = done[0]
+    assert done[0] == held
+    assert {r["name"]: r["paused"] for r in show(adm, "DATABASES")[0]}["mdb"] == 1
+    assert sqlstate_of(lambda: adm.cursor().execute("PAUSE mdb")) == "55000"
+    # PostgreSQL is not held by a pause of the Mongo entry.
+    with psycopg2.connect(**s.dsn()) as c:
+        c.cursor().execute("SELECT 1")
+    # Hostile: a waiting client gives up (its socket times out and closes) during the pause.
+    quitter = _mongo_client(mport, socketTimeoutMS=500)
+    with pytest.raises(Exception):
+        quitter.test.paused.find_one({"i": 0})
+    quitter.close()
+    adm.cursor().execute("RESUME mdb")
+    assert wait_for(lambda: done[0] > held + 50)
+    # PAUSE and RESUME of everything reach the Mongo entry too.
+    adm.cursor().execute("PAUSE")
+    assert wait_for(lambda: pool(adm, "mdb")["cl_waiting"] == 4)
+    held = done[0]
+    adm.cursor().execute("RESUME")
+    assert wait_for(lambda: done[0] > held + 50)
+    stop.set()
+    for t in workers:
+        t.join(30)
+    assert errors == []
+    client.close()
+
+
+def test_disable_refuses_new_mongo_clients_until_enable(sluice_factory, pg, mongo_backend):
+    import pymongo.errors
+    s, mport = _sluice_with_mongo(sluice_factory, pg, mongo_backend)
+    old = _mongo_client(mport)
+    old.test.items.insert_one({"i": 1})
+    adm = console(s)
+    adm.cursor().execute("DISABLE mdb")
+    assert {r["name"]: r["disabled"] for r in show(adm, "DATABASES")[0]}["mdb"] == 1
+    new = _mongo_client(mport, serverSelectionTimeoutMS=1500)
+    with pytest.raises(pymongo.errors.PyMongoError):
+        new.admin.command("ping")
+    new.close()
+    assert "disabled by the admin (DISABLE)" in s.log()
+    # A client already in keeps working on its open connection.
+    assert old.test.items.find_one({"i": 1}) is not None
+    adm.cursor().execute("ENABLE mdb")
+    new = _mongo_client(mport)
+    assert new.test.items.find_one({"i": 1}) is not None
+    new.close()
+    old.close()
+
+
+class Psql:
+    """An interactive psql on a pipe: one query in, its one-line answer out."""
+
+    def __init__(self, port):
+        self.proc = subprocess.Popen(["psql", "-X", "-q", "-At", "-h", "127.0.0.1", "-p", str(port),
+                                      "-U", "postgres", "-d", "postgres"],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True, bufsize=1)
+
+    def query(self, sql):
+        self.proc.stdin.write(sql + "\n")
+        self.proc.stdin.flush()
+        return self.proc.stdout.readline().strip()
+
+    def quit(self):
+        self.proc.stdin.write("\\q\n")
+        self.proc.stdin.flush()
+        return self.proc.wait(timeout=30)
+
+
+def _console_shutdown(s, mode):
+    adm = console(s)
+    # As with PgBouncer, the console may be closed before its CommandComplete is read.
+    try:
+        adm.cursor().execute("SHUTDOWN " + mode)
+    except psycopg2.OperationalError:
+        pass
+    adm.close()
+
+
+def test_shutdown_wait_for_clients_serves_a_psql_client_until_it_quits(sluice_factory, pg):
+    from pgutil import refused
+    s = sluice_factory(shutdown_timeout=120, **ADMIN)
+    p = Psql(s.port)
+    assert p.query("SELECT 40 + 1;") == "41"
+    _console_shutdown(s, "WAIT_FOR_CLIENTS")
+    assert wait_for(lambda: refused(s.port)), "new clients still accepted"
+    with pytest.raises(psycopg2.OperationalError):
+        psycopg2.connect(**s.dsn(), connect_timeout=5)
+    # The client that was in keeps being served, transactions included, for as long as it stays.
+    assert p.query("SELECT 40 + 2;") == "42"
+    assert p.query("BEGIN; SELECT 43; COMMIT;") == "43"
+    assert s.running()
+    assert p.quit() == 0
+    assert s.proc.wait(timeout=30) == 0, s.log()[-3000:]
+    assert "every client has left" in s.log()
+
+
+def test_shutdown_wait_for_servers_lets_an_open_transaction_commit(sluice_factory, pg):
+    s = sluice_factory(shutdown_timeout=120, **ADMIN)
+    pg.psql("CREATE TABLE IF NOT EXISTS admin_shut (v int)")
+    pg.psql("DELETE FROM admin_shut")
+    c = psycopg2.connect(**s.dsn())
+    cur = c.cursor()
+    cur.execute("INSERT INTO admin_shut VALUES (1)")  # the transaction stays open
+    _console_shutdown(s, "WAIT_FOR_SERVERS")
+    assert wait_for(lambda: "shutdown requested" in s.log())
+    assert s.running(), "exited with a transaction open"
+    cur.execute("INSERT INTO admin_shut VALUES (2)")
+    c.commit()
+    assert s.proc.wait(timeout=30) == 0, s.log()[-3000:]
+    assert pg.psql("SELECT count(*) FROM admin_shut")[0][0] == 2
+    assert "every transaction has ended" in s.log()
+    # Once its transaction ended the client was closed: nothing more runs on it.
+    with pytest.raises(psycopg2.Error):
+        cur.execute("SELECT 1")
+    c.close()
+
+
+def test_shutdown_with_a_bad_mode_changes_nothing(sluice_factory, pg):
+    s = sluice_factory(**ADMIN)
+    adm = console(s)
+    for bad in ("SHUTDOWN WAIT_FOR_NOTHING", "SHUTDOWN WAIT_FOR_CLIENTS now",
+                "SHUTDOWN 'WAIT_FOR_CLIENTS'; SELECT 1"):
+        assert sqlstate_of(lambda: adm.cursor().execute(bad)) in ("42601", "42000")
+    # Only admin_users may shut down.
+    st = console(s, user="stats")
+    assert sqlstate_of(lambda: st.cursor().execute("SHUTDOWN WAIT_FOR_CLIENTS")) == "42501"
+    assert s.running()
+    with psycopg2.connect(**s.dsn()) as c:
+        c.cursor().execute("SELECT 1")
+
+
+def test_show_databases_reports_reserve_pool_and_server_lifetime(sluice_factory, pg, mongo_backend):
+    s, _ = _sluice_with_mongo(sluice_factory, pg, mongo_backend, reserve_pool_size=3,
+                              server_lifetime=1800)
+    adm = console(s)
+    config = {r["key"]: r["value"] for r in show(adm, "CONFIG")[0]}
+    assert config["reserve_pool_size"] == "3" and config["server_lifetime"] == "1800"
+    dbs = {r["name"]: r for r in show(adm, "DATABASES")[0]}
+    assert dbs["postgres"]["reserve_pool_size"] == 3
+    assert dbs["postgres"]["server_lifetime"] == 1800
+    # What SET changes shows at once; the Mongo entry has neither (no reserve, no lifetime).
+    adm.cursor().execute("SET server_lifetime = 900")
+    adm.cursor().execute("SET reserve_pool_size = 0")
+    dbs = {r["name"]: r for r in show(adm, "DATABASES")[0]}
+    assert dbs["postgres"]["server_lifetime"] == 900 and dbs["postgres"]["reserve_pool_size"] == 0
+    assert dbs["mdb"]["reserve_pool_size"] == 0 and dbs["mdb"]["server_lifetime"] == 0
+    assert dbs["mdb"]["min_pool_size"] == 1 and dbs["mdb"]["pool_size"] == 2
