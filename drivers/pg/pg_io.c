@@ -2,9 +2,13 @@
  * pg_io (shell): reading and writing clients and servers through their gw_transport (plain, or
  * TLS for clients that asked for it), and the transport's callbacks.
  *
- * Output the core builds while handling events is not written at once: the connection is put on
- * the gateway's ready list and written once per loop iteration (uv_prepare and uv_check both run
- * the list), so a burst of messages becomes one write. Whether a connection is read is the
+ * Output the core builds while handling events goes on the gateway's ready list. The list is run
+ * at the end of every read callback, so what a read produced is written before the next ready
+ * connection is read: the server starts on a query while the loop serves the rest of the poll's
+ * batch (deferring the writes to the end of the batch added the whole batch's work to every round
+ * trip under load, and a chatty transaction holds its server for several). A read's messages
+ * still leave as one write. uv_prepare and uv_check run the list too, for what timers, write
+ * completions and connects marked. Whether a connection is read is the
  * core's decision (pg_conn_wants_input: reading one side pauses while the other side has
  * PG_HIGH_WATER bytes unsent, which bounds memory for large results and COPY); this file only
  * applies it. Calls up through pg_conn_input, pg_conn_input_ended, pg_conn_close (and, for a
@@ -143,6 +147,7 @@ static void on_input(gw_transport *t)
     pg_conn_input(c);
     if (!pg_conn_closing(c))
         pg_conn_mark(c);
+    pg_gateway_run_ready(c->gw);
 }
 
 static void on_ended(gw_transport *t, bool eof, bool tls_failed, const char *detail)
