@@ -172,8 +172,8 @@ static const col users_cols[] = {{"name", T},
 static const col config_cols[] = {
     {"key", T}, {"value", T}, {"default", T}, {"changeable", T}, {NULL, T}};
 static const col lists_cols[] = {{"list", T}, {"items", I}, {NULL, T}};
-static const col mem_cols[] = {{"name", T}, {"size", I},     {"used", I},
-                               {"free", I}, {"memtotal", I}, {NULL, T}};
+static const col mem_cols[] = {{"name", T},     {"size", I},   {"used", I}, {"free", I},
+                               {"memtotal", I}, {"allocs", I}, {NULL, T}};
 static const col state_cols[] = {{"key", T}, {"value", T}, {NULL, T}};
 static const col version_cols[] = {{"version", T}, {NULL, T}};
 static const col mongo_cmd_cols[] = {{"database", T}, {"command", T}, {"count", N}, {NULL, T}};
@@ -721,18 +721,34 @@ static int show_lists(gw_ctx *ctx, gw_admin_out *out)
     return t.rc;
 }
 
-/* SHOW MEM: Sluice allocates with malloc, not slabs; the process's resident size stands in. */
+static void mem_row(tbl *t, const char *name, const gw_bufclass *c)
+{
+    put_s(t, name);
+    put_u(t, c->size);
+    put_u(t, c->used);
+    put_u(t, c->n_free);
+    put_u(t, (uint64_t)(c->used + c->n_free) * c->size);
+    put_u(t, c->allocs);
+    row_end(t);
+}
+
+/* SHOW MEM: the loop's pool as PgBouncer shows its slabs (objects of a size: in use, free,
+ * bytes), plus allocs, how many the pool ever took from malloc (flat while the forwarding path
+ * reuses what it has); then the process's resident size for everything else. */
 static int show_mem(gw_ctx *ctx, gw_admin_out *out)
 {
-    (void)ctx;
     gw_process_view p;
     tbl t = {.out = out};
-    if (gw_process_read(&p) == 0) {
+    mem_row(&t, "buffers_16k", &ctx->bufs.small);
+    mem_row(&t, "buffers_64k", &ctx->bufs.large);
+    mem_row(&t, "write_requests", &ctx->bufs.wreqs);
+    if (t.rc == 0 && gw_process_read(&p) == 0) {
         put_s(&t, "process");
         put_u(&t, 1);
         put_u(&t, 1);
         put_u(&t, 0);
         put_u(&t, p.rss_bytes);
+        put_u(&t, 0);
         row_end(&t);
     }
     return t.rc;

@@ -14,6 +14,7 @@
 
 #include "config/cfg.h"
 #include "gateway/admin.h"
+#include "gateway/buf.h"
 #include "gateway/stats.h"
 
 struct uv_loop_s;
@@ -90,6 +91,10 @@ typedef struct gw_ctx {
      * (gateway/admin.h). Zeroed with the context; gw_admin_free releases it. */
     gw_admin admin;
     gw_log_sink log; /* the log's open outputs */
+    /* The loop's buffer blocks and write requests, shared by both drivers (gateway/buf.h): a
+     * block one side lets go of serves the other. A zeroed pool keeps nothing; the process
+     * sets it up (gw_bufpool_init) and destroys it after the loop, when every driver is gone. */
+    gw_bufpool bufs;
 } gw_ctx;
 
 /*

@@ -20,6 +20,9 @@
 #include "gateway/tls.h"
 
 #define DRAIN_POLL_MS 50
+/* Free pooled memory the loop keeps: up to 16 MB of 16 kB blocks, as much again in 64 kB blocks,
+ * and as many write requests (gw_bufpool_init). */
+#define GW_CTX_BUFS_KEEP 1024
 
 static gw_process *process_of(gw_ctx *ctx)
 {
@@ -144,6 +147,7 @@ int gw_process_init(gw_process *pr, uv_loop_t *loop, cfg *conf, struct gw_tls_co
                                .cfg_gen = 1,
                                .client_tls = client_tls,
                                .process = &process_ops}};
+    gw_bufpool_init(&pr->ctx.bufs, GW_CTX_BUFS_KEEP);
     uv_signal_t *sigs[] = {&pr->sig_int, &pr->sig_term, &pr->sig_hup};
     const int nums[] = {SIGINT, SIGTERM, SIGHUP};
     for (size_t i = 0; i < 3; i++) {
@@ -191,6 +195,7 @@ int gw_process_run(gw_process *pr)
         exit_code = 1;
     }
     gw_admin_free(ctx);
+    gw_bufpool_destroy(&ctx->bufs);
     cfg_free(ctx->cfg);
     ctx->cfg = NULL;
     gw_tls_conf_release(ctx->client_tls);

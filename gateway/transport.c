@@ -21,17 +21,18 @@ static void on_write(uv_write_t *req, int status)
     size_t len = w->len;
     t->queued -= len;
     gw_bufpool_put(t->pool, w->data, w->cap);
-    free(w);
+    gw_bufclass_put(&t->pool->wreqs, w);
     t->cbs->written(t, len, status);
 }
 
-/* Writes b's bytes to the socket, taking its memory. Returns the bytes queued for on_write. */
+/* Writes b's bytes to the socket, taking its memory. Returns the bytes queued for on_write: 0
+ * when the socket took them all at once (cbs->written does not run for those). */
 static long write_raw(gw_transport *t, gw_buf *b)
 {
     if (b->len == 0)
         return 0;
     size_t off = 0;
-    if (t->queued == 0 && !t->queue_writes) {
+    if (t->queued == 0) {
         /* Nothing queued: write directly. A completed uv_write costs libuv an extra epoll_ctl
          * when it drains, one syscall per message on the hot path. */
         uv_buf_t ub = uv_buf_init((char *)b->data, (unsigned)b->len);
@@ -45,7 +46,9 @@ static long write_raw(gw_transport *t, gw_buf *b)
         if (n > 0)
             off = (size_t)n;
     }
-    gw_wreq *w = malloc(sizeof *w);
+    /* Pooled, like the buffers: a connection whose peer reads slowly queues a write per
+     * message. */
+    gw_wreq *w = gw_bufclass_get(&t->pool->wreqs, sizeof *w);
     if (!w)
         return -ENOMEM;
     w->t = t;
@@ -58,7 +61,7 @@ static long write_raw(gw_transport *t, gw_buf *b)
     int rc = uv_write(&w->req, &t->h.stream, &ub, 1, on_write);
     if (rc < 0) {
         gw_bufpool_put(t->pool, w->data, w->cap);
-        free(w);
+        gw_bufclass_put(&t->pool->wreqs, w);
         return rc;
     }
     t->queued += w->len;

@@ -9,9 +9,12 @@
  *
  * Reading: plaintext is appended to the connection's input buffer (`in`, given at init) and
  * cbs->input runs. Writing: gw_transport_send takes the bytes of a plaintext buffer and writes
- * them (at once when the socket takes them, else queued with uv_write; cbs->written reports the
- * end of each queued write with its size on the wire). A TLS transport holds no buffer while
- * idle: its read buffer is a pooled block taken for the duration of one read callback.
+ * them (at once when nothing is queued and the socket takes them, else queued with uv_write;
+ * cbs->written reports the end of each queued write with its size on the wire, and only of
+ * those: the result of gw_transport_send says which it was). A TLS transport holds no buffer
+ * while idle: its read buffer is a pooled block taken for the duration of one read callback.
+ * Buffers and write requests come from the pool given at init, so the steady state allocates
+ * nothing.
  *
  * Lifetime: the owner closes h.handle (uv_close) and calls gw_transport_release in the close
  * callback. Write requests own their buffers and run cbs->written even after the close began, so
@@ -81,10 +84,7 @@ struct gw_transport {
     size_t queued;    /* wire bytes in uv_write requests not yet completed */
     uint8_t *lent;    /* plain with cbs->read_room: the owner's room the read in progress uses */
     bool reading;
-    bool tls_ended;    /* TLS failed or the peer said close_notify: nothing more is read */
-    bool queue_writes; /* every write goes through uv_write, so cbs->written reports the end of
-                          each (an owner that counts its unsent bytes needs every end); set by
-                          the owner after init */
+    bool tls_ended; /* TLS failed or the peer said close_notify: nothing more is read */
 };
 
 /* Sets up a plain transport; the owner then inits h (uv_tcp_init / uv_pipe_init) and accepts

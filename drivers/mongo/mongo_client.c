@@ -14,6 +14,9 @@
 #include "drivers/mongo/mongo_core.h"
 #include "drivers/mongo/mongo_wire.h"
 
+/* What appending maxTimeMS takes: an int64 element named "maxTimeMS" (1 + 10 + 8 bytes). */
+#define MONGO_MAX_TIME_ROOM 19
+
 static void process_input(mongo_client *c);
 
 /* The only place c->state changes; it keeps front->clients, front->waiters and n_clients in
@@ -307,20 +310,26 @@ static bool takes_max_time(const char *cmd)
     return true;
 }
 
-/* Adds maxTimeMS to the body of the request in hand (re-encoding the body, so only then). */
-static int add_max_time(mongo_client *c, const bson_t *body, uint64_t ms)
+/* Adds maxTimeMS to the body of the request in hand, in place: its buffer nearly always has
+ * room (a pooled block holds a message of up to 64 kB); else the message moves to a buffer
+ * with room. */
+static int add_max_time(mongo_client *c, uint64_t ms)
 {
-    bson_t nb;
-    bson_copy_to(body, &nb);
-    BSON_APPEND_INT64(&nb, "maxTimeMS", (int64_t)ms);
-    size_t n;
-    uint8_t *copy = mongo_msg_replace_body(c->req, c->req_len, &nb, &n);
-    bson_destroy(&nb);
-    if (!copy)
-        return -1;
-    drop_request(c);
-    c->req = copy;
-    c->req_len = c->req_cap = n;
+    size_t n = mongo_msg_append_i64(c->req, c->req_len, c->req_cap, "maxTimeMS", (int64_t)ms);
+    if (n == 0) {
+        size_t cap = c->req_len + MONGO_MAX_TIME_ROOM;
+        uint8_t *grown = malloc(cap);
+        if (!grown)
+            return -1;
+        memcpy(grown, c->req, c->req_len);
+        mongo__buf_put(c->front, c->req, c->req_cap);
+        c->req = grown;
+        c->req_cap = cap;
+        n = mongo_msg_append_i64(c->req, c->req_len, c->req_cap, "maxTimeMS", (int64_t)ms);
+        if (n == 0)
+            return -1; /* past what a message's length can say */
+    }
+    c->req_len = n;
     return 0;
 }
 
@@ -441,7 +450,7 @@ static msg_outcome handle_message(mongo_client *c)
     uint64_t qt = f->query_timeout_ms;
     if (qt && takes_max_time(m.command) && !bson_iter_init_find(&it, &body, "maxTimeMS")) {
         /* So the server stops the work itself when query_timeout passes. */
-        if (add_max_time(c, &body, qt) != 0) {
+        if (add_max_time(c, qt) != 0) {
             mongo__client_close(c, MONGO_END_NOMEM, NULL);
             return MSG_CLOSED;
         }

@@ -45,19 +45,12 @@ const char *mongo_end_str(mongo_end why)
 
 uint8_t *mongo__buf_get(mongo_front *f)
 {
-    if (f->n_spare > 0)
-        return f->spare[--f->n_spare];
-    return malloc(MONGO_READ_CHUNK);
+    return gw_bufpool_get(f->bufs, MONGO_READ_CHUNK);
 }
 
 void mongo__buf_put(mongo_front *f, uint8_t *p, size_t cap)
 {
-    if (!p)
-        return;
-    if (cap == MONGO_READ_CHUNK && f->n_spare < MONGO_BUF_CACHE)
-        f->spare[f->n_spare++] = p;
-    else
-        free(p);
+    gw_bufpool_put(f->bufs, p, cap);
 }
 
 int mongo__read_room(mongo_front *f, uint8_t **in, size_t len, size_t *cap, uint8_t **p, size_t *n)
@@ -75,8 +68,14 @@ int mongo__read_room(mongo_front *f, uint8_t **in, size_t len, size_t *cap, uint
             want = (size_t)mlen - len;
     }
     if (*in && *cap - len < want) {
-        uint8_t *grown = realloc(*in, len + want);
+        /* A pooled block is copied out, so that it goes back to the pool whole. */
+        bool pooled = *cap == MONGO_READ_CHUNK;
+        uint8_t *grown = pooled ? malloc(len + want) : realloc(*in, len + want);
         if (grown) {
+            if (pooled) {
+                memcpy(grown, *in, len);
+                mongo__buf_put(f, *in, *cap);
+            }
             *in = grown;
             *cap = len + want;
         }
@@ -91,9 +90,11 @@ int mongo__read_room(mongo_front *f, uint8_t **in, size_t len, size_t *cap, uint
     return 0;
 }
 
-void mongo_core_front_init(mongo_front *f, struct mongo_shell_front *shell, const char *name)
+void mongo_core_front_init(mongo_front *f, struct mongo_shell_front *shell, const char *name,
+                           gw_bufpool *bufs)
 {
     f->shell = shell;
+    f->bufs = bufs;
     snprintf(f->name, sizeof f->name, "%s", name);
     gw_list_init(&f->clients);
     gw_list_init(&f->backends);
@@ -118,8 +119,6 @@ void mongo_core_front_free(mongo_front *f)
     mongo__sessions_free(f);
     gw_creds_free(f->creds);
     f->creds = NULL;
-    while (f->n_spare > 0)
-        free(f->spare[--f->n_spare]);
 }
 
 void mongo_core_start(mongo_front *f)

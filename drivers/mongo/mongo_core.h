@@ -28,6 +28,7 @@
 
 #include "config/cfg.h"
 #include "drivers/mongo/mongo_shell.h"
+#include "gateway/buf.h"
 #include "gateway/htable.h"
 #include "gateway/list.h"
 #include "gateway/stats.h"
@@ -47,12 +48,11 @@ _Noreturn void mongo__assert_fail(const char *what, const char *file, int line);
 
 #define MONGO_HOST_LEN      136 /* "host:port" as libmongoc spells it ("[::1]:27017" for IPv6) */
 #define MONGO_LSID_MAX      256 /* an lsid document: {id: UUID} and, for internal sessions, more */
-#define MONGO_READ_CHUNK    65536
-#define MONGO_BUF_CACHE     32         /* spare MONGO_READ_CHUNK buffers kept per front */
-#define MONGO_WRITE_HIGH    (1u << 20) /* a client is not read while more is unsent to it */
-#define MONGO_DEFAULT_MAX   48000000   /* maxMessageSizeBytes until the backend tells */
-#define MONGO_TIMEOUT_GRACE 1000       /* ms past query_timeout before a reply is given up */
-#define MONGO_SID_LEN       16         /* an lsid's id: a UUID */
+#define MONGO_READ_CHUNK    GW_BUF_LARGE /* a message's buffer: the loop pool's large block */
+#define MONGO_WRITE_HIGH    (1u << 20)   /* a client is not read while more is unsent to it */
+#define MONGO_DEFAULT_MAX   48000000     /* maxMessageSizeBytes until the backend tells */
+#define MONGO_TIMEOUT_GRACE 1000         /* ms past query_timeout before a reply is given up */
+#define MONGO_SID_LEN       16           /* an lsid's id: a UUID */
 /* What one client may keep open through Sluice, so that its entries stay bounded: more cursors
  * are killed as they open, more transactions are refused (see mongo_session.c). */
 #define MONGO_CLIENT_CURSORS 1000
@@ -265,8 +265,7 @@ typedef struct mongo_front {
     uint32_t next_request_id;
     int32_t next_conn_id;
     unsigned ticks;
-    uint8_t *spare[MONGO_BUF_CACHE];
-    int n_spare;
+    gw_bufpool *bufs;    /* where message buffers come from: the loop's pool, not owned */
     gw_pool_stats stats; /* the entry's counters, as a pool's (gateway/stats.h) */
 } mongo_front;
 
@@ -289,9 +288,9 @@ static inline int32_t mongo__next_id(mongo_front *f)
 /* ---- core internals (not for the shell) ---- */
 
 /* mongo_core.c */
-/* A MONGO_READ_CHUNK buffer from the front's spares, or malloc'd. */
+/* A MONGO_READ_CHUNK buffer from the loop's pool, or NULL. */
 uint8_t *mongo__buf_get(mongo_front *f);
-/* Takes back a buffer of cap bytes (any buffer: only chunk-sized ones are kept). */
+/* Takes back a buffer of cap bytes (any buffer: the pool keeps blocks of its sizes). */
 void mongo__buf_put(mongo_front *f, uint8_t *p, size_t cap);
 /* Room for a read into *in (of *len bytes used, *cap allocated) for a message being framed:
  * at least half a chunk, or the rest of the message whose header is there. */
@@ -385,9 +384,10 @@ void mongo__pool_check_timeouts(mongo_front *f, uint64_t now);
 
 /* ---- entry points: the only calls the shell makes into the core ---- */
 
-/* Sets up f (zeroed by the caller; settings filled in by the shell) / frees what it holds once
- * every client and backend is gone. */
-void mongo_core_front_init(mongo_front *f, struct mongo_shell_front *shell, const char *name);
+/* Sets up f (zeroed by the caller; settings filled in by the shell), its buffers coming from
+ * bufs (which must outlive it) / frees what it holds once every client and backend is gone. */
+void mongo_core_front_init(mongo_front *f, struct mongo_shell_front *shell, const char *name,
+                           gw_bufpool *bufs);
 void mongo_core_front_free(mongo_front *f);
 /* The front is listening: opens a first connection, to learn the server's limits before the
  * first client's hello (and to warm the pool). */

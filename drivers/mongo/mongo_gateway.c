@@ -133,7 +133,6 @@ void mongo__gateway_maybe_free(mongo_gateway *gw)
         return;
     for (size_t i = 0; i < gw->n_fronts; i++)
         free_front(gw->fronts[i]);
-    gw_bufpool_destroy(&gw->bufs);
     if (gw->ctx->mongo == gw)
         gw->ctx->mongo = NULL;
     free(gw->fronts);
@@ -309,7 +308,7 @@ static mongo_shell_front *new_front(mongo_gateway *gw, const cfg_mongo *m)
     if (!sf)
         return NULL;
     sf->gw = gw;
-    mongo_core_front_init(&sf->core, sf, m->name);
+    mongo_core_front_init(&sf->core, sf, m->name, &ctx->bufs);
     copy_settings(sf, m);
     sf->connect_timeout_ms =
         ctx->cfg->server_connect_timeout_ms ? (int)ctx->cfg->server_connect_timeout_ms : 15000;
@@ -388,10 +387,18 @@ int mongo_gateway_start(gw_ctx *ctx)
         return -ENOMEM;
     gw->ctx = ctx;
     gw->cfg_gen = ctx->cfg_gen;
-    gw_bufpool_init(&gw->bufs, 256);
+    gw_list_init(&gw->written);
     ctx->mongo = gw;
     mongo__stats_register(gw);
-    int rc = uv_timer_init(ctx->loop, &gw->janitor);
+    int rc = uv_check_init(ctx->loop, &gw->written_check);
+    if (rc != 0) {
+        gw_error(ctx, "mongo: cannot create its check handle: %s", uv_strerror(rc));
+        return rc;
+    }
+    gw->written_check.data = gw;
+    gw->written_check_open = true;
+    gw->open_handles++;
+    rc = uv_timer_init(ctx->loop, &gw->janitor);
     if (rc != 0) {
         gw_error(ctx, "mongo: cannot create its timer: %s", uv_strerror(rc));
         return rc;
@@ -528,6 +535,12 @@ void mongo_gateway_stop(gw_ctx *ctx)
     mongo__stats_unregister(gw);
     if (gw->janitor_open)
         uv_close((uv_handle_t *)&gw->janitor, on_handle_closed);
+    if (gw->written_check_open) {
+        /* Writes still reported are of connections closing now: the core no longer needs
+         * their ends (a close reports its own). */
+        gw->written_check_open = false;
+        uv_close((uv_handle_t *)&gw->written_check, on_handle_closed);
+    }
     for (size_t i = 0; i < gw->n_fronts; i++)
         stop_front(gw->fronts[i]);
     mongo__gateway_maybe_free(gw);

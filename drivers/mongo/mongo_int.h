@@ -66,6 +66,8 @@ typedef struct mongo_shell_conn {
     mongo_client *client;   /* learnt from the core's calls; NULL for a backend */
     mongo_backend *backend; /* the same for a backend connection */
     size_t unreported;      /* bytes the core wrote whose end it has not been told yet */
+    gw_list written_node;   /* gw->written while a write that completed at once awaits its
+                               report (mongo__io_report_written) */
     bool saw_input;         /* a client's first bytes were looked at (a ClientHello or not) */
     char addr[64];          /* the client's "host:port" for the log, "" until first needed */
 } mongo_shell_conn;
@@ -78,8 +80,13 @@ typedef struct mongo_gateway {
     uv_timer_t janitor;
     bool janitor_open;
     int open_handles;
-    uint32_t live;   /* connection handles not yet closed */
-    gw_bufpool bufs; /* the transports' blocks (TLS records, plaintext on its way) */
+    uint32_t live; /* connection handles not yet closed */
+    /* Connections whose writes the socket took at once: the core hears of their end from
+     * written_check, after this loop iteration's I/O callbacks (never from inside the write
+     * call, and without a uv_write request per message). */
+    gw_list written;
+    uv_check_t written_check;
+    bool written_check_open; /* initialised and not closing: may be started */
     bool stopping;
     /* A graceful shutdown: listeners closed; clients leave as their commands and transactions
      * end (mongo_core_drain), or with drain_clients only when they choose to. */
@@ -126,5 +133,7 @@ int mongo__uri_tls(const mongoc_uri_t *uri, gw_tls_conf **out, bool *verify_host
 void mongo__io_accept(mongo_shell_front *sf);
 /* The worker connected and handshook job->fd: a backend for the core (or closed). */
 void mongo__io_backend_connected(mongo_shell_front *sf, mongo_job *job);
+/* gw->written_check's callback: reports the writes that completed at once. */
+void mongo__io_report_written(uv_check_t *h);
 
 #endif

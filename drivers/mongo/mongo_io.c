@@ -104,7 +104,7 @@ static mongo_shell_conn *conn_of(gw_transport *t)
 
 static gw_bufpool *pool_of(mongo_shell_conn *io)
 {
-    return &io->sf->gw->bufs;
+    return &io->sf->gw->ctx->bufs;
 }
 
 static void on_conn_closed(uv_handle_t *h)
@@ -113,7 +113,8 @@ static void on_conn_closed(uv_handle_t *h)
     mongo_shell_front *sf = io->sf;
     mongo_gateway *gw = sf->gw;
     gw_transport_release(&io->t);
-    gw_buf_release(&io->in, &gw->bufs);
+    gw_buf_release(&io->in, pool_of(io));
+    gw_list_remove(&io->written_node);
     if (io->client)
         mongo_core_client_closed(io->client);
     if (io->backend)
@@ -130,7 +131,6 @@ static void conn_close(mongo_shell_conn *io)
     if (uv_is_closing(&io->t.h.handle))
         return;
     /* The close cancels queued writes: the alert goes out at once if the socket takes it. */
-    io->t.queue_writes = false;
     gw_transport_close_notify(&io->t);
     uv_close(&io->t.h.handle, on_conn_closed);
 }
@@ -269,6 +269,19 @@ static void on_ended(gw_transport *t, bool eof, bool tls_failed, const char *det
     core_failed(io, why, detail);
 }
 
+/* Tells the core of the end of what it wrote (error NULL: all of it is on the wire). */
+static void report_written(mongo_shell_conn *io, const char *error)
+{
+    size_t n = io->unreported;
+    io->unreported = 0;
+    if (n == 0 && !error)
+        return; /* the TLS session's own records */
+    if (io->client)
+        mongo_core_client_written(io->client, NULL, n, 0, error);
+    else if (io->backend)
+        mongo_core_backend_written(io->backend, NULL, 0, error);
+}
+
 /* The core hears of its writes' end once everything queued is on the wire (or failed): the
  * transport's writes do not map one to one onto the core's (TLS adds records of its own). */
 static void on_written(gw_transport *t, size_t len, int status)
@@ -277,15 +290,33 @@ static void on_written(gw_transport *t, size_t len, int status)
     mongo_shell_conn *io = conn_of(t);
     if (status == 0 && t->queued > 0)
         return;
-    size_t n = io->unreported;
-    io->unreported = 0;
-    if (n == 0 && status == 0)
-        return; /* the TLS session's own records */
-    const char *error = status < 0 ? uv_strerror(status) : NULL;
-    if (io->client)
-        mongo_core_client_written(io->client, NULL, n, 0, error);
-    else if (io->backend)
-        mongo_core_backend_written(io->backend, NULL, 0, error);
+    gw_list_remove(&io->written_node); /* reported here, with the rest */
+    report_written(io, status < 0 ? uv_strerror(status) : NULL);
+}
+
+void mongo__io_report_written(uv_check_t *h)
+{
+    mongo_gateway *gw = h->data;
+    /* A report may lead the core to write again (the next request of a client, on a backend):
+     * a connection that joins the list meanwhile is reported in this same pass. */
+    gw_list *it;
+    while ((it = gw_list_first(&gw->written))) {
+        mongo_shell_conn *io = gw_container_of(it, mongo_shell_conn, written_node);
+        gw_list_remove(it);
+        if (io->t.queued == 0) /* else on_written reports it when the queue drains */
+            report_written(io, NULL);
+    }
+    uv_check_stop(h);
+}
+
+/* A write the socket took whole, in the call: reported from the check handle. */
+static void defer_report(mongo_shell_conn *io)
+{
+    mongo_gateway *gw = io->sf->gw;
+    if (gw_list_linked(&io->written_node) || !gw->written_check_open)
+        return;
+    gw_list_push_tail(&gw->written, &io->written_node);
+    uv_check_start(&gw->written_check, mongo__io_report_written);
 }
 
 static void on_tls_ready(gw_transport *t)
@@ -310,8 +341,8 @@ static mongo_shell_conn *conn_new(mongo_shell_front *sf)
     mongo_shell_conn *io = calloc(1, sizeof *io);
     if (!io)
         return NULL;
-    gw_transport_init(&io->t, &conn_cbs, io, &io->in, &sf->gw->bufs);
-    io->t.queue_writes = true; /* the core is told of every write's end */
+    gw_transport_init(&io->t, &conn_cbs, io, &io->in, &sf->gw->ctx->bufs);
+    gw_list_init(&io->written_node);
     if (uv_tcp_init(sf->gw->ctx->loop, &io->t.h.tcp) != 0) {
         free(io);
         return NULL;
@@ -334,6 +365,8 @@ static int conn_write(mongo_shell_conn *io, uint8_t *msg, size_t len, size_t cap
     if (q < 0)
         return (int)q;
     io->unreported += len;
+    if (io->t.queued == 0)
+        defer_report(io);
     return 0;
 }
 

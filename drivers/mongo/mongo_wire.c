@@ -402,40 +402,32 @@ void mongo_error_doc(bson_t *doc, int code, const char *code_name, const char *e
     }
 }
 
-uint8_t *mongo_msg_replace_body(const uint8_t *msg, size_t len, const bson_t *body, size_t *out_len)
+size_t mongo_msg_append_i64(uint8_t *msg, size_t len, size_t cap, const char *key, int64_t value)
 {
     uint32_t flags = (uint32_t)mongo_get_i32(msg + 16);
     size_t end = flags & MONGO_MSG_CHECKSUM ? len - 4 : len;
-    size_t old_body = 0;
-    for (size_t pos = 20; pos < end;) {
-        if (msg[pos] == 0) {
-            old_body = (size_t)mongo_get_i32(msg + pos + 1);
-            break;
-        }
+    size_t pos = 20;
+    while (pos < end && msg[pos] != 0)
         pos += 1 + (size_t)mongo_get_i32(msg + pos + 1);
-    }
-    size_t n = end - old_body + body->len;
-    uint8_t *m = malloc(n);
-    if (!m)
-        return NULL;
-    memcpy(m, msg, 20);
-    mongo_put_i32(m, (int32_t)n);
-    mongo_put_i32(m + 16, (int32_t)(flags & ~MONGO_MSG_CHECKSUM));
-    size_t o = 20;
-    for (size_t pos = 20; pos < end;) {
-        size_t sz = (size_t)mongo_get_i32(msg + pos + 1);
-        if (msg[pos] == 0) {
-            m[o++] = 0;
-            memcpy(m + o, bson_get_data(body), body->len);
-            o += body->len;
-        } else {
-            memcpy(m + o, msg + pos, 1 + sz);
-            o += 1 + sz;
-        }
-        pos += 1 + sz;
-    }
-    *out_len = o;
-    return m;
+    if (pos >= end)
+        return 0;
+    size_t body_len = (size_t)mongo_get_i32(msg + pos + 1);
+    size_t key_len = strlen(key) + 1;
+    size_t elem = 1 + key_len + 8;
+    if (end + elem > cap || body_len + elem > INT32_MAX || end + elem > INT32_MAX)
+        return 0;
+    /* The element goes where the body's terminating zero is; what follows moves up. */
+    uint8_t *at = msg + pos + 1 + body_len - 1;
+    memmove(at + elem, at, (size_t)(msg + end - at));
+    at[0] = 0x12; /* int64 */
+    memcpy(at + 1, key, key_len);
+    uint64_t u = (uint64_t)value;
+    for (int i = 0; i < 8; i++)
+        at[1 + key_len + i] = (uint8_t)(u >> (8 * i));
+    mongo_put_i32(msg + pos + 1, (int32_t)(body_len + elem));
+    mongo_put_i32(msg, (int32_t)(end + elem));
+    mongo_put_i32(msg + 16, (int32_t)(flags & ~MONGO_MSG_CHECKSUM));
+    return end + elem;
 }
 
 void mongo_rewrite_ids(uint8_t *msg, size_t len, int32_t request_id, int32_t response_to)

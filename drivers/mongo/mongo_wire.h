@@ -103,10 +103,12 @@ uint8_t *mongo_build_reply(const bson_t *doc, int32_t request_id, int32_t respon
 void mongo_error_doc(bson_t *doc, int code, const char *code_name, const char *errmsg,
                      const char *label);
 
-/* A copy of OP_MSG msg whose body document is replaced by body (other sections kept in order,
- * checksum dropped). Returns a malloc'd message and its length in *out_len, or NULL. */
-uint8_t *mongo_msg_replace_body(const uint8_t *msg, size_t len, const bson_t *body,
-                                size_t *out_len);
+/* Appends the element key: value (an int64) to the body document of OP_MSG msg, in place: msg
+ * holds len bytes of a message mongo_msg_parse accepted, in a buffer of cap bytes. The sections
+ * after the body move up; the checksum is dropped (its flag cleared), as a proxy that changes a
+ * message does. The bytes are those of the body re-encoded with the element appended. Returns
+ * the new length, or 0 when it does not fit in cap (msg is then unchanged). */
+size_t mongo_msg_append_i64(uint8_t *msg, size_t len, size_t cap, const char *key, int64_t value);
 
 /* Rewrites the ids of a whole message in place and recomputes its checksum when it has one. */
 void mongo_rewrite_ids(uint8_t *msg, size_t len, int32_t request_id, int32_t response_to);

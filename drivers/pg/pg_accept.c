@@ -76,7 +76,7 @@ int pg_shell_client_tls_start(pg_client *c)
         return 1;
     /* The 'S' goes out in clear, before any byte of the handshake (libuv keeps writes in
      * order). */
-    if (gw_buf_append(&c->conn.out, &c->conn.gw->bufs, "S", 1) != 0 ||
+    if (gw_buf_append(&c->conn.out, c->conn.gw->bufs, "S", 1) != 0 ||
         pg_conn_flush(&c->conn) != 0 || gw_transport_start_tls(t, conf, false) != 0)
         return -1;
     return 0;

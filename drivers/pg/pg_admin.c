@@ -129,7 +129,7 @@ static int sink_columns(void *arg, unsigned n, const char *const *names, const g
     static const uint32_t oid[] = {25, 23, 20, 1700, 25};
     static const int16_t len[] = {-1, 4, 8, -1, -1};
     gw_buf *b = &s->c->conn.out;
-    gw_bufpool *p = &s->c->conn.gw->bufs;
+    gw_bufpool *p = s->c->conn.gw->bufs;
     size_t m;
     int rc = pg_msg_begin(b, p, 'T', &m);
     rc = rc ? rc : put16(b, p, (uint16_t)n);
@@ -149,7 +149,7 @@ static int sink_row(void *arg, unsigned n, const char *const *values)
 {
     sink *s = arg;
     gw_buf *b = &s->c->conn.out;
-    gw_bufpool *p = &s->c->conn.gw->bufs;
+    gw_bufpool *p = s->c->conn.gw->bufs;
     size_t m;
     int rc = pg_msg_begin(b, p, 'D', &m);
     rc = rc ? rc : put16(b, p, (uint16_t)n);
@@ -170,7 +170,7 @@ static int sink_done(void *arg, const char *tag)
     sink *s = arg;
     size_t m;
     gw_buf *b = &s->c->conn.out;
-    gw_bufpool *p = &s->c->conn.gw->bufs;
+    gw_bufpool *p = s->c->conn.gw->bufs;
     int rc = pg_msg_begin(b, p, 'C', &m);
     rc = rc ? rc : pg_msg_put_str(b, p, tag);
     rc = pg_msg_finish(b, m, rc);
@@ -183,14 +183,14 @@ static int sink_error(void *arg, const char *sqlstate, const char *msg)
     sink *s = arg;
     s->failed = true;
     pg_conn_mark(&s->c->conn);
-    return pg_build_error(&s->c->conn.out, &s->c->conn.gw->bufs, "ERROR", sqlstate, msg);
+    return pg_build_error(&s->c->conn.out, s->c->conn.gw->bufs, "ERROR", sqlstate, msg);
 }
 
 static int sink_notice(void *arg, const char *msg, const char *detail)
 {
     sink *s = arg;
     gw_buf *b = &s->c->conn.out;
-    gw_bufpool *p = &s->c->conn.gw->bufs;
+    gw_bufpool *p = s->c->conn.gw->bufs;
     size_t m;
     int rc = pg_msg_begin(b, p, 'N', &m);
     const struct {
@@ -226,7 +226,7 @@ static int oom(pg_client *c)
 static int ready(pg_client *c)
 {
     pg_conn_mark(&c->conn);
-    return pg_build_ready(&c->conn.out, &c->conn.gw->bufs, 'I') == 0 ? 0 : oom(c);
+    return pg_build_ready(&c->conn.out, c->conn.gw->bufs, 'I') == 0 ? 0 : oom(c);
 }
 
 /* Runs sql; a command that waits makes the session busy. */
@@ -260,7 +260,7 @@ static int protocol_error(pg_client *c, const char *what)
 int pg_admin_msg(pg_client *c, uint8_t t, const uint8_t *msg, size_t total)
 {
     pg_admin *a = c->admin;
-    gw_bufpool *bufs = &c->conn.gw->bufs;
+    gw_bufpool *bufs = c->conn.gw->bufs;
     gw_buf *out = &c->conn.out;
     const uint8_t *body = msg + 5;
     size_t len = total - 5;

@@ -168,9 +168,9 @@ static int send_request(pg_client *c, uint32_t code, const void *data, size_t le
     pg_gateway *gw = c->conn.gw;
     const uint8_t *cbind;
     int rc = code == PG_AUTH_REQ_SASL
-                 ? pg_build_auth_sasl(&c->conn.out, &gw->bufs,
+                 ? pg_build_auth_sasl(&c->conn.out, gw->bufs,
                                       pg_shell_client_tls_end_point(c, &cbind) > 0)
-                 : pg_build_auth_request(&c->conn.out, &gw->bufs, code, data, len);
+                 : pg_build_auth_request(&c->conn.out, gw->bufs, code, data, len);
     if (rc != 0) {
         pg_client_fatal(c, PG_END_NO_MEMORY, "53200", "out of memory");
         return -1;

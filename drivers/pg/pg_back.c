@@ -154,7 +154,7 @@ int pg_relay_server_msg(pg_server *s, uint8_t t, const uint8_t *msg, size_t tota
             pg_params_set(&c->params, k, mine);
             s->synced = false;
             s->resync = true;
-            if (fwd && pg_build_param_status(&c->conn.out, &gw->bufs, k, mine) != 0) {
+            if (fwd && pg_build_param_status(&c->conn.out, gw->bufs, k, mine) != 0) {
                 pg_server_close(s, PG_END_NO_MEMORY, "out of memory");
                 return -1;
             }
@@ -173,7 +173,7 @@ int pg_relay_server_msg(pg_server *s, uint8_t t, const uint8_t *msg, size_t tota
         break;
     }
     if (fwd) {
-        if (gw_buf_append(&s->client->conn.out, &gw->bufs, msg, total) != 0) {
+        if (gw_buf_append(&s->client->conn.out, gw->bufs, msg, total) != 0) {
             pg_server_close(s, PG_END_NO_MEMORY, "out of memory");
             return -1;
         }

@@ -100,10 +100,10 @@ void pg_client_closed(pg_client *c)
     pg_params_free(&c->startup);
     pg_relay_set_unnamed(&c->unnamed, NULL, gw);
     pg_client_stmts_clear(&c->stmts, &gw->stmts);
-    gw_buf_release(&c->conn.in, &gw->bufs);
-    gw_buf_release(&c->conn.out, &gw->bufs);
-    gw_buf_release(&c->notify, &gw->bufs);
-    gw_buf_release(&c->listen_reply, &gw->bufs);
+    gw_buf_release(&c->conn.in, gw->bufs);
+    gw_buf_release(&c->conn.out, gw->bufs);
+    gw_buf_release(&c->notify, gw->bufs);
+    gw_buf_release(&c->listen_reply, gw->bufs);
     pg_auth_cred_wipe(c);
     pg_admin_client_free(c);
 }
@@ -154,7 +154,7 @@ void pg_client_fatal(pg_client *c, pg_end why, const char *sqlstate, const char 
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     if (sqlstate && !pg_client_out_mid_message(c))
-        pg_build_error(&c->conn.out, &c->conn.gw->bufs, "FATAL", sqlstate, msg);
+        pg_build_error(&c->conn.out, c->conn.gw->bufs, "FATAL", sqlstate, msg);
     if (sqlstate)
         pg_client_log_error(c, sqlstate, msg);
     client_close(c, why, msg, true);
@@ -165,21 +165,21 @@ void pg_client_finish_login(pg_client *c)
     pg_gateway *gw = c->conn.gw;
     pg_pool *p = c->pool;
     gw_buf *out = &c->conn.out;
-    int rc = pg_build_auth_ok(out, &gw->bufs);
+    int rc = pg_build_auth_ok(out, gw->bufs);
     if (!p)
-        rc = rc ? rc : pg_admin_params(out, &gw->bufs);
+        rc = rc ? rc : pg_admin_params(out, gw->bufs);
     /* The server's values, except where the client asked for its own. */
     for (const char *k = p ? pg_params_first(&p->defaults) : NULL; k && rc == 0;
          k = pg_params_next(&p->defaults, k)) {
         const char *v = pg_params_get(&c->params, k);
-        rc = pg_build_param_status(out, &gw->bufs, k, v ? v : pg_params_value(k));
+        rc = pg_build_param_status(out, gw->bufs, k, v ? v : pg_params_value(k));
     }
     do {
         c->pid = ++gw->next_pid;
     } while (c->pid == 0);
     c->key = pg_gateway_random(gw);
-    rc = rc ? rc : pg_build_key_data(out, &gw->bufs, c->pid, c->key);
-    rc = rc ? rc : pg_build_ready(out, &gw->bufs, 'I');
+    rc = rc ? rc : pg_build_key_data(out, gw->bufs, c->pid, c->key);
+    rc = rc ? rc : pg_build_ready(out, gw->bufs, 'I');
     if (rc == 0 && gw_htable_insert(&gw->keys, &c->key_node, c->pid) == 0)
         c->keyed = true;
     if (rc != 0) {
@@ -200,7 +200,7 @@ void pg_client_cancel_wait(pg_client *c)
 {
     pg_gateway *gw = c->conn.gw;
     pg_client_set_state(c, PG_CL_IDLE);
-    if (pg_build_error(&c->conn.out, &gw->bufs, "ERROR", "57014",
+    if (pg_build_error(&c->conn.out, gw->bufs, "ERROR", "57014",
                        "canceling statement due to user request") != 0) {
         pg_client_close(c, PG_END_NO_MEMORY, "out of memory");
         return;
@@ -288,7 +288,7 @@ static void handle_startup(pg_client *c, const uint8_t *body, size_t len, size_t
     }
     if (su.code == PG_CODE_SSL || su.code == PG_CODE_GSSENC) {
         /* No encryption (or already encrypted: a second SSLRequest): plain text follows. */
-        if (gw_buf_append(&c->conn.out, &gw->bufs, "N", 1) != 0)
+        if (gw_buf_append(&c->conn.out, gw->bufs, "N", 1) != 0)
             pg_client_close(c, PG_END_NO_MEMORY, "out of memory");
         pg_conn_mark(&c->conn);
         return;
@@ -299,7 +299,7 @@ static void handle_startup(pg_client *c, const uint8_t *body, size_t len, size_t
         return;
     }
     if (((su.code & 0xffff) > 0 || su.n_pq_opts > 0) &&
-        pg_build_negotiate(&c->conn.out, &gw->bufs, 0, su.pq_opts, su.n_pq_opts) != 0) {
+        pg_build_negotiate(&c->conn.out, gw->bufs, 0, su.pq_opts, su.n_pq_opts) != 0) {
         pg_client_fatal(c, PG_END_NO_MEMORY, "53200", "out of memory");
         return;
     }
@@ -519,7 +519,7 @@ void pg_client_process(pg_client *c)
             }
             if (t == 'Q' || t == 'F' || t == 'S') {
                 c->discard = false;
-                if (pg_build_ready(&c->conn.out, &gw->bufs, 'I') != 0) {
+                if (pg_build_ready(&c->conn.out, gw->bufs, 'I') != 0) {
                     pg_client_fatal(c, PG_END_NO_MEMORY, "53200", "out of memory");
                     return;
                 }
@@ -566,7 +566,7 @@ void pg_client_process(pg_client *c)
         if (c->state == PG_CL_IDLE) {
             /* Sync and Flush with no transaction open need no server. */
             if ((t == 'S' || t == 'H') && mlen == 4) {
-                if (t == 'S' && pg_build_ready(&c->conn.out, &gw->bufs, 'I') != 0) {
+                if (t == 'S' && pg_build_ready(&c->conn.out, gw->bufs, 'I') != 0) {
                     pg_client_fatal(c, PG_END_NO_MEMORY, "53200", "out of memory");
                     return;
                 }
@@ -602,7 +602,7 @@ void pg_client_process(pg_client *c)
                 pg_client_fatal(c, PG_END_NO_MEMORY, "53200", "out of memory");
                 return;
             }
-            if (gw_buf_append(&s->conn.out, &gw->bufs, p, avail) != 0) {
+            if (gw_buf_append(&s->conn.out, gw->bufs, p, avail) != 0) {
                 pg_client_fatal(c, PG_END_NO_MEMORY, "53200", "out of memory");
                 return;
             }
@@ -615,8 +615,8 @@ void pg_client_process(pg_client *c)
         return;
     if (c->pool)
         GW_STAT_ADD(c->pool->stats.bytes_recv, pos);
-    gw_buf_consume(&c->conn.in, &gw->bufs, pos);
-    if (need && gw_buf_reserve(&c->conn.in, &gw->bufs, need) != 0)
+    gw_buf_consume(&c->conn.in, gw->bufs, pos);
+    if (need && gw_buf_reserve(&c->conn.in, gw->bufs, need) != 0)
         pg_client_fatal(c, PG_END_NO_MEMORY, "53200", "out of memory");
 }
 

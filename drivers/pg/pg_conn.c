@@ -19,7 +19,7 @@ long pg_conn_pass(pg_conn *from, pg_conn *to, const uint8_t *p, size_t avail)
 {
     size_t n = avail < from->pass_left ? avail : from->pass_left;
     if (to && n) {
-        if (gw_buf_append(&to->out, &from->gw->bufs, p, n) != 0)
+        if (gw_buf_append(&to->out, from->gw->bufs, p, n) != 0)
             return -ENOMEM;
         pg_conn_mark(to);
     }
@@ -36,7 +36,7 @@ void pg_core_init(pg_gateway *gw, gw_ctx *ctx)
     gw_list_init(&gw->admin_waiting);
     gw_htable_init(&gw->keys);
     pg_stmt_registry_init(&gw->stmts);
-    gw_bufpool_init(&gw->bufs, 1024);
+    gw->bufs = &ctx->bufs;
 }
 
 void pg_core_free(pg_gateway *gw)
@@ -48,7 +48,6 @@ void pg_core_free(pg_gateway *gw)
     }
     gw_htable_free(&gw->keys);
     pg_stmt_registry_destroy(&gw->stmts);
-    gw_bufpool_destroy(&gw->bufs);
     gw_creds_free(gw->creds);
     gw->creds = NULL;
 }

@@ -109,9 +109,9 @@ void pg_shell_server_close(pg_server *s)
          * session quietly instead of logging an unexpected end of its TLS stream. */
         static const uint8_t terminate[] = {'X', 0, 0, 0, 4};
         gw_buf b = {0};
-        if (gw_buf_append(&b, &s->conn.gw->bufs, terminate, sizeof terminate) == 0)
+        if (gw_buf_append(&b, s->conn.gw->bufs, terminate, sizeof terminate) == 0)
             (void)gw_transport_send(&io->t, &b);
-        gw_buf_release(&b, &s->conn.gw->bufs);
+        gw_buf_release(&b, s->conn.gw->bufs);
         gw_transport_close_notify(&io->t);
     }
     if (s->conn.stream_open)

@@ -26,7 +26,7 @@ bool pg_relay_tracks_stmts(const pg_client *c)
 static int append(pg_server *s, const void *data, size_t len)
 {
     pg_conn_mark(&s->conn);
-    return gw_buf_append(&s->conn.out, &s->conn.gw->bufs, data, len);
+    return gw_buf_append(&s->conn.out, s->conn.gw->bufs, data, len);
 }
 
 /* Makes sure st is prepared on s, sending an injected Parse (and the Close of an evicted
@@ -53,9 +53,9 @@ static int ensure_prepared(pg_server *s, pg_stmt *st, pg_req_action action, bool
     size_t m;
     int rc = 0;
     if (victim) {
-        rc = pg_msg_begin(out, &gw->bufs, 'C', &m);
-        rc = rc ? rc : pg_msg_put(out, &gw->bufs, "S", 1);
-        rc = rc ? rc : pg_msg_put_str(out, &gw->bufs, victim->name);
+        rc = pg_msg_begin(out, gw->bufs, 'C', &m);
+        rc = rc ? rc : pg_msg_put(out, gw->bufs, "S", 1);
+        rc = rc ? rc : pg_msg_put_str(out, gw->bufs, victim->name);
         pg_msg_finish(out, m, rc);
         /* The queue entry takes over the reference the server set held. */
         rc = rc ? rc : pg_reqq_push(s, 'C', PG_REQ_SKIP, victim, false);
@@ -63,9 +63,9 @@ static int ensure_prepared(pg_server *s, pg_stmt *st, pg_req_action action, bool
         if (rc)
             return rc;
     }
-    rc = pg_msg_begin(out, &gw->bufs, 'P', &m);
-    rc = rc ? rc : pg_msg_put_str(out, &gw->bufs, st->name);
-    rc = rc ? rc : pg_msg_put(out, &gw->bufs, st->body, st->body_len);
+    rc = pg_msg_begin(out, gw->bufs, 'P', &m);
+    rc = rc ? rc : pg_msg_put_str(out, gw->bufs, st->name);
+    rc = rc ? rc : pg_msg_put(out, gw->bufs, st->body, st->body_len);
     pg_msg_finish(out, m, rc);
     pg_conn_mark(&s->conn);
     rc = rc ? rc : pg_reqq_push(s, 'P', action, st, named);
@@ -89,9 +89,9 @@ static int send_unnamed_parse(pg_server *s, pg_stmt *st, pg_req_action action)
     pg_gateway *gw = s->conn.gw;
     gw_buf *out = &s->conn.out;
     size_t m;
-    int rc = pg_msg_begin(out, &gw->bufs, 'P', &m);
-    rc = rc ? rc : pg_msg_put(out, &gw->bufs, "", 1);
-    rc = rc ? rc : pg_msg_put(out, &gw->bufs, st->body, st->body_len);
+    int rc = pg_msg_begin(out, gw->bufs, 'P', &m);
+    rc = rc ? rc : pg_msg_put(out, gw->bufs, "", 1);
+    rc = rc ? rc : pg_msg_put(out, gw->bufs, st->body, st->body_len);
     pg_msg_finish(out, m, rc);
     pg_conn_mark(&s->conn);
     rc = rc ? rc : pg_reqq_push(s, 'P', action, st, false);
@@ -119,8 +119,8 @@ static int ensure_unnamed(pg_client *c, pg_server *s)
         return send_unnamed_parse(s, c->unnamed, PG_REQ_SKIP);
     gw_buf *out = &s->conn.out;
     size_t m;
-    int rc = pg_msg_begin(out, &gw->bufs, 'C', &m);
-    rc = rc ? rc : pg_msg_put(out, &gw->bufs, "S", 2);
+    int rc = pg_msg_begin(out, gw->bufs, 'C', &m);
+    rc = rc ? rc : pg_msg_put(out, gw->bufs, "S", 2);
     pg_msg_finish(out, m, rc);
     pg_conn_mark(&s->conn);
     rc = rc ? rc : pg_reqq_push(s, 'C', PG_REQ_SKIP, NULL, false);
@@ -206,10 +206,10 @@ static int relay_bind(pg_client *c, const uint8_t *msg, size_t total)
     pin_for_stmt(c, st);
     gw_buf *out = &s->conn.out;
     size_t m;
-    rc = pg_msg_begin(out, &gw->bufs, 'B', &m);
-    rc = rc ? rc : pg_msg_put(out, &gw->bufs, portal, plen + 1);
-    rc = rc ? rc : pg_msg_put_str(out, &gw->bufs, st->name);
-    rc = rc ? rc : pg_msg_put(out, &gw->bufs, msg + 5 + r.pos, total - 5 - r.pos);
+    rc = pg_msg_begin(out, gw->bufs, 'B', &m);
+    rc = rc ? rc : pg_msg_put(out, gw->bufs, portal, plen + 1);
+    rc = rc ? rc : pg_msg_put_str(out, gw->bufs, st->name);
+    rc = rc ? rc : pg_msg_put(out, gw->bufs, msg + 5 + r.pos, total - 5 - r.pos);
     pg_msg_finish(out, m, rc);
     pg_conn_mark(&s->conn);
     return rc ? rc : pg_reqq_push(s, 'B', PG_REQ_FORWARD, NULL, false);
@@ -240,9 +240,9 @@ static int relay_describe_close(pg_client *c, uint8_t t, const uint8_t *msg, siz
                 return rc;
             gw_buf *out = &s->conn.out;
             size_t m;
-            rc = pg_msg_begin(out, &gw->bufs, 'D', &m);
-            rc = rc ? rc : pg_msg_put(out, &gw->bufs, "S", 1);
-            rc = rc ? rc : pg_msg_put_str(out, &gw->bufs, st->name);
+            rc = pg_msg_begin(out, gw->bufs, 'D', &m);
+            rc = rc ? rc : pg_msg_put(out, gw->bufs, "S", 1);
+            rc = rc ? rc : pg_msg_put_str(out, gw->bufs, st->name);
             pg_msg_finish(out, m, rc);
             pg_conn_mark(&s->conn);
             return rc ? rc : pg_reqq_push(s, 'D', PG_REQ_FORWARD, NULL, false);
@@ -275,7 +275,7 @@ int pg_relay_parse_local(pg_client *c, const uint8_t *msg, size_t total)
     if (!st || st->validated_in != c->pool)
         return 0;
     if (pg_client_stmts_bind(&c->stmts, &gw->stmts, name, st) != 0 ||
-        pg_build_empty(&c->conn.out, &gw->bufs, '1') != 0)
+        pg_build_empty(&c->conn.out, gw->bufs, '1') != 0)
         return -1;
     pg_conn_mark(&c->conn);
     return 1;
@@ -293,8 +293,8 @@ int pg_relay_deallocate(pg_client *c, const uint8_t *msg, size_t total)
     if (s)
         return pg_reqq_push(s, 'Q', PG_REQ_FAKE, NULL, false) == 0 ? 1 : -1;
     gw_buf *out = &c->conn.out;
-    if (pg_relay_build_tag(out, &gw->bufs, "DEALLOCATE") != 0 ||
-        pg_build_ready(out, &gw->bufs, 'I') != 0)
+    if (pg_relay_build_tag(out, gw->bufs, "DEALLOCATE") != 0 ||
+        pg_build_ready(out, gw->bufs, 'I') != 0)
         return -1;
     pg_conn_mark(&c->conn);
     return 1;

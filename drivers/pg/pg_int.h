@@ -309,9 +309,9 @@ typedef struct pg_gateway {
     uint32_t next_server_id;
     gw_htable keys; /* logged-in clients by pid, for CancelRequest */
     pg_stmt_registry stmts;
-    gw_bufpool bufs;
-    uint64_t rng;  /* splitmix64 state for cancel keys */
-    uint32_t live; /* clients and servers not yet freed */
+    gw_bufpool *bufs; /* the loop's pool (ctx->bufs), shared with the MongoDB side */
+    uint64_t rng;     /* splitmix64 state for cancel keys */
+    uint32_t live;    /* clients and servers not yet freed */
     uint32_t pending_cancels;
     uint32_t pinned_clients; /* clients now pinned to their server (pg_pin.c) */
     uint64_t pinned_total;   /* clients ever pinned */

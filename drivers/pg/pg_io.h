@@ -60,7 +60,7 @@ static inline gw_stream *pg_conn_stream(pg_conn *c)
 /* Sets up the transport t of c (plain) once its handle was initialised. */
 static inline void pg_conn_transport_init(gw_transport *t, pg_conn *c, pg_gateway *gw)
 {
-    gw_transport_init(t, &pg_transport_cbs, c, &c->in, &gw->bufs);
+    gw_transport_init(t, &pg_transport_cbs, c, &c->in, gw->bufs);
 }
 
 /* Runs the ready list: processes marked input, writes output, re-evaluates reading. */

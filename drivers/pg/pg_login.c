@@ -163,7 +163,7 @@ static int build_startup(pg_server *s)
 {
     pg_pool *p = s->pool;
     gw_buf *b = &s->conn.out;
-    gw_bufpool *bp = &s->conn.gw->bufs;
+    gw_bufpool *bp = s->conn.gw->bufs;
     size_t start = b->len;
     uint8_t hdr[8];
     pg_put_u32(hdr, 0);
@@ -217,7 +217,7 @@ void pg_login_begin(pg_server *s)
         uint8_t req[8];
         pg_put_u32(req, 8);
         pg_put_u32(req + 4, PG_CODE_SSL);
-        rc = pg_msg_put(&s->conn.out, &s->conn.gw->bufs, req, sizeof req);
+        rc = pg_msg_put(&s->conn.out, s->conn.gw->bufs, req, sizeof req);
     } else {
         rc = build_startup(s);
     }
@@ -247,7 +247,7 @@ static int on_ssl_answer(pg_server *s)
         pg_server_connect_failed(s, "the server sent unencrypted data after its SSL answer");
         return -1;
     }
-    gw_buf_consume(&s->conn.in, &gw->bufs, 1);
+    gw_buf_consume(&s->conn.in, gw->bufs, 1);
     if (answer == 'S') {
         s->login->step = LOGIN_TLS;
         return pg_shell_server_start_tls(s) == 0 ? 0 : -1;
@@ -303,7 +303,7 @@ static void fail_from_server(pg_server *s, const uint8_t *body, size_t len)
 static int send_p(pg_server *s, const void *body, size_t len)
 {
     size_t start;
-    gw_bufpool *bp = &s->conn.gw->bufs;
+    gw_bufpool *bp = s->conn.gw->bufs;
     int rc = pg_msg_begin(&s->conn.out, bp, 'p', &start);
     rc = rc ? rc : pg_msg_put(&s->conn.out, bp, body, len);
     rc = pg_msg_finish(&s->conn.out, start, rc);
@@ -473,7 +473,7 @@ void pg_login_process(pg_server *s)
     }
     if (rc < 0)
         return;
-    gw_buf_consume(&s->conn.in, &gw->bufs, pos);
+    gw_buf_consume(&s->conn.in, gw->bufs, pos);
     /* Connected: what arrived behind ReadyForQuery (nothing, normally) is the relay's. */
     if (rc == 1 && s->conn.in.len > 0)
         pg_conn_mark_process(&s->conn);

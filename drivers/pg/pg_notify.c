@@ -99,11 +99,11 @@ static void answer(pg_client *c, const char *error)
     gw_list_remove(&c->listen_node);
     c->listen_wait = false;
     /* The command tags were built while the query was walked, in statement order. */
-    int rc =
-        error ? pg_build_error(&c->conn.out, &gw->bufs, "ERROR", "08006", error)
-              : gw_buf_append(&c->conn.out, &gw->bufs, c->listen_reply.data, c->listen_reply.len);
-    gw_buf_release(&c->listen_reply, &gw->bufs);
-    rc = rc ? rc : pg_build_ready(&c->conn.out, &gw->bufs, 'I');
+    int rc = error
+                 ? pg_build_error(&c->conn.out, gw->bufs, "ERROR", "08006", error)
+                 : gw_buf_append(&c->conn.out, gw->bufs, c->listen_reply.data, c->listen_reply.len);
+    gw_buf_release(&c->listen_reply, gw->bufs);
+    rc = rc ? rc : pg_build_ready(&c->conn.out, gw->bufs, 'I');
     if (rc != 0) {
         pg_client_close(c, PG_END_NO_MEMORY, "out of memory");
         return;
@@ -253,7 +253,7 @@ static void on_stmt(char kind, const char *channel, size_t len, void *arg)
     char name[64];
     channel_name(name, channel, len);
     size_t m;
-    gw_bufpool *bufs = &w->c->conn.gw->bufs;
+    gw_bufpool *bufs = w->c->conn.gw->bufs;
     int rc = pg_msg_begin(&w->c->listen_reply, bufs, 'C', &m);
     rc = rc ? rc : pg_msg_put_str(&w->c->listen_reply, bufs, kind == 'L' ? "LISTEN" : "UNLISTEN");
     if (pg_msg_finish(&w->c->listen_reply, m, rc) != 0)
@@ -347,11 +347,11 @@ void pg_notify_flush(pg_client *c)
     if (c->notify.len == 0 || pg_client_out_mid_message(c))
         return;
     pg_gateway *gw = c->conn.gw;
-    if (gw_buf_append(&c->conn.out, &gw->bufs, c->notify.data, c->notify.len) != 0) {
+    if (gw_buf_append(&c->conn.out, gw->bufs, c->notify.data, c->notify.len) != 0) {
         pg_client_close(c, PG_END_NO_MEMORY, "out of memory");
         return;
     }
-    gw_buf_release(&c->notify, &gw->bufs);
+    gw_buf_release(&c->notify, gw->bufs);
     pg_conn_mark(&c->conn);
 }
 
@@ -456,10 +456,10 @@ void pg_notify_deliver(pg_pool *p, const char *channel, uint32_t be_pid, const c
         size_t m;
         uint8_t pid[4];
         pg_put_u32(pid, be_pid);
-        int rc = pg_msg_begin(out, &gw->bufs, 'A', &m);
-        rc = rc ? rc : pg_msg_put(out, &gw->bufs, pid, 4);
-        rc = rc ? rc : pg_msg_put_str(out, &gw->bufs, channel);
-        rc = rc ? rc : pg_msg_put_str(out, &gw->bufs, payload ? payload : "");
+        int rc = pg_msg_begin(out, gw->bufs, 'A', &m);
+        rc = rc ? rc : pg_msg_put(out, gw->bufs, pid, 4);
+        rc = rc ? rc : pg_msg_put_str(out, gw->bufs, channel);
+        rc = rc ? rc : pg_msg_put_str(out, gw->bufs, payload ? payload : "");
         if (pg_msg_finish(out, m, rc) != 0) {
             pg_client_close(c, PG_END_NO_MEMORY, "out of memory");
             continue;

@@ -307,7 +307,7 @@ static void start_check(pg_server *s, const char *query)
     s->pool->n_checking++;
     gw_debug(gw->ctx, "server %u idle for %.1f s: checking it", s->id,
              (gw_now(gw->ctx) - s->since) / 1000.0);
-    int rc = pg_build_query(&s->conn.out, &gw->bufs, query);
+    int rc = pg_build_query(&s->conn.out, gw->bufs, query);
     rc = rc ? rc : pg_reqq_push(s, 'Q', PG_REQ_SKIP, NULL, false);
     if (rc != 0) {
         pg_server_close(s, PG_END_NO_MEMORY, "out of memory");
@@ -471,11 +471,11 @@ void pg_pool_release(pg_server *s, bool client_left)
     s->synced = false; /* ROLLBACK and the reset query may change parameters */
     int rc = 0;
     if (s->tx != 'I') {
-        rc = pg_build_query(&s->conn.out, &gw->bufs, "ROLLBACK");
+        rc = pg_build_query(&s->conn.out, gw->bufs, "ROLLBACK");
         rc = rc ? rc : pg_reqq_push(s, 'Q', PG_REQ_SKIP, NULL, false);
     }
     if (need_reset) {
-        rc = rc ? rc : pg_build_query(&s->conn.out, &gw->bufs, reset);
+        rc = rc ? rc : pg_build_query(&s->conn.out, gw->bufs, reset);
         rc = rc ? rc : pg_reqq_push(s, 'Q', PG_REQ_SKIP, NULL, false);
         /* Parameters Sluice SET and the server does not report are back at their defaults
          * too (RESET ALL); the reported ones come back as ParameterStatus. */

@@ -114,15 +114,15 @@ int pg_relay_drain_fakes(pg_server *s)
             gw_buf *out = &s->client->conn.out;
             int rc;
             if (r->type != 'Q') {
-                rc = pg_build_empty(out, &gw->bufs, r->type == 'P' ? '1' : '3');
+                rc = pg_build_empty(out, gw->bufs, r->type == 'P' ? '1' : '3');
             } else if (s->tx == 'E') {
-                rc = pg_build_error(out, &gw->bufs, "ERROR", "25P02",
+                rc = pg_build_error(out, gw->bufs, "ERROR", "25P02",
                                     "current transaction is aborted, commands ignored until end "
                                     "of transaction block");
-                rc = rc ? rc : pg_build_ready(out, &gw->bufs, 'E');
+                rc = rc ? rc : pg_build_ready(out, gw->bufs, 'E');
             } else {
-                rc = pg_relay_build_tag(out, &gw->bufs, "DEALLOCATE");
-                rc = rc ? rc : pg_build_ready(out, &gw->bufs, s->tx);
+                rc = pg_relay_build_tag(out, gw->bufs, "DEALLOCATE");
+                rc = rc ? rc : pg_build_ready(out, gw->bufs, s->tx);
             }
             if (rc != 0) {
                 /* Its request is still queued: the client's close closes this server too. */

@@ -179,8 +179,8 @@ void pg_server_connected(pg_server *s, int backend_pid)
 void pg_server_closed(pg_server *s)
 {
     pg_gateway *gw = s->conn.gw;
-    gw_buf_release(&s->conn.in, &gw->bufs);
-    gw_buf_release(&s->conn.out, &gw->bufs);
+    gw_buf_release(&s->conn.in, gw->bufs);
+    gw_buf_release(&s->conn.out, gw->bufs);
     s->pool->n_alive--;
 }
 
@@ -238,7 +238,7 @@ void pg_server_process(pg_server *s)
         }
         size_t n = avail < total ? avail : total;
         if (!drop && s->client) {
-            if (gw_buf_append(&s->client->conn.out, &gw->bufs, p, n) != 0) {
+            if (gw_buf_append(&s->client->conn.out, gw->bufs, p, n) != 0) {
                 pg_server_close(s, PG_END_NO_MEMORY, "out of memory");
                 return;
             }
@@ -260,7 +260,7 @@ void pg_server_process(pg_server *s)
         if (c->conn.in_blocked)
             pg_conn_mark_process(&c->conn);
     }
-    gw_buf_consume(&s->conn.in, &gw->bufs, pos);
-    if (need && gw_buf_reserve(&s->conn.in, &gw->bufs, need) != 0)
+    gw_buf_consume(&s->conn.in, gw->bufs, pos);
+    if (need && gw_buf_reserve(&s->conn.in, gw->bufs, need) != 0)
         pg_server_close(s, PG_END_NO_MEMORY, "out of memory");
 }

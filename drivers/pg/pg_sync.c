@@ -16,7 +16,7 @@ uint64_t pg_params_fingerprint(const pg_params *ps)
 /* Sends one statement Sluice injects (its results are consumed). */
 static int inject(pg_server *s, gw_buf *sql)
 {
-    gw_bufpool *bufs = &s->conn.gw->bufs;
+    gw_bufpool *bufs = s->conn.gw->bufs;
     int rc = gw_buf_append(sql, bufs, "", 1);
     rc = rc ? rc : pg_build_query(&s->conn.out, bufs, (const char *)sql->data);
     rc = rc ? rc : pg_reqq_push(s, 'Q', PG_REQ_SKIP, NULL, false);
@@ -62,18 +62,18 @@ int pg_relay_sync_params(pg_server *s, pg_client *c)
             if (want) {
                 /* set_config takes the value as the startup packet gives it: SET would quote
                  * a list such as search_path=a,b into one element. */
-                rc = gw_buf_append(&sql, &gw->bufs, "SELECT pg_catalog.set_config(", 29);
-                rc = rc ? rc : pg_quote_literal(&sql, &gw->bufs, k);
-                rc = rc ? rc : gw_buf_append(&sql, &gw->bufs, ", ", 2);
-                rc = rc ? rc : pg_quote_literal(&sql, &gw->bufs, want);
-                rc = rc ? rc : gw_buf_append(&sql, &gw->bufs, ", false)", 8);
+                rc = gw_buf_append(&sql, gw->bufs, "SELECT pg_catalog.set_config(", 29);
+                rc = rc ? rc : pg_quote_literal(&sql, gw->bufs, k);
+                rc = rc ? rc : gw_buf_append(&sql, gw->bufs, ", ", 2);
+                rc = rc ? rc : pg_quote_literal(&sql, gw->bufs, want);
+                rc = rc ? rc : gw_buf_append(&sql, gw->bufs, ", false)", 8);
             } else {
                 /* Set by an earlier client, not reported by the server, unknown to this one. */
-                rc = gw_buf_append(&sql, &gw->bufs, "RESET ", 6);
-                rc = rc ? rc : gw_buf_append(&sql, &gw->bufs, k, strlen(k));
+                rc = gw_buf_append(&sql, gw->bufs, "RESET ", 6);
+                rc = rc ? rc : gw_buf_append(&sql, gw->bufs, k, strlen(k));
             }
             rc = rc ? rc : inject(s, &sql);
-            rc = rc ? rc : gw_buf_append(&names, &gw->bufs, k, strlen(k) + 1);
+            rc = rc ? rc : gw_buf_append(&names, gw->bufs, k, strlen(k) + 1);
         }
     }
     /* Recorded now: the server reports only GUC_REPORT parameters back. */
@@ -88,7 +88,7 @@ int pg_relay_sync_params(pg_server *s, pg_client *c)
     }
     if (names.len)
         pg_conn_mark(&s->conn);
-    gw_buf_release(&sql, &gw->bufs);
-    gw_buf_release(&names, &gw->bufs);
+    gw_buf_release(&sql, gw->bufs);
+    gw_buf_release(&names, gw->bufs);
     return rc;
 }

@@ -96,7 +96,7 @@ static void bury(pg_conn *c)
 void pg_shell_client_close(pg_client *c, bool flush)
 {
     if (flush && c->conn.out.len)
-        gw_buf_append(&fk.closed_out, &c->conn.gw->bufs, c->conn.out.data, c->conn.out.len);
+        gw_buf_append(&fk.closed_out, c->conn.gw->bufs, c->conn.out.data, c->conn.out.len);
     fk.w->last_client_end = c->conn.end;
     bury(&c->conn);
 }
@@ -190,6 +190,7 @@ int fk_init(fk_world *w, const char *config)
         return -1;
     w->ctx.loop = &w->loop;
     w->ctx.cfg_gen = 1; /* 0 means "never derived" to the pools */
+    gw_bufpool_init(&w->ctx.bufs, 1024);
     if (cfg_load_string(config ? config : default_config, "fake.ini", &w->ctx.cfg, NULL) != 0) {
         uv_loop_close(&w->loop);
         return -1;
@@ -251,9 +252,10 @@ void fk_fini(fk_world *w)
     pg_core_shutdown(gw);
     fk_step(w);
     gw_assert(gw->live == 0);
-    gw_buf_release(&fk.closed_out, &gw->bufs);
+    gw_buf_release(&fk.closed_out, gw->bufs);
     pg_core_free(gw);
     free(gw);
+    gw_bufpool_destroy(&w->ctx.bufs);
     cfg_free(w->ctx.cfg);
     uv_loop_close(&w->loop);
     fk.w = NULL;
@@ -282,7 +284,7 @@ pg_client *fk_client(fk_world *w)
 
 static void input(fk_world *w, pg_conn *c, const void *data, size_t len)
 {
-    if (len && gw_buf_append(&c->in, &w->gw->bufs, data, len) != 0)
+    if (len && gw_buf_append(&c->in, w->gw->bufs, data, len) != 0)
         abort();
     pg_conn_input(c);
     fk_step(w);
@@ -381,7 +383,7 @@ static size_t take(fk_world *w, gw_buf *b, uint8_t *out, size_t cap)
     size_t n = b->len;
     if (out && n)
         memcpy(out, b->data, n < cap ? n : cap);
-    gw_buf_release(b, &w->gw->bufs);
+    gw_buf_release(b, w->gw->bufs);
     return n;
 }
 

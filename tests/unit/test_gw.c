@@ -74,15 +74,51 @@ Test(gw_buf, pooled_blocks_are_reused_and_grow)
     cr_assert_eq(memcmp(b.data, "llo", 3), 0);
     gw_buf_consume(&b, &p, 3);
     cr_assert_null(b.data, "an empty buffer holds no memory");
-    cr_assert_eq(p.count, 1);
+    cr_assert_eq(p.small.n_free, 1);
     cr_assert_eq(gw_buf_reserve(&b, &p, 10), 0);
     cr_assert_eq(b.data, first, "the pooled block is reused");
+    cr_assert_eq(p.small.allocs, 1);
     static char big[100000];
     memset(big, 'x', sizeof big);
-    cr_assert_eq(gw_buf_append(&b, &p, big, sizeof big), 0);
+    cr_assert_eq(gw_buf_append(&b, &p, big, 20000), 0);
+    cr_assert_eq(b.cap, GW_BUF_LARGE, "past 16 kB a buffer takes a large block");
+    cr_assert_eq(p.small.n_free, 1, "and gives its small block back");
+    cr_assert_eq(gw_buf_append(&b, &p, big + 20000, sizeof big - 20000), 0);
     cr_assert_geq(b.cap, sizeof big);
     cr_assert_eq(b.data[sizeof big - 1], 'x');
+    cr_assert_eq(p.large.n_free, 1, "past 64 kB it gives the large block back");
     gw_buf_release(&b, &p);
+    cr_assert_eq(p.small.used + p.large.used, 0);
+    gw_bufpool_destroy(&p);
+}
+
+/* The pool's classes: a zeroed class keeps nothing; a full free list frees; counts stay exact. */
+Test(gw_buf, classes_keep_bounded_free_lists)
+{
+    gw_bufclass zero = {0};
+    void *o = gw_bufclass_get(&zero, 64);
+    cr_assert_not_null(o);
+    gw_bufclass_put(&zero, o);
+    cr_assert_eq(zero.n_free, 0, "a zeroed class keeps nothing");
+    cr_assert_eq(zero.used, 0);
+    gw_bufpool p;
+    gw_bufpool_init(&p, 8);
+    cr_assert_eq(p.large.keep, 2);
+    uint8_t *blocks[3];
+    for (int i = 0; i < 3; i++)
+        blocks[i] = gw_bufpool_get(&p, GW_BUF_LARGE);
+    cr_assert_eq(p.large.used, 3);
+    cr_assert_null(gw_bufpool_get(&p, 1000), "only the classes' sizes are pooled");
+    for (int i = 0; i < 3; i++)
+        gw_bufpool_put(&p, blocks[i], GW_BUF_LARGE);
+    cr_assert_eq(p.large.n_free, 2);
+    cr_assert_eq(p.large.used, 0);
+    for (int i = 0; i < 2; i++)
+        blocks[i] = gw_bufpool_get(&p, GW_BUF_LARGE);
+    cr_assert_eq(p.large.allocs, 3, "taken again from the free list, not from malloc");
+    for (int i = 0; i < 2; i++)
+        gw_bufpool_put(&p, blocks[i], GW_BUF_LARGE);
+    gw_bufpool_put(&p, malloc(100), 100); /* not a class's size: freed */
     gw_bufpool_destroy(&p);
 }
 

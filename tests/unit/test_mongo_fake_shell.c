@@ -83,14 +83,14 @@ const char *mongo_shell_strerror(int err)
 static int conn_write(fake_conn *c, uint8_t *msg, size_t len, size_t cap)
 {
     if (c->closing) {
-        free(msg);
+        gw_bufpool_put(&c->fs->bufs, msg, cap);
         return -EPIPE;
     }
     if (c->n_writes == c->cap_writes) {
         size_t want = c->cap_writes ? c->cap_writes * 2 : 8;
         fake_write *grown = realloc(c->writes, want * sizeof *grown);
         if (!grown) {
-            free(msg);
+            gw_bufpool_put(&c->fs->bufs, msg, cap);
             return -ENOMEM;
         }
         c->writes = grown;
@@ -158,7 +158,8 @@ void mongo_fake_init(fake_shell *fs)
                                 .session_timeout_min = 30,
                                 .min_wire = 0,
                                 .max_wire = 17};
-    mongo_core_front_init(&fs->front, fs, "fake");
+    gw_bufpool_init(&fs->bufs, 64);
+    mongo_core_front_init(&fs->front, fs, "fake", &fs->bufs);
     fs->front.pool_size = 2;
     fs->front.max_clients = 100;
 }
@@ -350,6 +351,7 @@ void mongo_fake_free(fake_shell *fs)
     free(fs->targets);
     fs->targets = NULL;
     mongo_core_front_free(&fs->front);
+    gw_bufpool_destroy(&fs->bufs);
 }
 
 void mongo_fake_answer_ok(fake_shell *fs, fake_conn *b, const uint8_t *msg, size_t len)

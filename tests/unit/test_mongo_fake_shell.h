@@ -44,6 +44,7 @@ typedef void (*fake_responder)(struct mongo_shell_front *fs, fake_conn *backend,
 /* The fake's struct mongo_shell_front: a front of the core and its fake world. */
 struct mongo_shell_front {
     mongo_front front;
+    gw_bufpool bufs; /* the front's buffers, as the loop's pool gives them */
     uint64_t now;
     cfg_log_level log_level;
     fake_conn *conns;

@@ -89,7 +89,7 @@ class Sluice:
         # SIGTERM waits for open transactions: bounded for tests that leave one open.
         main = {"query_wait_timeout": opts.pop("query_wait_timeout", 120),
                 "shutdown_timeout": opts.pop("shutdown_timeout", 5)}
-        for key in ("server_connect_timeout", "auth_file", "metrics_port"):
+        for key in ("server_connect_timeout", "auth_file", "metrics_port", "admin_users"):
             if key in opts:
                 main[key] = opts.pop(key)
         line = {"listen_port": self.port, "pool_size": opts.pop("pool_size", 10),

@@ -53,7 +53,7 @@ COLUMNS = {
               "current_connections", "max_user_client_connections", "current_client_connections"],
     "CONFIG": ["key", "value", "default", "changeable"],
     "LISTS": ["list", "items"],
-    "MEM": ["name", "size", "used", "free", "memtotal"],
+    "MEM": ["name", "size", "used", "free", "memtotal", "allocs"],
     "STATE": ["key", "value"],
     "VERSION": ["version"],
 }
