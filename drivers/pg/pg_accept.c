@@ -27,7 +27,10 @@ void pg_client_accept(pg_gateway *gw, uv_stream_t *listener, bool is_unix)
     pg_conn_transport_init(&io->t, &c->conn, gw);
     c->conn.stream_open = true;
     gw->live++;
-    pg_client_start(c, gw);
+    if (pg_client_start(c, gw) != 0) {
+        pg_client_close(c, PG_END_NO_MEMORY, "out of memory");
+        return;
+    }
     if ((rc = uv_accept(listener, &io->t.h.stream)) != 0) {
         pg_client_close(c, PG_END_IO_ERROR, uv_strerror(rc));
         return;
