@@ -65,15 +65,15 @@ typedef struct pg_conn {
     size_t pending;     /* bytes on the wire (ciphertext under TLS) queued in uv_write requests
                          * whose callback has not run */
     gw_list ready;      /* on gw->ready while it has output to flush or input to process */
-    uint32_t pass_left; /* bytes of the current message still to stream through */
     size_t want_in;     /* a whole message of this many bytes is awaited in `in` (0: none) */
-    pg_conn_kind kind;
-    pg_end end;        /* why it ended, recorded as it enters its CLOSING state */
-    bool pass_drop;    /* the streamed message is being dropped, not forwarded */
-    bool stream_open;  /* the shell's stream handle was initialised and needs closing */
-    bool reading;      /* the transport reads (uv_read_start is in effect) */
-    bool need_process; /* input is waiting for processing (set when ready is queued) */
-    bool in_blocked;   /* processing stopped because output or queued requests hit a bound */
+    uint32_t pass_left; /* bytes of the current message still to stream through */
+    pg_end end;         /* why it ended, recorded as it enters its CLOSING state */
+    uint8_t kind;       /* pg_conn_kind (a byte: every client carries it) */
+    bool pass_drop;     /* the streamed message is being dropped, not forwarded */
+    bool stream_open;   /* the shell's stream handle was initialised and needs closing */
+    bool reading;       /* the transport reads (uv_read_start is in effect) */
+    bool need_process;  /* input is waiting for processing (set when ready is queued) */
+    bool in_blocked;    /* processing stopped because output or queued requests hit a bound */
 } pg_conn;
 
 /* How the response(s) to one request sent to a server reach the client. */
@@ -241,9 +241,6 @@ typedef struct pg_client {
     pg_stmt *unnamed;   /* the body of its unnamed statement (transaction mode), or NULL */
     uint64_t params_fp; /* hash of params: equal fingerprints need no SET when linking */
     pg_client_stmts stmts;
-    /* Why the client keeps its server until it disconnects (transaction mode; pg_pin.c), or
-     * NULL. A static string. */
-    const char *pinned;
     /* LISTEN emulation (pg_notify.c): its channels, a LISTEN query being confirmed and
      * notifications held back; NULL until its first LISTEN or UNLISTEN. Owned. */
     struct pg_client_listen *listen;
@@ -260,6 +257,8 @@ typedef struct pg_client {
     bool discard;      /* a cancel ended its wait: drop messages up to the next Sync or Query */
     bool served;       /* has had a server: a drain may close it between transactions */
     bool listen_wait;  /* input waits for the answer to its LISTEN query (pg_notify.c) */
+    bool pinned;       /* keeps its server until it disconnects (transaction mode; pg_pin.c
+                        * logged why) */
     /* The shell's (pg_io.c), kept here where a byte is free: something was read (a ClientHello
      * now is not direct TLS); TLS began with the ClientHello (no SSLRequest): ALPN is
      * required. */
