@@ -561,7 +561,7 @@ void pg_client_process(pg_client *c)
         bool whole = must_read || total <= PG_STREAM_OVER || total <= avail;
         if (whole && avail < total) {
             need = total - avail;
-            c->conn.want_in = total;
+            c->conn.want_in = (uint32_t)total; /* bounded: see must_read above */
             break;
         }
         if (t == 'X') {

@@ -60,15 +60,17 @@ typedef enum pg_conn_kind {
  * belongs to the shell, which allocates each client and server together with its handles. */
 typedef struct pg_conn {
     struct pg_gateway *gw;
-    gw_buf in;          /* received, not yet processed */
-    gw_buf out;         /* built during this loop iteration, written at its end */
-    size_t pending;     /* bytes on the wire (ciphertext under TLS) queued in uv_write requests
-                         * whose callback has not run */
-    gw_list ready;      /* on gw->ready while it has output to flush or input to process */
-    size_t want_in;     /* a whole message of this many bytes is awaited in `in` (0: none) */
+    gw_buf in;      /* received, not yet processed */
+    gw_buf out;     /* built during this loop iteration, written at its end */
+    size_t pending; /* bytes on the wire (ciphertext under TLS) queued in uv_write requests
+                     * whose callback has not run */
+    gw_list ready;  /* on gw->ready while it has output to flush or input to process */
+    /* Small types where they suffice: every idle client carries them. */
+    uint32_t want_in;   /* a whole message of this many bytes is awaited in `in` (0: none);
+                         * bounded by max_buffered_message or PG_STREAM_OVER */
     uint32_t pass_left; /* bytes of the current message still to stream through */
-    pg_end end;         /* why it ended, recorded as it enters its CLOSING state */
-    uint8_t kind;       /* pg_conn_kind (a byte: every client carries it) */
+    uint8_t end;        /* pg_end: why it ended, recorded as it enters its CLOSING state */
+    uint8_t kind;       /* pg_conn_kind */
     bool pass_drop;     /* the streamed message is being dropped, not forwarded */
     bool stream_open;   /* the shell's stream handle was initialised and needs closing */
     bool reading;       /* the transport reads (uv_read_start is in effect) */
@@ -250,20 +252,20 @@ typedef struct pg_client {
     pg_client_state state;
     uint32_t pid, key; /* the BackendKeyData Sluice issued */
     pg_peer peer;      /* for the log (pg_log.c) */
-    bool keyed;        /* key_node is in gw->keys */
-    bool stalled;      /* input waits until an unconfirmed Parse behind a Sync is answered */
-    bool rejected;     /* over max_client_conn: refuse after reading the startup packet */
-    bool counted;      /* counts toward max_client_conn */
-    bool discard;      /* a cancel ended its wait: drop messages up to the next Sync or Query */
-    bool served;       /* has had a server: a drain may close it between transactions */
-    bool listen_wait;  /* input waits for the answer to its LISTEN query (pg_notify.c) */
-    bool pinned;       /* keeps its server until it disconnects (transaction mode; pg_pin.c
-                        * logged why) */
-    /* The shell's (pg_io.c), kept here where a byte is free: something was read (a ClientHello
-     * now is not direct TLS); TLS began with the ClientHello (no SSLRequest): ALPN is
-     * required. */
-    bool io_saw_input;
-    bool io_direct;
+    /* Flags (bits: every idle client carries them). */
+    bool keyed : 1;       /* key_node is in gw->keys */
+    bool stalled : 1;     /* input waits until an unconfirmed Parse behind a Sync is answered */
+    bool rejected : 1;    /* over max_client_conn: refuse after reading the startup packet */
+    bool counted : 1;     /* counts toward max_client_conn */
+    bool discard : 1;     /* a cancel ended its wait: drop messages up to the next Sync or Query */
+    bool served : 1;      /* has had a server: a drain may close it between transactions */
+    bool listen_wait : 1; /* input waits for the answer to its LISTEN query (pg_notify.c) */
+    bool pinned : 1;      /* keeps its server until it disconnects (transaction mode; pg_pin.c
+                           * logged why) */
+    /* The shell's (pg_io.c): something was read (a ClientHello now is not direct TLS); TLS
+     * began with the ClientHello (no SSLRequest): ALPN is required. */
+    bool io_saw_input : 1;
+    bool io_direct : 1;
 } pg_client;
 
 /* What a pool logs in to its servers with when the [databases] line gives no password
