@@ -40,6 +40,7 @@ struct gw_tls {
     /* Adopted (gw_tls_adopt): another owner made the session and still holds a reference; the
      * session's BIO uses these methods, which this session owns (conf is NULL). */
     BIO_METHOD *own_bio;
+    gw_tls_bufs bufs; /* the transport's, see gw_tls_bufs_of */
 };
 
 /* ---- The feeding BIO ---- */
@@ -413,6 +414,11 @@ gw_tls *gw_tls_adopt(void *session)
     SSL_clear_mode(ssl, SSL_MODE_RELEASE_BUFFERS);
     ERR_clear_error(); /* nothing the previous owner left may read as this session's failure */
     return t;
+}
+
+gw_tls_bufs *gw_tls_bufs_of(gw_tls *t)
+{
+    return &t->bufs;
 }
 
 void gw_tls_free(gw_tls *t)

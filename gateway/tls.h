@@ -93,8 +93,18 @@ gw_tls *gw_tls_client_new(gw_tls_conf *conf, const char *host, bool check_name);
  * (zero bytes will do) returns it. NULL when out of memory or the session is not a finished
  * client-side handshake. */
 gw_tls *gw_tls_adopt(void *session);
-/* Frees the session (an adopted one: drops this reference, see gw_tls_adopt). NULL ignored. */
+/* Frees the session (an adopted one: drops this reference, see gw_tls_adopt). NULL ignored.
+ * Its gw_tls_bufs must be empty by then. */
 void gw_tls_free(gw_tls *t);
+/* The ciphertext buffers of the transport that runs the session (gateway/transport.c), kept
+ * here so that a plain connection carries none: the read in progress, and ciphertext built but
+ * not yet handed to the socket. Both hold no memory while the connection is idle; the
+ * transport releases them to its pool before gw_tls_free. */
+typedef struct gw_tls_bufs {
+    gw_buf raw;
+    gw_buf wire;
+} gw_tls_bufs;
+gw_tls_bufs *gw_tls_bufs_of(gw_tls *t);
 /* Whether the negotiated cipher is in list (client_tls_ciphers' syntax): 1 yes, or TLS 1.3, or
  * list is empty; 0 no; -1 when the list names no cipher. */
 int gw_tls_cipher_allowed(const gw_tls *t, const char *list);

@@ -73,9 +73,10 @@ static long write_raw(gw_transport *t, gw_buf *b)
 static void plain_alloc(gw_transport *t, uv_buf_t *buf)
 {
     if (t->cbs->read_room) {
+        uint8_t *room;
         size_t n;
-        t->cbs->read_room(t, &t->lent, &n);
-        *buf = n ? uv_buf_init((char *)t->lent, (unsigned)n) : uv_buf_init(NULL, 0);
+        t->cbs->read_room(t, &room, &n);
+        *buf = n ? uv_buf_init((char *)room, (unsigned)n) : uv_buf_init(NULL, 0);
         return;
     }
     if (gw_buf_reserve(t->in, t->pool, 4096) != 0) {
@@ -85,11 +86,11 @@ static void plain_alloc(gw_transport *t, uv_buf_t *buf)
     *buf = uv_buf_init((char *)t->in->data + t->in->len, (unsigned)(t->in->cap - t->in->len));
 }
 
-static int plain_received(gw_transport *t, size_t n)
+static int plain_received(gw_transport *t, const uv_buf_t *buf, size_t n)
 {
-    if (t->lent) {
-        *t->in = (gw_buf){.data = t->lent, .len = n, .cap = n};
-        t->lent = NULL;
+    if (t->cbs->read_room) {
+        /* The bytes are in the owner's room (plain_alloc), not in t->in. */
+        *t->in = (gw_buf){.data = (uint8_t *)buf->base, .len = n, .cap = n};
         return 0;
     }
     t->in->len += n;
@@ -104,29 +105,33 @@ static void tls_alloc(gw_transport *t, uv_buf_t *buf)
 {
     /* One pooled block per read: a TLS record is at most 16 kB plus its overhead, and an idle
      * connection holds nothing between reads. */
-    if (gw_buf_reserve(&t->raw, t->pool, GW_BUF_BLOCK) != 0) {
+    gw_buf *raw = &gw_tls_bufs_of(t->tls)->raw;
+    if (gw_buf_reserve(raw, t->pool, GW_BUF_BLOCK) != 0) {
         *buf = uv_buf_init(NULL, 0);
         return;
     }
-    *buf = uv_buf_init((char *)t->raw.data, (unsigned)t->raw.cap);
+    *buf = uv_buf_init((char *)raw->data, (unsigned)raw->cap);
 }
 
 static int tls_feed(gw_transport *t, const uint8_t *data, size_t n)
 {
-    int rc = gw_tls_unseal(t->tls, data, n, t->in, &t->wire, t->pool);
+    gw_buf *wire = &gw_tls_bufs_of(t->tls)->wire;
+    int rc = gw_tls_unseal(t->tls, data, n, t->in, wire, t->pool);
     /* Handshake messages and alerts go out even when the session just failed: the peer learns
      * why from the alert. */
-    long q = write_raw(t, &t->wire);
+    long q = write_raw(t, wire);
     if (rc == 0 && q < 0)
         rc = (int)q;
     return rc;
 }
 
-static int tls_received(gw_transport *t, size_t n)
+static int tls_received(gw_transport *t, const uv_buf_t *buf, size_t n)
 {
+    (void)buf; /* the session's raw buffer */
     bool was_ready = gw_tls_ready(t->tls);
-    int rc = tls_feed(t, t->raw.data, n);
-    gw_buf_release(&t->raw, t->pool);
+    gw_buf *raw = &gw_tls_bufs_of(t->tls)->raw;
+    int rc = tls_feed(t, raw->data, n);
+    gw_buf_release(raw, t->pool);
     if (rc == 0 && !was_ready && gw_tls_ready(t->tls) && t->cbs->tls_ready)
         t->cbs->tls_ready(t);
     return rc;
@@ -136,11 +141,12 @@ static long tls_send(gw_transport *t, gw_buf *out)
 {
     if (!gw_tls_ready(t->tls))
         return 0; /* held until the handshake completed (tls_ready) */
-    int rc = gw_tls_seal(t->tls, out->data, out->len, &t->wire, t->pool);
+    gw_buf *wire = &gw_tls_bufs_of(t->tls)->wire;
+    int rc = gw_tls_seal(t->tls, out->data, out->len, wire, t->pool);
     gw_buf_release(out, t->pool);
     if (rc != 0)
         return rc;
-    return write_raw(t, &t->wire);
+    return write_raw(t, wire);
 }
 
 static const gw_transport_ops tls_ops = {"tls", tls_alloc, tls_received, tls_send};
@@ -219,10 +225,9 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
-    (void)buf;
     gw_transport *t = stream->data;
     if (nread > 0) {
-        int rc = t->ops->received(t, (size_t)nread);
+        int rc = t->ops->received(t, buf, (size_t)nread);
         if (rc == 0) {
             t->cbs->input(t);
             return;
@@ -236,8 +241,9 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
                           rc == -ENOMEM ? "out of memory" : gw_tls_error(t->tls));
         return;
     }
-    gw_buf_release(&t->raw, t->pool);
-    t->lent = NULL; /* the owner's room, unused */
+    if (t->tls)
+        gw_buf_release(&gw_tls_bufs_of(t->tls)->raw, t->pool);
+    /* (A plain owner's room from read_room stays the owner's, unused.) */
     if (t->in->len == 0)
         gw_buf_release(t->in, t->pool);
     if (nread == 0)
@@ -274,14 +280,18 @@ void gw_transport_close_notify(gw_transport *t)
 {
     if (!t->tls || t->tls_ended)
         return;
-    gw_tls_close_notify(t->tls, &t->wire, t->pool);
-    (void)write_raw(t, &t->wire);
+    gw_buf *wire = &gw_tls_bufs_of(t->tls)->wire;
+    gw_tls_close_notify(t->tls, wire, t->pool);
+    (void)write_raw(t, wire);
 }
 
 void gw_transport_release(gw_transport *t)
 {
+    if (!t->tls)
+        return;
+    gw_tls_bufs *b = gw_tls_bufs_of(t->tls);
+    gw_buf_release(&b->raw, t->pool);
+    gw_buf_release(&b->wire, t->pool);
     gw_tls_free(t->tls);
     t->tls = NULL;
-    gw_buf_release(&t->raw, t->pool);
-    gw_buf_release(&t->wire, t->pool);
 }

@@ -64,8 +64,9 @@ typedef struct gw_transport_ops {
     const char *name;
     /* The buffer for the next read from the socket. */
     void (*alloc)(gw_transport *t, uv_buf_t *buf);
-    /* n bytes arrived in that buffer: turn them into plaintext. 0, GW_TLS_EOF or < 0. */
-    int (*received)(gw_transport *t, size_t n);
+    /* n bytes arrived in that buffer (buf, as alloc gave it): turn them into plaintext. 0,
+     * GW_TLS_EOF or < 0. */
+    int (*received)(gw_transport *t, const uv_buf_t *buf, size_t n);
     /* Writes out's bytes (out is emptied when taken). Returns the wire bytes queued for a
      * callback (>= 0), or < 0. */
     long (*send)(gw_transport *t, gw_buf *out);
@@ -78,11 +79,8 @@ struct gw_transport {
     void *owner;
     gw_buf *in;       /* the owner's input buffer: plaintext goes here */
     gw_bufpool *pool; /* where buffers come from and return to */
-    gw_tls *tls;      /* TLS only: the session, owned */
-    gw_buf raw;       /* TLS only: ciphertext of the read in progress */
-    gw_buf wire;      /* TLS only: ciphertext built, not yet handed to the socket */
+    gw_tls *tls;      /* TLS only: the session, owned, with its ciphertext buffers */
     size_t queued;    /* wire bytes in uv_write requests not yet completed */
-    uint8_t *lent;    /* plain with cbs->read_room: the owner's room the read in progress uses */
     bool reading;
     bool tls_ended; /* TLS failed or the peer said close_notify: nothing more is read */
 };

@@ -12,9 +12,9 @@
  * the exchange is then bound to Sluice's certificate (tls-server-end-point), so a client's proof
  * cannot be relayed by a man in the middle holding another certificate.
  *
- * The exchange lives in c->auth only while the client is in PG_CL_AUTH; what the client proved
- * itself with is kept in c->cred until its pool has learned it (pg_pool_cred_learn) for the
- * server login, then wiped: a logged-in client holds no secret.
+ * The exchange lives in c->login->auth only while the client is in PG_CL_AUTH; what the client
+ * proved itself with is kept in c->login->cred until its pool has learned it (pg_pool_cred_learn)
+ * for the server login, then wiped: a logged-in client holds no secret.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -62,7 +62,7 @@ static const unsigned auth_from[] = {
 struct pg_auth {
     pg_auth_state state;
     auth_method method;  /* the check: AUTH_M_PASSWORD, AUTH_M_MD5 or AUTH_M_SCRAM */
-    bool found;          /* the user's secret is known: c->cred->secret */
+    bool found;          /* the user's secret is known: c->login->cred->secret */
     char *dbname, *user; /* as the startup packet named them; owned */
     uint8_t salt[4];     /* of the md5 challenge */
     auth_scram_server scram;
@@ -73,7 +73,7 @@ struct pg_auth {
 
 static void auth_set(pg_client *c, pg_auth_state st)
 {
-    struct pg_auth *a = c->auth;
+    struct pg_auth *a = c->login->auth;
     if (!(auth_from[st] & (1u << a->state))) {
         gw_error(pg_ctx(&c->conn), "client: impossible login state change %s -> %s",
                  auth_state_names[a->state], auth_state_names[st]);
@@ -92,21 +92,21 @@ static void free_exchange(struct pg_auth *a)
 
 void pg_auth_client_gone(pg_client *c)
 {
-    struct pg_auth *a = c->auth;
+    struct pg_auth *a = c->login ? c->login->auth : NULL;
     if (!a)
         return;
     if (a->state == PG_AUTH_LOOKUP)
         pg_shell_auth_lookup_cancel(c);
-    c->auth = NULL;
+    c->login->auth = NULL;
     free_exchange(a);
 }
 
 void pg_auth_cred_wipe(pg_client *c)
 {
-    pg_client_cred *cr = c->cred;
+    pg_client_cred *cr = c->login ? c->login->cred : NULL;
     if (!cr)
         return;
-    c->cred = NULL;
+    c->login->cred = NULL;
     if (cr->password) {
         OPENSSL_cleanse(cr->password, strlen(cr->password));
         free(cr->password);
@@ -123,19 +123,19 @@ void pg_auth_cred_wipe(pg_client *c)
 
 const char *pg_auth_user(const pg_client *c)
 {
-    return c->auth ? c->auth->user : NULL;
+    return c->login && c->login->auth ? c->login->auth->user : NULL;
 }
 
 const char *pg_auth_dbname(const pg_client *c)
 {
-    return c->auth ? c->auth->dbname : NULL;
+    return c->login && c->login->auth ? c->login->auth->dbname : NULL;
 }
 
 /* Wrong password, unknown user, or a secret that cannot serve the method: one answer for all,
  * the reason only in the log. */
 static void fail(pg_client *c, const char *reason)
 {
-    const char *user = c->auth->user;
+    const char *user = c->login->auth->user;
     pg_client_log(c, CFG_LOG_INFO, "password authentication failed for user \"%s\": %s", user,
                   reason);
     pg_client_fatal(c, PG_END_AUTH_FAILED, "28P01",
@@ -150,11 +150,11 @@ static void protocol_error(pg_client *c, const char *what, const char *why)
 /* The exchange succeeded: it is freed and the client joins its pool. */
 static void succeed(pg_client *c)
 {
-    struct pg_auth *a = c->auth;
+    struct pg_auth *a = c->login->auth;
     auth_set(c, PG_AUTH_DONE);
     char *dbname = a->dbname, *user = a->user;
     a->dbname = a->user = NULL;
-    c->auth = NULL;
+    c->login->auth = NULL;
     free_exchange(a);
     gw_debug(pg_ctx(&c->conn), "client: user \"%s\" authenticated", user);
     pg_client_login(c, dbname, user);
@@ -183,8 +183,8 @@ static int send_request(pg_client *c, uint32_t code, const void *data, size_t le
  * plaintext password (once, then kept: gateway/creds.c says why), or NULL for the fake one. */
 static int scram_verifier(pg_client *c, auth_scram_verifier *tmp, const auth_scram_verifier **v)
 {
-    struct pg_auth *a = c->auth;
-    const auth_secret *s = &c->cred->secret;
+    struct pg_auth *a = c->login->auth;
+    const auth_secret *s = &c->login->cred->secret;
     *v = NULL;
     if (!a->found)
         return 0;
@@ -211,10 +211,10 @@ static int scram_verifier(pg_client *c, auth_scram_verifier *tmp, const auth_scr
 /* The user's secret is settled (found or not): send the method's request. */
 static void challenge(pg_client *c)
 {
-    struct pg_auth *a = c->auth;
+    struct pg_auth *a = c->login->auth;
     auth_method m = a->method;
     /* PostgreSQL's rule: md5 with a SCRAM verifier on file means SCRAM. */
-    if (m == AUTH_M_MD5 && a->found && c->cred->secret.kind == AUTH_SECRET_SCRAM)
+    if (m == AUTH_M_MD5 && a->found && c->login->cred->secret.kind == AUTH_SECRET_SCRAM)
         m = AUTH_M_SCRAM;
     a->method = m;
     if (m == AUTH_M_PASSWORD) {
@@ -245,17 +245,17 @@ static void challenge(pg_client *c)
         auth_set(c, PG_AUTH_SASL_FIRST);
 }
 
-/* Keeps a copy of the stored secret text in c->cred-> 0, -EINVAL (unusable), or -ENOMEM. */
+/* Keeps a copy of the stored secret text in c->login->cred-> 0, -EINVAL (unusable), or -ENOMEM. */
 static int keep_secret(pg_client *c, const char *text)
 {
     const char *why = NULL;
-    int rc = auth_secret_parse(text, &c->cred->secret, &why);
+    int rc = auth_secret_parse(text, &c->login->cred->secret, &why);
     if (rc == 0) {
-        c->cred->have_secret = true;
-        c->auth->found = true;
+        c->login->cred->have_secret = true;
+        c->login->auth->found = true;
     } else if (rc == -EINVAL) {
         gw_warn(pg_ctx(&c->conn), "client: the stored secret of user \"%s\" is unusable: %s",
-                c->auth->user, why ? why : "malformed");
+                c->login->auth->user, why ? why : "malformed");
     }
     return rc;
 }
@@ -391,14 +391,14 @@ void pg_auth_begin(pg_client *c, const char *dbname, const char *user)
     }
     struct pg_auth *a = calloc(1, sizeof *a);
     if (!a || !(a->dbname = strdup(dbname)) || !(a->user = strdup(user)) ||
-        !(c->cred = calloc(1, sizeof *c->cred))) {
+        !(c->login->cred = calloc(1, sizeof *c->login->cred))) {
         if (a)
             free_exchange(a);
         pg_client_fatal(c, PG_END_NO_MEMORY, "53200", "out of memory");
         return;
     }
     a->method = m;
-    c->auth = a;
+    c->login->auth = a;
     pg_client_set_state(c, PG_CL_AUTH);
 
     const auth_secret *s = conf->users ? auth_userlist_find(conf->users, user) : NULL;
@@ -422,7 +422,7 @@ void pg_auth_begin(pg_client *c, const char *dbname, const char *user)
 
 void pg_auth_lookup_done(pg_client *c, const char *secret, const char *error)
 {
-    struct pg_auth *a = c->auth;
+    struct pg_auth *a = c->login->auth;
     gw_assert(c->state == PG_CL_AUTH && a && a->state == PG_AUTH_LOOKUP);
     /* The answer is in: closing now must not cancel a lookup that is over. */
     if (error) {
@@ -444,7 +444,7 @@ void pg_auth_lookup_done(pg_client *c, const char *secret, const char *error)
 /* A PasswordMessage: cleartext or md5, checked against the secret (when there is one). */
 static void on_password(pg_client *c, const uint8_t *body, size_t len)
 {
-    struct pg_auth *a = c->auth;
+    struct pg_auth *a = c->login->auth;
     const char *pw, *why;
     if (pg_parse_password(body, len, &pw, &why) != 0) {
         protocol_error(c, why, NULL);
@@ -454,13 +454,13 @@ static void on_password(pg_client *c, const uint8_t *body, size_t len)
         fail(c, a->state == PG_AUTH_MD5 ? "no such user (md5)" : "no such user");
         return;
     }
-    int rc = a->state == PG_AUTH_MD5 ? auth_md5_check(&c->cred->secret, a->user, a->salt, pw)
-                                     : auth_plain_check(&c->cred->secret, a->user, pw);
+    int rc = a->state == PG_AUTH_MD5 ? auth_md5_check(&c->login->cred->secret, a->user, a->salt, pw)
+                                     : auth_plain_check(&c->login->cred->secret, a->user, pw);
     if (rc != 0) {
         fail(c, rc == AUTH_FAIL ? "wrong password" : "the check failed");
         return;
     }
-    if (a->state == PG_AUTH_PASSWORD && !(c->cred->password = strdup(pw))) {
+    if (a->state == PG_AUTH_PASSWORD && !(c->login->cred->password = strdup(pw))) {
         pg_client_fatal(c, PG_END_NO_MEMORY, "53200", "out of memory");
         return;
     }
@@ -476,7 +476,7 @@ static int scram_step_failed(pg_client *c, int rc, const char *why)
         pg_client_fatal(c, PG_END_NO_MEMORY, "53200", "out of memory");
     } else if (rc == -EACCES) {
         gw_info(pg_ctx(&c->conn), "client: SCRAM channel binding refused for user \"%s\": %s",
-                c->auth->user, why);
+                c->login->auth->user, why);
         pg_client_fatal(c, PG_END_LOGIN_REFUSED, "28000", "%s", why);
     } else if (rc != 0) {
         protocol_error(c, why ? why : "malformed SCRAM message", NULL);
@@ -486,7 +486,7 @@ static int scram_step_failed(pg_client *c, int rc, const char *why)
 
 static void on_sasl_first(pg_client *c, const uint8_t *body, size_t len)
 {
-    struct pg_auth *a = c->auth;
+    struct pg_auth *a = c->login->auth;
     const char *mech, *why;
     const uint8_t *data;
     size_t n;
@@ -519,7 +519,7 @@ static void on_sasl_first(pg_client *c, const uint8_t *body, size_t len)
 
 static void on_sasl_final(pg_client *c, const uint8_t *body, size_t len)
 {
-    struct pg_auth *a = c->auth;
+    struct pg_auth *a = c->login->auth;
     if (len > AUTH_SCRAM_INPUT_MAX) {
         protocol_error(c, "malformed SCRAM message", "too long");
         return;
@@ -533,15 +533,15 @@ static void on_sasl_final(pg_client *c, const uint8_t *body, size_t len)
     }
     if (scram_step_failed(c, rc, why) != 0)
         return;
-    memcpy(c->cred->client_key, a->scram.client_key, sizeof c->cred->client_key);
-    c->cred->have_client_key = true;
+    memcpy(c->login->cred->client_key, a->scram.client_key, sizeof c->login->cred->client_key);
+    c->login->cred->have_client_key = true;
     if (send_request(c, PG_AUTH_REQ_SASL_FINAL, msg, strlen(msg)) == 0)
         succeed(c);
 }
 
 void pg_auth_input(pg_client *c, uint8_t t, const uint8_t *body, size_t len)
 {
-    struct pg_auth *a = c->auth;
+    struct pg_auth *a = c->login->auth;
     gw_assert(a);
     if (t == 'X') {
         pg_client_close(c, PG_END_CLIENT_LEFT, "client terminated the session during login");

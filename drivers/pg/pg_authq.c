@@ -65,7 +65,7 @@ static void finish(pg_authq *q, const char *secret, const char *error)
     pg_client *c = q->client;
     q->client = NULL;
     if (c) {
-        c->authq = NULL;
+        c->login->authq = NULL;
         pg_auth_lookup_done(c, secret, error);
     }
     close_poll(q);
@@ -256,16 +256,16 @@ int pg_shell_auth_lookup(pg_client *c)
         free_if_done(q);
         return -1;
     }
-    c->authq = q;
+    c->login->authq = q;
     return 0;
 }
 
 void pg_shell_auth_lookup_cancel(pg_client *c)
 {
-    pg_authq *q = c->authq;
+    pg_authq *q = c->login->authq;
     if (!q)
         return;
-    c->authq = NULL;
+    c->login->authq = NULL;
     q->client = NULL;
     close_poll(q);
     free_if_done(q);

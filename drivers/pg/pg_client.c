@@ -4,6 +4,7 @@
  * to send.
  */
 #include <ctype.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,16 +72,17 @@ void pg_client_set_state(pg_client *c, pg_client_state st)
     c->since = gw_now(pg_ctx(&c->conn));
 }
 
-void pg_client_start(pg_client *c, pg_gateway *gw)
+int pg_client_start(pg_client *c, pg_gateway *gw)
 {
     pg_conn_init(&c->conn, gw, PG_CONN_CLIENT);
     gw_list_init(&c->wait_node);
-    gw_list_init(&c->subs);
-    gw_list_init(&c->listen_node);
     pg_client_stmts_init(&c->stmts);
     pg_client_set_state(c, PG_CL_STARTUP);
-    c->accepted = c->since;
     c->connect_us = gw_stats_now_us();
+    c->login = calloc(1, sizeof *c->login);
+    if (!c->login)
+        return -ENOMEM;
+    c->login->accepted = c->since;
     /* Over the limit the client is still read, so it gets a proper error after its startup
      * packet instead of a silent close. */
     if (gw->n_clients >= (uint32_t)gw->ctx->cfg->max_client_conn) {
@@ -89,6 +91,17 @@ void pg_client_start(pg_client *c, pg_gateway *gw)
         c->counted = true;
         gw->n_clients++;
     }
+    return 0;
+}
+
+/* The login state goes once the client is logged in, or with the client. */
+static void login_free(pg_client *c)
+{
+    if (!c->login)
+        return;
+    pg_auth_cred_wipe(c);
+    free(c->login);
+    c->login = NULL;
 }
 
 void pg_client_closed(pg_client *c)
@@ -102,9 +115,8 @@ void pg_client_closed(pg_client *c)
     pg_client_stmts_clear(&c->stmts, &gw->stmts);
     gw_buf_release(&c->conn.in, gw->bufs);
     gw_buf_release(&c->conn.out, gw->bufs);
-    gw_buf_release(&c->notify, gw->bufs);
-    gw_buf_release(&c->listen_reply, gw->bufs);
-    pg_auth_cred_wipe(c);
+    pg_notify_client_free(c);
+    login_free(c);
     pg_admin_client_free(c);
 }
 
@@ -193,6 +205,7 @@ void pg_client_finish_login(pg_client *c)
     c->params_fp = pg_params_fingerprint(&c->params);
     pg_client_set_state(c, PG_CL_IDLE);
     pg_client_log_login(c);
+    login_free(c);
     pg_conn_mark_process(&c->conn);
 }
 
@@ -303,9 +316,9 @@ static void handle_startup(pg_client *c, const uint8_t *body, size_t len, size_t
         pg_client_fatal(c, PG_END_NO_MEMORY, "53200", "out of memory");
         return;
     }
-    snprintf(c->login_user, sizeof c->login_user, "%s", su.user ? su.user : "");
-    snprintf(c->login_db, sizeof c->login_db, "%s",
-             su.database && *su.database ? su.database : c->login_user);
+    pg_client_login_state *l = c->login;
+    snprintf(l->user, sizeof l->user, "%s", su.user ? su.user : "");
+    snprintf(l->db, sizeof l->db, "%s", su.database && *su.database ? su.database : l->user);
     if (ctx->cfg->client_tls_sslmode >= CFG_TLS_REQUIRE && !pg_shell_client_tls(c)) {
         /* Refused before any credential is asked. A Unix-socket client does not cross the
          * network (and libpq never asks for TLS there), as with PgBouncer. */
@@ -398,8 +411,8 @@ void pg_client_login(pg_client *c, const char *dbname, const char *user)
     GW_STAT_ADD(p->stats.client_logins, 1);
     p->n_clients++;
     /* What the client proved itself with may be what the pool logs in to its servers with. */
-    if (c->cred)
-        pg_pool_cred_learn(p, c->cred);
+    if (c->login->cred)
+        pg_pool_cred_learn(p, c->login->cred);
     if (p->have_defaults) {
         pg_client_finish_login(c);
         return;
@@ -548,7 +561,7 @@ void pg_client_process(pg_client *c)
         bool whole = must_read || total <= PG_STREAM_OVER || total <= avail;
         if (whole && avail < total) {
             need = total - avail;
-            c->conn.want_in = total;
+            c->conn.want_in = (uint32_t)total; /* bounded: see must_read above */
             break;
         }
         if (t == 'X') {

@@ -60,20 +60,22 @@ typedef enum pg_conn_kind {
  * belongs to the shell, which allocates each client and server together with its handles. */
 typedef struct pg_conn {
     struct pg_gateway *gw;
-    gw_buf in;          /* received, not yet processed */
-    gw_buf out;         /* built during this loop iteration, written at its end */
-    size_t pending;     /* bytes on the wire (ciphertext under TLS) queued in uv_write requests
-                         * whose callback has not run */
-    gw_list ready;      /* on gw->ready while it has output to flush or input to process */
+    gw_buf in;      /* received, not yet processed */
+    gw_buf out;     /* built during this loop iteration, written at its end */
+    size_t pending; /* bytes on the wire (ciphertext under TLS) queued in uv_write requests
+                     * whose callback has not run */
+    gw_list ready;  /* on gw->ready while it has output to flush or input to process */
+    /* Small types where they suffice: every idle client carries them. */
+    uint32_t want_in;   /* a whole message of this many bytes is awaited in `in` (0: none);
+                         * bounded by max_buffered_message or PG_STREAM_OVER */
     uint32_t pass_left; /* bytes of the current message still to stream through */
-    size_t want_in;     /* a whole message of this many bytes is awaited in `in` (0: none) */
-    pg_conn_kind kind;
-    pg_end end;        /* why it ended, recorded as it enters its CLOSING state */
-    bool pass_drop;    /* the streamed message is being dropped, not forwarded */
-    bool stream_open;  /* the shell's stream handle was initialised and needs closing */
-    bool reading;      /* the transport reads (uv_read_start is in effect) */
-    bool need_process; /* input is waiting for processing (set when ready is queued) */
-    bool in_blocked;   /* processing stopped because output or queued requests hit a bound */
+    uint8_t end;        /* pg_end: why it ended, recorded as it enters its CLOSING state */
+    uint8_t kind;       /* pg_conn_kind */
+    bool pass_drop;     /* the streamed message is being dropped, not forwarded */
+    bool stream_open;   /* the shell's stream handle was initialised and needs closing */
+    bool reading;       /* the transport reads (uv_read_start is in effect) */
+    bool need_process;  /* input is waiting for processing (set when ready is queued) */
+    bool in_blocked;    /* processing stopped because output or queued requests hit a bound */
 } pg_conn;
 
 /* How the response(s) to one request sent to a server reach the client. */
@@ -191,6 +193,41 @@ typedef struct pg_client_cred {
 
 struct pg_auth; /* the exchange under way in PG_CL_AUTH (pg_auth.c) */
 
+/* What a client needs only until it is logged in: allocated with the client (pg_client_start)
+ * and freed once it is (pg_client_finish_login) or closes first, so an idle client carries
+ * none of it. */
+typedef struct pg_client_login_state {
+    uint64_t accepted;      /* gw_now when it connected: client_login_timeout counts from here,
+                             * whatever login states it goes through */
+    struct pg_authq *authq; /* the shell's auth_query lookup for it in flight, else NULL */
+    struct pg_auth *auth;   /* the login exchange, only in PG_CL_AUTH; owned */
+    pg_client_cred *cred;   /* what it proved itself with; owned, wiped when freed */
+    /* The database and user its startup packet named (cut to PostgreSQL's 63 bytes), so the
+     * log names them for a login refused before the login exchange begins. */
+    char db[64], user[64];
+} pg_client_login_state;
+
+/* The peer's address, kept in binary (formatted only for a log line): asked of the shell once,
+ * since the disconnect line may come after the peer is gone, when the socket can no longer
+ * tell. */
+typedef struct pg_peer {
+    uint8_t kind;     /* pg_peer_kind */
+    uint16_t port;    /* host order */
+    uint8_t addr[16]; /* IPv4: the first 4 */
+} pg_peer;
+
+typedef enum pg_peer_kind {
+    PG_PEER_UNKNOWN, /* not asked yet, or the shell could not tell */
+    PG_PEER_UNIX,
+    PG_PEER_IPV4,
+    PG_PEER_IPV6,
+} pg_peer_kind;
+
+struct pg_client_listen; /* LISTEN emulation's per-client state (pg_notify.c) */
+
+/* Field order keeps the idle client small (a unit test bounds its size): pointers and 64-bit
+ * values first, then 32-bit ones, then flags. What only some clients need (the login, LISTEN,
+ * the console) hangs off a pointer. */
 typedef struct pg_client {
     pg_conn conn;
     gw_list node;      /* gw->clients */
@@ -198,11 +235,7 @@ typedef struct pg_client {
     gw_hnode key_node; /* gw->keys, by pid, once logged in */
     struct pg_pool *pool;
     struct pg_server *server;
-    pg_client_state state;
-    uint64_t since;    /* entered the current state */
-    uint64_t accepted; /* connected: client_login_timeout counts from here, whatever the
-                        * login states it goes through */
-    uint32_t pid, key; /* the BackendKeyData Sluice issued */
+    uint64_t since; /* entered the current state */
     /* Statistics, monotonic µs (gw_stats_now_us): when it entered PG_CL_WAITING, connected. */
     uint64_t wait_start_us, connect_us;
     pg_params params;   /* parameters this client chose (startup packet, its own SETs) */
@@ -210,32 +243,29 @@ typedef struct pg_client {
     pg_stmt *unnamed;   /* the body of its unnamed statement (transaction mode), or NULL */
     uint64_t params_fp; /* hash of params: equal fingerprints need no SET when linking */
     pg_client_stmts stmts;
-    bool keyed;    /* key_node is in gw->keys */
-    bool stalled;  /* input waits until an unconfirmed Parse behind a Sync is answered */
-    bool rejected; /* over max_client_conn: refuse after reading the startup packet */
-    bool counted;  /* counts toward max_client_conn */
-    bool discard;  /* a cancel ended its wait: drop messages up to the next Sync or Query */
-    bool served;   /* has had a server: a drain may close it between transactions */
-    /* Why the client keeps its server until it disconnects (transaction mode; pg_pin.c), or
-     * NULL. A static string. */
-    const char *pinned;
-    /* LISTEN emulation (pg_notify.c): its channels, and a LISTEN query being confirmed. */
-    gw_list subs;             /* pg_sub.client_node */
-    gw_list listen_node;      /* notify->waiters while listen_wait */
-    uint64_t listen_seq;      /* the listening connection's command its answer waits for */
-    gw_buf listen_reply;      /* the command tags of that query, sent with its answer */
-    bool listen_wait;         /* input waits for the answer */
-    const char *listen_error; /* SQLSTATE of a LISTEN refused for a limit, else NULL */
-    gw_buf notify; /* notifications held while a server message to it is half-way through */
-    struct pg_authq *authq; /* the shell's auth_query lookup for it in flight, else NULL */
-    struct pg_auth *auth;   /* the login exchange, only in PG_CL_AUTH; owned */
+    /* LISTEN emulation (pg_notify.c): its channels, a LISTEN query being confirmed and
+     * notifications held back; NULL until its first LISTEN or UNLISTEN. Owned. */
+    struct pg_client_listen *listen;
+    pg_client_login_state *login; /* until it is logged in (pg_client_login_state); owned */
     /* The admin console (pg_admin.c): a console session has no pool. */
     struct pg_admin *admin; /* owned; NULL for every other client */
-    pg_client_cred *cred;   /* what it proved itself with, during its login only; owned */
-    char addr[64]; /* its address for the log ("host:port", "unix"), "" until first needed */
-    /* The database and user its startup packet named (cut to PostgreSQL's 63 bytes), so the
-     * log names them for a login refused before the login exchange begins. */
-    char login_db[64], login_user[64];
+    pg_client_state state;
+    uint32_t pid, key; /* the BackendKeyData Sluice issued */
+    pg_peer peer;      /* for the log (pg_log.c) */
+    /* Flags (bits: every idle client carries them). */
+    bool keyed : 1;       /* key_node is in gw->keys */
+    bool stalled : 1;     /* input waits until an unconfirmed Parse behind a Sync is answered */
+    bool rejected : 1;    /* over max_client_conn: refuse after reading the startup packet */
+    bool counted : 1;     /* counts toward max_client_conn */
+    bool discard : 1;     /* a cancel ended its wait: drop messages up to the next Sync or Query */
+    bool served : 1;      /* has had a server: a drain may close it between transactions */
+    bool listen_wait : 1; /* input waits for the answer to its LISTEN query (pg_notify.c) */
+    bool pinned : 1;      /* keeps its server until it disconnects (transaction mode; pg_pin.c
+                           * logged why) */
+    /* The shell's (pg_io.c): something was read (a ClientHello now is not direct TLS); TLS
+     * began with the ClientHello (no SSLRequest): ALPN is required. */
+    bool io_saw_input : 1;
+    bool io_direct : 1;
 } pg_client;
 
 /* What a pool logs in to its servers with when the [databases] line gives no password
@@ -339,8 +369,9 @@ void pg_conn_close(pg_conn *c, pg_end why, const char *detail);
 /* Flow control: whether the shell should read c now, and the other end of its link. */
 bool pg_conn_wants_input(const pg_conn *c);
 pg_conn *pg_conn_peer(const pg_conn *c);
-/* An accepted client starts reading its startup packet. */
-void pg_client_start(pg_client *c, pg_gateway *gw);
+/* An accepted client starts reading its startup packet. 0, or -ENOMEM: the caller then closes
+ * it (pg_client_close, PG_END_NO_MEMORY). */
+int pg_client_start(pg_client *c, pg_gateway *gw);
 /* A server object the shell created for a connect attempt joins its pool (CONNECTING). */
 void pg_server_init(pg_server *s, pg_pool *pool);
 /* The login to the server completed; s->params holds what it reported. */
@@ -446,7 +477,7 @@ void pg_auth_begin(pg_client *c, const char *dbname, const char *user);
 void pg_auth_input(pg_client *c, uint8_t t, const uint8_t *body, size_t len);
 /* Its close began: a lookup under way is cancelled and the exchange freed. */
 void pg_auth_client_gone(pg_client *c);
-/* Its close callback ran: its credentials are wiped. */
+/* Its credentials are wiped (the pool learned them, or the client's login state is freed). */
 void pg_auth_cred_wipe(pg_client *c);
 
 /* pg_server.c */
@@ -565,6 +596,8 @@ int pg_server_params_reset(pg_server *s);
  * it is something else, -1 when the client was closed. */
 int pg_notify_query(pg_client *c, const char *sql, size_t len);
 void pg_notify_client_gone(pg_client *c);
+/* Its close callback ran: what LISTEN emulation kept for it is freed. */
+void pg_notify_client_free(pg_client *c);
 /* Moves held notifications to the client's output when it is at a message boundary. */
 void pg_notify_flush(pg_client *c);
 /* From pg_core_tick: the listening connection's connect timeout, and its reopening after a

@@ -122,14 +122,14 @@ static bool direct_tls(pg_conn *c, gw_transport *t)
     if (c->kind != PG_CONN_CLIENT || t->tls)
         return false;
     pg_io_client *io = gw_container_of(c, pg_io_client, c.conn);
-    bool first = !io->saw_input;
-    io->saw_input = true;
+    bool first = !io->c.io_saw_input;
+    io->c.io_saw_input = true;
     if (!first || c->in.len == 0 || c->in.data[0] != 0x16 || !pg_ctx(c)->client_tls)
         return false;
     pg_client *cl = &io->c;
     if (cl->state != PG_CL_STARTUP)
         return false;
-    io->direct = true;
+    io->c.io_direct = true;
     int rc = gw_transport_start_tls(t, pg_ctx(c)->client_tls, true);
     if (rc != 0) {
         gw_info(pg_ctx(c), "client: direct TLS handshake failed: %s",
@@ -187,8 +187,8 @@ static void on_tls_ready(gw_transport *t)
     }
     pg_io_client *io = gw_container_of(c, pg_io_client, c.conn);
     gw_debug(pg_ctx(c), "client: TLS established (%s%s)", gw_tls_version(t->tls),
-             io->direct ? ", direct" : "");
-    if (io->direct && !gw_tls_alpn_ok(t->tls)) {
+             io->c.io_direct ? ", direct" : "");
+    if (io->c.io_direct && !gw_tls_alpn_ok(t->tls)) {
         pg_client_fatal(&io->c, PG_END_PROTOCOL, "08P01",
                         "received direct SSL connection request without ALPN protocol "
                         "negotiation extension");

@@ -22,9 +22,7 @@ extern const gw_transport_cbs pg_transport_cbs;
  * after pg_client_closed / pg_server_closed. */
 typedef struct pg_io_client {
     gw_transport t; /* plain, or TLS once the client asked for it */
-    bool saw_input; /* something was read: a ClientHello now is not direct TLS */
-    bool direct;    /* TLS began with the ClientHello (no SSLRequest): ALPN is required */
-    pg_client c;
+    pg_client c;    /* (with the shell's flags io_saw_input and io_direct) */
 } pg_io_client;
 
 typedef struct pg_io_server {

@@ -3,29 +3,59 @@
  * server, database, user and address) as gw_log_who, so json lines have them as fields.
  * log_connections, log_disconnections and log_pooler_errors decide which lines are written.
  */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/socket.h>
 
 #include "drivers/pg/pg_int.h"
 #include "drivers/pg/pg_shell.h"
 
-/* The address, asked of the shell once and kept: the disconnect line may come after the peer
- * is gone, when the socket can no longer tell. */
-static const char *client_addr(pg_client *c)
+/* "[IPv6]:port" at most, with room to spare. */
+#define PG_ADDR_TEXT 64
+
+/* The address as the log shows it ("host:port", "unix"), formatted into buf; NULL when unknown.
+ * Asked of the shell once and kept (in binary): the disconnect line may come after the peer is
+ * gone, when the socket can no longer tell. */
+static const char *client_addr(pg_client *c, char *buf, size_t cap)
 {
-    if (c->addr[0])
-        return c->addr;
-    struct sockaddr_storage ss;
-    int rc = pg_shell_client_peer(c, &ss);
-    if (rc == 0)
-        snprintf(c->addr, sizeof c->addr, "unix");
-    else if (rc > 0)
-        gw_sockaddr_text((const struct sockaddr *)&ss, c->addr, sizeof c->addr);
-    return c->addr[0] ? c->addr : NULL;
+    pg_peer *p = &c->peer;
+    if (p->kind == PG_PEER_UNKNOWN) {
+        struct sockaddr_storage ss;
+        int rc = pg_shell_client_peer(c, &ss);
+        if (rc == 0) {
+            p->kind = PG_PEER_UNIX;
+        } else if (rc > 0 && ss.ss_family == AF_INET) {
+            const struct sockaddr_in *in4 = (const struct sockaddr_in *)&ss;
+            p->kind = PG_PEER_IPV4;
+            p->port = ntohs(in4->sin_port);
+            memcpy(p->addr, &in4->sin_addr, 4);
+        } else if (rc > 0 && ss.ss_family == AF_INET6) {
+            const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&ss;
+            p->kind = PG_PEER_IPV6;
+            p->port = ntohs(in6->sin6_port);
+            memcpy(p->addr, &in6->sin6_addr, 16);
+        }
+    }
+    buf[0] = 0;
+    if (p->kind == PG_PEER_UNIX) {
+        snprintf(buf, cap, "unix");
+    } else if (p->kind == PG_PEER_IPV4) {
+        struct sockaddr_in in4 = {.sin_family = AF_INET, .sin_port = htons(p->port)};
+        memcpy(&in4.sin_addr, p->addr, 4);
+        gw_sockaddr_text((const struct sockaddr *)&in4, buf, cap);
+    } else if (p->kind == PG_PEER_IPV6) {
+        struct sockaddr_in6 in6 = {.sin6_family = AF_INET6, .sin6_port = htons(p->port)};
+        memcpy(&in6.sin6_addr, p->addr, 16);
+        gw_sockaddr_text((const struct sockaddr *)&in6, buf, cap);
+    }
+    return buf[0] ? buf : NULL;
 }
 
-static void client_who(pg_client *c, gw_log_who *who)
+/* Fills who; addr (PG_ADDR_TEXT bytes) holds the address text who points at. */
+static void client_who(pg_client *c, gw_log_who *who, char *addr)
 {
     *who = (gw_log_who){
         .protocol = "pg",
@@ -33,13 +63,14 @@ static void client_who(pg_client *c, gw_log_who *who)
         .server_id = c->server ? c->server->id : 0,
         .database = c->pool ? c->pool->dbname : pg_auth_dbname(c),
         .user = c->pool ? c->pool->user : pg_auth_user(c),
-        .address = client_addr(c),
+        .address = client_addr(c, addr, PG_ADDR_TEXT),
     };
     /* Before the login exchange: what the startup packet asked for. */
-    if (!who->database && c->login_db[0])
-        who->database = c->login_db;
-    if (!who->user && c->login_user[0])
-        who->user = c->login_user;
+    pg_client_login_state *l = c->login;
+    if (!who->database && l && l->db[0])
+        who->database = l->db;
+    if (!who->user && l && l->user[0])
+        who->user = l->user;
 }
 
 void pg_client_log(pg_client *c, cfg_log_level level, const char *fmt, ...)
@@ -48,7 +79,8 @@ void pg_client_log(pg_client *c, cfg_log_level level, const char *fmt, ...)
     if (level > ctx->cfg->log_level)
         return;
     gw_log_who who;
-    client_who(c, &who);
+    char addr[PG_ADDR_TEXT];
+    client_who(c, &who, addr);
     va_list ap;
     va_start(ap, fmt);
     gw_vlog_conn(ctx, level, &who, fmt, ap);
@@ -68,13 +100,15 @@ void pg_client_log_end(pg_client *c, pg_end why, const char *detail)
         return;
     if (CFG_LOG_INFO > ctx->cfg->log_level)
         return;
-    uint64_t age = gw_now(ctx) - c->accepted;
+    uint64_t now_us = gw_stats_now_us();
+    uint64_t age = now_us > c->connect_us ? (now_us - c->connect_us) / 1000 : 0; /* ms */
     char msg[1024];
     snprintf(msg, sizeof msg, "closing because %s (age %llu.%03llu s)%s%s", pg_end_name(why),
              (unsigned long long)(age / 1000), (unsigned long long)(age % 1000),
              detail && *detail ? ": " : "", detail ? detail : "");
     gw_log_who who;
-    client_who(c, &who);
+    char addr[PG_ADDR_TEXT];
+    client_who(c, &who, addr);
     who.reason = pg_end_name(why);
     gw_log_msg(ctx, CFG_LOG_INFO, &who, msg);
 }

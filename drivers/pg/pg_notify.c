@@ -16,7 +16,10 @@
  * end with pg_notify_cmd_done, so counting them is enough to know which are done.
  *
  * Notifications reach a client only at message boundaries: while a server is half-way through
- * streaming a message to it they wait in c->notify (pg_notify_flush).
+ * streaming a message to it they wait in c->listen->held (pg_notify_flush).
+ *
+ * A client's own part (its channels, its LISTEN being confirmed, notifications held back) is
+ * allocated at its first LISTEN or UNLISTEN: most clients never listen.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,10 +53,21 @@ typedef struct pg_channel {
 
 typedef struct pg_sub {
     gw_list chan_node;   /* channel->subs */
-    gw_list client_node; /* client->subs */
+    gw_list client_node; /* client->listen->subs */
     pg_channel *ch;
     pg_client *c;
 } pg_sub;
+
+/* A client's LISTEN state (pg_client.listen), freed with the client. */
+typedef struct pg_client_listen {
+    pg_client *c;
+    gw_list subs;      /* pg_sub.client_node */
+    gw_list node;      /* notify->waiters while c->listen_wait */
+    uint64_t seq;      /* the listening connection's command its answer waits for */
+    gw_buf reply;      /* the command tags of that query, sent with its answer */
+    const char *error; /* SQLSTATE of a LISTEN refused for a limit, else NULL */
+    gw_buf held;       /* notifications held while a server message to it is half-way through */
+} pg_client_listen;
 
 struct pg_notify {
     pg_pool *pool;
@@ -61,7 +75,7 @@ struct pg_notify {
     uint64_t since; /* entered the current state */
     gw_list channels;
     gw_htable by_name; /* channels by name: clients choose them, so the table is keyed */
-    gw_list waiters;   /* clients whose LISTEN waits for done_seq >= their listen_seq */
+    gw_list waiters;   /* pg_client_listen.node: LISTENs waiting for done_seq >= their seq */
     uint64_t next_seq; /* number of the last command sent to the shell */
     uint64_t done_seq; /* number of the last command the shell finished */
 };
@@ -96,13 +110,13 @@ static int send_cmd(pg_notify *n, bool listen, const char *channel)
 static void answer(pg_client *c, const char *error)
 {
     pg_gateway *gw = c->conn.gw;
-    gw_list_remove(&c->listen_node);
+    pg_client_listen *l = c->listen;
+    gw_list_remove(&l->node);
     c->listen_wait = false;
     /* The command tags were built while the query was walked, in statement order. */
-    int rc = error
-                 ? pg_build_error(&c->conn.out, gw->bufs, "ERROR", "08006", error)
-                 : gw_buf_append(&c->conn.out, gw->bufs, c->listen_reply.data, c->listen_reply.len);
-    gw_buf_release(&c->listen_reply, gw->bufs);
+    int rc = error ? pg_build_error(&c->conn.out, gw->bufs, "ERROR", "08006", error)
+                   : gw_buf_append(&c->conn.out, gw->bufs, l->reply.data, l->reply.len);
+    gw_buf_release(&l->reply, gw->bufs);
     rc = rc ? rc : pg_build_ready(&c->conn.out, gw->bufs, 'I');
     if (rc != 0) {
         pg_client_close(c, PG_END_NO_MEMORY, "out of memory");
@@ -117,9 +131,9 @@ static void wake_waiters(pg_notify *n, const char *error)
     gw_list *it, *tmp;
     gw_list_foreach_safe(it, tmp, &n->waiters)
     {
-        pg_client *c = gw_container_of(it, pg_client, listen_node);
-        if (error || n->done_seq >= c->listen_seq)
-            answer(c, error);
+        pg_client_listen *l = gw_container_of(it, pg_client_listen, node);
+        if (error || n->done_seq >= l->seq)
+            answer(l->c, error);
     }
 }
 
@@ -177,16 +191,17 @@ static void sub_free(pg_notify *n, pg_sub *sub)
     channel_free(n, ch);
 }
 
-/* 0, or -1 when out of memory or over the client's channel limit (c->listen_error says). */
+/* 0, or -1 when out of memory or over the client's channel limit (c->listen->error says). */
 static int do_listen(pg_notify *n, pg_client *c, const char *name)
 {
     /* The client's own list is the short one (bounded below); a channel's may hold thousands. */
     uint32_t mine = 0;
-    for (gw_list *it = c->subs.next; it != &c->subs; it = it->next, mine++)
+    gw_list *subs = &c->listen->subs;
+    for (gw_list *it = subs->next; it != subs; it = it->next, mine++)
         if (strcmp(gw_container_of(it, pg_sub, client_node)->ch->name, name) == 0)
             return 0; /* listening already */
     if (mine >= PG_LISTEN_MAX_CHANNELS) {
-        c->listen_error = "54000";
+        c->listen->error = "54000";
         return -1;
     }
     pg_channel *ch = find_channel(n, name);
@@ -211,7 +226,7 @@ static int do_listen(pg_notify *n, pg_client *c, const char *name)
     sub->ch = ch;
     sub->c = c;
     gw_list_push_tail(&ch->subs, &sub->chan_node);
-    gw_list_push_tail(&c->subs, &sub->client_node);
+    gw_list_push_tail(&c->listen->subs, &sub->client_node);
     if (!ch->on_server && n->state != PG_NS_DOWN) {
         if (send_cmd(n, true, ch->name) != 0)
             return -1;
@@ -223,7 +238,7 @@ static int do_listen(pg_notify *n, pg_client *c, const char *name)
 static void do_unlisten(pg_notify *n, pg_client *c, const char *name)
 {
     gw_list *it, *tmp;
-    gw_list_foreach_safe(it, tmp, &c->subs)
+    gw_list_foreach_safe(it, tmp, &c->listen->subs)
     {
         pg_sub *sub = gw_container_of(it, pg_sub, client_node);
         if (!name || strcmp(sub->ch->name, name) == 0)
@@ -254,9 +269,10 @@ static void on_stmt(char kind, const char *channel, size_t len, void *arg)
     channel_name(name, channel, len);
     size_t m;
     gw_bufpool *bufs = w->c->conn.gw->bufs;
-    int rc = pg_msg_begin(&w->c->listen_reply, bufs, 'C', &m);
-    rc = rc ? rc : pg_msg_put_str(&w->c->listen_reply, bufs, kind == 'L' ? "LISTEN" : "UNLISTEN");
-    if (pg_msg_finish(&w->c->listen_reply, m, rc) != 0)
+    gw_buf *reply = &w->c->listen->reply;
+    int rc = pg_msg_begin(reply, bufs, 'C', &m);
+    rc = rc ? rc : pg_msg_put_str(reply, bufs, kind == 'L' ? "LISTEN" : "UNLISTEN");
+    if (pg_msg_finish(reply, m, rc) != 0)
         w->failed = true;
     if (kind == 'L') {
         w->listens = true;
@@ -300,15 +316,20 @@ int pg_notify_query(pg_client *c, const char *sql, size_t len)
     if (pg_sql_listen_each(sql, len, NULL, NULL) <= 0)
         return 0;
     pg_notify *n = notify_get(c->pool);
-    if (!n) {
+    if (n && !c->listen && (c->listen = calloc(1, sizeof *c->listen)) != NULL) {
+        c->listen->c = c;
+        gw_list_init(&c->listen->subs);
+        gw_list_init(&c->listen->node);
+    }
+    if (!n || !c->listen) {
         pg_client_fatal(c, PG_END_NO_MEMORY, "53200", "out of memory");
         return -1;
     }
     listen_walk w = {n, c, false, false};
     pg_sql_listen_each(sql, len, on_stmt, &w);
     if (w.failed) {
-        if (c->listen_error)
-            pg_client_fatal(c, PG_END_LIMIT, c->listen_error,
+        if (c->listen->error)
+            pg_client_fatal(c, PG_END_LIMIT, c->listen->error,
                             "too many LISTEN channels (at most %u a client)",
                             PG_LISTEN_MAX_CHANNELS);
         else
@@ -326,32 +347,46 @@ int pg_notify_query(pg_client *c, const char *sql, size_t len)
     }
     /* Answered once every command sent so far is done (at once when there is none, as for an
      * UNLISTEN with no listening connection). */
-    c->listen_seq = n->next_seq;
+    c->listen->seq = n->next_seq;
     c->listen_wait = true;
-    gw_list_push_tail(&n->waiters, &c->listen_node);
-    if (n->done_seq >= c->listen_seq)
+    gw_list_push_tail(&n->waiters, &c->listen->node);
+    if (n->done_seq >= c->listen->seq)
         answer(c, NULL);
     return pg_conn_closing(&c->conn) ? -1 : 1;
 }
 
 void pg_notify_client_gone(pg_client *c)
 {
-    gw_list_remove(&c->listen_node);
+    if (!c->listen)
+        return;
+    gw_list_remove(&c->listen->node);
     c->listen_wait = false;
     if (c->pool && c->pool->notify)
         do_unlisten(c->pool->notify, c, NULL);
 }
 
+void pg_notify_client_free(pg_client *c)
+{
+    pg_client_listen *l = c->listen;
+    if (!l)
+        return;
+    gw_buf_release(&l->reply, c->conn.gw->bufs);
+    gw_buf_release(&l->held, c->conn.gw->bufs);
+    free(l);
+    c->listen = NULL;
+}
+
 void pg_notify_flush(pg_client *c)
 {
-    if (c->notify.len == 0 || pg_client_out_mid_message(c))
+    gw_buf *held = c->listen ? &c->listen->held : NULL;
+    if (!held || held->len == 0 || pg_client_out_mid_message(c))
         return;
     pg_gateway *gw = c->conn.gw;
-    if (gw_buf_append(&c->conn.out, gw->bufs, c->notify.data, c->notify.len) != 0) {
+    if (gw_buf_append(&c->conn.out, gw->bufs, held->data, held->len) != 0) {
         pg_client_close(c, PG_END_NO_MEMORY, "out of memory");
         return;
     }
-    gw_buf_release(&c->notify, gw->bufs);
+    gw_buf_release(held, gw->bufs);
     pg_conn_mark(&c->conn);
 }
 
@@ -444,7 +479,9 @@ void pg_notify_deliver(pg_pool *p, const char *channel, uint32_t be_pid, const c
         pg_gateway *gw = c->conn.gw;
         if (pg_conn_closing(&c->conn))
             continue;
-        if (c->conn.out.len + c->conn.pending + c->notify.len > PG_NOTIFY_MAX) {
+        /* A subscribed client has its LISTEN state. */
+        gw_buf *held = &c->listen->held;
+        if (c->conn.out.len + c->conn.pending + held->len > PG_NOTIFY_MAX) {
             pg_client_fatal(c, PG_END_LIMIT, "54000",
                             "notifications are not being read: more than %u bytes wait",
                             PG_NOTIFY_MAX);
@@ -452,7 +489,7 @@ void pg_notify_deliver(pg_pool *p, const char *channel, uint32_t be_pid, const c
         }
         /* Half-way through a streamed server message, the client's output is no place for a
          * message of its own: it waits for the boundary. */
-        gw_buf *out = pg_client_out_mid_message(c) ? &c->notify : &c->conn.out;
+        gw_buf *out = pg_client_out_mid_message(c) ? held : &c->conn.out;
         size_t m;
         uint8_t pid[4];
         pg_put_u32(pid, be_pid);

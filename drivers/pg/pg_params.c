@@ -6,9 +6,24 @@
 
 #include "drivers/pg/pg_params.h"
 
+#define HDR sizeof(uint32_t) /* the blob's length word */
+
+static uint32_t params_len(const pg_params *ps)
+{
+    uint32_t n = 0;
+    if (ps->blob)
+        memcpy(&n, ps->blob, sizeof n);
+    return n;
+}
+
+static const char *params_data(const pg_params *ps)
+{
+    return ps->blob + HDR;
+}
+
 const char *pg_params_first(const pg_params *ps)
 {
-    return ps->len ? ps->data : NULL;
+    return params_len(ps) ? params_data(ps) : NULL;
 }
 
 const char *pg_params_value(const char *key)
@@ -20,7 +35,7 @@ const char *pg_params_next(const pg_params *ps, const char *key)
 {
     const char *v = pg_params_value(key);
     const char *n = v + strlen(v) + 1;
-    return n < ps->data + ps->len ? n : NULL;
+    return n < params_data(ps) + params_len(ps) ? n : NULL;
 }
 
 const char *pg_params_get(const pg_params *ps, const char *key)
@@ -37,11 +52,11 @@ int pg_params_set(pg_params *ps, const char *key, const char *value)
     if (old && strcmp(old, value) == 0)
         return 0;
     size_t klen = strlen(key) + 1, vlen = strlen(value) + 1;
-    size_t cap = ps->len + klen + vlen;
+    size_t cap = HDR + params_len(ps) + klen + vlen;
     char *d = malloc(cap);
     if (!d)
         return -ENOMEM;
-    size_t n = 0;
+    size_t n = HDR;
     /* Rebuild without the old pair: parameter changes are rare, reads are frequent. */
     for (const char *k = pg_params_first(ps); k; k = pg_params_next(ps, k)) {
         if (strcasecmp(k, key) == 0)
@@ -54,9 +69,10 @@ int pg_params_set(pg_params *ps, const char *key, const char *value)
     memcpy(d + n, key, klen);
     memcpy(d + n + klen, value, vlen);
     n += klen + vlen;
-    free(ps->data);
-    ps->data = d;
-    ps->len = (uint32_t)n;
+    uint32_t len = (uint32_t)(n - HDR);
+    memcpy(d, &len, sizeof len);
+    free(ps->blob);
+    ps->blob = d;
     return 0;
 }
 
@@ -67,30 +83,37 @@ void pg_params_del(pg_params *ps, const char *key)
         return;
     k -= strlen(key) + 1; /* pg_params_get returned the value */
     size_t pair = strlen(k) + 1 + strlen(pg_params_value(k)) + 1;
-    size_t off = (size_t)(k - ps->data);
-    memmove(ps->data + off, ps->data + off + pair, ps->len - off - pair);
-    ps->len -= (uint32_t)pair;
-    if (ps->len == 0)
+    uint32_t len = params_len(ps);
+    size_t off = (size_t)(k - ps->blob);
+    memmove(ps->blob + off, ps->blob + off + pair, HDR + len - off - pair);
+    len -= (uint32_t)pair;
+    memcpy(ps->blob, &len, sizeof len);
+    if (len == 0)
         pg_params_free(ps);
+}
+
+const char *pg_params_bytes(const pg_params *ps, uint32_t *len)
+{
+    *len = params_len(ps);
+    return *len ? params_data(ps) : NULL;
 }
 
 void pg_params_free(pg_params *ps)
 {
-    free(ps->data);
-    ps->data = NULL;
-    ps->len = 0;
+    free(ps->blob);
+    ps->blob = NULL;
 }
 
 int pg_params_copy(pg_params *dst, const pg_params *src)
 {
     pg_params_free(dst);
-    if (!src->len)
+    uint32_t len = params_len(src);
+    if (!len)
         return 0;
-    dst->data = malloc(src->len);
-    if (!dst->data)
+    dst->blob = malloc(HDR + len);
+    if (!dst->blob)
         return -ENOMEM;
-    memcpy(dst->data, src->data, src->len);
-    dst->len = src->len;
+    memcpy(dst->blob, src->blob, HDR + len);
     return 0;
 }
 

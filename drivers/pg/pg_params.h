@@ -1,7 +1,7 @@
 /*
  * pg_params: a small set of session parameters (name -> value) stored as one "k\0v\0k\0v\0" blob,
- * so an idle client's settings cost a single allocation. Names compare case-insensitively, as
- * PostgreSQL's GUC names do.
+ * so an idle client's settings cost a single allocation, and the set itself one pointer (the
+ * blob begins with its length). Names compare case-insensitively, as PostgreSQL's GUC names do.
  */
 #ifndef SLUICE_PG_PARAMS_H
 #define SLUICE_PG_PARAMS_H
@@ -10,8 +10,7 @@
 #include <stdint.h>
 
 typedef struct pg_params {
-    char *data; /* NULL when empty */
-    uint32_t len;
+    char *blob; /* NULL when empty; else a uint32_t length, then that many bytes of pairs */
 } pg_params;
 
 const char *pg_params_get(const pg_params *ps, const char *key);
@@ -20,6 +19,8 @@ int pg_params_set(pg_params *ps, const char *key, const char *value);
 /* Removes key if present (no allocation). */
 void pg_params_del(pg_params *ps, const char *key);
 void pg_params_free(pg_params *ps);
+/* The pairs as one byte string (for a fingerprint): *len bytes, or NULL and 0 when empty. */
+const char *pg_params_bytes(const pg_params *ps, uint32_t *len);
 int pg_params_copy(pg_params *dst, const pg_params *src);
 
 /* Iteration: for (const char *k = pg_params_first(ps), *v; k; k = pg_params_next(ps, k)) {

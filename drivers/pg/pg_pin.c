@@ -72,7 +72,7 @@ void pg_pin(pg_client *c, const char *reason)
     if (c->pinned)
         return;
     pg_gateway *gw = c->conn.gw;
-    c->pinned = reason;
+    c->pinned = true;
     gw->pinned_clients++;
     gw->pinned_total++;
     gw_info(gw->ctx,
@@ -86,6 +86,6 @@ void pg_unpin(pg_client *c)
 {
     if (!c->pinned)
         return;
-    c->pinned = NULL;
+    c->pinned = false;
     c->conn.gw->pinned_clients--;
 }

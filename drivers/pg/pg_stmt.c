@@ -78,12 +78,14 @@ typedef struct client_name {
 
 void pg_client_stmts_init(pg_client_stmts *m)
 {
-    gw_htable_init(&m->table);
+    m->table = NULL;
 }
 
 static client_name *find_name(const pg_client_stmts *m, const char *name, uint64_t h)
 {
-    for (gw_hnode *n = gw_htable_chain(&m->table, h); n; n = n->next) {
+    if (!m->table)
+        return NULL;
+    for (gw_hnode *n = gw_htable_chain(m->table, h); n; n = n->next) {
         client_name *cn = gw_container_of(n, client_name, node);
         if (n->hash == h && strcmp(cn->name, name) == 0)
             return cn;
@@ -101,13 +103,18 @@ int pg_client_stmts_bind(pg_client_stmts *m, pg_stmt_registry *r, const char *na
         pg_stmt_unref(r, old);
         return 0;
     }
+    if (!m->table) {
+        if (!(m->table = malloc(sizeof *m->table)))
+            return -ENOMEM;
+        gw_htable_init(m->table);
+    }
     size_t len = strlen(name) + 1;
     cn = malloc(sizeof *cn + len);
     if (!cn)
         return -ENOMEM;
     memcpy(cn->name, name, len);
     cn->stmt = s;
-    if (gw_htable_insert(&m->table, &cn->node, h) != 0) {
+    if (gw_htable_insert(m->table, &cn->node, h) != 0) {
         free(cn);
         return -ENOMEM;
     }
@@ -123,7 +130,7 @@ pg_stmt *pg_client_stmts_find(const pg_client_stmts *m, const char *name)
 
 static void drop_name(pg_client_stmts *m, pg_stmt_registry *r, client_name *cn)
 {
-    gw_htable_remove(&m->table, &cn->node);
+    gw_htable_remove(m->table, &cn->node);
     pg_stmt_unref(r, cn->stmt);
     free(cn);
 }
@@ -154,19 +161,24 @@ static void drop_each(gw_hnode *n, void *arg)
 void pg_client_stmts_unbind_stmt(pg_client_stmts *m, pg_stmt_registry *r, const pg_stmt *s)
 {
     struct drop_arg a = {m, r, s};
-    gw_htable_each(&m->table, drop_each, &a);
+    if (m->table)
+        gw_htable_each(m->table, drop_each, &a);
 }
 
 void pg_client_stmts_clear(pg_client_stmts *m, pg_stmt_registry *r)
 {
     struct drop_arg a = {m, r, NULL};
-    gw_htable_each(&m->table, drop_each, &a);
-    gw_htable_free(&m->table);
+    if (!m->table)
+        return;
+    gw_htable_each(m->table, drop_each, &a);
+    gw_htable_free(m->table);
+    free(m->table);
+    m->table = NULL;
 }
 
 size_t pg_client_stmts_count(const pg_client_stmts *m)
 {
-    return m->table.count;
+    return m->table ? m->table->count : 0;
 }
 
 /* ---- server set ---- */

@@ -45,9 +45,10 @@ pg_stmt *pg_stmt_ref(pg_stmt *s);
 pg_stmt *pg_stmt_lookup(const pg_stmt_registry *r, const uint8_t *body, size_t len);
 void pg_stmt_unref(pg_stmt_registry *r, pg_stmt *s);
 
-/* A client's names -> entries. */
+/* A client's names -> entries. The table is allocated with the first name (most clients never
+ * name a statement) and freed by pg_client_stmts_clear. */
 typedef struct pg_client_stmts {
-    gw_htable table;
+    gw_htable *table; /* NULL until the first bind */
 } pg_client_stmts;
 
 void pg_client_stmts_init(pg_client_stmts *m);

@@ -10,7 +10,9 @@
 
 uint64_t pg_params_fingerprint(const pg_params *ps)
 {
-    return gw_hash_bytes(ps->data ? ps->data : "", ps->len);
+    uint32_t len;
+    const char *bytes = pg_params_bytes(ps, &len);
+    return gw_hash_bytes(bytes ? bytes : "", len);
 }
 
 /* Sends one statement Sluice injects (its results are consumed). */

@@ -16,7 +16,9 @@ static bool check_client(pg_client *c, const cfg *conf, uint64_t now)
     case PG_CL_STARTUP:
     case PG_CL_AUTH:
     case PG_CL_LOGIN_WAIT:
-        if (conf->client_login_timeout_ms && now - c->accepted > conf->client_login_timeout_ms) {
+        /* Every client in these states has its login state (pg_client_start). */
+        if (conf->client_login_timeout_ms &&
+            now - c->login->accepted > conf->client_login_timeout_ms) {
             pg_client_fatal(c, PG_END_LOGIN_TIMEOUT, "08P01",
                             "client_login_timeout: login not completed within %.1f s",
                             conf->client_login_timeout_ms / 1000.0);

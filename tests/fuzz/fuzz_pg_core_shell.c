@@ -273,11 +273,15 @@ size_t fk_startup(uint8_t *buf)
 
 pg_client *fk_client(fk_world *w)
 {
-    pg_client *c = calloc(1, sizeof *c);
+    /* At least a pg_server's size: GCC cannot tell which kind pg_conn_closing reads once it
+     * is inlined here, and warns of a pg_client smaller than a pg_server (the real shell
+     * allocates a client together with its handles, which is larger). */
+    pg_client *c = calloc(1, sizeof *c < sizeof(pg_server) ? sizeof(pg_server) : sizeof *c);
     if (!c)
         abort();
     w->gw->live++;
-    pg_client_start(c, w->gw);
+    if (pg_client_start(c, w->gw) != 0)
+        abort();
     pg_conn_start_reading(&c->conn);
     return c;
 }

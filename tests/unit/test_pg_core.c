@@ -615,7 +615,7 @@ static void expect_logged_in(pg_client *c)
 {
     cr_assert(fk_client_alive(&w, c));
     cr_assert_eq(c->state, PG_CL_LOGIN_WAIT);
-    cr_assert_null(c->auth, "the exchange is freed");
+    cr_assert_null(c->login->auth, "the exchange is freed");
     fk_connect_all(&w, false);
     size_t n = fk_client_output(&w, c, out, sizeof out);
     char t[64];
@@ -667,7 +667,7 @@ static void scram_login(pg_client *c, const char *password, bool expect_ok)
     cr_assert_eq(auth_scram_client_verify(&sc, (const char *)out + 9, n - 9, &why), 0,
                  "the server proved it knows the verifier");
     expect_logged_in(c);
-    cr_assert_null(c->cred, "a logged-in client holds no secret");
+    cr_assert_null(c->login, "a logged-in client holds no secret, nor any login state");
     cr_assert_neq(c->pool->cred.kind, PG_CRED_NONE, "its pool learned how to log in as it");
 }
 
@@ -681,7 +681,7 @@ Test(pg_core, auth_plain_over_a_unix_socket)
     cr_assert_eq(c->state, PG_CL_AUTH);
     send_password(c, "secret");
     expect_logged_in(c);
-    cr_assert_null(c->cred, "a logged-in client holds no secret");
+    cr_assert_null(c->login, "a logged-in client holds no secret, nor any login state");
     cr_assert_eq(c->pool->cred.kind, PG_CRED_PASSWORD);
     cr_assert_str_eq(c->pool->cred.password, "secret", "the pool keeps it for the server login");
 }
@@ -924,10 +924,11 @@ Test(pg_core, auth_out_of_order_and_oversize_messages)
     c = start_as("bob");
     fk_client_output(&w, c, NULL, 0);
     c->since += 50000;
-    pg_core_tick(w.gw, c->accepted + 59000);
+    uint64_t accepted = c->login->accepted;
+    pg_core_tick(w.gw, accepted + 59000);
     fk_step(&w);
     cr_assert(fk_client_alive(&w, c));
-    pg_core_tick(w.gw, c->accepted + 61000);
+    pg_core_tick(w.gw, accepted + 61000);
     fk_step(&w);
     expect_fatal(c, PG_END_LOGIN_TIMEOUT, "08P01");
 }

@@ -58,6 +58,33 @@ Test(pg_stmt, client_names_map_and_close)
     pg_stmt_registry_destroy(&r);
 }
 
+Test(pg_stmt, client_without_names_holds_no_table)
+{
+    pg_stmt_registry r;
+    pg_stmt_registry_init(&r);
+    pg_client_stmts m;
+    pg_client_stmts_init(&m);
+    /* Every call on a client that never named a statement works without a table. */
+    cr_assert_null(pg_client_stmts_find(&m, "q"));
+    cr_assert_not(pg_client_stmts_unbind(&m, &r, "q"));
+    cr_assert_eq(pg_client_stmts_count(&m), 0);
+    pg_client_stmts_clear(&m, &r);
+    cr_assert_null(m.table, "most clients never name a statement: they pay for no table");
+    /* DEALLOCATE ALL and DISCARD ALL clear the map; naming again makes a new table. */
+    uint8_t b1[64];
+    pg_stmt *s = pg_stmt_intern(&r, b1, body(b1, "SELECT 1"));
+    cr_assert_eq(pg_client_stmts_bind(&m, &r, "q", s), 0);
+    cr_assert_not_null(m.table);
+    pg_client_stmts_clear(&m, &r);
+    cr_assert_null(m.table);
+    cr_assert_eq(pg_client_stmts_bind(&m, &r, "q", s), 0);
+    cr_assert_eq(pg_client_stmts_find(&m, "q"), s);
+    pg_stmt_unref(&r, s);
+    pg_client_stmts_clear(&m, &r);
+    cr_assert_eq(r.table.count, 0, "the names' references are dropped");
+    pg_stmt_registry_destroy(&r);
+}
+
 Test(pg_stmt, server_lru_evicts_least_recently_used)
 {
     pg_stmt_registry r;

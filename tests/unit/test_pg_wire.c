@@ -175,6 +175,26 @@ Test(pg_params, set_get_replace_iterate)
     pg_params_copy(&copy, &ps);
     cr_assert_str_eq(pg_params_get(&copy, "datestyle"), "ISO, MDY");
     pg_params_free(&copy);
+    /* Deleting keeps the rest; deleting the last one frees the blob. A set that a deletion
+     * shrank has the bytes (what the fingerprint hashes) of one built without the pair. */
+    pg_params_set(&ps, "application_name", "app");
+    pg_params_del(&ps, "DATESTYLE");
+    pg_params_del(&ps, "nothing");
+    cr_assert_null(pg_params_get(&ps, "DateStyle"));
+    cr_assert_str_eq(pg_params_get(&ps, "application_name"), "app");
+    pg_params other = {0};
+    pg_params_set(&other, "timezone", "Asia/Tokyo"); /* the name as last set */
+    pg_params_set(&other, "application_name", "app");
+    uint32_t la, lb;
+    const char *a = pg_params_bytes(&ps, &la), *b = pg_params_bytes(&other, &lb);
+    cr_assert(la == lb && memcmp(a, b, la) == 0);
+    pg_params_free(&other);
+    pg_params_del(&ps, "timezone");
+    pg_params_del(&ps, "application_name");
+    cr_assert_null(ps.blob, "an empty set holds no memory");
+    cr_assert_null(pg_params_first(&ps));
+    cr_assert_null(pg_params_bytes(&ps, &la));
+    cr_assert_eq(la, 0);
     pg_params_free(&ps);
     cr_assert_not(pg_param_settable("server_version"));
     cr_assert(pg_param_settable("TimeZone"));
