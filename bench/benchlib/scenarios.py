@@ -28,7 +28,8 @@ class Scenario:
         if self.seconds:
             return self.seconds + 1  # + connecting, + reading the transaction logs
         if self.round_trips:  # --profile: a warm-up, an untraced run, a run under strace
-            return 3 + self.count * self.clients * self.round_trips * 150e-6
+            per_round_trip = 1.5e-3 if self.clients == 1 else 0.5e-3  # measured, loaded 2 cores
+            return 3 + self.count * self.clients * self.round_trips * per_round_trip
         return 1.0
 
 
@@ -112,7 +113,7 @@ def profile_scenarios(quick):
     round_trips: client-pooler-server exchanges per transaction; -M extended sends Parse, Bind,
     Describe, Execute and Sync as one batch, and the default tpcb-like script runs seven
     statements (BEGIN, three UPDATEs, a SELECT, an INSERT, END), one round trip each."""
-    total = 400 if quick else 20_000
+    total = 400 if quick else 10_000
     out = []
     for c in (1, 10):
         per_client = {"count": max(20, total // c)}
@@ -122,8 +123,8 @@ def profile_scenarios(quick):
                                 round_trips=1, **per_client))
         out.append(Scenario("profile", f"tpcb-like c={c}", "pgbench", c,
                             ["-c", str(c)] + (["-j", "2"] if c > 1 else []), round_trips=7,
-                            **{"count": max(10, per_client["count"] // 4)}))
+                            **{"count": max(10, per_client["count"] // 5)}))
         for op, label in (("find", "find"), ("insert", "insert_one")):
             out.append(Scenario("profile", f"mongo {label} c={c}", "mongo", c, op=op,
-                                round_trips=1, count=max(10, (total // 4) // c)))
+                                round_trips=1, count=max(10, (total // 5) // c)))
     return out
