@@ -23,15 +23,21 @@ class Unavailable(Exception):
 
 
 def parse_summary(text):
-    """{syscall: (calls, errors)} from strace -c's table. A row is "% time, seconds,
-    usecs/call, calls, [errors], syscall": the errors column is blank when there were none."""
-    counts = {}
+    """{syscall: (calls, errors)} from strace -c's table. Its numbers are right-aligned under
+    the header's words, and a column is blank where there is nothing to say (no errors), so
+    each is read from where the header puts it rather than by counting fields."""
+    counts, columns = {}, None
     for line in text.splitlines():
-        fields = line.split()
-        if len(fields) < 5 or fields[-1] == "total" or not fields[3].isdigit():
+        if columns is None:
+            if "calls" in line and "syscall" in line:
+                columns = {w: line.index(w) + len(w) for w in ("usecs/call", "calls", "errors")}
             continue
-        errors = int(fields[4]) if len(fields) >= 6 and fields[4].isdigit() else 0
-        counts[fields[-1]] = (int(fields[3]), errors)
+        name = line[columns["errors"]:].strip()
+        calls = line[columns["usecs/call"]:columns["calls"]].strip()
+        errors = line[columns["calls"]:columns["errors"]].strip()
+        if not calls.isdigit() or not name or name == "total" or " " in name:
+            continue  # the rules, the total, anything else
+        counts[name] = (int(calls), int(errors) if errors.isdigit() else 0)
     return counts
 
 
