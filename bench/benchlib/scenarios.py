@@ -28,7 +28,7 @@ class Scenario:
         if self.seconds:
             return self.seconds + 1  # + connecting, + reading the transaction logs
         if self.round_trips:  # --profile: a warm-up, an untraced run, a run under strace
-            per_round_trip = 1.5e-3 if self.clients == 1 else 0.5e-3  # measured, loaded 2 cores
+            per_round_trip = 2.5e-3 if self.clients == 1 else 1e-3  # measured, loaded 2 cores
             return 3 + self.count * self.clients * self.round_trips * per_round_trip
         return 1.0
 
