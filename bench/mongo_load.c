@@ -8,8 +8,8 @@
  * run. The merged result is one JSON object on stdout:
  *
  *   {"op": "find", "clients": 10, "ops": 1234, "errors": 0, "seconds": 2.001,
- *    "throughput": 616.7, "p50_us": 812, "p95_us": 1530, "p99_us": 2210, "max_us": 9800,
- *    "last_error": ""}
+ *    "throughput": 616.7, "mean_us": 905.2, "p50_us": 812, "p95_us": 1530, "p99_us": 2210,
+ *    "max_us": 9800, "last_error": ""}
  *
  * usage: mongo_load --uri URI [--clients N] [--seconds S | --count N] [--op OP] [--docs D]
  *        mongo_load --uri URI --prepare [--docs D]
@@ -48,6 +48,7 @@
 typedef struct histogram {
     uint64_t count[N_BUCKETS];
     uint64_t total;
+    uint64_t sum_us; /* for the mean, which the buckets would round */
     uint64_t max;
 } histogram;
 
@@ -108,6 +109,7 @@ static void hist_record(histogram *h, uint64_t us)
 {
     h->count[bucket_of(us)]++;
     h->total++;
+    h->sum_us += us;
     if (us > h->max)
         h->max = us;
 }
@@ -117,6 +119,7 @@ static void hist_merge(histogram *into, const histogram *from)
     for (unsigned i = 0; i < N_BUCKETS; i++)
         into->count[i] += from->count[i];
     into->total += from->total;
+    into->sum_us += from->sum_us;
     if (from->max > into->max)
         into->max = from->max;
 }
@@ -450,9 +453,10 @@ int main(int argc, char **argv)
     double elapsed = (double)(now_ns() - t0) / 1e9;
 
     printf("{\"op\": \"%s\", \"clients\": %d, \"ops\": %ld, \"errors\": %ld, \"seconds\": %.3f, "
-           "\"throughput\": %.1f, \"p50_us\": %llu, \"p95_us\": %llu, \"p99_us\": %llu, "
-           "\"max_us\": %llu, \"last_error\": ",
+           "\"throughput\": %.1f, \"mean_us\": %.1f, \"p50_us\": %llu, \"p95_us\": %llu, "
+           "\"p99_us\": %llu, \"max_us\": %llu, \"last_error\": ",
            op_names[op], clients, ops, errors, elapsed, elapsed > 0 ? (double)ops / elapsed : 0,
+           all->total ? (double)all->sum_us / (double)all->total : 0.0,
            (unsigned long long)hist_percentile(all, 0.50),
            (unsigned long long)hist_percentile(all, 0.95),
            (unsigned long long)hist_percentile(all, 0.99), (unsigned long long)all->max);

@@ -14,9 +14,9 @@ from .procs import status_bytes
 
 
 def percentiles(values_us):
-    """Nearest-rank p50/p95/p99 in milliseconds of latencies in microseconds."""
+    """The mean and nearest-rank p50/p95/p99 in milliseconds of latencies in microseconds."""
     if not values_us:
-        return {"p50_ms": None, "p95_ms": None, "p99_ms": None}
+        return {"mean_ms": None, "p50_ms": None, "p95_ms": None, "p99_ms": None}
     values_us.sort()
     n = len(values_us)
 
@@ -24,7 +24,8 @@ def percentiles(values_us):
         rank = max(1, -(-round(p * 1000) * n // 1000))  # ceil(p * n) in integers
         return round(values_us[rank - 1] / 1000.0, 3)
 
-    return {"p50_ms": pick(0.50), "p95_ms": pick(0.95), "p99_ms": pick(0.99)}
+    return {"mean_ms": round(sum(values_us) / n / 1000.0, 3), "p50_ms": pick(0.50),
+            "p95_ms": pick(0.95), "p99_ms": pick(0.99)}
 
 
 # ---- server connections during a run ----
@@ -206,8 +207,10 @@ def run_copy(conn_args, db, table, data_path, rows, timeout):
     return res
 
 
-def run_mongo_load(binary, uri, op, clients, seconds, docs, timeout):
-    cmd = [binary, "--uri", uri, "--op", op, "--clients", str(clients), "--seconds", str(seconds),
+def run_mongo_load(binary, uri, op, clients, seconds, docs, timeout, count=0):
+    """mongo_load for `seconds`, or `count` operations per client when given."""
+    limit = ["--count", str(count)] if count else ["--seconds", str(seconds)]
+    cmd = [binary, "--uri", uri, "--op", op, "--clients", str(clients), *limit,
            "--docs", str(docs)]
     t0 = time.time()
     rc, out, err = run_command(cmd, timeout)
@@ -223,6 +226,8 @@ def run_mongo_load(binary, uri, op, clients, seconds, docs, timeout):
         return res
     res.update({"throughput": r["throughput"], "ops": r["ops"], "errors": r["errors"],
                 "seconds": r["seconds"], "p50_ms": r["p50_us"] / 1000.0,
+                # an older mongo_load says no mean
+                "mean_ms": r["mean_us"] / 1000.0 if "mean_us" in r else None,
                 "p95_ms": r["p95_us"] / 1000.0, "p99_ms": r["p99_us"] / 1000.0})
     if r["errors"]:
         res["error_text"] = r["last_error"]

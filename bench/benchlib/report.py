@@ -6,6 +6,8 @@ import re
 import shutil
 import subprocess
 
+from . import versus
+
 TARGET_ORDER = ("direct", "pgbouncer", "sluice")
 # A target keeps its colour on every chart, whichever targets a chart leaves out.
 TARGET_COLOUR = {"direct": "#555555", "pgbouncer": "#1f77b4", "sluice": "#d62728"}
@@ -100,21 +102,27 @@ def group_order(results):
     return list(dict.fromkeys(r["group"] for r in results))
 
 
-def write_report(path, results, meta):
+def context(meta):
+    """The machine and every version: what any figure depends on."""
     m = meta["machine"]
-    lines = ["# Sluice benchmark: pooled versus direct", "",
-             f"{meta['date']}, {meta['mode']} run, {meta['rounds']} round(s), "
-             f"{meta.get('scenario_minutes', 0)} minutes of scenarios. In each round every "
-             "scenario runs against every target in turn (interleaved), so drift on the machine "
-             "hits all targets alike; each figure below is the target's best error-free round, "
-             "and *spread* is how far its rounds' throughputs lie apart.", "",
-             "## Machine", "",
+    lines = ["## Machine", "",
              f"- {m['cpu']}, {m['nproc']} CPUs usable ({m['cpus_online']} online), "
              f"{m['memory_bytes'] / 2**30:.1f} GiB memory, {m['arch']}",
              f"- {m['os']}, Linux {m['kernel']}; load average at start "
              + ", ".join(f"{x:.2f}" for x in m["load_average_at_start"]),
              "- everything (clients, poolers, servers) on this one machine, over loopback", ""]
-    lines += ["## Versions", ""] + [f"- {k}: {v}" for k, v in meta["versions"].items()] + [""]
+    return lines + ["## Versions", ""] + [f"- {k}: {v}" for k, v in meta["versions"].items()] \
+        + [""]
+
+
+def write_report(path, results, meta):
+    lines = ["# Sluice benchmark: pooled versus direct", "",
+             f"{meta['date']}, {meta['mode']} run, {meta['rounds']} round(s), "
+             f"{meta.get('scenario_minutes', 0)} minutes of scenarios. In each round every "
+             "scenario runs against every target in turn (interleaved), so drift on the machine "
+             "hits all targets alike; each figure below is the target's best error-free round, "
+             "and *spread* is how far its rounds' throughputs lie apart.", ""]
+    lines += context(meta)
     lines += ["## Targets", ""]
     if meta.get("postgres_settings"):
         lines.append(f"- PostgreSQL: {meta['postgres_settings']}; pgbench scale "
@@ -140,13 +148,14 @@ def write_report(path, results, meta):
         lines += [f"- **{k}**: {v}" for k, v in meta["unavailable"].items()] + [""]
 
     lines += summary(results)
+    lines += versus.section(results, meta["rounds"])
 
     for g in group_order(results):
         rows = [r for r in results if r["group"] == g]
         vs_bouncer = {"pgbouncer", "sluice"} <= {r["target"] for r in rows}
         cols = ["scenario", "target", "throughput", "vs direct"] + \
             (["vs PgBouncer"] if vs_bouncer else []) + \
-            ["p50 ms", "p95 ms", "p99 ms", "errors", "server conns", "pooler CPU s",
+            ["mean ms", "p50 ms", "p95 ms", "p99 ms", "errors", "server conns", "pooler CPU s",
              "pooler CPU us/op", "pooler peak RSS MB", "spread"]
         lines += [f"## {g}", "", "| " + " | ".join(cols) + " |", "|---" * len(cols) + "|"]
         for name in dict.fromkeys(r["name"] for r in rows):
@@ -160,8 +169,8 @@ def write_report(path, results, meta):
                 if vs_bouncer:
                     cells.append(_ratio(r, by.get("pgbouncer")) if t == "sluice" else "")
                 spread = r.get("spread_pct")
-                cells += [_num(r["p50_ms"], 2), _num(r["p95_ms"], 2), _num(r["p99_ms"], 2),
-                          _errors_cell(r), _conns_cell(r), _num(r.get("cpu_s"), 2),
+                cells += [_num(r.get("mean_ms"), 2), _num(r["p50_ms"], 2), _num(r["p95_ms"], 2),
+                          _num(r["p99_ms"], 2), _errors_cell(r), _conns_cell(r), _num(r.get("cpu_s"), 2),
                           _num(r.get("cpu_us_per_op"), 1),
                           _num(r["peak_rss"] / 1e6, 1) if r.get("peak_rss") else "-",
                           f"{spread:.0f} %" if spread is not None else "-"]
@@ -213,6 +222,10 @@ def write_report(path, results, meta):
               "- Errors: failed transactions plus aborted clients (pgbench stops a client at its "
               "first error); for MongoDB, failed operations.",
               "- The exact commands and every round's figures are in results.json.", ""]
+    write_lines(path, lines)
+
+
+def write_lines(path, lines):
     with open(path, "w") as f:
         f.write("\n".join(lines))
 

@@ -20,16 +20,22 @@ class Scenario:
     prepared_statements: bool = False  # needs protocol-level prepared statements
     auth: str = ""  # auth_type of a logins scenario: its targets ask for a password this way
     unit: str = ""  # what the throughput counts, when not the load generator's own unit
+    round_trips: int = 0  # --profile: client-pooler-server round trips per transaction
 
     @property
     def est_seconds(self):
         """A rough duration for the progress display's estimate."""
         if self.seconds:
             return self.seconds + 1  # + connecting, + reading the transaction logs
+        if self.round_trips:  # --profile: a warm-up, an untraced run, a run under strace
+            per_round_trip = 2.5e-3 if self.clients == 1 else 1e-3  # measured, loaded 2 cores
+            return 3 + self.count * self.clients * self.round_trips * per_round_trip
         return 1.0
 
 
 SELECT_MODES = ("simple", "extended", "prepared")
+# One client, one transaction at a time: what a round trip through each target costs in time.
+LATENCY_GROUP = "round trip, 1 client"
 
 
 def pg_scenarios(quick):
@@ -39,6 +45,8 @@ def pg_scenarios(quick):
     def amount(clients, quick_total):
         return {"count": max(5, quick_total // clients)} if quick else {"seconds": secs}
 
+    out.append(Scenario(LATENCY_GROUP, "-S -M simple c=1", "pgbench", 1,
+                        ["-S", "-M", "simple", "-c", "1"], **amount(1, 500)))
     for mode in SELECT_MODES:
         for c in (10, 100, 1000):
             out.append(Scenario(f"pgbench -S -M {mode}", f"-S -M {mode} c={c}", "pgbench", c,
@@ -90,10 +98,33 @@ def mongo_scenarios(quick):
     quick runs stay short and client counts modest."""
     secs = 1.5 if quick else 8
     clients = (10, 50) if quick else (10, 50, 200)
-    out = []
+    out = [Scenario(LATENCY_GROUP, "mongo find c=1", "mongo", 1, op="find", seconds=secs)]
     for op in ("find", "insert", "insert_many", "scan"):
         for c in (clients if op in ("find", "insert") else clients[:1]):
             label = {"insert": "insert_one", "insert_many": "insert_many x1,000"}.get(op, op)
             out.append(Scenario(f"mongo {label}", f"{label} c={c}", "mongo", c, op=op,
                                 seconds=secs))
+    return out
+
+
+def profile_scenarios(quick):
+    """--profile: a fixed number of transactions per client (pgbench -t), so that syscalls and
+    CPU divide by a known count, at one client (every event wakes the pooler alone) and at ten.
+    round_trips: client-pooler-server exchanges per transaction; -M extended sends Parse, Bind,
+    Describe, Execute and Sync as one batch, and the default tpcb-like script runs seven
+    statements (BEGIN, three UPDATEs, a SELECT, an INSERT, END), one round trip each."""
+    total = 400 if quick else 10_000
+    out = []
+    for c in (1, 10):
+        per_client = {"count": max(20, total // c)}
+        for mode in ("simple", "extended"):
+            out.append(Scenario("profile", f"-S -M {mode} c={c}", "pgbench", c,
+                                ["-S", "-M", mode, "-c", str(c)] + (["-j", "2"] if c > 1 else []),
+                                round_trips=1, **per_client))
+        out.append(Scenario("profile", f"tpcb-like c={c}", "pgbench", c,
+                            ["-c", str(c)] + (["-j", "2"] if c > 1 else []), round_trips=7,
+                            **{"count": max(10, per_client["count"] // 5)}))
+        for op, label in (("find", "find"), ("insert", "insert_one")):
+            out.append(Scenario("profile", f"mongo {label} c={c}", "mongo", c, op=op,
+                                round_trips=1, count=max(10, (total // 5) // c)))
     return out
