@@ -18,14 +18,17 @@ def spread(result):
 
 
 def judge(b, s):
-    """'noise' when the two targets' ranges overlap (with one round each, only equal figures
-    do); otherwise 'ahead' at a median ratio of AHEAD or more, else 'behind'."""
-    if max(b["low"], s["low"]) <= min(b["high"], s["high"]):
+    """'noise' when the two targets' ranges overlap; otherwise 'ahead' at a median ratio of
+    AHEAD or more, else 'behind'. A target with one good round has no range to judge by: its
+    row is never 'noise'."""
+    if min(b["rounds"], s["rounds"]) > 1 and max(b["low"], s["low"]) <= min(b["high"], s["high"]):
         return "noise"
     return "ahead" if s["median"] / b["median"] >= AHEAD else "behind"
 
 
 def _tp(v):
+    if v["rounds"] == 1:
+        return f"{v['best']:,.0f} (one round)"
     return (f"{v['best']:,.0f} / {v['median']:,.0f} ({v['low']:,.0f}-{v['high']:,.0f}, "
             f"{(v['high'] - v['low']) / v['high'] * 100:.0f} %)")
 
@@ -85,14 +88,18 @@ def section(results, rounds):
     below_par = [n for n in verdicts["behind"]
                  if spread(by[(n, "sluice")])["median"] < spread(by[(n, "pgbouncer")])["median"]]
     compared = sum(len(v) for v in verdicts.values())
-    lines.append(
-        f"**{compared} rows compared: {len(verdicts['ahead'])} at >= {AHEAD:.2f}x outside the "
-        f"noise, {len(verdicts['noise'])} within the noise (~), {len(verdicts['behind'])} "
-        f"below {AHEAD:.2f}x outside the noise ({len(below_par)} of them below 1.00x).** "
-        "Judged by the median ratio.")
-    if rounds < 2:
-        lines.append("With one round the noise cannot be judged: only identical figures "
-                     "count as within it.")
+    if rounds > 1:
+        lines.append(
+            f"**{compared} rows compared: {len(verdicts['ahead'])} at >= {AHEAD:.2f}x outside "
+            f"the noise, {len(verdicts['noise'])} within the noise (~), "
+            f"{len(verdicts['behind'])} below {AHEAD:.2f}x outside the noise ({len(below_par)} "
+            "of them below 1.00x).** Judged by the median ratio; a row with a single good "
+            "round on either side is never within the noise.")
+    else:
+        lines.append(
+            f"**{compared} rows compared: {len(verdicts['ahead'])} at >= {AHEAD:.2f}x, "
+            f"{len(verdicts['behind'])} below ({len(below_par)} of them below 1.00x). With one "
+            "round the noise is not judged: these ratios may be nothing but noise.**")
     if not_compared:
         lines.append("Not compared: " + "; ".join(not_compared) + ".")
     lines.append("")
