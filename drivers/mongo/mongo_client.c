@@ -526,6 +526,11 @@ static void process_input(mongo_client *c)
     }
     if (c->state == MONGO_CL_CLOSING)
         return;
+    if (c->gone && c->state == MONGO_CL_IDLE) {
+        /* Its last complete request was answered; what is left can never complete. */
+        mongo__client_close(c, c->gone_why, c->gone_detail);
+        return;
+    }
     if (c->in_len == 0 && c->in) {
         mongo__buf_put(f, c->in, c->in_cap);
         c->in = NULL;
@@ -556,13 +561,25 @@ void mongo_core_client_refuse(mongo_client *c, const char *errmsg)
 
 void mongo_core_client_failed(mongo_client *c, mongo_end why, const char *detail)
 {
+    if (c->state == MONGO_CL_WAITING || c->state == MONGO_CL_ACTIVE) {
+        c->gone = true;
+        c->gone_why = why;
+        c->gone_detail = detail;
+        update_reading(c);
+        return;
+    }
     mongo__client_close(c, why, detail);
 }
 
-/* Read only while idle (one request at a time) and while little is unsent to the client. */
+/* Requests are handled one at a time. Reading stays on while one is under way, until the next
+ * request's first bytes arrive (they wait in c->in, one read at most): a client that waits for
+ * its reply is not switched off and on again, which cost two epoll_ctl per request. Nothing is
+ * read while much is unsent to the client (MONGO_WRITE_HIGH), nor after its input ended. */
 static void update_reading(mongo_client *c)
 {
-    bool want = c->state == MONGO_CL_IDLE && c->pending_writes <= MONGO_WRITE_HIGH;
+    bool busy = c->state == MONGO_CL_WAITING || c->state == MONGO_CL_ACTIVE;
+    bool want = !c->gone && (c->state == MONGO_CL_IDLE || (busy && c->in_len == 0)) &&
+                c->pending_writes <= MONGO_WRITE_HIGH;
     if (want == c->reading)
         return;
     int rc = mongo_shell_client_read(c, want);

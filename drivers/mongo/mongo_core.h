@@ -148,6 +148,13 @@ typedef struct mongo_client {
     size_t pending_writes; /* bytes queued towards the client */
     int32_t conn_id;       /* the connectionId its hello reports */
     bool reading;          /* asked the shell to read */
+    /* The client's input ended (it left, or a read or TLS record failed) while a request of
+     * its was under way: it is closed once that request is answered, as it would have been had
+     * reading been off meanwhile, so the reply still registers the cursor it opens (and its
+     * close then kills it). gone_detail is static text or the TLS session's. */
+    bool gone;
+    mongo_end gone_why;
+    const char *gone_detail;
     /* Login to Sluice (mongo_auth.c), when the front's auth_type at accept asked for one. */
     bool need_auth;          /* only the handshake and the SASL commands until authed */
     bool authed;             /* logged in (as auth_user) */

@@ -76,3 +76,38 @@ def test_ready_turns_503_while_the_mongo_server_is_down(sluice_factory, own_mong
     assert status == 503 and "mongo" in body, body
     assert get(mport, "/health")[0] == 200
     c.close()
+
+
+def test_a_client_leaving_before_its_reply_still_has_its_cursor_killed(sluice_factory):
+    """Sluice keeps reading a client while its request is under way (no epoll_ctl per request):
+    a client that sends a find and leaves before the reply must still be closed only after the
+    reply registered the cursor it opens, so the close kills that cursor on the server. Also a
+    client that pipelines two requests gets both answers, in order."""
+    from wire import connect, op_msg, read_reply
+    mport = free_port()
+    s = sluice_factory(metrics_port=mport)
+    c = pymongo.MongoClient(s.uri(), serverSelectionTimeoutMS=10000)
+    c.leavedb.docs.insert_many([{"k": i} for i in range(50)])
+    for i in range(3):
+        sock = connect(s.port)
+        sock.sendall(op_msg({"find": "docs", "batchSize": 2, "$db": "leavedb"}, request_id=9))
+        sock.close()  # before the reply: its cursor stays open on the server
+    deadline = time.time() + HANG_GUARD
+    killed = 0
+    while time.time() < deadline:
+        _, body = get(mport, "/metrics")
+        killed = sum(mongo_samples(body, "sluice_mongodb_killed_cursors_total"))
+        if killed >= 3:
+            break
+        time.sleep(0.1)
+    assert killed >= 3, body
+    sock = connect(s.port)
+    sock.sendall(op_msg({"find": "docs", "filter": {"k": 1}, "$db": "leavedb"}, request_id=21) +
+                 op_msg({"find": "docs", "filter": {"k": 2}, "$db": "leavedb"}, request_id=22))
+    for rid, k in ((21, 1), (22, 2)):
+        hdr, doc = read_reply(sock)
+        assert hdr[2] == rid and doc["ok"] == 1, doc
+        assert [d["k"] for d in doc["cursor"]["firstBatch"]] == [k]
+    sock.close()
+    assert c.leavedb.docs.count_documents({}) == 50
+    c.close()
