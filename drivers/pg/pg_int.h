@@ -61,9 +61,9 @@ typedef enum pg_conn_kind {
 typedef struct pg_conn {
     struct pg_gateway *gw;
     gw_buf in;      /* received, not yet processed */
-    gw_buf out;     /* built during this loop iteration, written at its end */
-    size_t pending; /* bytes on the wire (ciphertext under TLS) queued in uv_write requests
-                     * whose callback has not run */
+    gw_buf out;     /* built while handling an event, written when the ready list runs */
+    size_t pending; /* wire bytes queued in uv_write requests whose callback has not run
+                     * (ciphertext under TLS, the session's own records included) */
     gw_list ready;  /* on gw->ready while it has output to flush or input to process */
     /* Small types where they suffice: every idle client carries them. */
     uint32_t want_in;   /* a whole message of this many bytes is awaited in `in` (0: none);

@@ -26,8 +26,11 @@
  * stopped for its own output bound may go on. */
 static void on_written(gw_transport *t, size_t len, int status)
 {
+    (void)len;
     pg_conn *c = t->owner;
-    c->pending -= len;
+    /* The transport's own count: it also holds the TLS session's records (handshake, alerts)
+     * that no flush of ours queued, so counting our writes up and every write down would wrap. */
+    c->pending = t->queued;
     if (status < 0) {
         if (!pg_conn_closing(c))
             pg_conn_close(c, PG_END_IO_ERROR, uv_strerror(status));
@@ -48,10 +51,11 @@ int pg_conn_flush(pg_conn *c)
         return 0;
     if (c->kind == PG_CONN_CLIENT && ((pg_client *)c)->pool)
         GW_STAT_ADD(((pg_client *)c)->pool->stats.bytes_sent, c->out.len);
-    long q = gw_transport_send(pg_conn_transport(c), &c->out);
+    gw_transport *t = pg_conn_transport(c);
+    long q = gw_transport_send(t, &c->out);
     if (q < 0)
         return (int)q;
-    c->pending += (size_t)q;
+    c->pending = t->queued;
     return 0;
 }
 
