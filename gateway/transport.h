@@ -7,14 +7,17 @@
  * the first byte); gw_transport_adopt_tls carries on a TLS session libpq negotiated, and
  * gw_transport_take_tls one a MongoDB worker thread negotiated.
  *
- * Reading: plaintext is appended to the connection's input buffer (`in`, given at init) and
+ * Reading: plaintext is appended to the connection's input buffer (gw_transport_in) and
  * cbs->input runs. Writing: gw_transport_send takes the bytes of a plaintext buffer and writes
  * them (at once when nothing is queued and the socket takes them, else queued with uv_write;
  * cbs->written reports the end of each queued write with its size on the wire, and only of
  * those: the result of gw_transport_send says which it was). A TLS transport holds no buffer
  * while idle: its read buffer is a pooled block taken for the duration of one read callback.
- * Buffers and write requests come from the pool given at init, so the steady state allocates
- * nothing.
+ * Buffers and write requests come from the class's pool, so the steady state allocates nothing.
+ *
+ * Size: every idle connection carries its transport, so what all connections of one kind share
+ * (the callbacks, the pool, where the owner and its input buffer lie) is in a gw_transport_class
+ * they point at, and the kind (plain or TLS) follows from whether there is a TLS session.
  *
  * Lifetime: the owner closes h.handle (uv_close) and calls gw_transport_release in the close
  * callback. Write requests own their buffers and run cbs->written even after the close began, so
@@ -25,6 +28,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <uv.h>
 
 #include "gateway/buf.h"
@@ -40,9 +44,9 @@ typedef union gw_stream {
     uv_pipe_t pipe;
 } gw_stream;
 
-/* The owner's callbacks; t->owner says whose. */
+/* The owner's callbacks; gw_transport_owner(t) says whose. */
 typedef struct gw_transport_cbs {
-    /* Plaintext was appended to *t->in. */
+    /* Plaintext was appended to *gw_transport_in(t). */
     void (*input)(gw_transport *t);
     /* No more input: eof (the peer closed), or an error (detail says why; tls_failed when the
      * TLS layer refused what the peer sent). */
@@ -53,9 +57,9 @@ typedef struct gw_transport_cbs {
     void (*tls_ready)(gw_transport *t);
     /* Optional, for an owner that keeps its own input buffers (the MongoDB core frames messages
      * in place): the room the next plain read goes to (*p, *n; *n == 0 when none can be had).
-     * input then runs with *t->in pointing at the bytes read there (its data p, not the pool's);
-     * the owner takes them and sets *t->in to empty without releasing it. TLS plaintext still
-     * arrives in t->in's own memory. NULL: reads append to t->in. */
+     * input then runs with the input buffer pointing at the bytes read there (its data p, not
+     * the pool's); the owner takes them and sets it to empty without releasing it. TLS plaintext
+     * still arrives in the input buffer's own memory. NULL: reads append to the input buffer. */
     void (*read_room)(gw_transport *t, uint8_t **p, size_t *n);
 } gw_transport_cbs;
 
@@ -72,25 +76,51 @@ typedef struct gw_transport_ops {
     long (*send)(gw_transport *t, gw_buf *out);
 } gw_transport_ops;
 
+/* What the transports of one kind of connection share; it outlives them. A transport is
+ * embedded in its owner at a fixed place, so the owner, and the owner's input buffer (where
+ * plaintext goes), are found at fixed distances from the transport. */
+typedef struct gw_transport_class {
+    gw_transport_cbs cbs;
+    gw_bufpool *pool;          /* where buffers and write requests come from and return to */
+    ptrdiff_t owner_at, in_at; /* (char *)t + owner_at is the owner, + in_at its gw_buf */
+} gw_transport_class;
+
+/* A class for transports at member tm of type, whose owner is its member om and whose input
+ * buffer is its member im (pass om and im as paths, for example c.conn and c.conn.in). */
+#define GW_TRANSPORT_CLASS(cbs_, pool_, type, tm, om, im)                                          \
+    ((gw_transport_class){.cbs = (cbs_),                                                           \
+                          .pool = (pool_),                                                         \
+                          .owner_at =                                                              \
+                              (ptrdiff_t)offsetof(type, om) - (ptrdiff_t)offsetof(type, tm),       \
+                          .in_at = (ptrdiff_t)offsetof(type, im) - (ptrdiff_t)offsetof(type, tm)})
+
 struct gw_transport {
     gw_stream h;
-    const gw_transport_ops *ops;
-    const gw_transport_cbs *cbs;
-    void *owner;
-    gw_buf *in;       /* the owner's input buffer: plaintext goes here */
-    gw_bufpool *pool; /* where buffers come from and return to */
-    gw_tls *tls;      /* TLS only: the session, owned, with its ciphertext buffers */
-    size_t queued;    /* wire bytes in uv_write requests not yet completed */
-    bool reading;
-    bool tls_ended; /* TLS failed or the peer said close_notify: nothing more is read */
+    const gw_transport_class *cls;
+    gw_tls *tls;     /* TLS only: the session, owned, with its ciphertext buffers */
+    uint32_t queued; /* wire bytes in uv_write requests not yet completed (a write that would
+                      * take it past 4 GiB fails: the owners stop reading far below that) */
+    bool reading : 1;
+    bool tls_ended : 1; /* TLS failed or the peer said close_notify: nothing more is read */
 };
 
-/* Sets up a plain transport; the owner then inits h (uv_tcp_init / uv_pipe_init) and accepts
- * into it. */
-void gw_transport_init(gw_transport *t, const gw_transport_cbs *cbs, void *owner, gw_buf *in,
-                       gw_bufpool *pool);
+static inline void *gw_transport_owner(const gw_transport *t)
+{
+    return (char *)t + t->cls->owner_at;
+}
+
+/* The owner's input buffer: plaintext goes here. */
+static inline gw_buf *gw_transport_in(const gw_transport *t)
+{
+    return (gw_buf *)((char *)t + t->cls->in_at);
+}
+
+/* Sets up a plain transport of class cls (which must outlive it); the owner then inits h
+ * (uv_tcp_init / uv_pipe_init) and accepts into it. */
+void gw_transport_init(gw_transport *t, const gw_transport_class *cls);
 /* Switches to TLS on conf (a reference is taken). direct: the ClientHello already arrived, as
- * the first bytes now in *t->in (they are moved into the TLS session and t->in emptied). 0, or
+ * the first bytes now in the input buffer (they are moved into the TLS session, and the buffer
+ * emptied). 0, or
  * -ENOMEM. */
 int gw_transport_start_tls(gw_transport *t, gw_tls_conf *conf, bool direct);
 /* Switches to TLS on a session whose handshake was already made elsewhere (a backend connection

@@ -388,6 +388,7 @@ int mongo_gateway_start(gw_ctx *ctx)
     gw->ctx = ctx;
     gw->cfg_gen = ctx->cfg_gen;
     gw_list_init(&gw->written);
+    mongo__io_class_init(gw);
     ctx->mongo = gw;
     mongo__stats_register(gw);
     int rc = uv_check_init(ctx->loop, &gw->written_check);

@@ -59,7 +59,7 @@ typedef struct mongo_shell_front {
  * or TLS). Memory released only in the handle's close callback, which first lets the core free
  * its object. */
 typedef struct mongo_shell_conn {
-    gw_transport t; /* t.h.tcp is the socket; t.owner is this connection */
+    gw_transport t; /* t.h.tcp is the socket; its owner is this connection */
     gw_buf in;      /* the transport's input: TLS plaintext on its way to the core's buffer, or,
                        plain, a view of the core's buffer for one read */
     mongo_shell_front *sf;
@@ -85,6 +85,7 @@ typedef struct mongo_gateway {
      * written_check, after this loop iteration's I/O callbacks (never from inside the write
      * call, and without a uv_write request per message). */
     gw_list written;
+    gw_transport_class conn_class; /* every connection's transport (mongo__io_class_init) */
     uv_check_t written_check;
     bool written_check_open; /* initialised and not closing: may be started */
     bool stopping;
@@ -129,6 +130,8 @@ int mongo__uri_tls(const mongoc_uri_t *uri, gw_tls_conf **out, bool *verify_host
                    size_t errlen);
 
 /* mongo_io.c */
+/* Sets gw->conn_class up (before the first connection). */
+void mongo__io_class_init(mongo_gateway *gw);
 /* A client is waiting on sf's listener. */
 void mongo__io_accept(mongo_shell_front *sf);
 /* The worker connected and handshook job->fd: a backend for the core (or closed). */

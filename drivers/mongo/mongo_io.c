@@ -99,7 +99,7 @@ const char *mongo_shell_strerror(int err)
 
 static mongo_shell_conn *conn_of(gw_transport *t)
 {
-    return t->owner;
+    return gw_transport_owner(t);
 }
 
 static gw_bufpool *pool_of(mongo_shell_conn *io)
@@ -335,13 +335,18 @@ static const gw_transport_cbs conn_cbs = {
     .read_room = on_read_room,
 };
 
+void mongo__io_class_init(mongo_gateway *gw)
+{
+    gw->conn_class = GW_TRANSPORT_CLASS(conn_cbs, &gw->ctx->bufs, mongo_shell_conn, t, t, in);
+}
+
 /* A new connection handle, counted live until its close callback. */
 static mongo_shell_conn *conn_new(mongo_shell_front *sf)
 {
     mongo_shell_conn *io = calloc(1, sizeof *io);
     if (!io)
         return NULL;
-    gw_transport_init(&io->t, &conn_cbs, io, &io->in, &sf->gw->ctx->bufs);
+    gw_transport_init(&io->t, &sf->gw->conn_class);
     gw_list_init(&io->written_node);
     if (uv_tcp_init(sf->gw->ctx->loop, &io->t.h.tcp) != 0) {
         free(io);

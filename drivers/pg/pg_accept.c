@@ -31,7 +31,7 @@ void pg_client_accept(pg_gateway *gw, uv_stream_t *listener, bool is_unix)
         free(io); /* a failed init leaves nothing registered with the loop */
         return;
     }
-    pg_conn_transport_init(&io->t, &c->conn, gw);
+    pg_conn_transport_init(&io->t, gw, PG_CONN_CLIENT);
     c->conn.stream_open = true;
     gw->live++;
     if (pg_client_start(c, gw) != 0) {

@@ -204,7 +204,7 @@ static void connected(pg_io_server *io)
         pg_server_connect_failed(s, uv_strerror(rc));
         return;
     }
-    pg_conn_transport_init(&io->t, &s->conn, s->conn.gw);
+    pg_conn_transport_init(&io->t, s->conn.gw, PG_CONN_SERVER);
     s->conn.stream_open = true; /* initialised: closed through on_stream_closed from now on */
     rc = is_unix ? uv_pipe_open(&io->t.h.pipe, fd) : uv_tcp_open(&io->t.h.tcp, fd);
     if (rc != 0) {

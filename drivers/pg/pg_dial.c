@@ -169,7 +169,7 @@ pg_server *pg_dial_connect(pg_pool *pool)
         return NULL;
     }
     /* From here on the stream's close callback frees the server. */
-    pg_conn_transport_init(&io->t, &io->s.conn, gw);
+    pg_conn_transport_init(&io->t, gw, PG_CONN_SERVER);
     io->s.conn.stream_open = true;
     gw->live++;
     pg_server_init(&io->s, pool);

@@ -28,6 +28,7 @@ typedef struct pg_io_gateway {
     uv_timer_t janitor;
     uv_prepare_t prepare;
     uv_check_t check;
+    gw_transport_class client_class, server_class; /* pg_io_transport_class */
     int open_handles; /* handles of the gateway itself not yet closed */
     bool tcp_open, tcp4_open, unix_open, janitor_open, prepare_open, check_open;
     char *unix_path;
@@ -42,6 +43,12 @@ typedef struct pg_io_gateway {
 static pg_io_gateway *io_of(pg_gateway *gw)
 {
     return gw_container_of(gw, pg_io_gateway, gw);
+}
+
+const gw_transport_class *pg_io_transport_class(pg_gateway *gw, pg_conn_kind kind)
+{
+    pg_io_gateway *io = io_of(gw);
+    return kind == PG_CONN_CLIENT ? &io->client_class : &io->server_class;
 }
 
 void pg_gateway_maybe_free(pg_gateway *gw)
@@ -239,6 +246,10 @@ int pg_gateway_start(gw_ctx *ctx)
     pg_gateway *gw = &io->gw;
     ctx->pg = gw;
     pg_core_init(gw, ctx);
+    io->client_class =
+        GW_TRANSPORT_CLASS(pg_transport_cbs, gw->bufs, pg_io_client, t, c.conn, c.conn.in);
+    io->server_class =
+        GW_TRANSPORT_CLASS(pg_transport_cbs, gw->bufs, pg_io_server, t, s.conn, s.conn.in);
     pg_stats_register(gw);
     if (uv_random(NULL, NULL, &gw->rng, sizeof gw->rng, 0, NULL) != 0)
         gw->rng = (uint64_t)uv_hrtime();

@@ -27,7 +27,7 @@
 static void on_written(gw_transport *t, size_t len, int status)
 {
     (void)len;
-    pg_conn *c = t->owner;
+    pg_conn *c = gw_transport_owner(t);
     /* The transport's own count: it also holds the TLS session's records (handshake, alerts)
      * that no flush of ours queued, so counting our writes up and every write down would wrap. */
     c->pending = t->queued;
@@ -145,7 +145,7 @@ static bool direct_tls(pg_conn *c, gw_transport *t)
 
 static void on_input(gw_transport *t)
 {
-    pg_conn *c = t->owner;
+    pg_conn *c = gw_transport_owner(t);
     if (direct_tls(c, t) && (pg_conn_closing(c) || c->in.len == 0))
         return;
     pg_conn_input(c);
@@ -156,7 +156,7 @@ static void on_input(gw_transport *t)
 
 static void on_ended(gw_transport *t, bool eof, bool tls_failed, const char *detail)
 {
-    pg_conn *c = t->owner;
+    pg_conn *c = gw_transport_owner(t);
     if (pg_conn_closing(c))
         return;
     if (tls_failed) {
@@ -180,7 +180,7 @@ static void on_ended(gw_transport *t, bool eof, bool tls_failed, const char *det
  * steered into another protocol by a TLS-terminating middlebox). */
 static void on_tls_ready(gw_transport *t)
 {
-    pg_conn *c = t->owner;
+    pg_conn *c = gw_transport_owner(t);
     if (pg_conn_closing(c))
         return;
     if (c->kind == PG_CONN_SERVER) {

@@ -55,10 +55,15 @@ static inline gw_stream *pg_conn_stream(pg_conn *c)
     return &pg_conn_transport(c)->h;
 }
 
-/* Sets up the transport t of c (plain) once its handle was initialised. */
-static inline void pg_conn_transport_init(gw_transport *t, pg_conn *c, pg_gateway *gw)
+/* The class of the gateway's client transports (pg_io_client) or server transports
+ * (pg_io_server), by kind (pg_gateway.c). */
+const gw_transport_class *pg_io_transport_class(pg_gateway *gw, pg_conn_kind kind);
+
+/* Sets up the transport t of a client's or server's allocation (pg_io_client or pg_io_server,
+ * by kind: the class tells where its pg_conn lies), plain. */
+static inline void pg_conn_transport_init(gw_transport *t, pg_gateway *gw, pg_conn_kind kind)
 {
-    gw_transport_init(t, &pg_transport_cbs, c, &c->in, gw->bufs);
+    gw_transport_init(t, pg_io_transport_class(gw, kind));
 }
 
 /* Runs the ready list: processes marked input, writes output, re-evaluates reading. */
