@@ -160,12 +160,10 @@ int pg_relay_server_msg(pg_server *s, uint8_t t, const uint8_t *msg, size_t tota
             }
             fwd = false;
             pg_conn_mark(&c->conn);
-            c->params_fp = pg_params_fingerprint(&c->params);
         } else {
             /* Server and client changed alike: the server still matches the client. */
             pg_params_set(&c->params, k, v);
-            c->params_fp = pg_params_fingerprint(&c->params);
-            s->synced_fp = c->params_fp;
+            s->synced_fp = pg_params_fingerprint(&c->params);
         }
         break;
     }

@@ -202,7 +202,6 @@ void pg_client_finish_login(pg_client *c)
         pg_client_close(c, PG_END_NO_MEMORY, "out of memory during login");
         return;
     }
-    c->params_fp = pg_params_fingerprint(&c->params);
     pg_client_set_state(c, PG_CL_IDLE);
     pg_client_log_login(c);
     login_free(c);

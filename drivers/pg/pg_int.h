@@ -60,22 +60,23 @@ typedef enum pg_conn_kind {
  * belongs to the shell, which allocates each client and server together with its handles. */
 typedef struct pg_conn {
     struct pg_gateway *gw;
-    gw_buf in;      /* received, not yet processed */
-    gw_buf out;     /* built while handling an event, written when the ready list runs */
-    size_t pending; /* wire bytes queued in uv_write requests whose callback has not run
-                     * (ciphertext under TLS, the session's own records included) */
-    gw_list ready;  /* on gw->ready while it has output to flush or input to process */
+    gw_buf in;     /* received, not yet processed */
+    gw_buf out;    /* built while handling an event, written when the ready list runs */
+    gw_list ready; /* on gw->ready while it has output to flush or input to process */
     /* Small types where they suffice: every idle client carries them. */
-    uint32_t want_in;   /* a whole message of this many bytes is awaited in `in` (0: none);
-                         * bounded by max_buffered_message or PG_STREAM_OVER */
-    uint32_t pass_left; /* bytes of the current message still to stream through */
-    uint8_t end;        /* pg_end: why it ended, recorded as it enters its CLOSING state */
-    uint8_t kind;       /* pg_conn_kind */
-    bool pass_drop;     /* the streamed message is being dropped, not forwarded */
-    bool stream_open;   /* the shell's stream handle was initialised and needs closing */
-    bool reading;       /* the transport reads (uv_read_start is in effect) */
-    bool need_process;  /* input is waiting for processing (set when ready is queued) */
-    bool in_blocked;    /* processing stopped because output or queued requests hit a bound */
+    uint32_t pending;      /* wire bytes queued in uv_write requests whose callback has not run
+                            * (ciphertext under TLS, the session's own records included); the
+                            * transport's own count, which stays below 4 GiB */
+    uint32_t want_in;      /* a whole message of this many bytes is awaited in `in` (0: none);
+                            * bounded by max_buffered_message or PG_STREAM_OVER */
+    uint32_t pass_left;    /* bytes of the current message still to stream through */
+    uint8_t end;           /* pg_end: why it ended, recorded as it enters its CLOSING state */
+    uint8_t kind;          /* pg_conn_kind */
+    bool pass_drop : 1;    /* the streamed message is being dropped, not forwarded */
+    bool stream_open : 1;  /* the shell's stream handle was initialised and needs closing */
+    bool reading : 1;      /* the transport reads (uv_read_start is in effect) */
+    bool need_process : 1; /* input is waiting for processing (set when ready is queued) */
+    bool in_blocked : 1;   /* processing stopped because output or queued requests hit a bound */
 } pg_conn;
 
 /* How the response(s) to one request sent to a server reach the client. */
@@ -133,7 +134,7 @@ typedef struct pg_server {
     uint32_t cancels; /* cancels in flight: the server goes to no other client until they land */
     uint64_t req_seq; /* number of the last request queued */
     uint64_t last_sync_seq; /* number of the last Sync queued */
-    uint64_t synced_fp;     /* params_fp of the client whose parameters the server now matches */
+    uint64_t synced_fp;     /* fingerprint of the params of the client the server now matches */
     bool synced; /* synced_fp is valid: no change since that client's parameters applied */
     /* The unnamed statement as Sluice last sent it: a Parse("") sets it, a simple query or a
      * Close of it clears it. unnamed_unknown: a Parse of it was skipped or failed, so the server
@@ -238,10 +239,9 @@ typedef struct pg_client {
     uint64_t since; /* entered the current state */
     /* Statistics, monotonic µs (gw_stats_now_us): when it entered PG_CL_WAITING, connected. */
     uint64_t wait_start_us, connect_us;
-    pg_params params;   /* parameters this client chose (startup packet, its own SETs) */
-    pg_params startup;  /* what its startup packet chose: where RESET and DISCARD ALL return */
-    pg_stmt *unnamed;   /* the body of its unnamed statement (transaction mode), or NULL */
-    uint64_t params_fp; /* hash of params: equal fingerprints need no SET when linking */
+    pg_params params;  /* parameters this client chose (startup packet, its own SETs) */
+    pg_params startup; /* what its startup packet chose: where RESET and DISCARD ALL return */
+    pg_stmt *unnamed;  /* the body of its unnamed statement (transaction mode), or NULL */
     pg_client_stmts stmts;
     /* LISTEN emulation (pg_notify.c): its channels, a LISTEN query being confirmed and
      * notifications held back; NULL until its first LISTEN or UNLISTEN. Owned. */
@@ -249,9 +249,9 @@ typedef struct pg_client {
     pg_client_login_state *login; /* until it is logged in (pg_client_login_state); owned */
     /* The admin console (pg_admin.c): a console session has no pool. */
     struct pg_admin *admin; /* owned; NULL for every other client */
-    pg_client_state state;
-    uint32_t pid, key; /* the BackendKeyData Sluice issued */
-    pg_peer peer;      /* for the log (pg_log.c) */
+    uint32_t pid, key;      /* the BackendKeyData Sluice issued */
+    pg_peer peer;           /* for the log (pg_log.c) */
+    uint8_t state;          /* pg_client_state */
     /* Flags (bits: every idle client carries them). */
     bool keyed : 1;       /* key_node is in gw->keys */
     bool stalled : 1;     /* input waits until an unconfirmed Parse behind a Sync is answered */
@@ -568,7 +568,6 @@ int pg_relay_server_msg(pg_server *s, uint8_t t, const uint8_t *msg, size_t len)
  * this server) was closed for want of memory. */
 int pg_relay_drain_fakes(pg_server *s);
 int pg_relay_sync_params(pg_server *s, pg_client *c);
-uint64_t pg_params_fingerprint(const pg_params *ps);
 bool pg_relay_tracks_stmts(const pg_client *c);
 /* A simple-query DEALLOCATE of one of the client's protocol-level statements (drivers such as
  * psycopg 3 drop statements that way) is answered by Sluice: the server-side statement is

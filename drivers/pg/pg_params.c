@@ -5,8 +5,21 @@
 #include <strings.h>
 
 #include "drivers/pg/pg_params.h"
+#include "gateway/htable.h"
 
-#define HDR sizeof(uint32_t) /* the blob's length word */
+/* The blob's header: the pairs' length, then their fingerprint, kept with them so that every
+ * client need not carry it (pg_relay_sync_params compares it on every link). */
+typedef struct params_hdr {
+    uint32_t len;
+    uint32_t unused;
+    uint64_t fp;
+} params_hdr;
+#define HDR sizeof(params_hdr)
+
+static uint64_t fingerprint_of(const char *bytes, uint32_t len)
+{
+    return gw_hash_bytes(len ? bytes : "", len);
+}
 
 static uint32_t params_len(const pg_params *ps)
 {
@@ -69,8 +82,9 @@ int pg_params_set(pg_params *ps, const char *key, const char *value)
     memcpy(d + n, key, klen);
     memcpy(d + n + klen, value, vlen);
     n += klen + vlen;
-    uint32_t len = (uint32_t)(n - HDR);
-    memcpy(d, &len, sizeof len);
+    params_hdr h = {.len = (uint32_t)(n - HDR)};
+    h.fp = fingerprint_of(d + HDR, h.len);
+    memcpy(d, &h, sizeof h);
     free(ps->blob);
     ps->blob = d;
     return 0;
@@ -87,9 +101,21 @@ void pg_params_del(pg_params *ps, const char *key)
     size_t off = (size_t)(k - ps->blob);
     memmove(ps->blob + off, ps->blob + off + pair, HDR + len - off - pair);
     len -= (uint32_t)pair;
-    memcpy(ps->blob, &len, sizeof len);
-    if (len == 0)
+    if (len == 0) {
         pg_params_free(ps);
+        return;
+    }
+    params_hdr h = {.len = len, .fp = fingerprint_of(ps->blob + HDR, len)};
+    memcpy(ps->blob, &h, sizeof h);
+}
+
+uint64_t pg_params_fingerprint(const pg_params *ps)
+{
+    if (!ps->blob)
+        return fingerprint_of(NULL, 0);
+    params_hdr h;
+    memcpy(&h, ps->blob, sizeof h);
+    return h.fp;
 }
 
 const char *pg_params_bytes(const pg_params *ps, uint32_t *len)

@@ -19,8 +19,11 @@ int pg_params_set(pg_params *ps, const char *key, const char *value);
 /* Removes key if present (no allocation). */
 void pg_params_del(pg_params *ps, const char *key);
 void pg_params_free(pg_params *ps);
-/* The pairs as one byte string (for a fingerprint): *len bytes, or NULL and 0 when empty. */
+/* The pairs as one byte string: *len bytes, or NULL and 0 when empty. */
 const char *pg_params_bytes(const pg_params *ps, uint32_t *len);
+/* A hash of the pairs in their order (kept with them, so this costs nothing): equal sets built
+ * alike have equal fingerprints. */
+uint64_t pg_params_fingerprint(const pg_params *ps);
 int pg_params_copy(pg_params *dst, const pg_params *src);
 
 /* Iteration: for (const char *k = pg_params_first(ps), *v; k; k = pg_params_next(ps, k)) {

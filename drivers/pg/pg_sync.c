@@ -8,13 +8,6 @@
 #include "drivers/pg/pg_int.h"
 #include "drivers/pg/pg_wire.h"
 
-uint64_t pg_params_fingerprint(const pg_params *ps)
-{
-    uint32_t len;
-    const char *bytes = pg_params_bytes(ps, &len);
-    return gw_hash_bytes(bytes ? bytes : "", len);
-}
-
 /* Sends one statement Sluice injects (its results are consumed). */
 static int inject(pg_server *s, gw_buf *sql)
 {
@@ -38,10 +31,10 @@ int pg_relay_sync_params(pg_server *s, pg_client *c)
 {
     pg_gateway *gw = s->conn.gw;
     /* The common case: the server last matched a client with the same settings. */
-    if (s->synced && s->synced_fp == c->params_fp)
+    if (s->synced && s->synced_fp == pg_params_fingerprint(&c->params))
         return 0;
     s->synced = true;
-    s->synced_fp = c->params_fp;
+    s->synced_fp = pg_params_fingerprint(&c->params);
     s->resync = false;
     /* Every parameter the server carries or the client wants is compared, however many there
      * are: a value the previous client chose must never reach this one. Names to change are

@@ -201,3 +201,33 @@ Test(pg_params, set_get_replace_iterate)
     cr_assert(pg_param_name_ok("search_path"));
     cr_assert_not(pg_param_name_ok("x; DROP TABLE y"));
 }
+
+/* The fingerprint kept in the blob follows every change: linking compares it instead of the
+ * parameters, so a stale one would leave another client's setting on the server. */
+Test(pg_params, fingerprint_follows_every_change)
+{
+    pg_params ps = {0}, other = {0}, copy = {0};
+    uint64_t empty = pg_params_fingerprint(&ps);
+    pg_params_set(&ps, "TimeZone", "UTC");
+    uint64_t utc = pg_params_fingerprint(&ps);
+    cr_assert_neq(utc, empty);
+    pg_params_set(&ps, "TimeZone", "Asia/Tokyo");
+    cr_assert_neq(pg_params_fingerprint(&ps), utc, "a replaced value changes it");
+    pg_params_set(&other, "TimeZone", "Asia/Tokyo");
+    cr_assert_eq(pg_params_fingerprint(&ps), pg_params_fingerprint(&other));
+    pg_params_set(&ps, "search_path", "a");
+    pg_params_set(&ps, "application_name", "x");
+    uint64_t three = pg_params_fingerprint(&ps);
+    pg_params_del(&ps, "search_path");
+    cr_assert_neq(pg_params_fingerprint(&ps), three, "a removed name changes it");
+    pg_params_set(&other, "application_name", "x");
+    cr_assert_eq(pg_params_fingerprint(&ps), pg_params_fingerprint(&other));
+    pg_params_copy(&copy, &ps);
+    cr_assert_eq(pg_params_fingerprint(&copy), pg_params_fingerprint(&ps));
+    pg_params_del(&ps, "TimeZone");
+    pg_params_del(&ps, "application_name");
+    cr_assert_eq(pg_params_fingerprint(&ps), empty, "emptied is the same as never set");
+    pg_params_free(&ps);
+    pg_params_free(&other);
+    pg_params_free(&copy);
+}
