@@ -119,14 +119,40 @@ class PeakSampler:
 def run_command(cmd, timeout, stdin=None, env=None):
     """(returncode, stdout, stderr); a run that exceeds its time is killed, and its returncode
     is None. `env`: variables added to ours."""
-    try:
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=stdin,
-                           env=dict(os.environ, **env) if env else None)
-        return p.returncode, p.stdout, p.stderr
-    except subprocess.TimeoutExpired as e:
-        out = e.stdout.decode(errors="replace") if isinstance(e.stdout, bytes) else e.stdout
-        err = e.stderr.decode(errors="replace") if isinstance(e.stderr, bytes) else e.stderr
-        return None, out or "", (err or "") + f"\nkilled after {timeout} s"
+    return run_command_cpu(cmd, timeout, stdin, env)[:3]
+
+
+def run_command_cpu(cmd, timeout, stdin=None, env=None):
+    """As run_command, plus the CPU seconds (user and system) the command used: its own
+    resource usage from wait4, which samplers running meanwhile do not add to."""
+    p = subprocess.Popen(cmd, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, env=dict(os.environ, **env) if env else None)
+    got = {}
+    readers = [threading.Thread(target=lambda k, f: got.__setitem__(k, f.read()), args=(k, f))
+               for k, f in (("out", p.stdout), ("err", p.stderr))]
+    for t in readers:
+        t.start()
+    done, killed = threading.Event(), threading.Event()
+
+    def expire():
+        if not done.is_set():
+            killed.set()
+            p.kill()
+
+    timer = threading.Timer(timeout, expire)
+    timer.start()
+    _, status, usage = os.wait4(p.pid, 0)
+    done.set()
+    timer.cancel()
+    p.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait
+    for t in readers:
+        t.join()
+    p.stdout.close()
+    p.stderr.close()
+    out, err = got.get("out", ""), got.get("err", "")
+    if killed.is_set():
+        return None, out, err + f"\nkilled after {timeout} s", usage.ru_utime + usage.ru_stime
+    return p.returncode, out, err, usage.ru_utime + usage.ru_stime
 
 
 def _error_lines(text, limit=600):
@@ -156,7 +182,7 @@ def run_pgbench(conn_args, db, args, seconds, count, logdir, timeout, password=N
            os.path.join(logdir, "tx"), *args, db]
     env = {"PGPASSWORD": password} if password else None
     t0 = time.time()
-    rc, out, err = run_command(cmd, timeout, env=env)
+    rc, out, err, cpu = run_command_cpu(cmd, timeout, env=env)
     elapsed = time.time() - t0
     text = out + err
     tps = re.search(r"tps = ([\d.]+) \((?:without|including)", text)
@@ -175,6 +201,7 @@ def run_pgbench(conn_args, db, args, seconds, count, logdir, timeout, password=N
            "ops": int(processed.group(1)) if processed else 0,
            "failed_transactions": int(failed.group(1)) if failed else 0,
            "aborted_clients": len(aborted), "seconds": round(elapsed, 3),
+           "client_cpu_s": round(cpu, 3),
            "command": shlex.join([f"{k}={v}" for k, v in (env or {}).items()] + cmd),
            "timed_out": rc is None}
     res["errors"] = res["failed_transactions"] + res["aborted_clients"]
@@ -195,10 +222,11 @@ def run_copy(conn_args, db, table, data_path, rows, timeout):
            "-c", f"COPY {table} FROM STDIN"]
     with open(data_path) as data:
         t0 = time.time()
-        rc, out, err = run_command(cmd, timeout, stdin=data)
+        rc, out, err, cpu = run_command_cpu(cmd, timeout, stdin=data)
         elapsed = time.time() - t0
     res = {"throughput": round(rows / elapsed, 1) if rc == 0 else 0.0, "unit": "rows/s",
            "ops": rows if rc == 0 else 0, "seconds": round(elapsed, 3),
+           "client_cpu_s": round(cpu, 3),
            "errors": 0 if rc == 0 else 1, "p50_ms": None, "p95_ms": None, "p99_ms": None,
            "command": shlex.join(cmd) + " < " + os.path.basename(data_path),
            "timed_out": rc is None}
@@ -213,10 +241,10 @@ def run_mongo_load(binary, uri, op, clients, seconds, docs, timeout, count=0):
     cmd = [binary, "--uri", uri, "--op", op, "--clients", str(clients), *limit,
            "--docs", str(docs)]
     t0 = time.time()
-    rc, out, err = run_command(cmd, timeout)
+    rc, out, err, cpu = run_command_cpu(cmd, timeout)
     elapsed = time.time() - t0
     res = {"unit": "ops/s", "command": shlex.join(cmd), "seconds": round(elapsed, 3),
-           "timed_out": rc is None}
+           "timed_out": rc is None, "client_cpu_s": round(cpu, 3)}
     try:
         r = json.loads(out.strip().splitlines()[-1])
     except (ValueError, IndexError):

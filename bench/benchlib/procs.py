@@ -123,6 +123,28 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def tree_cpu_seconds(pid):
+    """CPU time used so far by a server that forks a process per connection (PostgreSQL): its
+    own, its children's that it has reaped (the kernel adds them to its count when it waits for
+    them) and its live children's. The difference of two readings is what the server spent in
+    between, connections opened or closed meanwhile included."""
+    tck = os.sysconf("SC_CLK_TCK")
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    total = sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile: its time is in the parent's reaped count
+        if int(fields[1]) == pid:
+            total += int(fields[11]) + int(fields[12])
+    return total / tck
+
+
 def status_bytes(pid, key):
     """A kB figure from /proc/PID/status (VmRSS, VmHWM, ...) in bytes; 0 if absent."""
     with open(f"/proc/{pid}/status") as f:

@@ -6,7 +6,7 @@ import re
 import shutil
 import subprocess
 
-from . import versus
+from . import budget, versus
 
 TARGET_ORDER = ("direct", "pgbouncer", "sluice")
 # A target keeps its colour on every chart, whichever targets a chart leaves out.
@@ -115,13 +115,26 @@ def context(meta):
         + [""]
 
 
+def warm_up_note(meta):
+    """How the poolers' server connections were warmed before the rounds (bench/run)."""
+    secs = meta.get("warm_up_seconds")
+    if not secs:
+        return (" The poolers were not warmed up first: their first runs include fresh server "
+                "connections warming up.")
+    return (f" Before a timed scenario's first round each pooler ran it unmeasured for {secs} s, "
+            "so its server connections are warm (a fresh backend is slow until it has touched "
+            "the pages it needs); direct opens fresh connections in every run, and its figures "
+            "include that warm-up.")
+
+
 def write_report(path, results, meta):
     lines = ["# Sluice benchmark: pooled versus direct", "",
              f"{meta['date']}, {meta['mode']} run, {meta['rounds']} round(s), "
              f"{meta.get('scenario_minutes', 0)} minutes of scenarios. In each round every "
              "scenario runs against every target in turn (interleaved), so drift on the machine "
              "hits all targets alike; each figure below is the target's best error-free round, "
-             "and *spread* is how far its rounds' throughputs lie apart.", ""]
+             "and *spread* is how far its rounds' throughputs lie apart."
+             + warm_up_note(meta), ""]
     lines += context(meta)
     lines += ["## Targets", ""]
     if meta.get("postgres_settings"):
@@ -149,6 +162,7 @@ def write_report(path, results, meta):
 
     lines += summary(results)
     lines += versus.section(results, meta["rounds"])
+    lines += budget.section(results)
 
     for g in group_order(results):
         rows = [r for r in results if r["group"] == g]

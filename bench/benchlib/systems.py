@@ -100,6 +100,14 @@ class Postgres:
             raise Unavailable(f"PostgreSQL did not start: {e.stderr.strip()[-300:]}") from e
         self.started = True
 
+    def postmaster_pid(self):
+        """The server's main process (its first line of postmaster.pid), or None when the
+        server is not ours."""
+        if not self.started:
+            return None
+        with open(os.path.join(self.data, "postmaster.pid")) as f:
+            return int(f.readline())
+
     def stop(self):
         if self.started:
             subprocess.run(as_service_user([f"{pg_bin_dir()}/pg_ctl", "-D", self.data, "-m",
