@@ -7,13 +7,6 @@ direct's total CPU per operation over the target's ("CPU ceiling"). A measured r
 ceiling says the pooler's own CPU is what it costs; one far below says time goes elsewhere
 (waiting, scheduling)."""
 
-TARGET_ORDER = ("direct", "pgbouncer", "sluice")
-
-
-def num(v, digits=1):
-    return "-" if v is None else f"{v:,.{digits}f}"
-
-
 def _total(r):
     parts = [r.get("client_cpu_us_per_op"), r.get("server_cpu_us_per_op")]
     if r["target"] != "direct":
@@ -23,6 +16,7 @@ def _total(r):
 
 def section(results):
     """Markdown lines; none when no run measured the server's CPU (a server not started here)."""
+    from .report import TARGET_ORDER, _num  # report imports this module
     rows = [r for r in results if r.get("server_cpu_us_per_op") is not None]
     if not rows:
         return []
@@ -53,7 +47,7 @@ def section(results):
             if pooled and base and total:
                 ceiling = f"{base / total:.2f}x"
             lines.append("| " + " | ".join([
-                name, t, num(r.get("client_cpu_us_per_op"), 1),
-                num(r.get("cpu_us_per_op"), 1) if pooled else "-",
-                num(r.get("server_cpu_us_per_op"), 1), num(total, 1), vs, ceiling]) + " |")
+                name, t, _num(r.get("client_cpu_us_per_op"), 1),
+                _num(r.get("cpu_us_per_op"), 1) if pooled else "-",
+                _num(r.get("server_cpu_us_per_op"), 1), _num(total, 1), vs, ceiling]) + " |")
     return lines + [""]

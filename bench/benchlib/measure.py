@@ -4,6 +4,7 @@ import json
 import os
 import re
 import shlex
+import signal
 import socket
 import struct
 import subprocess
@@ -127,6 +128,8 @@ def run_command_cpu(cmd, timeout, stdin=None, env=None):
     resource usage from wait4, which samplers running meanwhile do not add to."""
     p = subprocess.Popen(cmd, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          text=True, env=dict(os.environ, **env) if env else None)
+    # A pidfd names this process even after it is reaped, when a bare pid could be another's.
+    pidfd = os.pidfd_open(p.pid)
     got = {}
     readers = [threading.Thread(target=lambda k, f: got.__setitem__(k, f.read()), args=(k, f))
                for k, f in (("out", p.stdout), ("err", p.stderr))]
@@ -137,13 +140,18 @@ def run_command_cpu(cmd, timeout, stdin=None, env=None):
     def expire():
         if not done.is_set():
             killed.set()
-            p.kill()
+            try:
+                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+            except ProcessLookupError:
+                pass  # it ended meanwhile
 
     timer = threading.Timer(timeout, expire)
     timer.start()
     _, status, usage = os.wait4(p.pid, 0)
     done.set()
     timer.cancel()
+    timer.join()
+    os.close(pidfd)
     p.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait
     for t in readers:
         t.join()
