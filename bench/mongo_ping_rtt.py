@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """The round-trip time of a raw OP_MSG {ping: 1, $db: "admin"}, direct to a MongoDB server and
-through Sluice: one client, one socket, each ping written and its reply read before the next,
-COUNT times per target after a warm-up. Prints one JSON object per target (median, p99, mean
-in µs) and, with both targets, what Sluice adds to the median and p99.
+through Sluice, and through bench/floor_relay (the least any proxy can do): one client, one
+socket per target, each ping written and its reply read before the next, COUNT times per target
+after a warm-up. Prints one JSON object per target (median, p99, mean in µs) and, with direct
+among them, one per other target with what it adds to the median and p99.
 
-usage: bench/mongo_ping_rtt.py --direct HOST:PORT --through HOST:PORT [--count N]
+usage: bench/mongo_ping_rtt.py [--direct HOST:PORT] [--through HOST:PORT] [--relay HOST:PORT]
+                               [--count N]
 
-Either target may be given alone. The pings alternate between the targets in blocks of 1,000,
-so drift on a busy machine hits both alike."""
+Any of the targets may be left out. The pings alternate between the targets in blocks of 1,000,
+so drift on a busy machine hits them alike."""
 import argparse
 import json
 import socket
@@ -70,13 +72,15 @@ def summary(name, samples):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--direct")
-    ap.add_argument("--through")
+    ap.add_argument("--through", help="Sluice's MongoDB listener")
+    ap.add_argument("--relay", help="a floor_relay in front of the same server")
     ap.add_argument("--count", type=int, default=20000)
     ap.add_argument("--warmup", type=int, default=1000)
     a = ap.parse_args()
-    targets = [(k, t) for k, t in (("direct", a.direct), ("sluice", a.through)) if t]
+    targets = [(k, t) for k, t in (("direct", a.direct), ("relay", a.relay),
+                                   ("sluice", a.through)) if t]
     if not targets:
-        ap.error("give --direct, --through or both")
+        ap.error("give at least one of --direct, --through and --relay")
     socks = {k: connect(t) for k, t in targets}
     samples = {k: [] for k, _ in targets}
     next_id = 1
@@ -91,9 +95,12 @@ def main():
     out = [summary(k, samples[k]) for k, _ in targets]
     for o in out:
         print(json.dumps(o))
-    if len(out) == 2:
-        print(json.dumps({"added_median_us": round(out[1]["median_us"] - out[0]["median_us"], 1),
-                          "added_p99_us": round(out[1]["p99_us"] - out[0]["p99_us"], 1)}))
+    if a.direct:
+        base = out[0]
+        for o in out[1:]:
+            print(json.dumps({"added_by": o["target"],
+                              "added_median_us": round(o["median_us"] - base["median_us"], 1),
+                              "added_p99_us": round(o["p99_us"] - base["p99_us"], 1)}))
 
 
 if __name__ == "__main__":

@@ -6,11 +6,11 @@ import re
 import shutil
 import subprocess
 
-from . import budget, versus
+from . import budget, scenarios, versus
 
-TARGET_ORDER = ("direct", "pgbouncer", "sluice")
+TARGET_ORDER = ("direct", "relay", "pgbouncer", "sluice")
 # A target keeps its colour on every chart, whichever targets a chart leaves out.
-TARGET_COLOUR = {"direct": "#555555", "pgbouncer": "#1f77b4", "sluice": "#d62728"}
+TARGET_COLOUR = {"direct": "#555555", "relay": "#2ca02c", "pgbouncer": "#1f77b4", "sluice": "#d62728"}
 
 
 def _first_line(cmd):
@@ -141,6 +141,9 @@ def write_report(path, results, meta):
         lines.append(f"- PostgreSQL: {meta['postgres_settings']}; pgbench scale "
                      f"{meta['pgbench_scale']}.")
     lines += ["- **direct**: the load generator connects to the server itself.",
+              "- **relay**: `bench/floor_relay`, on the 1-client scenarios only: bytes forwarded "
+              "unread, one server connection per client, one read and one write per batch. No "
+              "proxy forwards a round trip with less; see *The floor*.",
               f"- **pgbouncer**: PgBouncer, transaction mode, default_pool_size "
               f"{meta['pool_size']}.",
               f"- **sluice**: Sluice, transaction mode, default_pool_size {meta['pool_size']}; "
@@ -163,6 +166,7 @@ def write_report(path, results, meta):
     lines += summary(results)
     lines += versus.section(results, meta["rounds"])
     lines += budget.section(results)
+    lines += floor_section(results)
 
     for g in group_order(results):
         rows = [r for r in results if r["group"] == g]
@@ -239,6 +243,42 @@ def write_report(path, results, meta):
     write_lines(path, lines)
 
 
+def floor_section(results):
+    """What each hop adds to one client's round trip, against direct and against the relay."""
+    rows = [r for r in results if r["group"] == scenarios.LATENCY_GROUP]
+    if not any(r["target"] == "relay" for r in rows):
+        return []
+    lines = ["## The floor: what one hop adds to a round trip", "",
+             "One client, one transaction (operation) at a time, best round. *Added* is the mean "
+             "round trip minus direct's; *over the relay* is what a pooler adds beyond what "
+             "`bench/floor_relay` adds, the least any proxy can (two more wake-ups and four more "
+             "system calls per round trip, nothing else). For PostgreSQL, direct and the relay "
+             "open fresh backends in every run, which are slower until they have touched the "
+             "shared buffers they read; the poolers' server connections are warm, so their "
+             "*added* reads low by that difference.", "",
+             "| scenario | target | mean ms | p50 ms | added us | over the relay us "
+             "| proxy CPU us/op |", "|---|---|---|---|---|---|---|"]
+    for name in dict.fromkeys(r["name"] for r in rows):
+        by = {r["target"]: r for r in rows if r["name"] == name and not r["errors"]}
+
+        def added(r, base):
+            if not r or not base or r.get("mean_ms") is None or base.get("mean_ms") is None:
+                return None
+            return (r["mean_ms"] - base["mean_ms"]) * 1000
+
+        for t in TARGET_ORDER:
+            r = by.get(t)
+            if not r:
+                continue
+            pooled = t not in ("direct", "relay")
+            lines.append("| " + " | ".join([
+                name, t, _num(r.get("mean_ms"), 3), _num(r["p50_ms"], 3),
+                _num(added(r, by.get("direct")), 1) if t != "direct" else "",
+                _num(added(r, by.get("relay")), 1) if pooled else "",
+                _num(r.get("cpu_us_per_op"), 1) if t != "direct" else ""]) + " |")
+    return lines + [""]
+
+
 def write_lines(path, lines):
     with open(path, "w") as f:
         f.write("\n".join(lines))
@@ -261,7 +301,7 @@ def summary(results):
 
     ratios = {"direct": [], "pgbouncer": []}
     for name in names:
-        d, b, s = (by.get((name, t)) for t in TARGET_ORDER)
+        d, b, s = (by.get((name, t)) for t in ("direct", "pgbouncer", "sluice"))
         lines.append(f"| {name} | {tp(d)} | {tp(b)} | {tp(s)} | {_ratio(s, d) if s else '-'} "
                      f"| {_ratio(s, b) if s else '-'} |")
         for key, other in (("direct", d), ("pgbouncer", b)):

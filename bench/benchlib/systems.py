@@ -252,6 +252,20 @@ def start_sluice(binary, workdir, pg, mongo_uri, auth=None, users=None):
     return Pooler(name, proc, port, text, mport)
 
 
+def start_relay(binary, workdir, name, upstream_port):
+    """bench/floor_relay in front of the server on upstream_port: the reference hop."""
+    if not os.access(binary, os.X_OK):
+        raise Unavailable(f"{binary} does not exist (build it: ninja -C build)")
+    port = free_port()
+    proc = Process([binary, str(port), str(upstream_port)], os.path.join(workdir, f"{name}.log"))
+    try:
+        wait_port(port, proc=proc)
+    except RuntimeError as e:
+        proc.stop()
+        raise Unavailable(f"floor_relay did not start: {e}") from e
+    return Pooler(name, proc, port, f"floor_relay {port} {upstream_port}")
+
+
 def pgbouncer_version():
     exe = shutil.which("pgbouncer")
     if not exe:
