@@ -21,6 +21,7 @@ class Scenario:
     auth: str = ""  # auth_type of a logins scenario: its targets ask for a password this way
     unit: str = ""  # what the throughput counts, when not the load generator's own unit
     round_trips: int = 0  # --profile: client-pooler-server round trips per transaction
+    relay: bool = False  # bench/floor_relay runs it too, as the reference hop
 
     @property
     def est_seconds(self):
@@ -46,7 +47,7 @@ def pg_scenarios(quick):
         return {"count": max(5, quick_total // clients)} if quick else {"seconds": secs}
 
     out.append(Scenario(LATENCY_GROUP, "-S -M simple c=1", "pgbench", 1,
-                        ["-S", "-M", "simple", "-c", "1"], **amount(1, 500)))
+                        ["-S", "-M", "simple", "-c", "1"], relay=True, **amount(1, 500)))
     for mode in SELECT_MODES:
         for c in (10, 100, 1000):
             out.append(Scenario(f"pgbench -S -M {mode}", f"-S -M {mode} c={c}", "pgbench", c,
@@ -98,12 +99,14 @@ def mongo_scenarios(quick):
     quick runs stay short and client counts modest."""
     secs = 1.5 if quick else 8
     clients = (10, 50) if quick else (10, 50, 200)
-    out = [Scenario(LATENCY_GROUP, "mongo find c=1", "mongo", 1, op="find", seconds=secs)]
+    out = [Scenario(LATENCY_GROUP, "mongo find c=1", "mongo", 1, op="find", seconds=secs,
+                    relay=True)]
     for op in ("find", "insert", "insert_many", "scan"):
         for c in (clients if op in ("find", "insert") else clients[:1]):
             label = {"insert": "insert_one", "insert_many": "insert_many x1,000"}.get(op, op)
+            # insert_one at 50 clients: how close to direct any hop can come under load.
             out.append(Scenario(f"mongo {label}", f"{label} c={c}", "mongo", c, op=op,
-                                seconds=secs))
+                                seconds=secs, relay=(op == "insert" and c == 50)))
     return out
 
 
