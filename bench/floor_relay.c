@@ -8,8 +8,9 @@
  * Sluice and PgBouncer add (bench/run's "round trip, 1 client" rows and
  * bench/mongo_ping_rtt.py --relay).
  *
- * usage: floor_relay LISTEN_PORT UPSTREAM_PORT   (both on 127.0.0.1; LISTEN_PORT 0 picks one)
- * It prints "listening on PORT" once it accepts, and runs until it is killed.
+ * usage: floor_relay LISTEN_PORT UPSTREAM_ADDR UPSTREAM_PORT
+ * It listens on 127.0.0.1 (LISTEN_PORT 0 picks a port), reaches the server at the IPv4 address
+ * UPSTREAM_ADDR, prints "listening on PORT" once it accepts, and runs until it is killed.
  *
  * It is a measuring tool, not a server: it connects upstream synchronously (a loopback connect
  * does not wait on anything), and a client whose upstream refuses is simply closed.
@@ -114,15 +115,16 @@ static int on_writable(relay_side *s)
     return arm(s) != 0 || arm(from) != 0 ? -1 : 0;
 }
 
-static int connect_upstream(int port)
+static struct sockaddr_in upstream;
+
+static int connect_upstream(void)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     if (fd < 0)
         return -1;
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    const struct sockaddr_in *a = &upstream;
     int one = 1;
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
+    if (connect(fd, (const struct sockaddr *)a, sizeof *a) != 0 ||
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0) {
         close(fd);
         return -1;
@@ -135,12 +137,12 @@ static int connect_upstream(int port)
     return fd;
 }
 
-static void accept_all(int l, int upstream_port)
+static void accept_all(int l)
 {
     int c;
     while ((c = accept4(l, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0) {
         int one = 1;
-        int u = connect_upstream(upstream_port);
+        int u = connect_upstream();
         relay_pair *p = u >= 0 ? calloc(1, sizeof *p) : NULL;
         if (!p || setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0) {
             close(c);
@@ -165,11 +167,13 @@ static void accept_all(int l, int upstream_port)
 
 int main(int argc, char **argv)
 {
-    if (argc != 3) {
-        fprintf(stderr, "usage: floor_relay LISTEN_PORT UPSTREAM_PORT\n");
+    upstream.sin_family = AF_INET;
+    if (argc != 4 || inet_pton(AF_INET, argv[2], &upstream.sin_addr) != 1) {
+        fprintf(stderr, "usage: floor_relay LISTEN_PORT UPSTREAM_ADDR UPSTREAM_PORT\n");
         return 2;
     }
-    int listen_port = atoi(argv[1]), upstream_port = atoi(argv[2]);
+    int listen_port = atoi(argv[1]);
+    upstream.sin_port = htons((uint16_t)atoi(argv[3]));
     int l = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     int one = 1;
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)listen_port)};
@@ -199,7 +203,7 @@ int main(int argc, char **argv)
         for (int i = 0; i < n; i++) {
             relay_side *s = evs[i].data.ptr;
             if (!s) {
-                accept_all(l, upstream_port);
+                accept_all(l);
                 continue;
             }
             relay_pair *p = pair_of(s);

@@ -6,6 +6,7 @@ import os
 import re
 import shlex
 import shutil
+import socket
 import subprocess
 
 from .procs import (Process, as_service_user, descendant_named, free_port, give_to_service_user,
@@ -252,18 +253,24 @@ def start_sluice(binary, workdir, pg, mongo_uri, auth=None, users=None):
     return Pooler(name, proc, port, text, mport)
 
 
-def start_relay(binary, workdir, name, upstream_port):
-    """bench/floor_relay in front of the server on upstream_port: the reference hop."""
+def start_relay(binary, workdir, name, upstream_host, upstream_port):
+    """bench/floor_relay in front of the server at upstream_host:upstream_port: the reference
+    hop."""
     if not os.access(binary, os.X_OK):
         raise Unavailable(f"{binary} does not exist (build it: ninja -C build)")
+    try:
+        addr = socket.gethostbyname(upstream_host)  # the relay takes an IPv4 address
+    except OSError as e:
+        raise Unavailable(f"floor_relay cannot reach {upstream_host}: {e}") from e
     port = free_port()
-    proc = Process([binary, str(port), str(upstream_port)], os.path.join(workdir, f"{name}.log"))
+    proc = Process([binary, str(port), addr, str(upstream_port)],
+                   os.path.join(workdir, f"{name}.log"))
     try:
         wait_port(port, proc=proc)
     except RuntimeError as e:
         proc.stop()
         raise Unavailable(f"floor_relay did not start: {e}") from e
-    return Pooler(name, proc, port, f"floor_relay {port} {upstream_port}")
+    return Pooler(name, proc, port, f"floor_relay {port} {addr} {upstream_port}")
 
 
 def pgbouncer_version():
