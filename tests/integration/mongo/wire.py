@@ -23,8 +23,11 @@ def read_reply(sock, timeout=10):
     """One whole reply: (header tuple, document), or (None, None) at EOF."""
     sock.settimeout(timeout)
     buf = b""
+    # Never past this reply: a reply behind it (pipelined requests) is the next call's, and a
+    # recv of "whatever is there" would swallow it when both have arrived.
     while len(buf) < 16 or len(buf) < struct.unpack("<i", buf[:4])[0]:
-        d = sock.recv(65536)
+        want = (16 if len(buf) < 16 else struct.unpack("<i", buf[:4])[0]) - len(buf)
+        d = sock.recv(want)
         if not d:
             return None, None
         buf += d
