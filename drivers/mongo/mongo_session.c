@@ -315,10 +315,28 @@ int mongo__sessions_note_request(mongo_client *c, const bson_t *body, mongo_refu
     r->in_txn = false;
     r->retryable = false;
     r->starts_txn = false;
-    if (bson_iter_init_find(&it, body, "lsid") && BSON_ITER_HOLDS_DOCUMENT(&it)) {
+    /* One pass over the body for the three fields (the first of each, as a lookup by key
+     * finds): a lookup per field would walk the body three times per request. */
+    bool has_lsid = false, has_txn_number = false, has_autocommit = false, in_txn = false;
+    bson_iter_t lsid;
+    if (bson_iter_init(&it, body)) {
+        while (bson_iter_next(&it)) {
+            const char *k = bson_iter_key(&it);
+            if (!has_lsid && strcmp(k, "lsid") == 0) {
+                has_lsid = true;
+                lsid = it;
+            } else if (!has_txn_number && strcmp(k, "txnNumber") == 0) {
+                has_txn_number = true;
+            } else if (!has_autocommit && strcmp(k, "autocommit") == 0) {
+                has_autocommit = true;
+                in_txn = !bson_iter_as_bool(&it);
+            }
+        }
+    }
+    if (has_lsid && BSON_ITER_HOLDS_DOCUMENT(&lsid)) {
         uint32_t len;
         const uint8_t *data;
-        bson_iter_document(&it, &len, &data);
+        bson_iter_document(&lsid, &len, &data);
         if (len <= sizeof r->lsid) {
             memcpy(r->lsid, data, len);
             r->lsid_len = len;
@@ -327,8 +345,7 @@ int mongo__sessions_note_request(mongo_client *c, const bson_t *body, mongo_refu
         if (r->has_sid && check_session_free(c, r->sid, why) != 0)
             return -1;
     }
-    bool has_txn_number = bson_iter_init_find(&it, body, "txnNumber");
-    r->in_txn = bson_iter_init_find(&it, body, "autocommit") && !bson_iter_as_bool(&it);
+    r->in_txn = in_txn;
     r->retryable = has_txn_number && !r->in_txn;
     if (r->in_txn && note_transaction(c, body, why) != 0)
         return -1;

@@ -322,3 +322,26 @@ Test(mongo_session, retryable_write_outside_a_transaction)
     mongo__sessions_client_gone(a);
     free(a);
 }
+
+Test(mongo_session, session_fields_found_in_any_order_first_one_counts)
+{
+    mongo_client *a = new_client();
+    bson_t *l = lsid_doc(5);
+    /* the fields in another order than drivers send them */
+    cr_assert_eq(request(a, BCON_NEW("insert", BCON_UTF8("c"), "autocommit", BCON_BOOL(false),
+                                     "startTransaction", BCON_BOOL(true), "txnNumber",
+                                     BCON_INT64(1), "lsid", BCON_DOCUMENT(l))),
+                 0);
+    cr_assert(a->r.in_txn && a->r.has_sid && !a->r.retryable);
+    cr_assert_eq(a->n_txns, 1);
+    /* a repeated field: the first one counts, as a lookup by key finds it */
+    request(a,
+            BCON_NEW("insert", BCON_UTF8("c"), "lsid", BCON_DOCUMENT(l), "txnNumber", BCON_INT64(2),
+                     "autocommit", BCON_BOOL(true), "autocommit", BCON_BOOL(false)));
+    cr_assert(!a->r.in_txn && a->r.retryable);
+    fs.front.stopping = true; /* no aborts queued */
+    mongo__sessions_client_gone(a);
+    fs.front.stopping = false;
+    bson_destroy(l);
+    free(a);
+}
