@@ -181,22 +181,34 @@ int mongo_bson_check_depth(const uint8_t *doc, size_t len, int max_depth)
     return pos == (size_t)n ? 0 : MONGO_BSON_INVALID;
 }
 
-/* A document of at most avail bytes at p: its length in *len. With validate, its whole structure
- * is checked: first its nesting depth, without recursion (libbson's validation recurses once per
- * level with no limit of its own, so a deep enough document from a client would overflow the
- * stack), then bson_validate (lengths, types, UTF-8). Without, only its outer frame.
+/* How much of a document doc_ok checks. */
+typedef enum doc_check {
+    DOC_FRAME, /* its outer frame: a trusted peer's (the server's replies) */
+    /* every element's frame and the nesting depth, without recursion: a client's document that
+     * Sluice forwards without reading (a document sequence's: the server validates the values) */
+    DOC_WALK,
+    /* and then bson_validate (lengths, types, keys as UTF-8): a client's body, which Sluice
+     * reads */
+    DOC_FULL,
+} doc_check;
+
+/* A document of at most avail bytes at p: its length in *len. The depth walk comes before
+ * bson_validate because libbson's validation recurses once per level with no limit of its own,
+ * so a deep enough document from a client would overflow the stack.
  * Returns 0, MONGO_BSON_INVALID or MONGO_BSON_TOO_DEEP. */
-static int doc_ok(const uint8_t *p, size_t avail, bool validate, uint32_t *len)
+static int doc_ok(const uint8_t *p, size_t avail, doc_check check, uint32_t *len)
 {
     if (avail < 5)
         return MONGO_BSON_INVALID;
     int32_t n = mongo_get_i32(p);
     if (n < 5 || (size_t)n > avail || p[n - 1] != 0)
         return MONGO_BSON_INVALID;
-    if (validate) {
+    if (check >= DOC_WALK) {
         int rc = mongo_bson_check_depth(p, (size_t)n, MONGO_MAX_BSON_DEPTH);
         if (rc != 0)
             return rc;
+    }
+    if (check == DOC_FULL) {
         bson_t b;
         size_t off;
         if (!bson_init_static(&b, p, (size_t)n) ||
@@ -244,7 +256,7 @@ static int msg_walk(const uint8_t *msg, size_t len, bool validate, mongo_msg *ou
                 *why = "OP_MSG has two body sections";
                 return -1;
             }
-            int rc = doc_ok(msg + pos, end - pos, validate, &n);
+            int rc = doc_ok(msg + pos, end - pos, validate ? DOC_FULL : DOC_FRAME, &n);
             if (rc != 0) {
                 *why = rc == MONGO_BSON_TOO_DEEP ? too_deep : "invalid BSON in OP_MSG body";
                 return rc;
@@ -272,7 +284,7 @@ static int msg_walk(const uint8_t *msg, size_t len, bool validate, mongo_msg *ou
             size_t p = (size_t)(nul - msg) + 1;
             while (p < seq_end) {
                 uint32_t n;
-                int rc = doc_ok(msg + p, seq_end - p, validate, &n);
+                int rc = doc_ok(msg + p, seq_end - p, validate ? DOC_WALK : DOC_FRAME, &n);
                 if (rc != 0) {
                     *why =
                         rc == MONGO_BSON_TOO_DEEP ? too_deep : "invalid BSON in document sequence";
@@ -329,7 +341,7 @@ int mongo_query_parse(const uint8_t *msg, size_t len, mongo_query *out, const ch
     out->collection = (const char *)p;
     size_t pos = (size_t)(nul - msg) + 1 + 8;
     uint32_t n;
-    int rc = pos < len ? doc_ok(msg + pos, len - pos, true, &n) : MONGO_BSON_INVALID;
+    int rc = pos < len ? doc_ok(msg + pos, len - pos, DOC_FULL, &n) : MONGO_BSON_INVALID;
     if (rc != 0) {
         *why = rc == MONGO_BSON_TOO_DEEP ? too_deep : "invalid BSON in OP_QUERY";
         return rc;

@@ -78,7 +78,9 @@ int mongo_bson_check_depth(const uint8_t *doc, size_t len, int max_depth);
 
 /* Validates and parses a whole OP_MSG (header included). Returns 0, or with *why set
  * MONGO_BSON_TOO_DEEP for a document nested deeper than MONGO_MAX_BSON_DEPTH and -1 for anything
- * else. BSON documents are checked with mongo_bson_check_depth, then bson_validate. */
+ * else. Every document is walked with mongo_bson_check_depth; the body, which Sluice reads, is
+ * then checked with bson_validate too. The documents of a document sequence (the inserted
+ * documents of an insert) are forwarded unread, and their values are the server's to judge. */
 int mongo_msg_parse(const uint8_t *msg, size_t len, mongo_msg *out, const char **why);
 /* The same walk over a message from a trusted peer (the server's replies): sections and document
  * frames are bounds-checked, documents are not validated inside (replies can be 48 MB). */

@@ -343,3 +343,54 @@ Test(mongo_wire, too_deep_messages_are_refused_before_libbson)
     free(m);
     free(d);
 }
+
+/* An OP_MSG of body and one document sequence, "documents", holding doc. */
+static uint8_t *msg_with_sequence(const bson_t *body, const uint8_t *doc, size_t doc_len,
+                                  size_t *len)
+{
+    size_t seq = 4 + sizeof "documents" + doc_len;
+    *len = 21 + body->len + 1 + seq;
+    uint8_t *m = calloc(1, *len);
+    mongo_put_i32(m, (int32_t)*len);
+    mongo_put_i32(m + 12, MONGO_OP_MSG);
+    memcpy(m + 21, bson_get_data(body), body->len);
+    size_t o = 21 + body->len;
+    m[o++] = 1;
+    mongo_put_i32(m + o, (int32_t)seq);
+    memcpy(m + o + 4, "documents", sizeof "documents");
+    memcpy(m + o + 4 + sizeof "documents", doc, doc_len);
+    return m;
+}
+
+Test(mongo_wire, sequence_documents_are_walked_and_the_body_validated)
+{
+    /* {"\xff": "x"}: well framed, its key not UTF-8 (which bson_validate refuses) */
+    const uint8_t bad_utf8[] = {14, 0, 0, 0, 0x02, 0xff, 0, 2, 0, 0, 0, 'x', 0, 0};
+    bson_t body = BSON_INITIALIZER;
+    BSON_APPEND_UTF8(&body, "insert", "c");
+    BSON_APPEND_UTF8(&body, "$db", "d");
+    size_t len;
+    uint8_t *m = msg_with_sequence(&body, bad_utf8, sizeof bad_utf8, &len);
+    mongo_msg msg;
+    const char *why = NULL;
+    /* Sluice forwards the inserted documents unread: their values are the server's to judge */
+    cr_assert_eq(mongo_msg_parse(m, len, &msg, &why), 0, "%s", why);
+    cr_assert_eq(msg.n_sequences, 1);
+    /* but their frames are walked: a string that claims more than its document holds */
+    size_t s = len - sizeof bad_utf8;
+    mongo_put_i32(m + s + 7, 100);
+    cr_assert_eq(mongo_msg_parse(m, len, &msg, &why), -1);
+    cr_assert_str_eq(why, "invalid BSON in document sequence");
+    free(m);
+
+    /* the body, which Sluice reads, is validated whole */
+    bson_t bad_body = BSON_INITIALIZER;
+    BSON_APPEND_UTF8(&bad_body, "insert", "c");
+    bson_append_utf8(&bad_body, "\xff", 1, "x", 1);
+    m = msg_with_sequence(&bad_body, bad_utf8, sizeof bad_utf8, &len);
+    cr_assert_eq(mongo_msg_parse(m, len, &msg, &why), -1);
+    cr_assert_str_eq(why, "invalid BSON in OP_MSG body");
+    free(m);
+    bson_destroy(&body);
+    bson_destroy(&bad_body);
+}
