@@ -10,7 +10,8 @@ from . import budget, versus
 
 TARGET_ORDER = ("direct", "relay", "pgbouncer", "sluice")
 # A target keeps its colour on every chart, whichever targets a chart leaves out.
-TARGET_COLOUR = {"direct": "#555555", "relay": "#2ca02c", "pgbouncer": "#1f77b4", "sluice": "#d62728"}
+TARGET_COLOUR = {"direct": "#555555", "relay": "#2ca02c", "pgbouncer": "#1f77b4",
+                 "sluice": "#d62728"}
 
 
 def _first_line(cmd):
