@@ -214,7 +214,8 @@ int main(int argc, char **argv)
             if (e & EPOLLERR)
                 rc = -1;
             else if ((e & EPOLLHUP) && s->len)
-                rc = -1; /* gone while its bytes wait for the peer: nothing left to relay */
+                rc = -1; /* hung up with bytes still held for a slow peer: dropped, a measuring
+                          * relay need not drain them */
             else if (e & EPOLLOUT)
                 rc = on_writable(s);
             if (rc == 0 && (e & (EPOLLIN | EPOLLHUP | EPOLLERR)))
