@@ -15,8 +15,33 @@ static bool head_is_skip_query(pg_server *s)
     return r && r->action == PG_REQ_SKIP && r->type == 'Q';
 }
 
-/* Every backend message type after the login (PostgreSQL's protocol, "Message Formats"). */
-static const char after_login_types[] = "123ACcDdEGHInNsSTtVWZ";
+/* Every backend message type after the login (PostgreSQL's protocol, "Message Formats"), as a
+ * table because every server message is looked up. Messages that change state or pop the queue
+ * are handled whole (they are small); row data, copy data and notices stream through. */
+enum { SV_KNOWN = 1, SV_WHOLE = 2 };
+static const uint8_t server_types[256] = {
+    ['1'] = SV_KNOWN | SV_WHOLE,
+    ['2'] = SV_KNOWN | SV_WHOLE,
+    ['3'] = SV_KNOWN | SV_WHOLE,
+    ['A'] = SV_KNOWN | SV_WHOLE,
+    ['C'] = SV_KNOWN | SV_WHOLE,
+    ['E'] = SV_KNOWN | SV_WHOLE,
+    ['I'] = SV_KNOWN | SV_WHOLE,
+    ['n'] = SV_KNOWN | SV_WHOLE,
+    ['s'] = SV_KNOWN | SV_WHOLE,
+    ['S'] = SV_KNOWN | SV_WHOLE,
+    ['T'] = SV_KNOWN | SV_WHOLE,
+    ['Z'] = SV_KNOWN | SV_WHOLE,
+    ['c'] = SV_KNOWN,
+    ['D'] = SV_KNOWN,
+    ['d'] = SV_KNOWN,
+    ['G'] = SV_KNOWN,
+    ['H'] = SV_KNOWN,
+    ['N'] = SV_KNOWN,
+    ['t'] = SV_KNOWN,
+    ['V'] = SV_KNOWN,
+    ['W'] = SV_KNOWN,
+};
 
 const char *pg_relay_server_header(pg_server *s, uint8_t t, bool *drop, bool *whole)
 {
@@ -24,11 +49,9 @@ const char *pg_relay_server_header(pg_server *s, uint8_t t, bool *drop, bool *wh
         return "login message from server after the login";
     /* Streamed through as if it were row data, a type Sluice does not know would leave the
      * client waiting for an end that never comes (PgBouncer also drops such a server). */
-    if (t == 0 || !strchr(after_login_types, t))
+    if (!(server_types[t] & SV_KNOWN))
         return "unknown message type from server";
-    /* Messages that change state or pop the queue are handled whole (they are small);
-     * row data, copy data and notices stream through. */
-    *whole = strchr("123nsICZETSA", t) != NULL;
+    *whole = (server_types[t] & SV_WHOLE) != 0;
     *drop = !s->client || head_is_skip_query(s);
     return NULL;
 }

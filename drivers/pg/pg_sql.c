@@ -900,3 +900,97 @@ bool pg_sql_may_reset(const char *sql, size_t len)
     }
     return false;
 }
+
+/* ---- The common case, on the raw bytes ----------------------------------------------------- */
+
+/* Whether the lower-cased bytes at p spell w. */
+static bool spells(const unsigned char *p, size_t room, const char *w, size_t n)
+{
+    if (room < n)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (lower(p[i]) != (unsigned char)w[i])
+            return false;
+    return true;
+}
+#define SPELLS(p, room, w) spells((p), (room), (w), sizeof(w) - 1)
+
+/* Whether the bytes at p start a word that observe() or pg_sql_may_reset acts on wherever it
+ * appears: temp and temporary, the pg_ names, set_config, query_to_xml*, U&"..." (u&), reset,
+ * default, discard. As substrings, so that no tokenisation can hide one. */
+static bool matters_anywhere(const unsigned char *p, size_t room)
+{
+    switch (lower(p[0])) {
+    case 'd':
+        return SPELLS(p, room, "default") || SPELLS(p, room, "discard");
+    case 'p':
+        return SPELLS(p, room, "pg_");
+    case 'q':
+        return SPELLS(p, room, "query_to_xml");
+    case 'r':
+        return SPELLS(p, room, "reset");
+    case 's':
+        return SPELLS(p, room, "set_config");
+    case 't':
+        return SPELLS(p, room, "temp");
+    case 'u':
+        return SPELLS(p, room, "u&");
+    default:
+        return false;
+    }
+}
+
+/* Whether the statement that may start at i (the text's start, or just after any ';') could
+ * lead with a keyword head() acts on. Blanks and '(' are skipped as head() skips them; a
+ * comment is not looked behind. The text's first statement must also lead with a word, so that
+ * it surely is one (an empty text has no bit at all). */
+static bool may_lead(const unsigned char *s, size_t len, size_t i, bool first)
+{
+#define HEAD(w)                                                                                    \
+    {                                                                                              \
+        w, sizeof(w) - 1                                                                           \
+    }
+    static const struct {
+        const char *w;
+        size_t n;
+    } heads[] = {HEAD("listen"),  HEAD("unlisten"), HEAD("set"),        HEAD("reset"),
+                 HEAD("create"),  HEAD("declare"),  HEAD("discard"),    HEAD("prepare"),
+                 HEAD("execute"), HEAD("load"),     HEAD("deallocate"), HEAD("do")};
+#undef HEAD
+    while (i < len && (is_space(s[i]) || s[i] == '('))
+        i++;
+    if (i == len)
+        return first;
+    if (i + 1 < len && ((s[i] == '-' && s[i + 1] == '-') || (s[i] == '/' && s[i + 1] == '*')))
+        return true;
+    if (!ident_start(s[i]))
+        return first;
+    size_t j = i + 1;
+    while (j < len && ident_cont(s[j]))
+        j++;
+    for (size_t k = 0; k < sizeof heads / sizeof *heads; k++)
+        if (j - i == heads[k].n && spells(s + i, j - i, heads[k].w, heads[k].n))
+            return true;
+    return false;
+}
+
+/* The bytes pg_sql_plain stops at: ';' and the first letters of matters_anywhere's words. */
+static const bool stop_byte[256] = {
+    [';'] = true, ['d'] = true, ['D'] = true, ['p'] = true, ['P'] = true,
+    ['q'] = true, ['Q'] = true, ['r'] = true, ['R'] = true, ['s'] = true,
+    ['S'] = true, ['t'] = true, ['T'] = true, ['u'] = true, ['U'] = true,
+};
+
+bool pg_sql_plain(const char *sql, size_t len)
+{
+    const unsigned char *s = (const unsigned char *)sql;
+    if (!s || may_lead(s, len, 0, true))
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        if (!stop_byte[s[i]])
+            continue;
+        if (s[i] == ';' ? may_lead(s, len, i + 1, false) : matters_anywhere(s + i, len - i))
+            return false;
+    }
+    return true;
+}

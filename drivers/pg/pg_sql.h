@@ -17,6 +17,7 @@
 #ifndef SLUICE_PG_SQL_H
 #define SLUICE_PG_SQL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /* What a query text does that a transaction pooler must know about (bit flags). */
@@ -95,5 +96,20 @@ unsigned pg_sql_scan(const char *sql, size_t len,
  */
 int pg_sql_listen_each(const char *sql, size_t len,
                        void (*cb)(char kind, const char *channel, size_t n, void *arg), void *arg);
+
+/*
+ * True when sql[0, len) surely holds nothing a pooler must know about: pg_sql_scan would return
+ * exactly PG_SQL_OTHER without reporting a parameter, and pg_sql_may_reset (pg_int.h) false.
+ * Decided on the raw bytes without lexing, at a fraction of pg_sql_scan's cost, for the common
+ * case (SELECT, INSERT, UPDATE, DELETE, BEGIN, COMMIT...). False means only "look closer": it is
+ * false for many texts that are plain too (a word such as "temp" or "pg_" anywhere, a comment at
+ * the start of a statement).
+ *
+ * It holds because every bit and every report comes either from the leading keyword of a
+ * statement, which starts the text or follows a ';' (a ';' inside a string only adds a place to
+ * look), or from a word that must appear in the raw bytes, in any case, wherever a string or
+ * comment puts it.
+ */
+bool pg_sql_plain(const char *sql, size_t len);
 
 #endif

@@ -18,11 +18,21 @@ static char *exact(const char *s, size_t len)
     return p;
 }
 
+/* Every text a test scans also checks the shortcut against the scan: pg_sql_plain may only
+ * say so of a text with no bit but PG_SQL_OTHER, no parameter and no possible reset. */
+static void check_plain(const char *p, size_t len, unsigned bits, bool reported)
+{
+    if (pg_sql_plain(p, len))
+        cr_expect(bits == PG_SQL_OTHER && !reported && !pg_sql_may_reset(p, len),
+                  "%.*s: plain, but bits 0x%x", (int)len, p, bits);
+}
+
 static unsigned scan(const char *sql)
 {
     size_t len = strlen(sql);
     char *p = exact(sql, len);
     unsigned f = pg_sql_scan(p, len, NULL, NULL);
+    check_plain(p, len, f, false);
     free(p);
     return f;
 }
@@ -80,6 +90,7 @@ static const char *params(const char *sql, unsigned *bits)
     size_t len = strlen(sql);
     char *p = exact(sql, len);
     unsigned f = pg_sql_scan(p, len, on_param, &ns);
+    check_plain(p, len, f, ns.len > 0);
     free(p);
     if (bits)
         *bits = f;
@@ -584,4 +595,69 @@ Test(pg_sql, may_reset)
         cr_assert_not(pg_sql_may_reset(no[i], strlen(no[i])), "%s", no[i]);
     /* only the given length is looked at */
     cr_assert_not(pg_sql_may_reset("SELECT 1 -- reset", 8));
+}
+
+static bool plain_text(const char *sql)
+{
+    size_t len = strlen(sql);
+    char *p = exact(sql, len);
+    bool plain = pg_sql_plain(p, len);
+    free(p);
+    return plain;
+}
+
+Test(pg_sql, plain_is_the_common_case)
+{
+    /* What pgbench, ORMs and drivers send most: no closer look needed. */
+    const char *plain[] = {
+        "BEGIN;",
+        "END;",
+        "UPDATE pgbench_accounts SET abalance = abalance + -4210 WHERE aid = 81731;",
+        "SELECT abalance FROM pgbench_accounts WHERE aid = $1",
+        ("INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (3, 1, 5, 7, "
+         "CURRENT_TIMESTAMP);"),
+        "(SELECT 1) UNION (SELECT 2)",
+        "select \"Users\".\"id\" from \"Users\" where \"Users\".\"email\" = $1 limit 1",
+        "SELECT 'a;b'; SELECT 2;",
+        "COMMIT; ",
+    };
+    for (size_t i = 0; i < sizeof plain / sizeof *plain; i++)
+        cr_expect(plain_text(plain[i]), "%s", plain[i]);
+    /* A word that matters anywhere, a statement that leads with a keyword head() acts on, a
+     * comment hiding a statement's start, or a text that may hold no statement: look closer.
+     * Each in any case, after a ';' inside a string too. */
+    const char *closer[] = {
+        "",
+        "   ",
+        ";SELECT 1",
+        "-- c\nSELECT 1",
+        "SELECT 1; /* c */ SET x = 1",
+        "SET search_path = a",
+        "set x=1",
+        "SELECT 1;((  reset all",
+        "SELECT 'x;' ; Listen c",
+        "SELECT 1; unlisten *",
+        "CREATE TEMP TABLE t (a int)",
+        "select 1 into temp t",
+        "SELECT * FROM pg_temp.t",
+        "SELECT PG_ADVISORY_LOCK(1)",
+        "SELECT set_config('a', 'b', false)",
+        "SELECT query_to_xml('select 1', true, true, '')",
+        "SELECT U&\"x\" FROM t",
+        "SELECT 'reset'",
+        "INSERT INTO t DEFAULT VALUES",
+        "DISCARD ALL",
+        "Declare c CURSOR WITH HOLD FOR SELECT 1",
+        "PREPARE p AS SELECT 1",
+        "EXECUTE p",
+        "DEALLOCATE p",
+        "LOAD 'x'",
+        "do $$ begin end $$",
+        "SELECT 1;DO $$ begin end $$",
+    };
+    for (size_t i = 0; i < sizeof closer / sizeof *closer; i++)
+        cr_expect_not(plain_text(closer[i]), "%s", closer[i]);
+    /* Only len bytes are looked at. */
+    cr_expect(pg_sql_plain("SELECT 1; SET x = 1", 9));
+    cr_expect_not(pg_sql_plain(NULL, 0));
 }
