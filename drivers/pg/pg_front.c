@@ -348,14 +348,18 @@ int pg_server_params_reset(pg_server *s)
  * defaults is noted (see reset_possible). In transaction mode, a statement that leaves
  * untracked session state pins the client, and one that resets the whole session leaves the
  * server at its connection defaults. */
-static int check_query(pg_client *c, pg_server *s, uint8_t t, const uint8_t *msg, size_t total)
+static int check_query(pg_client *c, pg_server *s, uint8_t t, const uint8_t *msg, size_t total,
+                       bool *plain)
 {
     const char *text;
     size_t len;
+    *plain = false;
     if (!query_text(t, msg, total, &text, &len))
         return 0;
-    /* Most texts: a pass over the bytes instead of two scans, one of them a lexer's. */
-    if (pg_sql_plain(text, len))
+    /* Most texts: a pass over the bytes instead of scans, lexing and matching (nor can a plain
+     * text be a DEALLOCATE: see pg_relay_client_msg). */
+    *plain = pg_sql_plain(text, len);
+    if (*plain)
         return 0;
     if (pg_sql_may_reset(text, len))
         s->reset_possible = true;
@@ -370,6 +374,24 @@ static int check_query(pg_client *c, pg_server *s, uint8_t t, const uint8_t *msg
         return pg_server_params_reset(s);
     }
     return 0;
+}
+
+/* The messages the server answers in order, each with its entry in the request queue. */
+static bool answered(uint8_t t)
+{
+    switch (t) {
+    case 'Q':
+    case 'F':
+    case 'P':
+    case 'B':
+    case 'D':
+    case 'E':
+    case 'C':
+    case 'S':
+        return true;
+    default:
+        return false;
+    }
 }
 
 bool pg_relay_needs_whole(const pg_client *c, uint8_t t)
@@ -398,12 +420,13 @@ int pg_relay_client_msg(pg_client *c, uint8_t t, const uint8_t *msg, size_t tota
      * pg_advisory_lock from anything else there. */
     if (t == 'F' && c->pool->mode == CFG_POOL_TRANSACTION)
         pg_pin(c, "a fast-path function call");
-    if ((t == 'Q' || t == 'P') && check_query(c, s, t, msg, total) != 0) {
+    bool plain = false;
+    if ((t == 'Q' || t == 'P') && check_query(c, s, t, msg, total, &plain) != 0) {
         pg_client_fatal(c, PG_END_NO_MEMORY, "53200", "out of memory");
         return -1;
     }
     if (tracked && t == 'Q') {
-        rc = pg_relay_deallocate(c, msg, total);
+        rc = plain ? 0 : pg_relay_deallocate(c, msg, total);
         if (rc != 0) {
             if (rc < 0) {
                 pg_client_fatal(c, PG_END_NO_MEMORY, "53200", "out of memory");
@@ -421,7 +444,7 @@ int pg_relay_client_msg(pg_client *c, uint8_t t, const uint8_t *msg, size_t tota
         rc = relay_describe_close(c, t, msg, total);
     else {
         rc = append(s, msg, total);
-        if (rc == 0 && strchr("QFPBDECS", t))
+        if (rc == 0 && answered(t))
             rc = pg_reqq_push(s, t, PG_REQ_FORWARD, NULL, false);
     }
     if (pg_conn_closing(&c->conn))

@@ -915,29 +915,36 @@ static bool spells(const unsigned char *p, size_t room, const char *w, size_t n)
 }
 #define SPELLS(p, room, w) spells((p), (room), (w), sizeof(w) - 1)
 
-/* Whether the bytes at p start a word that observe() or pg_sql_may_reset acts on wherever it
- * appears: temp and temporary, the pg_ names, set_config, query_to_xml*, U&"..." (u&), reset,
- * default, discard. As substrings, so that no tokenisation can hide one. */
-static bool matters_anywhere(const unsigned char *p, size_t room)
+/* Whether s[i] is the anchor of a word that observe() or pg_sql_may_reset acts on wherever it
+ * appears: temp (and temporary), the pg_ names, set_config, query_to_xml*, U&"..." (u&),
+ * reset, default, discard. Each word is looked for as a substring, in any case, around its
+ * rarest byte in SQL (its anchor), so that no tokenisation can hide one. */
+static inline bool around(const unsigned char *s, size_t len, size_t i, size_t at, const char *w,
+                          size_t n)
 {
-    switch (lower(p[0])) {
-    case 'd':
-        return SPELLS(p, room, "default") || SPELLS(p, room, "discard");
-    case 'p':
-        return SPELLS(p, room, "pg_");
+    return i >= at && spells(s + i - at, len - (i - at), w, n);
+}
+
+static bool matters_anywhere(const unsigned char *s, size_t len, size_t i)
+{
+#define AROUND(w, at) around(s, len, i, (at), (w), sizeof(w) - 1)
+    switch (lower(s[i])) {
+    case '_':
+        return AROUND("pg_", 2) || AROUND("set_config", 3);
     case 'q':
-        return SPELLS(p, room, "query_to_xml");
+        return AROUND("query_to_xml", 0);
+    case '&':
+        return AROUND("u&", 1);
+    case 'm':
+        return AROUND("temp", 2);
+    case 'f':
+        return AROUND("default", 2);
     case 'r':
-        return SPELLS(p, room, "reset");
-    case 's':
-        return SPELLS(p, room, "set_config");
-    case 't':
-        return SPELLS(p, room, "temp");
-    case 'u':
-        return SPELLS(p, room, "u&");
+        return AROUND("reset", 0) || AROUND("discard", 5);
     default:
         return false;
     }
+#undef AROUND
 }
 
 /* Whether the statement that may start at i (the text's start, or just after any ';') could
@@ -946,17 +953,6 @@ static bool matters_anywhere(const unsigned char *p, size_t room)
  * it surely is one (an empty text has no bit at all). */
 static bool may_lead(const unsigned char *s, size_t len, size_t i, bool first)
 {
-#define HEAD(w)                                                                                    \
-    {                                                                                              \
-        w, sizeof(w) - 1                                                                           \
-    }
-    static const struct {
-        const char *w;
-        size_t n;
-    } heads[] = {HEAD("listen"),  HEAD("unlisten"), HEAD("set"),        HEAD("reset"),
-                 HEAD("create"),  HEAD("declare"),  HEAD("discard"),    HEAD("prepare"),
-                 HEAD("execute"), HEAD("load"),     HEAD("deallocate"), HEAD("do")};
-#undef HEAD
     while (i < len && (is_space(s[i]) || s[i] == '('))
         i++;
     if (i == len)
@@ -968,17 +964,35 @@ static bool may_lead(const unsigned char *s, size_t len, size_t i, bool first)
     size_t j = i + 1;
     while (j < len && ident_cont(s[j]))
         j++;
-    for (size_t k = 0; k < sizeof heads / sizeof *heads; k++)
-        if (j - i == heads[k].n && spells(s + i, j - i, heads[k].w, heads[k].n))
-            return true;
-    return false;
+    const unsigned char *w = s + i;
+    size_t n = j - i;
+    switch (n) {
+    case 2:
+        return SPELLS(w, n, "do");
+    case 3:
+        return SPELLS(w, n, "set");
+    case 4:
+        return SPELLS(w, n, "load");
+    case 5:
+        return SPELLS(w, n, "reset");
+    case 6:
+        return SPELLS(w, n, "listen") || SPELLS(w, n, "create");
+    case 7:
+        return SPELLS(w, n, "declare") || SPELLS(w, n, "discard") || SPELLS(w, n, "prepare") ||
+               SPELLS(w, n, "execute");
+    case 8:
+        return SPELLS(w, n, "unlisten");
+    case 10:
+        return SPELLS(w, n, "deallocate");
+    default:
+        return false;
+    }
 }
 
-/* The bytes pg_sql_plain stops at: ';' and the first letters of matters_anywhere's words. */
+/* The bytes pg_sql_plain stops at: ';' and the anchors of matters_anywhere's words. */
 static const bool stop_byte[256] = {
-    [';'] = true, ['d'] = true, ['D'] = true, ['p'] = true, ['P'] = true,
-    ['q'] = true, ['Q'] = true, ['r'] = true, ['R'] = true, ['s'] = true,
-    ['S'] = true, ['t'] = true, ['T'] = true, ['u'] = true, ['U'] = true,
+    [';'] = true, ['_'] = true, ['&'] = true, ['q'] = true, ['Q'] = true, ['m'] = true,
+    ['M'] = true, ['f'] = true, ['F'] = true, ['r'] = true, ['R'] = true,
 };
 
 bool pg_sql_plain(const char *sql, size_t len)
@@ -986,11 +1000,16 @@ bool pg_sql_plain(const char *sql, size_t len)
     const unsigned char *s = (const unsigned char *)sql;
     if (!s || may_lead(s, len, 0, true))
         return false;
-    for (size_t i = 0; i < len; i++) {
-        if (!stop_byte[s[i]])
-            continue;
-        if (s[i] == ';' ? may_lead(s, len, i + 1, false) : matters_anywhere(s + i, len - i))
+    for (size_t i = 0;; i++) {
+        /* Four bytes a step: most of a text is passed over here. */
+        while (i + 4 <= len &&
+               !(stop_byte[s[i]] | stop_byte[s[i + 1]] | stop_byte[s[i + 2]] | stop_byte[s[i + 3]]))
+            i += 4;
+        while (i < len && !stop_byte[s[i]])
+            i++;
+        if (i == len)
+            return true;
+        if (s[i] == ';' ? may_lead(s, len, i + 1, false) : matters_anywhere(s, len, i))
             return false;
     }
-    return true;
 }

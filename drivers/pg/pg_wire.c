@@ -58,7 +58,24 @@ bool pg_frontend_type_valid(uint8_t type)
 {
     /* Query, Parse, Bind, Execute, Describe, Close, Flush, Sync, FunctionCall, Terminate,
      * CopyData, CopyDone, CopyFail. 'p' (password) is never valid after a trust login. */
-    return type && strchr("QPBEDCHSFXdcf", type) != NULL;
+    switch (type) {
+    case 'Q':
+    case 'P':
+    case 'B':
+    case 'E':
+    case 'D':
+    case 'C':
+    case 'H':
+    case 'S':
+    case 'F':
+    case 'X':
+    case 'd':
+    case 'c':
+    case 'f':
+        return true;
+    default:
+        return false;
+    }
 }
 
 int pg_parse_startup(const uint8_t *body, size_t len, pg_startup *out, const char **why)

@@ -582,15 +582,19 @@ Test(pg_sql, may_reset)
                          "SELECT set_config('TimeZone', NULL, false)",
                          "DO $$BEGIN RESET work_mem; END$$",
                          "DO $q$BEGIN EXECUTE $e$RESET ALL$e$; END$q$",
-                         "SELECT U&\"s\\0065t_config\"('a', NULL, false)"};
+                         "SELECT U&\"s\\0065t_config\"('a', NULL, false)",
+                         "SELECT 'you may discard this'",
+                         "SELECT a FROM t WHERE b = 'Default'"};
     const char *no[] = {"SELECT 1",
                         "SET TimeZone = 'UTC'",
                         "BEGIN",
                         "SET default_transaction_isolation = 'serializable'",
                         "SELECT * FROM resets",
                         "SELECT 1reset"};
-    for (size_t i = 0; i < sizeof yes / sizeof *yes; i++)
+    for (size_t i = 0; i < sizeof yes / sizeof *yes; i++) {
         cr_assert(pg_sql_may_reset(yes[i], strlen(yes[i])), "%s", yes[i]);
+        cr_assert_not(pg_sql_plain(yes[i], strlen(yes[i])), "%s", yes[i]);
+    }
     for (size_t i = 0; i < sizeof no / sizeof *no; i++)
         cr_assert_not(pg_sql_may_reset(no[i], strlen(no[i])), "%s", no[i]);
     /* only the given length is looked at */
