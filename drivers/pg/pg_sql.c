@@ -915,16 +915,17 @@ static bool spells(const unsigned char *p, size_t room, const char *w, size_t n)
 }
 #define SPELLS(p, room, w) spells((p), (room), (w), sizeof(w) - 1)
 
-/* Whether s[i] is the anchor of a word that observe() or pg_sql_may_reset acts on wherever it
- * appears: temp (and temporary), the pg_ names, set_config, query_to_xml*, U&"..." (u&),
- * reset, default, discard. Each word is looked for as a substring, in any case, around its
- * rarest byte in SQL (its anchor), so that no tokenisation can hide one. */
+/* Whether w is spelt around s[i], which is its byte at index at. */
 static inline bool around(const unsigned char *s, size_t len, size_t i, size_t at, const char *w,
                           size_t n)
 {
     return i >= at && spells(s + i - at, len - (i - at), w, n);
 }
 
+/* Whether s[i] is the anchor of a word that observe() or pg_sql_may_reset acts on wherever it
+ * appears: temp (and temporary), the pg_ names, set_config, query_to_xml*, U&"..." (u&),
+ * reset, default, discard. Each word is looked for as a substring, in any case, around its
+ * rarest byte in SQL (its anchor), so that no tokenisation can hide one. */
 static bool matters_anywhere(const unsigned char *s, size_t len, size_t i)
 {
 #define AROUND(w, at) around(s, len, i, (at), (w), sizeof(w) - 1)
