@@ -116,11 +116,18 @@ def descendant_named(pid, name):
     return None
 
 
-def cpu_seconds(pid):
-    """User plus system CPU time the process has used so far."""
+def cpu_split(pid):
+    """(user, system) CPU time the process has used so far: its own code's, and the kernel's
+    on its behalf (system calls, wake-ups, the network stack)."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tck = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tck, int(fields[12]) / tck
+
+
+def cpu_seconds(pid):
+    """User plus system CPU time the process has used so far."""
+    return sum(cpu_split(pid))
 
 
 def tree_cpu_seconds(pid):

@@ -12,9 +12,14 @@ def spread(result):
     if not ok:
         return None
     tp = [r["throughput"] for r in ok]
-    cpu = [r["cpu_us_per_op"] for r in ok if r.get("cpu_us_per_op") is not None]
+
+    def median_of(key):
+        v = [r[key] for r in ok if r.get(key) is not None]
+        return statistics.median(v) if v else None
+
     return {"best": max(tp), "median": statistics.median(tp), "low": min(tp), "high": max(tp),
-            "rounds": len(tp), "cpu": statistics.median(cpu) if cpu else None}
+            "rounds": len(tp), "cpu": median_of("cpu_us_per_op"),
+            "user": median_of("cpu_user_us_per_op"), "sys": median_of("cpu_sys_us_per_op")}
 
 
 def judge(b, s):
@@ -103,4 +108,27 @@ def section(results, rounds):
     if not_compared:
         lines.append("Not compared: " + "; ".join(not_compared) + ".")
     lines.append("")
-    return lines
+    return lines + cpu_split_table(names, by)
+
+
+def cpu_split_table(names, by):
+    """Each pooler's median CPU per op in its own code (user) and in the kernel on its behalf
+    (system calls, wake-ups, the network stack): what a pooler can cut by doing less work, and
+    what it can cut only by making fewer calls and wake-ups."""
+    rows = []
+    for name in names:
+        b, s = spread(by[(name, "pgbouncer")]), spread(by[(name, "sluice")])
+        if b and s and None not in (b["user"], b["sys"], s["user"], s["sys"]):
+            rows.append(f"| {name} | {b['user']:,.1f} | {b['sys']:,.1f} | {s['user']:,.1f} "
+                        f"| {s['sys']:,.1f} |")
+    if not rows:
+        return []
+    return [
+        "### The poolers' CPU: their own code and the kernel's", "",
+        "The CPU per operation above, split: *user* is the pooler's own code (parsing, "
+        "pooling, bookkeeping), *kernel* is what the kernel spent on its behalf (system calls, "
+        "wake-ups, the loopback network stack). Medians over the error-free rounds, us per op; "
+        "the kernel counts both in clock ticks (10 ms), so a short run reads coarsely.",
+        "",
+        "| scenario | PgBouncer user | PgBouncer kernel | Sluice user | Sluice kernel |",
+        "|---" * 5 + "|"] + rows + [""]
