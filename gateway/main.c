@@ -219,6 +219,12 @@ int main(int argc, char **argv)
         return 1;
     }
     int exit_code = gw_process_run(&pr);
-    mongo_global_cleanup();
+    if (!mongo_global_cleanup()) {
+        /* A worker thread is still inside libmongoc, in a selection or connect that only its
+         * timeout ends: returning would run the exit handlers under it. */
+        fprintf(stderr, "sluice: exiting while a MongoDB worker thread is still connecting\n");
+        fflush(NULL);
+        _exit(exit_code);
+    }
     return exit_code;
 }

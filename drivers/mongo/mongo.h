@@ -12,7 +12,10 @@
 
 /* Called once per process before any other mongo function (mongoc_init); and once at exit. */
 void mongo_global_init(void);
-void mongo_global_cleanup(void);
+/* Joins the worker threads (a bounded wait) and tears libmongoc down. False when a worker is
+ * still running: the process must then leave with _exit, skipping the exit handlers that would
+ * free libmongoc's and OpenSSL's state under that thread. */
+bool mongo_global_cleanup(void);
 
 /* Validates the [mongodb] entries of c (URIs parsed with mongoc_uri_t). Writes "file:line: msg"
  * lines to diag. Returns 0 when valid, -1 otherwise. Used by --check and before start. */

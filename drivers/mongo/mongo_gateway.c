@@ -45,12 +45,17 @@ void mongo_global_init(void)
     mongoc_init();
 }
 
-void mongo_global_cleanup(void)
+/* How long exit waits for the worker threads let go of at shutdown. One that is only destroying
+ * its libmongoc client ends in microseconds, and a handshake ends at once on its shut-down
+ * socket; only a server selection or a connect outlasts this, and no exit should wait for that. */
+#define MONGO_EXIT_JOIN_MS 1000
+
+bool mongo_global_cleanup(void)
 {
-    /* A worker thread let go of at shutdown may still be in a server selection; the process is
-     * exiting, and tearing libmongoc down under it would be the only way to crash now. */
-    if (!mongo__workers_running())
-        mongoc_cleanup();
+    if (!mongo__workers_join(MONGO_EXIT_JOIN_MS))
+        return false; /* tearing libmongoc down under that thread would crash it */
+    mongoc_cleanup();
+    return true;
 }
 
 /* The TLS context for m's clients (NULL when its client_tls_sslmode is disable). */

@@ -109,14 +109,17 @@ void mongo__front_own_handle(mongo_shell_front *sf, uv_handle_t *h);
 void mongo__front_maybe_free(mongo_shell_front *sf);
 
 /* mongo_worker.c */
-/* Starts sf's worker thread (detached). Returns 0 or a negative errno-style code. */
+/* Starts sf's worker thread. Returns 0 or a negative errno-style code. */
 int mongo__worker_start(mongo_shell_front *sf);
 /* Lets go of the worker without waiting for it: a thread in the middle of a server selection or
  * connect finishes it on its own, destroys its libmongoc objects itself and exits. Never blocks.
  * Closes sf->wake afterwards; close_cb is its close callback. */
 void mongo__worker_stop(mongo_shell_front *sf, uv_close_cb close_cb);
-/* True while some worker thread still runs (the process must not tear libmongoc down). */
-bool mongo__workers_running(void);
+/* Joins every worker thread, waiting up to timeout_ms in all for those still running. Returns
+ * true when none is left; false means one is still inside libmongoc (a server selection or
+ * connect only server_connect_timeout ends), and the process must not tear libmongoc or OpenSSL
+ * down. Loop thread only. */
+bool mongo__workers_join(int timeout_ms);
 /* Queues a connect to target ("host:port"), or to the write primary for "". Returns 0 or
  * -ENOMEM. */
 int mongo__worker_request_connect(mongo_shell_front *sf, const char *target);

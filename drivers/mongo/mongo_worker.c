@@ -15,14 +15,20 @@
  * a backend connection is opened, and spins when a server answers awaitable hellos at once (the
  * MongoDB-wire test server does).
  *
- * Lifetime: the thread is detached and never joined. The loop and the thread share a
- * mongo_worker (its queue, lock and quit flag), freed by whichever side lets go last; the thread
- * owns its libmongoc objects and destroys them itself. A stop sets quit and returns at once, so
- * the loop never waits for a server selection or a connect (bounded only by
- * server_connect_timeout) to finish. The thread touches the loop only through uv_async_send on
- * f->wake, under the lock and only while the loop still holds the worker: the loop clears
- * w->wake under the lock before it closes the handle.
+ * Lifetime: the loop and the thread share a mongo_worker (its queue, lock and quit flag), freed
+ * by whichever side lets go last; the thread owns its libmongoc objects and destroys them itself.
+ * A stop sets quit and returns at once, so the loop never waits for a server selection or a
+ * connect (bounded only by server_connect_timeout) to finish. The thread touches the loop only
+ * through uv_async_send on f->wake, under the lock and only while the loop still holds the
+ * worker: the loop clears w->wake under the lock before it closes the handle.
+ *
+ * Threads are joinable, and the loop thread joins them: without waiting while it runs (a thread
+ * that has ended is reaped at the next start or stop), and with a bounded wait at exit
+ * (mongo__workers_join). A thread let go of at shutdown is usually still destroying its
+ * libmongoc client when the loop ends; the exit handlers (mongoc_cleanup, OpenSSL's) must not
+ * free process-wide state under it.
  */
+#define _GNU_SOURCE /* pthread_tryjoin_np, pthread_timedjoin_np */
 #include <errno.h>
 #include <fcntl.h>
 #include <mongoc/mongoc.h>
@@ -31,12 +37,12 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "drivers/mongo/mongo_int.h"
@@ -57,9 +63,40 @@ typedef struct mongo_worker {
     int timeout_ms;
 } mongo_worker;
 
-/* Threads still running, for mongo_global_cleanup: libmongoc is process-wide state, so this
- * count is the one place a process-wide counter is the honest shape. */
-static atomic_int running_workers;
+/* Every worker thread started and not yet joined. libmongoc and OpenSSL are process-wide state,
+ * so this list is the one place process-wide bookkeeping is the honest shape. Only the loop
+ * thread (which is also the one that exits) starts, reaps and joins, so it needs no lock. */
+typedef struct worker_thread {
+    pthread_t id;
+    struct worker_thread *next;
+} worker_thread;
+static worker_thread *threads;
+
+/* Joins the threads that have ended (timeout_ms 0: without waiting for any), or waits up to
+ * timeout_ms in all for every one. Returns true when none is left. */
+static bool join_threads(int timeout_ms)
+{
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline); /* pthread_timedjoin_np's clock */
+    deadline.tv_sec += timeout_ms / 1000;
+    deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+    for (worker_thread **p = &threads; *p;) {
+        worker_thread *t = *p;
+        int rc = timeout_ms > 0 ? pthread_timedjoin_np(t->id, NULL, &deadline)
+                                : pthread_tryjoin_np(t->id, NULL);
+        if (rc == 0) {
+            *p = t->next;
+            free(t);
+        } else {
+            p = &t->next;
+        }
+    }
+    return threads == NULL;
+}
 
 static void free_jobs(mongo_job *j)
 {
@@ -683,7 +720,6 @@ static void *worker_main(void *arg)
     gw_tls_conf_release(wt.conf);
     pthread_mutex_lock(&w->lock);
     worker_unref_unlock(w);
-    atomic_fetch_sub(&running_workers, 1);
     return NULL;
 }
 
@@ -727,8 +763,11 @@ int mongo__worker_start(mongo_shell_front *f)
         free(w);
         return -ENOMEM;
     }
-    int rc = uv_async_init(f->gw->ctx->loop, &f->wake, on_wake);
+    join_threads(0); /* those of earlier stops, ended since */
+    worker_thread *t = calloc(1, sizeof *t);
+    int rc = t ? uv_async_init(f->gw->ctx->loop, &f->wake, on_wake) : -ENOMEM;
     if (rc != 0) {
+        free(t);
         free(w->uri_string);
         free(w);
         return rc;
@@ -739,20 +778,16 @@ int mongo__worker_start(mongo_shell_front *f)
     pthread_cond_init(&w->cond, NULL);
     w->wake = &f->wake;
     w->refs = 2;
-    pthread_attr_t attr;
-    pthread_t thread;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    atomic_fetch_add(&running_workers, 1);
-    rc = pthread_create(&thread, &attr, worker_main, w);
-    pthread_attr_destroy(&attr);
+    rc = pthread_create(&t->id, NULL, worker_main, w);
     if (rc != 0) {
-        atomic_fetch_sub(&running_workers, 1);
+        free(t);
         w->refs = 1;
         pthread_mutex_lock(&w->lock);
         worker_unref_unlock(w);
         return -rc; /* the wake handle is closed by the stop, like a started one's */
     }
+    t->next = threads;
+    threads = t;
     f->worker = w;
     return 0;
 }
@@ -779,6 +814,7 @@ int mongo__worker_request_connect(mongo_shell_front *f, const char *target)
 
 void mongo__worker_stop(mongo_shell_front *f, uv_close_cb close_cb)
 {
+    join_threads(0); /* those of earlier stops, ended since */
     mongo_worker *w = f->worker;
     f->worker = NULL;
     if (w) {
@@ -796,7 +832,7 @@ void mongo__worker_stop(mongo_shell_front *f, uv_close_cb close_cb)
     }
 }
 
-bool mongo__workers_running(void)
+bool mongo__workers_join(int timeout_ms)
 {
-    return atomic_load(&running_workers) > 0;
+    return join_threads(timeout_ms);
 }
