@@ -60,14 +60,20 @@ def wait_port(port, host="127.0.0.1", timeout=30, proc=None):
 
 
 class Process:
-    """A daemon we started, its output going to a log file."""
+    """A daemon we started, its output going to a log file.
+
+    Each runs in a session of its own, as a service does. With the kernel's autogroup
+    scheduling (sched_autogroup_enabled, on by default on Debian) a process that shares the
+    benchmark's session also shares one CPU share with pgbench, while PostgreSQL (pg_ctl starts
+    it in a new session) has one to itself: a pooler left in our session is preempted by the
+    load it serves, and how much depends on how the run happens to be laid out."""
 
     def __init__(self, args, log_path, env=None):
         self.args = args
         self.log_path = log_path
         self.log = open(log_path, "w")
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, env=env,
-                                     stdin=subprocess.DEVNULL)
+                                     stdin=subprocess.DEVNULL, start_new_session=True)
         # The process to measure and signal; differs from proc.pid behind runuser.
         self.pid = self.proc.pid
 

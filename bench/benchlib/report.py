@@ -39,9 +39,15 @@ def machine():
         with open("/etc/os-release") as f:
             m = re.search(r'^PRETTY_NAME="?([^"\n]*)', f.read(), re.M)
             distro = m.group(1) if m else distro
+    try:
+        with open("/proc/sys/kernel/sched_autogroup_enabled") as f:
+            autogroup = f.read().strip() == "1"
+    except OSError:
+        autogroup = None  # a kernel without it
     return {"cpu": cpu, "nproc": len(os.sched_getaffinity(0)), "cpus_online": os.cpu_count(),
             "memory_bytes": mem, "kernel": platform.release(), "os": distro,
-            "arch": platform.machine(), "load_average_at_start": os.getloadavg()}
+            "arch": platform.machine(), "load_average_at_start": os.getloadavg(),
+            "sched_autogroup": autogroup}
 
 
 def versions(root, pg, sluice_bin, pgbouncer_present, mongo_used):
@@ -111,7 +117,11 @@ def context(meta):
              f"{m['memory_bytes'] / 2**30:.1f} GiB memory, {m['arch']}",
              f"- {m['os']}, Linux {m['kernel']}; load average at start "
              + ", ".join(f"{x:.2f}" for x in m["load_average_at_start"]),
-             "- everything (clients, poolers, servers) on this one machine, over loopback", ""]
+             "- everything (clients, poolers, servers) on this one machine, over loopback; "
+             "each pooler and server in a session of its own, as a service runs"
+             + {True: " (autogroup scheduling is on: each session has its own CPU share)",
+                False: " (autogroup scheduling is off)"}.get(m.get("sched_autogroup"), ""),
+             ""]
     return lines + ["## Versions", ""] + [f"- {k}: {v}" for k, v in meta["versions"].items()] \
         + [""]
 
