@@ -575,6 +575,7 @@ void pg_client_process(pg_client *c)
             pos += total;
             continue;
         }
+        int plain = -1; /* a Query's text is plain: known once pg_relay_idle_local looked */
         if (c->state == PG_CL_IDLE) {
             /* Sync and Flush with no transaction open need no server. */
             if ((t == 'S' || t == 'H') && mlen == 4) {
@@ -590,7 +591,7 @@ void pg_client_process(pg_client *c)
                 pg_client_fatal(c, PG_END_PROTOCOL, "08P01", "invalid string in Query message");
                 return;
             }
-            int local = pg_relay_idle_local(c, t, p, total);
+            int local = pg_relay_idle_local(c, t, p, total, &plain);
             if (local < 0)
                 return;
             if (local > 0) {
@@ -601,7 +602,7 @@ void pg_client_process(pg_client *c)
                 break;
         }
         if (whole) {
-            int rc = pg_relay_client_msg(c, t, p, total);
+            int rc = pg_relay_client_msg(c, t, p, total, plain);
             if (rc < 0)
                 return;
             if (rc > 0)

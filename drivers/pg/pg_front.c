@@ -321,8 +321,22 @@ static bool query_text(uint8_t t, const uint8_t *msg, size_t total, const char *
     return true;
 }
 
-int pg_relay_idle_local(pg_client *c, uint8_t t, const uint8_t *msg, size_t total)
+/* Whether a Query's or Parse's text is plain (pg_sql_plain): nothing in it that pinning,
+ * parameter tracking, LISTEN or DEALLOCATE acts on. False for a malformed one. */
+static bool text_plain(uint8_t t, const uint8_t *msg, size_t total)
 {
+    const char *text;
+    size_t len;
+    return query_text(t, msg, total, &text, &len) && pg_sql_plain(text, len);
+}
+
+int pg_relay_idle_local(pg_client *c, uint8_t t, const uint8_t *msg, size_t total, int *plain)
+{
+    /* A Query is always whole here (a Parse may not be). A plain one leads with no LISTEN,
+     * UNLISTEN or DEALLOCATE (pg_sql_plain): nothing to answer here. */
+    *plain = t == 'Q' ? text_plain(t, msg, total) : -1;
+    if (*plain == 1)
+        return 0;
     if (t == 'Q' && c->pool->mode == CFG_POOL_TRANSACTION) {
         int rc = pg_notify_query(c, (const char *)msg + 5, total - 6);
         if (rc != 0)
@@ -349,17 +363,13 @@ int pg_server_params_reset(pg_server *s)
  * untracked session state pins the client, and one that resets the whole session leaves the
  * server at its connection defaults. */
 static int check_query(pg_client *c, pg_server *s, uint8_t t, const uint8_t *msg, size_t total,
-                       bool *plain)
+                       bool plain)
 {
     const char *text;
     size_t len;
-    *plain = false;
-    if (!query_text(t, msg, total, &text, &len))
-        return 0;
-    /* Most texts: a pass over the bytes instead of scans, lexing and matching (nor can a plain
-     * text be a DEALLOCATE: see pg_relay_client_msg). */
-    *plain = pg_sql_plain(text, len);
-    if (*plain)
+    /* Most texts are plain: a pass over the bytes instead of scans, lexing and matching (nor
+     * can a plain text be a DEALLOCATE: see pg_relay_client_msg). */
+    if (plain || !query_text(t, msg, total, &text, &len))
         return 0;
     if (pg_sql_may_reset(text, len))
         s->reset_possible = true;
@@ -401,7 +411,7 @@ bool pg_relay_needs_whole(const pg_client *c, uint8_t t)
     return pg_relay_tracks_stmts(c) && (t == 'P' || t == 'B' || t == 'D' || t == 'C');
 }
 
-int pg_relay_client_msg(pg_client *c, uint8_t t, const uint8_t *msg, size_t total)
+int pg_relay_client_msg(pg_client *c, uint8_t t, const uint8_t *msg, size_t total, int plain)
 {
     pg_server *s = c->server;
     int rc;
@@ -420,13 +430,14 @@ int pg_relay_client_msg(pg_client *c, uint8_t t, const uint8_t *msg, size_t tota
      * pg_advisory_lock from anything else there. */
     if (t == 'F' && c->pool->mode == CFG_POOL_TRANSACTION)
         pg_pin(c, "a fast-path function call");
-    bool plain = false;
-    if ((t == 'Q' || t == 'P') && check_query(c, s, t, msg, total, &plain) != 0) {
+    if ((t == 'Q' || t == 'P') && plain < 0)
+        plain = text_plain(t, msg, total);
+    if ((t == 'Q' || t == 'P') && check_query(c, s, t, msg, total, plain == 1) != 0) {
         pg_client_fatal(c, PG_END_NO_MEMORY, "53200", "out of memory");
         return -1;
     }
     if (tracked && t == 'Q') {
-        rc = plain ? 0 : pg_relay_deallocate(c, msg, total);
+        rc = plain == 1 ? 0 : pg_relay_deallocate(c, msg, total);
         if (rc != 0) {
             if (rc < 0) {
                 pg_client_fatal(c, PG_END_NO_MEMORY, "53200", "out of memory");

@@ -547,9 +547,10 @@ void pg_login_free(pg_server *s);
 void pg_reqq_free(pg_reqq *q, pg_gateway *gw);
 int pg_reqq_push(pg_server *s, uint8_t type, pg_req_action action, pg_stmt *stmt, bool named);
 /* Handles one complete client message of type t (body excludes the 5-byte header) for the
- * linked server. Returns 0; 1 when the message must wait (c->stalled, nothing consumed); or -1
- * when the client must be closed (already reported). */
-int pg_relay_client_msg(pg_client *c, uint8_t t, const uint8_t *msg, size_t len);
+ * linked server. plain: for a Query or Parse, whether its text is plain (pg_sql_plain), when
+ * pg_relay_idle_local found out; -1 when not known yet. Returns 0; 1 when the message must wait
+ * (c->stalled, nothing consumed); or -1 when the client must be closed (already reported). */
+int pg_relay_client_msg(pg_client *c, uint8_t t, const uint8_t *msg, size_t len, int plain);
 /* A Parse from a client without a server, of a statement some server of its pool already
  * accepted, is answered by Sluice: 1 when done, 0 when a server is needed, -1 on ENOMEM. This
  * keeps clients that prepare synchronously (libpq's PQprepare) from waiting for a server. */
@@ -584,8 +585,9 @@ bool pg_sql_may_reset(const char *sql, size_t len);
 
 /* Handles a message of an idle client (no server) that Sluice can answer itself: a Parse of a
  * known statement, a DEALLOCATE, a LISTEN/UNLISTEN query. 1 when answered, 0 when a server is
- * needed, -1 when the client was closed. */
-int pg_relay_idle_local(pg_client *c, uint8_t t, const uint8_t *msg, size_t total);
+ * needed, -1 when the client was closed. Sets *plain for pg_relay_client_msg: whether a Query's
+ * text is plain, -1 for other messages. */
+int pg_relay_idle_local(pg_client *c, uint8_t t, const uint8_t *msg, size_t total, int *plain);
 /* The server's session went back to its connection defaults (DISCARD ALL, RESET ALL). */
 int pg_server_params_reset(pg_server *s);
 
