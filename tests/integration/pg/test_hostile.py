@@ -910,6 +910,35 @@ def test_listen_channels_per_client_are_bounded(sluice_factory):
     assert_healthy(s)
 
 
+@pytest.mark.parametrize("text", [b"SELECT 1\0LISTEN sneaky", b"LISTEN keep\0LISTEN sneaky",
+                                  b"\0LISTEN sneaky", b"LISTEN sneaky\0", b"LISTEN sneaky\0x"])
+def test_listen_hidden_behind_a_nul_is_not_registered(sluice_factory, text):
+    """Attack: a Query whose text has a NUL inside, with a LISTEN before or after it. The server
+    refuses such a message (08P01), so no statement of it runs; Sluice must not register a
+    LISTEN from it either. The session goes on, and a NOTIFY on that channel reaches
+    nobody: the marker sent after it reaches a real listener, and the attacker's next query
+    brings no notification with it."""
+    s = sluice_factory(default_pool_size=2, query_wait_timeout=10)
+    a, c = connect(s), connect(s)
+    execute(a, "LISTEN keep")
+    hostile, _ = raw_login(s.port)
+    hostile.sendall(message(b"Q", text + b"\0"))
+    msgs, eof = read_messages(hostile, timeout=HANG)
+    _, tags, errors = results(msgs)
+    assert not eof and msgs[-1][0] == b"Z", msgs
+    assert [e["C"] for e in errors] == ["08P01"] and "LISTEN" not in tags, msgs
+    execute(c, "NOTIFY sneaky, 'smuggled'")
+    execute(c, "NOTIFY keep, 'marker'")
+    assert wait_notifies(a, lambda g: len(g) >= 1) == [("keep", "marker")]
+    hostile.sendall(q("SELECT 'after'"))
+    msgs, eof = read_messages(hostile, timeout=HANG)
+    assert not eof and [t for t, _ in msgs] == [b"T", b"D", b"C", b"Z"], msgs
+    hostile.close()
+    for x in (a, c):
+        x.close()
+    assert_healthy(s)
+
+
 def test_listening_connection_comes_back(sluice_factory, pg):
     """An unlucky operator: Sluice's listening connection is terminated on the server. Clients
     keep their subscriptions; Sluice opens a new connection by itself, and notifications reach
