@@ -229,6 +229,12 @@ def write_report(path, results, meta):
             lines.append(f"- {r['name']} on {r['target']}: {why[0][:240]}{note}")
         lines.append("")
 
+    reruns = [r for r in results if r.get("rerun")]
+    if reruns:
+        lines += ["## Reruns", ""]
+        lines += [f"- {r['name']} on {r['target']}: {r['rerun']}" for r in reruns]
+        lines.append("")
+
     if meta.get("charts"):
         lines += ["## Charts", ""] + [f"![{c}]({c})" for c in meta["charts"]] + [""]
 
