@@ -285,6 +285,10 @@ int pg_relay_deallocate(pg_client *c, const uint8_t *msg, size_t total)
 {
     pg_gateway *gw = c->conn.gw;
     char name[256];
+    /* A NUL before the last byte: the server refuses the whole message (08P01) and runs
+     * nothing, so it is not a DEALLOCATE to answer here. */
+    if (memchr(msg + 5, 0, total - 6) != NULL)
+        return 0;
     if (!pg_sql_deallocate_name((const char *)msg + 5, name, sizeof name) ||
         !pg_client_stmts_unbind(&c->stmts, &gw->stmts, name))
         return 0;

@@ -939,6 +939,32 @@ def test_listen_hidden_behind_a_nul_is_not_registered(sluice_factory, text):
     assert_healthy(s)
 
 
+@pytest.mark.parametrize("text", [b"DEALLOCATE s1\0junk", b"DEALLOCATE s1\0", b"DEALLOCATE ALL\0x"])
+def test_deallocate_with_a_nul_inside_drops_nothing(sluice_factory, text):
+    """A Query whose text is a DEALLOCATE of the client's own protocol-level statement, then a
+    NUL and more. The server refuses such a message whole (08P01), so the statement must stay:
+    Sluice may not answer it as a DEALLOCATE and forget the name, idle or inside a
+    transaction."""
+    s = sluice_factory(default_pool_size=1, query_wait_timeout=10)
+    c, _ = raw_login(s.port)
+    c.sendall(parse("s1", "SELECT 'mine'::text") + SYNC)
+    msgs, _ = read_messages(c, timeout=HANG)
+    assert [t for t, _ in msgs] == [b"1", b"Z"], msgs
+    for begin in (False, True):
+        if begin:
+            raw_ok(c, "BEGIN")
+        c.sendall(message(b"Q", text + b"\0"))
+        msgs, eof = read_messages(c, timeout=HANG)
+        _, tags, errors = results(msgs)
+        assert not eof and msgs[-1][0] == b"Z", msgs
+        assert [e["C"] for e in errors] == ["08P01"] and not tags, msgs
+        if begin:
+            raw_query(c, "ROLLBACK")
+        assert _bind_execute(c, "s1") == [("mine",)]
+    c.close()
+    assert_healthy(s)
+
+
 def test_listening_connection_comes_back(sluice_factory, pg):
     """An unlucky operator: Sluice's listening connection is terminated on the server. Clients
     keep their subscriptions; Sluice opens a new connection by itself, and notifications reach
