@@ -285,10 +285,7 @@ int pg_relay_deallocate(pg_client *c, const uint8_t *msg, size_t total)
 {
     pg_gateway *gw = c->conn.gw;
     char name[256];
-    /* A NUL before the last byte: the server refuses the whole message (08P01) and runs
-     * nothing, so it is not a DEALLOCATE to answer here. */
-    if (memchr(msg + 5, 0, total - 6) != NULL)
-        return 0;
+    /* Only for a Query that is not plain (text_plain), so its text ends at its last byte. */
     if (!pg_sql_deallocate_name((const char *)msg + 5, name, sizeof name) ||
         !pg_client_stmts_unbind(&c->stmts, &gw->stmts, name))
         return 0;
@@ -326,12 +323,16 @@ static bool query_text(uint8_t t, const uint8_t *msg, size_t total, const char *
 }
 
 /* Whether a Query's or Parse's text is plain (pg_sql_plain): nothing in it that pinning,
- * parameter tracking, LISTEN or DEALLOCATE acts on. False for a malformed one. */
+ * parameter tracking, LISTEN or DEALLOCATE acts on. False for a malformed Parse. A Query with a
+ * NUL inside its text is plain whatever it spells: the server refuses the whole message
+ * (08P01) and runs none of it, so nothing of it may be answered or acted on here. */
 static bool text_plain(uint8_t t, const uint8_t *msg, size_t total)
 {
     const char *text;
     size_t len;
-    return query_text(t, msg, total, &text, &len) && pg_sql_plain(text, len);
+    if (!query_text(t, msg, total, &text, &len))
+        return false;
+    return (t == 'Q' && len != total - 6) || pg_sql_plain(text, len);
 }
 
 int pg_relay_idle_local(pg_client *c, uint8_t t, const uint8_t *msg, size_t total, int *plain)

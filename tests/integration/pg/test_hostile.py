@@ -939,7 +939,8 @@ def test_listen_hidden_behind_a_nul_is_not_registered(sluice_factory, text):
     assert_healthy(s)
 
 
-@pytest.mark.parametrize("text", [b"DEALLOCATE s1\0junk", b"DEALLOCATE s1\0", b"DEALLOCATE ALL\0x"])
+@pytest.mark.parametrize("text", [b"DEALLOCATE s1\0junk", b"DEALLOCATE s1\0",
+                                  b"DEALLOCATE ALL\0x"])
 def test_deallocate_with_a_nul_inside_drops_nothing(sluice_factory, text):
     """A Query whose text is a DEALLOCATE of the client's own protocol-level statement, then a
     NUL and more. The server refuses such a message whole (08P01), so the statement must stay:
