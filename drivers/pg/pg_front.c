@@ -441,6 +441,9 @@ int pg_relay_client_msg(pg_client *c, uint8_t t, const uint8_t *msg, size_t tota
         pg_client_fatal(c, PG_END_NO_MEMORY, "53200", "out of memory");
         return -1;
     }
+    /* The server refuses a Query with a NUL inside its text (08P01) before it runs it, and so
+     * before it drops the unnamed statement as a simple query does. */
+    bool refused = tracked && t == 'Q' && memchr(msg + 5, 0, total - 6) != NULL;
     if (tracked && t == 'Q') {
         rc = plain == 1 ? 0 : pg_relay_deallocate(c, msg, total);
         if (rc != 0) {
@@ -450,7 +453,8 @@ int pg_relay_client_msg(pg_client *c, uint8_t t, const uint8_t *msg, size_t tota
             }
             return pg_relay_drain_fakes(s);
         }
-        pg_relay_set_unnamed(&c->unnamed, NULL, c->conn.gw);
+        if (!refused)
+            pg_relay_set_unnamed(&c->unnamed, NULL, c->conn.gw);
     }
     if (tracked && t == 'P')
         rc = relay_parse(c, msg, total);
@@ -462,6 +466,8 @@ int pg_relay_client_msg(pg_client *c, uint8_t t, const uint8_t *msg, size_t tota
         rc = append(s, msg, total);
         if (rc == 0 && answered(t))
             rc = pg_reqq_push(s, t, PG_REQ_FORWARD, NULL, false);
+        if (refused)
+            pg_relay_unnamed_unknown(s); /* not none, as pg_reqq_push took it to be */
     }
     if (pg_conn_closing(&c->conn))
         return -1;

@@ -137,8 +137,9 @@ typedef struct pg_server {
     uint64_t synced_fp;     /* fingerprint of the params of the client the server now matches */
     bool synced; /* synced_fp is valid: no change since that client's parameters applied */
     /* The unnamed statement as Sluice last sent it: a Parse("") sets it, a simple query or a
-     * Close of it clears it. unnamed_unknown: a Parse of it was skipped or failed, so the server
-     * may hold anything. unnamed_seq: the request number of its unanswered Parse, else 0. */
+     * Close of it clears it. unnamed_unknown: a Parse of it was skipped or failed, or a Query
+     * that would have dropped it was refused or skipped, so the server may hold anything.
+     * unnamed_seq: the request number of its unanswered Parse, else 0. */
     pg_stmt *unnamed;
     uint64_t unnamed_seq;
     bool unnamed_unknown;

@@ -16,6 +16,7 @@ void pg_reqq_pop(pg_server *s);
 void pg_reqq_error_pop(pg_server *s);
 /* The server surely has no unnamed statement (a simple query or a Close dropped it). */
 void pg_relay_unnamed_none(pg_server *s);
+void pg_relay_unnamed_unknown(pg_server *s);
 /* Appends a CommandComplete with tag. 0 or -ENOMEM (nothing appended). */
 int pg_relay_build_tag(gw_buf *out, gw_bufpool *bufs, const char *tag);
 

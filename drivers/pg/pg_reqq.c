@@ -43,6 +43,14 @@ void pg_relay_unnamed_none(pg_server *s)
     s->unnamed_seq = 0;
 }
 
+/* The server may hold any unnamed statement: the next Bind or Describe of it re-sends the
+ * client's Parse, or a Close when the client has none (ensure_unnamed). */
+void pg_relay_unnamed_unknown(pg_server *s)
+{
+    s->unnamed_unknown = true;
+    s->unnamed_seq = 0;
+}
+
 int pg_reqq_push(pg_server *s, uint8_t type, pg_req_action action, pg_stmt *stmt, bool named)
 {
     pg_reqq *q = &s->q;
@@ -136,15 +144,19 @@ int pg_relay_drain_fakes(pg_server *s)
     return 0;
 }
 
-/* An extended-protocol error: the server skips to Sync; so do we. */
+/* An error in an extended-protocol message: the server skips every message up to the next
+ * Sync, and so do we. A Query or FunctionCall sent in between is skipped too: the server never
+ * answers it (waiting for its answer would keep the server from the pool for good), nor does it
+ * drop the unnamed statement, as pg_reqq_push took the Query to do. */
 void pg_reqq_error_pop(pg_server *s)
 {
     pg_gateway *gw = s->conn.gw;
     pg_req *r;
-    while ((r = pg_reqq_head(s)) != NULL && r->type != 'S' && r->type != 'Q' && r->type != 'F') {
-        if (r->type == 'P' && r->unnamed) {
-            s->unnamed_unknown = true;
-            s->unnamed_seq = 0;
+    while ((r = pg_reqq_head(s)) != NULL && r->type != 'S') {
+        if (r->type == 'Q' || r->type == 'F') {
+            pg_relay_unnamed_unknown(s);
+        } else if (r->type == 'P' && r->unnamed) {
+            pg_relay_unnamed_unknown(s);
             if (r->action == PG_REQ_FORWARD && s->client && s->client->unnamed == r->stmt)
                 pg_relay_set_unnamed(&s->client->unnamed, NULL, gw);
         } else if (r->type == 'P' && r->action != PG_REQ_FAKE && r->stmt) {

@@ -966,6 +966,63 @@ def test_deallocate_with_a_nul_inside_drops_nothing(sluice_factory, text):
     assert_healthy(s)
 
 
+def test_refused_query_hands_no_unnamed_statement_to_another_client(sluice_factory):
+    """The server refuses a Query with a NUL inside its text (08P01) before running it, so
+    unlike any simple query it does not drop the unnamed statement. Sluice must not take it as
+    dropped: another client on that server that binds the unnamed statement without parsing
+    one gets 26000, not the first client's statement, and the first client's own unnamed
+    statement still binds afterwards, as it would on the server directly."""
+    s = sluice_factory(default_pool_size=1, query_wait_timeout=10)
+    a, _ = raw_login(s.port)
+    b, _ = raw_login(s.port)
+    a.sendall(parse("", "SELECT 'secret of a'::text") + SYNC)
+    msgs, _ = read_messages(a, timeout=HANG)
+    assert [t for t, _ in msgs] == [b"1", b"Z"], msgs
+    a.sendall(message(b"Q", b"SELECT 1\0x\0"))
+    msgs, eof = read_messages(a, timeout=HANG)
+    _, tags, errors = results(msgs)
+    assert not eof and msgs[-1][0] == b"Z", msgs
+    assert [e["C"] for e in errors] == ["08P01"] and not tags, msgs
+    b.sendall(bind("") + EXECUTE + SYNC)
+    msgs, eof = read_messages(b, timeout=HANG)
+    rows, _, errors = results(msgs)
+    assert not eof and msgs[-1][0] == b"Z", msgs
+    assert not rows and [e["C"] for e in errors] == ["26000"], msgs
+    assert _bind_execute(a, "") == [("secret of a",)]
+    for x in (a, b):
+        x.close()
+    assert_healthy(s)
+
+
+def test_query_skipped_after_a_batch_error_does_not_keep_the_server(sluice_factory):
+    """After an error in an extended-protocol message the server skips every message up to
+    the next Sync, a Query among them: it never answers that Query, nor does the Query drop the
+    unnamed statement. A client that sends Parse, a failing Bind, a Query and Sync gets what the
+    server sends (ParseComplete, ErrorResponse, ReadyForQuery); the only server connection
+    goes back to the pool, where another client that binds the unnamed statement without
+    parsing one gets 26000, not the first client's statement; the first client goes on."""
+    s = sluice_factory(default_pool_size=1, query_wait_timeout=10)
+    a, _ = raw_login(s.port)
+    a.sendall(parse("", "SELECT 'secret of a'::text") + bind("", b"x") + q("SELECT 2") + SYNC)
+    msgs, eof = read_messages(a, timeout=HANG)
+    rows, tags, errors = results(msgs)
+    assert not eof and [t for t, _ in msgs] == [b"1", b"E", b"Z"], msgs
+    assert [e["C"] for e in errors] == ["08P01"], msgs
+    b, _ = raw_login(s.port)
+    b.sendall(bind("") + EXECUTE + SYNC)
+    msgs, eof = read_messages(b, timeout=HANG)
+    rows, _, errors = results(msgs)
+    assert not eof and msgs[-1][0] == b"Z", msgs
+    assert not rows and [e["C"] for e in errors] == ["26000"], msgs
+    rows, _, errors = raw_query(b, "SELECT 4")
+    assert rows == [("4",)] and not errors
+    rows, _, errors = raw_query(a, "SELECT 3")
+    assert rows == [("3",)] and not errors
+    for x in (a, b):
+        x.close()
+    assert_healthy(s)
+
+
 def test_listening_connection_comes_back(sluice_factory, pg):
     """An unlucky operator: Sluice's listening connection is terminated on the server. Clients
     keep their subscriptions; Sluice opens a new connection by itself, and notifications reach
