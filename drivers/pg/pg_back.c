@@ -35,7 +35,7 @@ static const uint8_t server_types[256] = {
     ['c'] = SV_KNOWN,
     ['D'] = SV_KNOWN,
     ['d'] = SV_KNOWN,
-    ['G'] = SV_KNOWN,
+    ['G'] = SV_KNOWN | SV_WHOLE,
     ['H'] = SV_KNOWN,
     ['N'] = SV_KNOWN,
     ['t'] = SV_KNOWN,
@@ -112,7 +112,18 @@ int pg_relay_server_msg(pg_server *s, uint8_t t, const uint8_t *msg, size_t tota
         if (head && head->type == 'E')
             pg_reqq_pop(s);
         break;
+    case 'G':
+        if (head && head->action == PG_REQ_FORWARD && (head->type == 'Q' || head->type == 'E')) {
+            const char *why = pg_copy_in_begins(s);
+            if (why && s->client) {
+                pg_client_fatal(s->client, PG_END_PROTOCOL, "08P01", "%s", why);
+                return -1;
+            }
+        }
+        break;
     case 'C':
+        if (s->copy_in && head && (head->type == 'Q' || head->type == 'E'))
+            (void)pg_copy_in_ends(s, false);
         if (tag_is(body, len, "DISCARD ALL") || tag_is(body, len, "DEALLOCATE ALL")) {
             pg_server_stmts_clear(&s->stmts, &gw->stmts);
             if (fwd)
@@ -139,6 +150,13 @@ int pg_relay_server_msg(pg_server *s, uint8_t t, const uint8_t *msg, size_t tota
         }
         if (fwd)
             pg_count_error(s->pool, body, len);
+        if (s->copy_in) {
+            const char *why = pg_copy_in_ends(s, true);
+            if (why && s->client) {
+                pg_client_fatal(s->client, PG_END_PROTOCOL, "08P01", "%s", why);
+                return -1;
+            }
+        }
         if (head && strchr("PBDEC", head->type))
             pg_reqq_error_pop(s);
         break;

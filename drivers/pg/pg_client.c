@@ -611,7 +611,14 @@ void pg_client_process(pg_client *c)
         } else {
             /* Large message: forward what has arrived and stream the rest as it comes. */
             pg_server *s = c->server;
-            if (strchr("FPBDECS", t) && pg_reqq_push(s, t, PG_REQ_FORWARD, NULL, false) != 0) {
+            bool silent;
+            const char *copy_why = pg_copy_client_msg(s, t, &silent);
+            if (copy_why) {
+                pg_client_fatal(c, PG_END_PROTOCOL, "08P01", "%s", copy_why);
+                return;
+            }
+            pg_req_action action = silent ? PG_REQ_SILENT : PG_REQ_FORWARD;
+            if ((silent || strchr("FPBDECS", t)) && pg_reqq_push(s, t, action, NULL, false) != 0) {
                 pg_client_fatal(c, PG_END_NO_MEMORY, "53200", "out of memory");
                 return;
             }

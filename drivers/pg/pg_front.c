@@ -430,6 +430,12 @@ int pg_relay_client_msg(pg_client *c, uint8_t t, const uint8_t *msg, size_t tota
         pg_client_fatal(c, PG_END_PROTOCOL, "08P01", "invalid string in Query message");
         return -1;
     }
+    bool silent;
+    const char *copy_why = pg_copy_client_msg(s, t, &silent);
+    if (copy_why) {
+        pg_client_fatal(c, PG_END_PROTOCOL, "08P01", "%s", copy_why);
+        return -1;
+    }
     bool tracked = pg_relay_tracks_stmts(c);
     /* A fast-path FunctionCall names its function by OID: Sluice cannot tell set_config or
      * pg_advisory_lock from anything else there. */
@@ -464,8 +470,8 @@ int pg_relay_client_msg(pg_client *c, uint8_t t, const uint8_t *msg, size_t tota
         rc = relay_describe_close(c, t, msg, total);
     else {
         rc = append(s, msg, total);
-        if (rc == 0 && answered(t))
-            rc = pg_reqq_push(s, t, PG_REQ_FORWARD, NULL, false);
+        if (rc == 0 && (silent || answered(t)))
+            rc = pg_reqq_push(s, t, silent ? PG_REQ_SILENT : PG_REQ_FORWARD, NULL, false);
         if (refused)
             pg_relay_unnamed_unknown(s); /* not none, as pg_reqq_push took it to be */
     }

@@ -84,14 +84,17 @@ typedef enum pg_req_action {
     PG_REQ_FORWARD, /* the client sent it; its responses go to the client */
     PG_REQ_SKIP,    /* Sluice injected it; its responses are consumed, errors excepted */
     PG_REQ_FAKE,    /* never sent: Sluice answers it itself once it reaches the queue head */
+    PG_REQ_SILENT,  /* never answered (pg_copy): popped unanswered once it reaches the head */
 } pg_req_action;
 
 /* One request that expects a response, in the order it was (or would have been) sent. */
 typedef struct pg_req {
-    uint8_t type;      /* frontend message type: P B D E C S Q F */
+    uint8_t type;      /* frontend message type: P B D E C S Q F, or c f (PG_REQ_SILENT) */
     uint8_t action;    /* pg_req_action */
     bool client_named; /* a Parse of a client-named statement (undo the name on failure) */
     bool unnamed;      /* a Parse of the unnamed statement; stmt holds its body */
+    bool after_copy;   /* a Sync sent after COPY data (pg_copy) */
+    bool copy_ended;   /* a CopyDone or CopyFail marker whose COPY has ended (pg_copy) */
     pg_stmt *stmt;     /* Parse/Close of a tracked statement: holds a reference */
 } pg_req;
 
@@ -143,6 +146,12 @@ typedef struct pg_server {
     pg_stmt *unnamed;
     uint64_t unnamed_seq;
     bool unnamed_unknown;
+    /* COPY FROM STDIN (pg_copy). copy_in: the server sent CopyInResponse and has not ended the
+     * COPY. copy_open: copy_in, and the client has not sent CopyDone or CopyFail yet: its Syncs
+     * are queued silent. copy_sent: the client sent COPY data since its last request.
+     * copy_unsure: a Sync sent among the data is queued silent, right only if the COPY runs to
+     * its end. copy_marked: the client's CopyDone or CopyFail for it is queued as a marker. */
+    bool copy_in, copy_open, copy_sent, copy_unsure, copy_marked;
     /* A query that may reset parameters (RESET, SET ... TO DEFAULT, DISCARD ALL) is unanswered:
      * values reported until its ReadyForQuery may be the server's own defaults. */
     bool reset_possible;
@@ -542,6 +551,17 @@ void pg_login_process(pg_server *s);
  * SSLRequest): the startup packet goes out now. */
 void pg_login_tls_ready(pg_server *s);
 void pg_login_free(pg_server *s);
+
+/* COPY FROM STDIN (pg_copy). Before the client's message t goes to s: an error text when s
+ * copies in and t is a request (the client and s must close), else NULL with *silent set when
+ * t goes in the queue as PG_REQ_SILENT (a Sync among COPY data, a CopyDone or CopyFail). */
+const char *pg_copy_client_msg(pg_server *s, uint8_t t, bool *silent);
+/* At s's CopyInResponse to the head request: the client's Syncs up to its CopyDone or
+ * CopyFail become silent. An error text when a request lies among them. */
+const char *pg_copy_in_begins(pg_server *s);
+/* At the COPY's CommandComplete (failed false) or ErrorResponse: an error text when a failure
+ * leaves the count of Syncs the server read unknown (the client and s must close). */
+const char *pg_copy_in_ends(pg_server *s, bool failed);
 
 /* The relay: what crosses a link, message by message. pg_reqq.c (request queue), pg_front.c
  * (client to server), pg_sync.c (session parameters), pg_back.c (server to client). */

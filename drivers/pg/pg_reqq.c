@@ -54,6 +54,8 @@ void pg_relay_unnamed_unknown(pg_server *s)
 int pg_reqq_push(pg_server *s, uint8_t type, pg_req_action action, pg_stmt *stmt, bool named)
 {
     pg_reqq *q = &s->q;
+    if (action == PG_REQ_SILENT && q->count == 0)
+        return 0; /* nothing ahead of it to wait for: popped at once */
     if (q->count == q->cap) {
         uint32_t cap = q->cap ? q->cap * 2 : 8;
         pg_req *items = malloc(cap * sizeof *items);
@@ -72,13 +74,15 @@ int pg_reqq_push(pg_server *s, uint8_t type, pg_req_action action, pg_stmt *stmt
     r->stmt = stmt ? pg_stmt_ref(stmt) : NULL;
     r->client_named = named;
     r->unnamed = false;
+    r->after_copy = type == 'S' && s->copy_sent;
+    r->copy_ended = false;
     s->req_seq++;
     if (action == PG_REQ_FORWARD)
         pg_count_request(s, type);
     /* A simple query drops the server's unnamed statement. */
     if (type == 'Q' && action != PG_REQ_FAKE)
         pg_relay_unnamed_none(s);
-    if (type == 'S')
+    if (type == 'S' && action != PG_REQ_SILENT)
         s->last_sync_seq = s->req_seq;
     if (q->count++ == 0 && action != PG_REQ_FAKE && s->busy_since == 0)
         s->busy_since = gw_now(pg_ctx(&s->conn));
@@ -88,10 +92,13 @@ int pg_reqq_push(pg_server *s, uint8_t type, pg_req_action action, pg_stmt *stmt
 void pg_reqq_pop(pg_server *s)
 {
     pg_req *r = pg_reqq_head(s);
-    if (r->stmt)
-        pg_stmt_unref(&s->conn.gw->stmts, r->stmt);
-    s->q.head = (s->q.head + 1) % s->q.cap;
-    s->q.count--;
+    do {
+        if (r->stmt)
+            pg_stmt_unref(&s->conn.gw->stmts, r->stmt);
+        s->q.head = (s->q.head + 1) % s->q.cap;
+        s->q.count--;
+        /* Silent entries behind it need no answer: the head is always one that does. */
+    } while ((r = pg_reqq_head(s)) != NULL && r->action == PG_REQ_SILENT);
 }
 
 void pg_reqq_free(pg_reqq *q, pg_gateway *gw)

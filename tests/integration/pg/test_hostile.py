@@ -1023,6 +1023,73 @@ def test_query_skipped_after_a_batch_error_does_not_keep_the_server(sluice_facto
     assert_healthy(s)
 
 
+def _copy_msgs(*rows):
+    return b"".join(message(b"d", r) for r in rows) + message(b"c")
+
+
+def test_sync_among_copy_data_gives_the_server_back(sluice_factory, pg):
+    """A Sync sent while the server copies in is read as part of the COPY and never answered.
+    The client gets what the server sends (CopyInResponse, CommandComplete, ReadyForQuery) and
+    the only server connection goes back to the pool for the next client."""
+    pg.psql("DROP TABLE IF EXISTS copy_sync; CREATE TABLE copy_sync (x int)")
+    s = sluice_factory(default_pool_size=1, query_wait_timeout=10)
+    a, _ = raw_login(s.port)
+    a.sendall(q("COPY copy_sync FROM STDIN") + SYNC + _copy_msgs(b"1\n", b"2\n"))
+    msgs, eof = read_messages(a, timeout=HANG)
+    _, tags, errors = results(msgs)
+    assert not eof and [t for t, _ in msgs] == [b"G", b"C", b"Z"] and tags == ["COPY 2"], msgs
+    b, _ = raw_login(s.port)
+    assert raw_ok(b, "SELECT count(*) FROM copy_sync")[0] == [("2",)]
+    assert raw_ok(a, "SELECT 3")[0] == [("3",)]
+    for x in (a, b):
+        x.close()
+    assert_healthy(s)
+
+
+def test_two_copies_in_one_query_with_syncs_among_their_data(sluice_factory, pg):
+    """One Query holding two COPY FROM STDIN, all of it sent at once with a Sync among the data
+    of each: every Sync is read as COPY data. The client gets both COPYs' results and one
+    ReadyForQuery; the server goes back to the pool."""
+    pg.psql("DROP TABLE IF EXISTS copy_two; CREATE TABLE copy_two (x int)")
+    s = sluice_factory(default_pool_size=1, query_wait_timeout=10)
+    a, _ = raw_login(s.port)
+    a.sendall(q("COPY copy_two FROM STDIN; COPY copy_two FROM STDIN") + SYNC +
+              _copy_msgs(b"1\n") + SYNC + _copy_msgs(b"2\n", b"3\n"))
+    msgs, eof = read_messages(a, timeout=HANG)
+    _, tags, errors = results(msgs)
+    assert not eof and [t for t, _ in msgs] == [b"G", b"C", b"G", b"C", b"Z"], msgs
+    assert tags == ["COPY 1", "COPY 2"], msgs
+    b, _ = raw_login(s.port)
+    assert raw_ok(b, "SELECT sum(x) FROM copy_two")[0] == [("6",)]
+    for x in (a, b):
+        x.close()
+    assert_healthy(s)
+
+
+@pytest.mark.parametrize("tail", ["sync-then-bad-row", "query"])
+def test_copy_whose_end_sluice_cannot_know_closes_that_client(sluice_factory, pg, tail):
+    """Two COPYs Sluice cannot follow message by message: a Sync among the data of a COPY that
+    then fails (the server may have read it before or after failing, so the number of
+    ReadyForQuery to come is unknown), and a Query among COPY data (the server fails the COPY
+    on it and never answers it). That client gets 08P01 and is closed, with its server;
+    another client gets a server and its data is intact."""
+    pg.psql("DROP TABLE IF EXISTS copy_bad; CREATE TABLE copy_bad (x int)")
+    s = sluice_factory(default_pool_size=1, query_wait_timeout=10)
+    a, _ = raw_login(s.port)
+    if tail == "query":
+        rest = message(b"d", b"1\n") + q("SELECT 1") + _copy_msgs(b"2\n")
+    else:
+        rest = message(b"d", b"1\n") + SYNC + _copy_msgs(b"x\n")
+    a.sendall(q("COPY copy_bad FROM STDIN") + rest)
+    msgs, eof = read_messages(a, timeout=HANG)
+    errors = [error_fields(body) for t, body in msgs if t == b"E"]
+    assert eof and errors and errors[-1]["C"] == "08P01" and errors[-1]["S"] == "FATAL", msgs
+    b, _ = raw_login(s.port)
+    assert raw_ok(b, "SELECT count(*) FROM copy_bad")[0] == [("0",)]
+    b.close()
+    assert_healthy(s)
+
+
 def test_listening_connection_comes_back(sluice_factory, pg):
     """An unlucky operator: Sluice's listening connection is terminated on the server. Clients
     keep their subscriptions; Sluice opens a new connection by itself, and notifications reach

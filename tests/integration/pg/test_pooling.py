@@ -182,7 +182,9 @@ class Libpq:
             ("PQdescribePrepared", vp, [vp, cp]), ("PQexec", vp, [vp, cp]),
             ("PQresultStatus", i, [vp]), ("PQresultErrorField", cp, [vp, i]),
             ("PQgetvalue", cp, [vp, i, i]), ("PQnparams", i, [vp]), ("PQclear", None, [vp]),
-            ("PQntuples", i, [vp]),
+            ("PQntuples", i, [vp]), ("PQgetResult", vp, [vp]),
+            ("PQexecParams", vp, [vp, cp, i, vp, vp, vp, vp, i]),
+            ("PQputCopyData", i, [vp, cp, i]), ("PQputCopyEnd", i, [vp, cp]),
         ]:
             f = getattr(pq, name)
             f.restype, f.argtypes = res, args
@@ -216,8 +218,20 @@ class Libpq:
     def exec(self, c, sql):
         return self._result(self.pq.PQexec(c, sql.encode()))
 
+    def copy_in(self, c, sql, data):
+        """COPY FROM STDIN sent by PQexecParams (the extended protocol): the status and
+        SQLSTATE of its first result."""
+        st = self._result(self.pq.PQexecParams(c, sql.encode(), 0, None, None, None, None, 0))
+        assert st[0] == PGRES_COPY_IN, st
+        assert self.pq.PQputCopyData(c, data, len(data)) == 1
+        assert self.pq.PQputCopyEnd(c, None) == 1
+        first = None
+        while (r := self.pq.PQgetResult(c)):
+            first = first or self._result(r)[:2]
+        return first
 
-PGRES_COMMAND_OK, PGRES_TUPLES_OK, PGRES_FATAL_ERROR = 1, 2, 7
+
+PGRES_COMMAND_OK, PGRES_TUPLES_OK, PGRES_COPY_IN, PGRES_FATAL_ERROR = 1, 2, 4, 7
 
 
 def test_prepared_statements_across_servers(sluice_factory, pg):
@@ -253,6 +267,25 @@ def test_prepared_statements_across_servers(sluice_factory, pg):
     assert lib.execp(conns[1], "fixed")[1] == "26000"
     assert lib.execp(conns[2], "fixed")[2] == b"42", "other clients keep their statements"
     for c in conns:
+        lib.pq.PQfinish(c)
+
+
+def test_copy_in_by_the_extended_protocol_gives_the_server_back(sluice_factory, pg):
+    """libpq sends a COPY FROM STDIN run by PQexecParams as Parse, Bind, Describe, Execute
+    and Sync, then the data, CopyDone and another Sync. The server reads the first Sync as part
+    of the COPY and answers only the second. With one server connection, the COPY must leave
+    the server to the next client, whether it succeeds or fails on bad data."""
+    pg.psql("DROP TABLE IF EXISTS copy_ext; CREATE TABLE copy_ext (x int)")
+    s = sluice_factory(default_pool_size=1, query_wait_timeout=10)
+    lib = Libpq()
+    a, b = lib.connect(s.port), lib.connect(s.port)
+    for data, want in ((b"1\n2\n", (PGRES_COMMAND_OK, None)),
+                       (b"3\nx\n", (PGRES_FATAL_ERROR, "22P02"))):
+        assert lib.copy_in(a, "COPY copy_ext FROM STDIN", data) == want
+        st, code, value, _ = lib.exec(b, "SELECT count(*) FROM copy_ext")
+        assert (st, code, value) == (PGRES_TUPLES_OK, None, b"2")
+    assert lib.exec(a, "SELECT sum(x) FROM copy_ext")[2] == b"3"
+    for c in (a, b):
         lib.pq.PQfinish(c)
 
 
