@@ -611,14 +611,16 @@ void pg_client_process(pg_client *c)
         } else {
             /* Large message: forward what has arrived and stream the rest as it comes. */
             pg_server *s = c->server;
-            bool silent;
-            const char *copy_why = pg_copy_client_msg(s, t, &silent);
+            pg_copy_queue queue;
+            const char *copy_why = pg_copy_client_msg(s, t, &queue);
             if (copy_why) {
                 pg_client_fatal(c, PG_END_PROTOCOL, "08P01", "%s", copy_why);
                 return;
             }
-            pg_req_action action = silent ? PG_REQ_SILENT : PG_REQ_FORWARD;
-            if ((silent || strchr("FPBDECS", t)) && pg_reqq_push(s, t, action, NULL, false) != 0) {
+            bool queued =
+                queue == PG_COPY_MARKER || (queue == PG_COPY_USUAL && strchr("FPBDECS", t));
+            pg_req_action action = queue == PG_COPY_MARKER ? PG_REQ_SILENT : PG_REQ_FORWARD;
+            if (queued && pg_reqq_push(s, t, action, NULL, false) != 0) {
                 pg_client_fatal(c, PG_END_NO_MEMORY, "53200", "out of memory");
                 return;
             }

@@ -6,8 +6,9 @@
  * and fails the COPY on any other request. Clients send such a Sync honestly: libpq sends
  * Parse, Bind, Describe, Execute and Sync for a COPY in the extended protocol, then the data,
  * CopyDone and another Sync. Queued as a request, the ignored Sync would wait for a
- * ReadyForQuery that never comes and keep the server from the pool for good; so it becomes a
- * silent entry, popped unanswered. The client's CopyDone and CopyFail are silent entries too:
+ * ReadyForQuery that never comes and keep the server from the pool for good. A Sync sent while
+ * the COPY is known to run is not queued; one queued before its CopyInResponse came becomes a
+ * silent entry, popped unanswered, as do the client's CopyDone and CopyFail sent that early:
  * they mark where the COPY data ends in the queue.
  *
  * Which Syncs the server ignores is certain for those sent before any COPY data (it reads them
@@ -20,9 +21,9 @@
 #include "drivers/pg/pg_int.h"
 #include "drivers/pg/pg_relay.h"
 
-const char *pg_copy_client_msg(pg_server *s, uint8_t t, bool *silent)
+const char *pg_copy_client_msg(pg_server *s, uint8_t t, pg_copy_queue *queue)
 {
-    *silent = false;
+    *queue = PG_COPY_USUAL;
     switch (t) {
     case 'd':
         s->copy_sent = true;
@@ -31,14 +32,17 @@ const char *pg_copy_client_msg(pg_server *s, uint8_t t, bool *silent)
     case 'f':
         /* The end of the data of a COPY whose CopyInResponse has not come yet: a marker for
          * pg_copy_in_begins. Nothing queued: no COPY runs (the tail of a failed one). */
-        *silent = !s->copy_open && s->q.count > 0;
+        if (!s->copy_open && s->q.count > 0)
+            *queue = PG_COPY_MARKER;
         s->copy_sent = true;
         s->copy_open = false;
         return NULL;
     case 'S':
-        *silent = s->copy_open;
-        if (s->copy_open && s->copy_sent)
-            s->copy_unsure = true;
+        /* Sent during the COPY's data: nothing to convert later, so not queued at all. */
+        if (s->copy_open) {
+            *queue = PG_COPY_NONE;
+            s->copy_unsure = s->copy_unsure || s->copy_sent;
+        }
         return NULL;
     case 'H':
         return NULL;

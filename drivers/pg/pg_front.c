@@ -430,8 +430,8 @@ int pg_relay_client_msg(pg_client *c, uint8_t t, const uint8_t *msg, size_t tota
         pg_client_fatal(c, PG_END_PROTOCOL, "08P01", "invalid string in Query message");
         return -1;
     }
-    bool silent;
-    const char *copy_why = pg_copy_client_msg(s, t, &silent);
+    pg_copy_queue queue;
+    const char *copy_why = pg_copy_client_msg(s, t, &queue);
     if (copy_why) {
         pg_client_fatal(c, PG_END_PROTOCOL, "08P01", "%s", copy_why);
         return -1;
@@ -470,8 +470,10 @@ int pg_relay_client_msg(pg_client *c, uint8_t t, const uint8_t *msg, size_t tota
         rc = relay_describe_close(c, t, msg, total);
     else {
         rc = append(s, msg, total);
-        if (rc == 0 && (silent || answered(t)))
-            rc = pg_reqq_push(s, t, silent ? PG_REQ_SILENT : PG_REQ_FORWARD, NULL, false);
+        if (rc == 0 && queue == PG_COPY_MARKER)
+            rc = pg_reqq_push(s, t, PG_REQ_SILENT, NULL, false);
+        else if (rc == 0 && queue == PG_COPY_USUAL && answered(t))
+            rc = pg_reqq_push(s, t, PG_REQ_FORWARD, NULL, false);
         if (refused)
             pg_relay_unnamed_unknown(s); /* not none, as pg_reqq_push took it to be */
     }

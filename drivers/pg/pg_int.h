@@ -148,9 +148,9 @@ typedef struct pg_server {
     bool unnamed_unknown;
     /* COPY FROM STDIN (pg_copy). copy_in: the server sent CopyInResponse and has not ended the
      * COPY. copy_open: copy_in, and the client has not sent CopyDone or CopyFail yet: its Syncs
-     * are queued silent. copy_sent: the client sent COPY data since its last request.
-     * copy_unsure: a Sync sent among the data is queued silent, right only if the COPY runs to
-     * its end. copy_marked: the client's CopyDone or CopyFail for it is queued as a marker. */
+     * are not queued. copy_sent: the client sent COPY data since its last request.
+     * copy_unsure: a Sync sent among the data is taken as ignored, right only if the COPY runs
+     * to its end. copy_marked: the client's CopyDone or CopyFail for it is queued as a marker. */
     bool copy_in, copy_open, copy_sent, copy_unsure, copy_marked;
     /* A query that may reset parameters (RESET, SET ... TO DEFAULT, DISCARD ALL) is unanswered:
      * values reported until its ReadyForQuery may be the server's own defaults. */
@@ -552,10 +552,16 @@ void pg_login_process(pg_server *s);
 void pg_login_tls_ready(pg_server *s);
 void pg_login_free(pg_server *s);
 
+/* How a client message goes in the request queue while COPY FROM STDIN may run (pg_copy). */
+typedef enum pg_copy_queue {
+    PG_COPY_USUAL,  /* as any message of its type */
+    PG_COPY_MARKER, /* as a PG_REQ_SILENT entry: a CopyDone or CopyFail ahead of the COPY */
+    PG_COPY_NONE,   /* not at all: a Sync the server reads as COPY data and ignores */
+} pg_copy_queue;
+
 /* COPY FROM STDIN (pg_copy). Before the client's message t goes to s: an error text when s
- * copies in and t is a request (the client and s must close), else NULL with *silent set when
- * t goes in the queue as PG_REQ_SILENT (a Sync among COPY data, a CopyDone or CopyFail). */
-const char *pg_copy_client_msg(pg_server *s, uint8_t t, bool *silent);
+ * copies in and t is a request (the client and s must close), else NULL with *queue set. */
+const char *pg_copy_client_msg(pg_server *s, uint8_t t, pg_copy_queue *queue);
 /* At s's CopyInResponse to the head request: the client's Syncs up to its CopyDone or
  * CopyFail become silent. An error text when a request lies among them. */
 const char *pg_copy_in_begins(pg_server *s);

@@ -1046,6 +1046,27 @@ def test_sync_among_copy_data_gives_the_server_back(sluice_factory, pg):
     assert_healthy(s)
 
 
+def test_syncs_sent_during_copy_data_are_not_queued(sluice_factory, pg):
+    """Syncs sent once the COPY runs are ignored by the server and take no place among the
+    requests awaiting answers: more of them than that bound (4,096) neither stall the client
+    nor keep the server."""
+    pg.psql("DROP TABLE IF EXISTS copy_many; CREATE TABLE copy_many (x int)")
+    s = sluice_factory(default_pool_size=1, query_wait_timeout=10)
+    a, _ = raw_login(s.port)
+    a.sendall(q("COPY copy_many FROM STDIN"))
+    msgs, _ = read_messages(a, until=b"G", timeout=HANG)
+    assert [t for t, _ in msgs] == [b"G"], msgs
+    a.sendall(SYNC * 5000 + _copy_msgs(b"7\n"))
+    msgs, eof = read_messages(a, timeout=HANG)
+    _, tags, _ = results(msgs)
+    assert not eof and [t for t, _ in msgs] == [b"C", b"Z"] and tags == ["COPY 1"], msgs
+    b, _ = raw_login(s.port)
+    assert raw_ok(b, "SELECT sum(x) FROM copy_many")[0] == [("7",)]
+    for x in (a, b):
+        x.close()
+    assert_healthy(s)
+
+
 def test_two_copies_in_one_query_with_syncs_among_their_data(sluice_factory, pg):
     """One Query holding two COPY FROM STDIN, all of it sent at once with a Sync among the data
     of each: every Sync is read as COPY data. The client gets both COPYs' results and one
