@@ -21,7 +21,7 @@
 #include "drivers/pg/pg_int.h"
 #include "drivers/pg/pg_relay.h"
 
-const char *pg_copy_client_msg(pg_server *s, uint8_t t, pg_copy_queue *queue)
+const char *pg_copy_client_msg_slow(pg_server *s, uint8_t t, pg_copy_queue *queue)
 {
     *queue = PG_COPY_USUAL;
     switch (t) {

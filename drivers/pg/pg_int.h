@@ -561,7 +561,16 @@ typedef enum pg_copy_queue {
 
 /* COPY FROM STDIN (pg_copy). Before the client's message t goes to s: an error text when s
  * copies in and t is a request (the client and s must close), else NULL with *queue set. */
-const char *pg_copy_client_msg(pg_server *s, uint8_t t, pg_copy_queue *queue);
+const char *pg_copy_client_msg_slow(pg_server *s, uint8_t t, pg_copy_queue *queue);
+static inline const char *pg_copy_client_msg(pg_server *s, uint8_t t, pg_copy_queue *queue)
+{
+    /* Most messages: no COPY data sent or running, and t is none of it. */
+    if (!s->copy_open && !s->copy_sent && t != 'd' && t != 'c' && t != 'f') {
+        *queue = PG_COPY_USUAL;
+        return NULL;
+    }
+    return pg_copy_client_msg_slow(s, t, queue);
+}
 /* At s's CopyInResponse to the head request: the client's Syncs up to its CopyDone or
  * CopyFail become silent. An error text when a request lies among them. */
 const char *pg_copy_in_begins(pg_server *s);

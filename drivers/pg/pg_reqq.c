@@ -91,14 +91,16 @@ int pg_reqq_push(pg_server *s, uint8_t type, pg_req_action action, pg_stmt *stmt
 
 void pg_reqq_pop(pg_server *s)
 {
-    pg_req *r = pg_reqq_head(s);
+    pg_reqq *q = &s->q;
+    pg_req *r = &q->items[q->head];
     do {
         if (r->stmt)
             pg_stmt_unref(&s->conn.gw->stmts, r->stmt);
-        s->q.head = (s->q.head + 1) % s->q.cap;
-        s->q.count--;
+        q->head = (q->head + 1) % q->cap;
+        q->count--;
+        r = &q->items[q->head];
         /* Silent entries behind it need no answer: the head is always one that does. */
-    } while ((r = pg_reqq_head(s)) != NULL && r->action == PG_REQ_SILENT);
+    } while (q->count && r->action == PG_REQ_SILENT);
 }
 
 void pg_reqq_free(pg_reqq *q, pg_gateway *gw)
